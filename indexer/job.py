@@ -1,0 +1,192 @@
+"""An incremental, resumable indexing run: diff disk against the library, embed what is new."""
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
+from .embed import decode_all, default_workers, embed_batches
+from .model import Embedder
+from .store import ImageRow, Known, ModelInfo, Store
+from .walk import FileStat, walk
+
+HASH_CHUNK_BYTES = 1 << 20
+HASH_THREADS = 4  # hashing is I/O bound and hashlib releases the GIL
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class IndexOptions:
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int | None = None  # decode processes; None = one per spare core
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    exclude: tuple[str, ...] = ()
+    include_hidden: bool = False
+    retry_failed: bool = False
+
+
+@dataclass
+class IndexSummary:
+    indexed: int = 0  # new or changed files now in the library (embedded or reused)
+    unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
+    failed: list[dict] = field(default_factory=list)  # {"path", "error"} of this run
+    seconds: float = 0.0
+    model: str = ""
+    embedded: int = 0  # of `indexed`, how many went through the model (others reused a vector)
+
+    def to_json(self) -> dict:
+        return {
+            "indexed": self.indexed, "unchanged": self.unchanged, "moved": self.moved,
+            "removed": self.removed, "failed": self.failed, "seconds": round(self.seconds, 3),
+            "model": self.model, "embedded": self.embedded,
+        }
+
+
+@dataclass
+class Plan:
+    """What a run has to do, worked out before any model is loaded."""
+
+    embed: list[tuple[FileStat, str]] = field(default_factory=list)  # (file, content hash)
+    reuse: list[tuple[FileStat, str, dict]] = field(default_factory=list)  # copy a known vector
+    moves: list[tuple[int, str, int, int]] = field(default_factory=list)
+    touches: list[tuple[int, int, int]] = field(default_factory=list)
+    removals: list[int] = field(default_factory=list)
+    failed: list[ImageRow] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def plan(store: Store, roots: list[str], options: IndexOptions, progress: Progress | None = None
+         ) -> tuple[Plan, list[dict]]:
+    """Walk, diff against the library and hash what changed; returns the plan and walk errors."""
+    walk_errors: list = []
+    files = list(walk(roots, skip=[store.directory], exclude=options.exclude,
+                      include_hidden=options.include_hidden, errors=walk_errors))
+    known = store.known_under(roots)
+    seen = {f.path for f in files}
+    result = Plan()
+    candidates: list[FileStat] = []
+    for f in files:
+        row = known.get(f.path)
+        if row and row.size == f.size and row.mtime_ns == f.mtime_ns and not (
+            options.retry_failed and row.status == "failed"
+        ):
+            result.unchanged += 1
+        else:
+            candidates.append(f)
+    gone = {row.hash: row for row in known.values() if row.path not in seen and row.status == "ok"}
+    gone_ids = {row.id for row in known.values() if row.path not in seen}
+    hashes = _hash_all(candidates, result, progress)
+    reusable = store.rows_with_hashes(h for _, h in hashes)
+    for f, digest in hashes:
+        _classify(f, digest, known.get(f.path), gone, gone_ids, reusable, result)
+    result.removals = sorted(gone_ids)
+    errors = [{"path": e.path, "error": e.error} for e in walk_errors]
+    return result, errors
+
+
+def _hash_all(files: list[FileStat], result: Plan, progress: Progress | None
+              ) -> list[tuple[FileStat, str]]:
+    out = []
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        futures = [(f, pool.submit(sha256_file, f.path)) for f in files]
+        for done, (f, future) in enumerate(futures, 1):
+            try:
+                out.append((f, future.result()))
+            except OSError as exc:
+                result.failed.append(ImageRow(f.path, f.size, f.mtime_ns, None, "failed",
+                                              f"cannot read file: {exc.strerror or exc}"))
+            if progress:
+                progress("hash", done, len(futures))
+    return out
+
+
+def _classify(f: FileStat, digest: str, row: Known | None, gone: dict[str, Known],
+              gone_ids: set[int], reusable: dict[str, dict], result: Plan) -> None:
+    if row and row.hash == digest and row.status == "ok":
+        result.touches.append((row.id, f.size, f.mtime_ns))  # touched, same bytes
+    elif digest in gone and row is None:
+        moved = gone.pop(digest)
+        gone_ids.discard(moved.id)
+        result.moves.append((moved.id, f.path, f.size, f.mtime_ns))
+    elif digest in reusable:
+        result.reuse.append((f, digest, reusable[digest]))
+    else:
+        result.embed.append((f, digest))
+
+
+def run(
+    store: Store,
+    roots: Iterable[str],
+    load_embedder: Callable[[], Embedder],
+    options: IndexOptions | None = None,
+    progress: Progress | None = None,
+) -> IndexSummary:
+    """Index roots into the store. The model is loaded only if something needs embedding."""
+    started = time.perf_counter()
+    options = options or IndexOptions()
+    roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
+    work, walk_errors = plan(store, roots, options, progress)
+    summary = IndexSummary(unchanged=work.unchanged, moved=len(work.moves),
+                           removed=len(work.removals), failed=list(walk_errors))
+    store.apply_moves(work.moves, work.touches, work.removals)
+    summary.indexed += _write_reused(store, work.reuse)
+    store.write_rows(work.failed)
+    summary.failed += [{"path": r.path, "error": r.error} for r in work.failed]
+    model = store.model()
+    summary.model = model.id if model else ""
+    if work.embed:
+        embedder = load_embedder()
+        store.bind_model(ModelInfo(embedder.id, embedder.dim, embedder.recipe.to_json()))
+        summary.model = embedder.id
+        _embed_and_write(store, embedder, work.embed, options, summary, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write_reused(store: Store, reuse: list[tuple[FileStat, str, dict]]) -> int:
+    rows = [
+        ImageRow(f.path, f.size, f.mtime_ns, digest, "ok", None, src["width"], src["height"],
+                 src["format"], src["taken"], src["vector"])
+        for f, digest, src in reuse
+    ]
+    store.write_rows(rows)
+    return len(rows)
+
+
+def _embed_and_write(store: Store, embedder: Embedder, todo: list[tuple[FileStat, str]],
+                     options: IndexOptions, summary: IndexSummary, progress: Progress | None):
+    by_path = {f.path: (f, digest) for f, digest in todo}
+    workers = default_workers() if options.workers is None else options.workers
+    decoded = decode_all(list(by_path), embedder.recipe, options.max_pixels, workers)
+    done = 0
+    for batch in embed_batches(decoded, embedder.embed, options.batch_size):
+        rows = []
+        for item in batch:
+            f, digest = by_path[item.path]
+            if item.vector is None:
+                rows.append(ImageRow(f.path, f.size, f.mtime_ns, digest, "failed", item.error))
+                summary.failed.append({"path": f.path, "error": item.error})
+                continue
+            d = item.decoded
+            rows.append(ImageRow(f.path, f.size, f.mtime_ns, digest, "ok", None, d.width,
+                                 d.height, d.format, d.taken, item.vector.astype("<f4").tobytes()))
+            summary.indexed += 1
+            summary.embedded += 1
+        store.write_rows(rows)  # one transaction per batch: a kill loses at most this batch
+        done += len(batch)
+        if progress:
+            progress("embed", done, len(todo))

@@ -1,0 +1,53 @@
+"""Every table of the library and every migration, in order. No other module creates tables."""
+
+import sqlite_utils
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+def m001_images_and_meta(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["images"].create(
+        {
+            "id": int,
+            "path": str,  # absolute path as walked
+            "size": int,  # bytes
+            "mtime_ns": int,
+            "hash": str,  # sha256 of the file's bytes, hex
+            "width": int,  # upright (EXIF orientation applied)
+            "height": int,
+            "format": str,
+            "taken": str,  # EXIF capture time, ISO 8601, or null
+            "status": str,  # "ok" or "failed"
+            "error": str,
+            "indexed_at": str,
+            "vector": bytes,  # float32, L2-normalised, model's dimension; null when failed
+        },
+        pk="id",
+        not_null={"path", "status"},
+    )
+    db["images"].create_index(["path"], unique=True)
+    db["images"].create_index(["hash"])
+
+
+MIGRATIONS = [m001_images_and_meta]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply pending migrations, each in its own transaction; returns the schema version."""
+    version = 0
+    if db["meta"].exists():
+        row = db.execute("select value from meta where key = ?", [SCHEMA_VERSION_KEY]).fetchone()
+        version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        from .errors import LibraryError
+
+        raise LibraryError(
+            f"this library has schema version {version}, newer than this dinosearch understands "
+            f"({len(MIGRATIONS)}); upgrade dinosearch"
+        )
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db.atomic():
+            step(db)
+            db["meta"].upsert({"key": SCHEMA_VERSION_KEY, "value": str(number)}, pk="key")
+    return len(MIGRATIONS)

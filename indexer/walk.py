@@ -1,0 +1,107 @@
+"""Image files under a set of roots, with the stat info incremental indexing needs."""
+
+import fnmatch
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# Extensions we try to decode: what Pillow (with pillow-heif) opens, minus formats that are
+# documents rather than pictures. Lower-case, with the dot.
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .heic .heif .hif .avif "
+    ".ppm .pgm .pbm .pnm .tga .ico .jp2 .j2k .jpx .qoi .dds .pcx .sgi .psd".split()
+)
+
+
+@dataclass(frozen=True)
+class FileStat:
+    path: str  # absolute, not resolved through symlinks: the path the user sees
+    size: int  # bytes
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class WalkError:
+    path: str
+    error: str
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def walk(
+    roots: Iterable[str | Path],
+    *,
+    skip: Iterable[str | Path] = (),
+    exclude: Iterable[str] = (),
+    include_hidden: bool = False,
+    errors: list[WalkError] | None = None,
+) -> Iterator[FileStat]:
+    """Yield image files under each root (a root may also be a single file).
+
+    Symlinked directories are followed once each (loops are cut by (device, inode)); unreadable
+    directories and files that vanish mid-walk are appended to ``errors`` instead of raising.
+    """
+    skip_real = {os.path.realpath(p) for p in skip}
+    patterns = tuple(exclude)
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        root = os.path.abspath(os.path.expanduser(str(root)))
+        if os.path.isfile(root):
+            if st := _stat(root, errors):
+                yield FileStat(root, st.st_size, st.st_mtime_ns)
+            continue
+        if not os.path.isdir(root):
+            if errors is not None:
+                errors.append(WalkError(root, "no such file or directory"))
+            continue
+        yield from _walk_dir(root, skip_real, patterns, include_hidden, seen_dirs, errors)
+
+
+def _walk_dir(root, skip_real, patterns, include_hidden, seen_dirs, errors):
+    def onerror(exc: OSError) -> None:
+        if errors is not None:
+            errors.append(WalkError(exc.filename or root, exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs or os.path.realpath(dirpath) in skip_real:
+            dirnames[:] = []  # a symlink loop, a directory reached twice, or the library itself
+            continue
+        seen_dirs.add(key)
+        rel_dir = os.path.relpath(dirpath, root)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if (include_hidden or not d.startswith("."))
+            and not _excluded(os.path.normpath(os.path.join(rel_dir, d)), d, patterns)
+        )
+        for name in sorted(filenames):
+            if not is_image_name(name) or (not include_hidden and name.startswith(".")):
+                continue
+            if _excluded(os.path.normpath(os.path.join(rel_dir, name)), name, patterns):
+                continue
+            path = os.path.join(dirpath, name)
+            if st := _stat(path, errors):
+                yield FileStat(path, st.st_size, st.st_mtime_ns)
+
+
+def _stat(path: str, errors: list[WalkError] | None) -> os.stat_result | None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:  # dangling symlink, vanished file, permission denied
+        if errors is not None:
+            errors.append(WalkError(path, exc.strerror or str(exc)))
+        return None
+    return st if os.path.isfile(path) else None

@@ -1,0 +1,163 @@
+"""The command line: each command parses options, calls the Collection facade, renders the result.
+
+Heavy libraries (torch, transformers, faiss) are imported inside commands so --help stays instant.
+"""
+
+import json
+import sys
+
+import click
+
+from indexer.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_INDEX, ENV_MODEL
+from indexer.errors import DinosearchError
+
+
+class Group(click.Group):
+    """Turns our errors into one readable line and an exit status; never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DinosearchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: everything committed so far is kept; re-run to continue",
+                       err=True)
+            ctx.exit(130)
+
+
+def library_options(f):
+    f = click.option("--index", "index_dir", envvar=ENV_INDEX, type=click.Path(file_okay=False),
+                     help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].")(f)
+    return f
+
+
+def model_options(f):
+    f = click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+                     default="auto", show_default=True,
+                     help="Inference precision (auto: fp32 on CPU, fp16 on GPU).")(f)
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+                     default="auto", show_default=True)(f)
+    f = click.option("--model", "-m", envvar=ENV_MODEL,
+                     help="Registry name, Hugging Face id, timm/<name>, or local dir/file "
+                     "[default: the library's model, else dinov2-small].")(f)
+    return f
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def collection(index_dir, model=None, device="auto", dtype="auto"):
+    from .collection import Collection
+
+    return Collection(index_dir, model=model, device=device, dtype=dtype)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dinosearch")
+def cli():
+    """dinosearch: find similar and duplicate images with DINOv2, locally."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@library_options
+@model_options
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
+@click.option("--workers", type=click.IntRange(0), help="Decode processes (0: decode in-process) "
+              "[default: one per spare core].")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files/folders.")
+@click.option("--include-hidden", is_flag=True, help="Also walk hidden files and folders.")
+@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(0),
+              help="Refuse images claiming more pixels (decompression bombs); 0 = no limit.")
+@click.option("--retry-failed", is_flag=True, help="Try files that failed before again.")
+@json_option
+def index(paths, index_dir, model, device, dtype, batch_size, workers, exclude, include_hidden,
+          max_pixels, retry_failed, as_json):
+    """Embed the images under PATHS into the library (incremental and resumable).
+
+    \b
+    Example:
+        dinosearch index ~/Pictures --exclude '*/thumbnails/*'
+    """
+    from indexer.job import IndexOptions
+
+    from .progress import TerminalProgress
+
+    options = IndexOptions(batch_size=batch_size, workers=workers, max_pixels=max_pixels or None,
+                           exclude=tuple(exclude), include_hidden=include_hidden,
+                           retry_failed=retry_failed)
+    progress = TerminalProgress(enabled=False if as_json else None)
+    coll = collection(index_dir, model, device, dtype)
+    summary = coll.index(paths, options, progress)
+    progress.finish()
+    if as_json:
+        return emit_json(summary.to_json())
+    for failure in summary.failed:
+        click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
+    click.echo(
+        f"{summary.indexed} indexed ({summary.embedded} embedded), {summary.unchanged} unchanged, "
+        f"{summary.moved} moved, {summary.removed} removed, {len(summary.failed)} failed "
+        f"in {summary.seconds:.1f}s with {summary.model or 'no model needed'}"
+    )
+    click.echo(f"library: {coll.directory}")
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="How many results.")
+@click.option("--within", type=click.Path(), help="Only results under this folder.")
+@library_options
+@model_options
+@json_option
+def query(images, k, within, index_dir, model, device, dtype, as_json):
+    """Find the indexed images most similar to IMAGES (several: their mean).
+
+    \b
+    Example:
+        dinosearch query cat.jpg -k 5
+    """
+    coll = collection(index_dir, model, device, dtype)
+    result = coll.query(list(images), k=k, within=within)
+    if as_json:
+        return emit_json(result.to_json())
+    click.echo(f"{'rank':>4}  {'score':>6}  path")
+    for hit in result.results:
+        click.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
+    if not result.results:
+        click.echo("(no results: the library is empty or nothing lies --within that folder)",
+                   err=True)
+
+
+@cli.command()
+@library_options
+@json_option
+def info(index_dir, as_json):
+    """Describe the library: model, counts, index, size on disk.
+
+    \b
+    Example:
+        dinosearch info --json
+    """
+    data = collection(index_dir).info()
+    if as_json:
+        return emit_json(data)
+    click.echo(f"library: {data['library']}")
+    click.echo(f"model:   {data['model']} ({data['dim']}-d)")
+    click.echo(f"images:  {data['images']} indexed, {data['failed']} failed")
+    click.echo(f"index:   {data['index']['type']}, {data['index']['vectors']} vectors")
+    click.echo(f"size:    {data['bytes'] / 1e6:.1f} MB")
+
+
+def main() -> None:
+    cli(prog_name="dinosearch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

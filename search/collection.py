@@ -1,0 +1,228 @@
+"""The facade the edges (CLI, API) call: index(), query(), info(), duplicates()."""
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer import job
+from indexer.config import default_library_dir, default_model
+from indexer.decode import Recipe, decode_bytes, decode_file
+from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
+from indexer.store import Store
+
+from . import knn
+
+
+@dataclass
+class Hit:
+    rank: int
+    id: int
+    path: str
+    score: float
+
+    def to_json(self) -> dict:
+        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6)}
+
+
+@dataclass
+class QueryResult:
+    query: list[str]
+    model: str
+    results: list[Hit] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"query": self.query, "model": self.model,
+                "results": [h.to_json() for h in self.results]}
+
+
+class Collection:
+    """One library directory and, loaded on first need, its model and vector index."""
+
+    def __init__(self, directory: str | Path | None = None, model: str | None = None,
+                 device: str = "auto", dtype: str = "auto", index_type: str = "auto"):
+        self.directory = Path(directory or default_library_dir()).expanduser().absolute()
+        self.model_arg, self.device, self.dtype = model, device, dtype
+        self.index_type = index_type
+        self._store: Store | None = None
+        self._embedder = None
+        self._vindex: knn.VectorIndex | None = None
+
+    # --- parts, opened lazily -------------------------------------------------------------------
+
+    def store(self, create: bool = False) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.directory, create=create)
+        return self._store
+
+    def model_id(self) -> str:
+        """The model this collection embeds with: the library's, else --model, else the default."""
+        info = self.store(create=False).model() if self._library_exists() else None
+        if info and self.model_arg:
+            from indexer.model import resolve
+
+            wanted = resolve(self.model_arg).id
+            if wanted != info.id:
+                raise ModelMismatch(
+                    f"library {self.directory} holds {info.id} vectors; --model {self.model_arg} "
+                    "would mix models. Use another --index for that model"
+                )
+        if info:
+            return info.id
+        return self.model_arg or default_model()
+
+    def embedder(self):
+        if self._embedder is None:
+            from indexer import model
+
+            self._embedder = model.load(self.model_id(), self.device, self.dtype)
+            self._check_recipe(self._embedder.recipe)
+        return self._embedder
+
+    def _check_recipe(self, recipe: Recipe) -> None:
+        info = self.store().model() if self._library_exists() else None
+        if info and Recipe.from_json(info.recipe) != recipe:
+            raise ModelMismatch(
+                f"{info.id} now preprocesses images differently from when this library was "
+                "built; re-index into a new --index"
+            )
+
+    def _library_exists(self) -> bool:
+        return self._store is not None or (self.directory / "library.db").exists()
+
+    def close(self) -> None:
+        if self._store:
+            self._store.close()
+            self._store = None
+
+    # --- indexing -------------------------------------------------------------------------------
+
+    def index(self, paths, options: job.IndexOptions | None = None, progress=None
+              ) -> job.IndexSummary:
+        self.model_id()  # refuse a model mismatch before walking anything
+        store = self.store(create=True)
+        summary = job.run(store, [str(p) for p in paths], self.embedder, options, progress)
+        self.vector_index()  # bring the derived FAISS file up to date now, not at first query
+        return summary
+
+    def vector_index(self) -> knn.VectorIndex:
+        store = self.store()
+        generation = store.generation
+        if self._vindex is not None and self._vindex.generation == generation:
+            return self._vindex
+        self._vindex = knn.VectorIndex.load(self.directory, generation)
+        if self._vindex is None:
+            ids, vectors = store.vectors()
+            kind = knn.choose_index_type(len(ids), vectors.shape[1], self._index_type())
+            self._vindex = knn.VectorIndex.build(ids, vectors, kind, generation)
+            self._vindex.save(self.directory)
+        return self._vindex
+
+    def _index_type(self) -> str:
+        if self.index_type != "auto":
+            return self.index_type
+        return self.store().get_meta("index_type") or "auto"
+
+    # --- queries --------------------------------------------------------------------------------
+
+    def vector_for_file(self, path: str) -> np.ndarray:
+        """An image's vector: the stored one when the file is indexed and unchanged, else embed."""
+        path = os.path.abspath(path)
+        store = self.store()
+        row = store.db.execute(
+            "select size, mtime_ns, vector from images where path = ? and status = 'ok'", [path]
+        ).fetchone()
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise BadQuery(f"cannot read query image {path}: {exc.strerror or exc}") from None
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            return np.frombuffer(row[2], dtype=np.float32)
+        embedder = self.embedder()
+        try:
+            decoded = decode_file(path, embedder.recipe, max_pixels=_query_max_pixels())
+        except ImageError as exc:
+            raise BadQuery(f"query image {path}: {exc}") from None
+        return embedder.embed(decoded.pixels[None])[0]
+
+    def vector_for_bytes(self, data: bytes, max_pixels: int | None) -> np.ndarray:
+        embedder = self.embedder()
+        decoded = decode_bytes(data, embedder.recipe, max_pixels)
+        return embedder.embed(decoded.pixels[None])[0]
+
+    def query(self, images: list[str], k: int = 10, within: str | None = None) -> QueryResult:
+        if not images:
+            raise BadQuery("give at least one query image")
+        started = time.perf_counter()
+        vectors = np.stack([self.vector_for_file(p) for p in images])
+        result = self.search_vector(_mean_direction(vectors), k, within)
+        result.query = [os.path.abspath(p) for p in images]
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def similar(self, image_id: int, k: int = 10, within: str | None = None) -> QueryResult:
+        row = self.store().image(image_id)
+        if not row or row["status"] != "ok":
+            raise NotFound(f"no indexed image with id {image_id}")
+        result = self.search_vector(np.frombuffer(row["vector"], dtype=np.float32), k, within)
+        result.query = [row["path"]]
+        return result
+
+    def search_vector(self, vector: np.ndarray, k: int, within: str | None = None) -> QueryResult:
+        if k < 1:
+            raise BadQuery("k must be at least 1")
+        store = self.store()
+        query = vector.astype(np.float32)[None]
+        if within:
+            ids = store.ids_under(within)
+            vecs = _vectors_for(store, ids)
+            scores, found = knn.exact_search(query, vecs, ids, k)
+        else:
+            scores, found = self.vector_index().search(query, k)
+        rows = store.images_by_ids([i for i in found[0] if i >= 0], "id, path")
+        pairs = [(float(s), int(i)) for s, i in zip(scores[0], found[0], strict=True)
+                 if int(i) in rows]
+        hits = [Hit(rank, i, rows[i]["path"], s) for rank, (s, i) in enumerate(pairs, start=1)]
+        return QueryResult([], store.model().id if store.model() else "", hits)
+
+    # --- facts ----------------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        store = self.store()
+        counts = store.counts()
+        model = store.model()
+        vindex = self.vector_index()
+        return {
+            "library": str(self.directory),
+            "model": model.id if model else None,
+            "dim": model.dim if model else None,
+            "images": counts.get("ok", 0),
+            "failed": counts.get("failed", 0),
+            "index": {"type": vindex.kind, "vectors": vindex.count,
+                      "generation": vindex.generation},
+            "bytes": store.bytes_on_disk(),
+        }
+
+
+def _mean_direction(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    norm = np.linalg.norm(mean)
+    if norm < 1e-6:
+        raise BadQuery("the query images cancel out (their mean vector is zero)")
+    return mean / norm
+
+
+def _vectors_for(store: Store, ids: np.ndarray) -> np.ndarray:
+    dim = store.model().dim
+    rows = store.images_by_ids(ids, "id, vector")
+    return np.frombuffer(b"".join(rows[int(i)]["vector"] for i in ids),
+                         dtype=np.float32).reshape(len(ids), dim)
+
+
+def _query_max_pixels() -> int:
+    from indexer.config import DEFAULT_MAX_PIXELS
+
+    return DEFAULT_MAX_PIXELS

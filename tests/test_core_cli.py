@@ -1,0 +1,238 @@
+"""Index + query through the CLI, as a user runs it, on real photos and a tiny real-architecture
+DINOv2 loaded from a Hugging Face cache under its real repo id."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from indexer.store import Store
+from search.cli import cli
+from tests.conftest import HEIF, IMAGEDEDUP, PHOTOS
+
+
+def invoke(*args, expect=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == expect, (result.output, result.exception)
+    return result
+
+
+def index_json(*args):
+    return json.loads(invoke("index", *args, "--json", "--workers", "1").stdout)
+
+
+def stored_vectors(library) -> dict[str, np.ndarray]:
+    store = Store.open(library)
+    rows = store.db.execute("select path, vector from images where status = 'ok'").fetchall()
+    store.close()
+    return {p: np.frombuffer(v, dtype=np.float32) for p, v in rows}
+
+
+def test_index_then_query_round_trip(photos, library):
+    summary = index_json(photos, "--index", library)
+    assert set(summary) >= {"indexed", "unchanged", "moved", "removed", "failed", "seconds",
+                            "model"}
+    assert summary["indexed"] == 8 and summary["failed"] == []
+    assert summary["model"] == "facebook/dinov2-small"
+
+    target = sorted(photos.glob("*.png"))[3]
+    out = json.loads(invoke("query", target, "--index", library, "-k", "3", "--json").stdout)
+    assert out["query"] == [str(target)] and out["model"] == "facebook/dinov2-small"
+    assert [r["rank"] for r in out["results"]] == [1, 2, 3]
+    first = out["results"][0]
+    assert first["path"] == str(target) and first["score"] == pytest.approx(1.0, abs=1e-4)
+    scores = [r["score"] for r in out["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+    human = invoke("query", target, "--index", library, "-k", "2").stdout
+    assert "rank" in human and str(target) in human.splitlines()[1]
+
+
+def test_query_image_outside_library_is_embedded(photos, library, tmp_path):
+    index_json(photos, "--index", library)
+    outside = tmp_path / "outside.png"
+    shutil.copy(sorted(photos.glob("*.png"))[0], outside)
+    out = json.loads(invoke("query", outside, "--index", library, "--json").stdout)
+    assert out["results"][0]["path"] == str(sorted(photos.glob("*.png"))[0])
+    assert out["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_query_several_images_uses_their_mean(photos, library):
+    index_json(photos, "--index", library)
+    a, b = sorted(photos.glob("*.png"))[:2]
+    out = json.loads(invoke("query", a, b, "--index", library, "--json", "-k", "8").stdout)
+    vectors = stored_vectors(library)
+    mean = vectors[str(a)] + vectors[str(b)]
+    mean /= np.linalg.norm(mean)
+    expected = sorted(vectors, key=lambda p: -float(vectors[p] @ mean))
+    assert [r["path"] for r in out["results"]] == expected
+
+
+def test_within_restricts_results(photos, library, tmp_path):
+    sub = photos / "sub"
+    sub.mkdir()
+    for p in sorted(photos.glob("*.png"))[:3]:
+        shutil.move(p, sub / p.name)
+    index_json(photos, "--index", library)
+    query = sorted(photos.glob("*.png"))[0]  # not under sub/
+    out = json.loads(invoke("query", query, "--within", sub, "--index", library, "--json").stdout)
+    assert len(out["results"]) == 3
+    assert all(r["path"].startswith(str(sub) + os.sep) for r in out["results"])
+
+
+def test_rerun_embeds_nothing(photos, library):
+    index_json(photos, "--index", library)
+    before = stored_vectors(library)
+    again = index_json(photos, "--index", library)
+    assert again["indexed"] == 0 and again["unchanged"] == 8 and again["embedded"] == 0
+    assert stored_vectors(library).keys() == before.keys()
+
+
+def test_rename_is_a_move_not_a_new_embedding(photos, library):
+    index_json(photos, "--index", library)
+    before = stored_vectors(library)
+    old = sorted(photos.glob("*.png"))[0]
+    new = photos / "renamed" / "holiday.png"
+    new.parent.mkdir()
+    old.rename(new)
+    summary = index_json(photos, "--index", library)
+    assert summary["moved"] == 1 and summary["embedded"] == 0 and summary["removed"] == 0
+    after = stored_vectors(library)
+    assert str(old) not in after
+    np.testing.assert_array_equal(after[str(new)], before[str(old)])
+
+
+def test_deleted_file_leaves_the_index(photos, library):
+    index_json(photos, "--index", library)
+    gone = sorted(photos.glob("*.png"))[2]
+    gone.unlink()
+    summary = index_json(photos, "--index", library)
+    assert summary["removed"] == 1
+    assert str(gone) not in stored_vectors(library)
+    out = json.loads(invoke("query", sorted(photos.glob("*.png"))[0], "--index", library,
+                            "-k", "20", "--json").stdout)
+    assert str(gone) not in {r["path"] for r in out["results"]}
+    assert len(out["results"]) == 7
+
+
+def test_changed_file_is_re_embedded(photos, library):
+    index_json(photos, "--index", library)
+    a, b = sorted(photos.glob("*.png"))[:2]
+    shutil.copy(b, a)  # same path, other content
+    summary = index_json(photos, "--index", library)
+    assert summary["indexed"] == 1
+    vectors = stored_vectors(library)
+    np.testing.assert_allclose(vectors[str(a)], vectors[str(b)], atol=1e-6)
+
+
+def test_bad_files_are_reported_and_skipped(tmp_path, library):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(IMAGEDEDUP / "mixed_images" / "ukbench09268_corrupt.jpg", folder)
+    shutil.copytree(HEIF / "heif_corrupted", folder / "heif_corrupted")
+    shutil.copytree(HEIF / "heif_truncated", folder / "heif_truncated")
+    shutil.copy(HEIF / "heif" / "zPug_3.heic", folder)
+    shutil.copy(HEIF / "heif" / "RGBA_10__29x100.heif", folder)
+    shutil.copy(PHOTOS / "kodim05.png", folder)
+    (folder / "notes.jpg").write_text("not an image at all")
+    data = (PHOTOS / "kodim06.png").read_bytes()
+    (folder / "cut.png").write_bytes(data[: len(data) // 2])
+    summary = index_json(folder, "--index", library)
+    failed = {os.path.basename(f["path"]): f["error"] for f in summary["failed"]}
+    assert set(failed) == {"ukbench09268_corrupt.jpg", "corrupted.heic", "corrupted.hif",
+                           "empty.heic", "truncated.heic", "notes.jpg", "cut.png"}
+    assert all(failed.values())
+    assert summary["indexed"] == 3  # the two good HEIFs and the PNG
+    info = json.loads(invoke("info", "--index", library, "--json").stdout)
+    assert info["images"] == 3 and info["failed"] == 7
+    # failures are remembered: an unchanged bad file is not retried or re-reported
+    again = index_json(folder, "--index", library)
+    assert again["failed"] == [] and again["unchanged"] == 10
+
+
+def test_human_output_lists_skipped_files(tmp_path, library):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    shutil.copy(PHOTOS / "kodim07.png", folder)
+    result = invoke("index", folder, "--index", library, "--workers", "0")
+    assert "skipped" in result.stderr and "broken.jpg" in result.stderr
+    assert "1 indexed" in result.stdout
+
+
+def test_info_json_shape(photos, library):
+    index_json(photos, "--index", library)
+    info = json.loads(invoke("info", "--index", library, "--json").stdout)
+    assert info["library"] == str(library)
+    assert info["model"] == "facebook/dinov2-small" and info["images"] == 8
+    assert info["failed"] == 0
+    assert info["index"]["type"] == "flat" and info["index"]["vectors"] == 8
+    assert info["bytes"] > 0
+
+
+def test_index_dir_from_environment(photos, library, monkeypatch):
+    monkeypatch.setenv("DINOSEARCH_INDEX", str(library))
+    index_json(photos)
+    assert (library / "library.db").exists()
+
+
+def test_query_without_library_is_a_clear_error(tmp_path):
+    result = invoke("query", PHOTOS / "kodim01.png", "--index", tmp_path / "none", expect=1)
+    assert "no library" in result.stderr and "dinosearch index" in result.stderr
+
+
+def test_other_model_into_same_library_is_refused(photos, library):
+    index_json(photos, "--index", library)
+    result = invoke("index", photos, "--index", library, "--model", "dinov2-base", expect=1)
+    assert "holds facebook/dinov2-small" in result.stderr
+
+
+def test_library_dir_inside_walked_folder_is_skipped(photos):
+    library = photos / ".dinosearch"
+    summary = index_json(photos, "--index", library, "--include-hidden")
+    assert summary["indexed"] == 8 and summary["failed"] == []
+
+
+def test_exclude_and_hidden(photos, library):
+    (photos / ".hidden").mkdir()
+    shutil.copy(PHOTOS / "kodim20.png", photos / ".hidden")
+    (photos / "skipme").mkdir()
+    shutil.copy(PHOTOS / "kodim21.png", photos / "skipme")
+    summary = index_json(photos, "--index", library, "--exclude", "skipme")
+    assert summary["indexed"] == 8
+    summary = index_json(photos, "--index", library, "--include-hidden")
+    assert summary["indexed"] == 2  # .hidden/ and skipme/ now
+    
+
+def test_symlink_loop_does_not_hang(photos, library):
+    os.symlink(photos, photos / "loop")
+    summary = index_json(photos, "--index", library)
+    assert summary["indexed"] == 8
+
+
+def test_copy_of_known_content_reuses_its_vector(photos, library):
+    index_json(photos, "--index", library)
+    src = sorted(photos.glob("*.png"))[0]
+    shutil.copy(src, photos / "copy.png")
+    summary = index_json(photos, "--index", library)
+    assert summary["indexed"] == 1 and summary["embedded"] == 0
+
+
+def test_dino_v1_model(photos, library):
+    summary = index_json(photos, "--index", library, "--model", "dino-vits16")
+    assert summary["model"] == "facebook/dino-vits16" and summary["indexed"] == 8
+    target = sorted(photos.glob("*.png"))[1]
+    out = json.loads(invoke("query", target, "--index", library, "--json").stdout)
+    assert out["model"] == "facebook/dino-vits16"
+    assert out["results"][0]["path"] == str(target)
+
+
+def test_local_model_directory(photos, library, hub_cache, tmp_path):
+    snap = next((hub_cache / "models--facebook--dinov2-small" / "snapshots").iterdir())
+    local = tmp_path / "my-model"
+    shutil.copytree(snap, local)
+    summary = index_json(photos, "--index", library, "--model", local)
+    assert summary["model"] == str(local) and summary["indexed"] == 8
