@@ -94,8 +94,19 @@ def decode_bytes(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded
         raise ImageError("not an image Pillow can read (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:
         raise DecompressionBomb(str(exc)) from None
-    except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError,
-            struct.error, MemoryError, RuntimeError, ZeroDivisionError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        EOFError,
+        struct.error,
+        MemoryError,
+        RuntimeError,
+        ZeroDivisionError,
+    ) as exc:
         raise ImageError(_describe(exc)) from None
 
 

@@ -50,8 +50,9 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
-def decode_all(paths: Iterable[str], recipe: Recipe, max_pixels: int | None, workers: int
-               ) -> Iterator[Embedded]:
+def decode_all(
+    paths: Iterable[str], recipe: Recipe, max_pixels: int | None, workers: int
+) -> Iterator[Embedded]:
     """Decode files in order, `workers` processes at a time (0 = in this process)."""
     if workers <= 0:
         for path in paths:
@@ -62,6 +63,7 @@ def decode_all(paths: Iterable[str], recipe: Recipe, max_pixels: int | None, wor
     window: deque[tuple[str, Future]] = deque()
     pool = _pool(workers)
     try:
+
         def submit() -> bool:
             path = next(pending, None)
             if path is not None:

@@ -42,9 +42,14 @@ class IndexSummary:
 
     def to_json(self) -> dict:
         return {
-            "indexed": self.indexed, "unchanged": self.unchanged, "moved": self.moved,
-            "removed": self.removed, "failed": self.failed, "seconds": round(self.seconds, 3),
-            "model": self.model, "embedded": self.embedded,
+            "indexed": self.indexed,
+            "unchanged": self.unchanged,
+            "moved": self.moved,
+            "removed": self.removed,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "model": self.model,
+            "embedded": self.embedded,
         }
 
 
@@ -69,20 +74,31 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def plan(store: Store, roots: list[str], options: IndexOptions, progress: Progress | None = None
-         ) -> tuple[Plan, list[dict]]:
+def plan(
+    store: Store, roots: list[str], options: IndexOptions, progress: Progress | None = None
+) -> tuple[Plan, list[dict]]:
     """Walk, diff against the library and hash what changed; returns the plan and walk errors."""
     walk_errors: list = []
-    files = list(walk(roots, skip=[store.directory], exclude=options.exclude,
-                      include_hidden=options.include_hidden, errors=walk_errors))
+    files = list(
+        walk(
+            roots,
+            skip=[store.directory],
+            exclude=options.exclude,
+            include_hidden=options.include_hidden,
+            errors=walk_errors,
+        )
+    )
     known = store.known_under(roots)
     seen = {f.path for f in files}
     result = Plan()
     candidates: list[FileStat] = []
     for f in files:
         row = known.get(f.path)
-        if row and row.size == f.size and row.mtime_ns == f.mtime_ns and not (
-            options.retry_failed and row.status == "failed"
+        if (
+            row
+            and row.size == f.size
+            and row.mtime_ns == f.mtime_ns
+            and not (options.retry_failed and row.status == "failed")
         ):
             result.unchanged += 1
         else:
@@ -98,8 +114,9 @@ def plan(store: Store, roots: list[str], options: IndexOptions, progress: Progre
     return result, errors
 
 
-def _hash_all(files: list[FileStat], result: Plan, progress: Progress | None
-              ) -> list[tuple[FileStat, str]]:
+def _hash_all(
+    files: list[FileStat], result: Plan, progress: Progress | None
+) -> list[tuple[FileStat, str]]:
     out = []
     with ThreadPoolExecutor(HASH_THREADS) as pool:
         futures = [(f, pool.submit(sha256_file, f.path)) for f in files]
@@ -107,15 +124,30 @@ def _hash_all(files: list[FileStat], result: Plan, progress: Progress | None
             try:
                 out.append((f, future.result()))
             except OSError as exc:
-                result.failed.append(ImageRow(f.path, f.size, f.mtime_ns, None, "failed",
-                                              f"cannot read file: {exc.strerror or exc}"))
+                result.failed.append(
+                    ImageRow(
+                        f.path,
+                        f.size,
+                        f.mtime_ns,
+                        None,
+                        "failed",
+                        f"cannot read file: {exc.strerror or exc}",
+                    )
+                )
             if progress:
                 progress("hash", done, len(futures))
     return out
 
 
-def _classify(f: FileStat, digest: str, row: Known | None, gone: dict[str, Known],
-              gone_ids: set[int], reusable: dict[str, dict], result: Plan) -> None:
+def _classify(
+    f: FileStat,
+    digest: str,
+    row: Known | None,
+    gone: dict[str, Known],
+    gone_ids: set[int],
+    reusable: dict[str, dict],
+    result: Plan,
+) -> None:
     if row and row.hash == digest and row.status == "ok":
         result.touches.append((row.id, f.size, f.mtime_ns))  # touched, same bytes
     elif digest in gone and row is None:
@@ -140,8 +172,12 @@ def run(
     options = options or IndexOptions()
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
     work, walk_errors = plan(store, roots, options, progress)
-    summary = IndexSummary(unchanged=work.unchanged, moved=len(work.moves),
-                           removed=len(work.removals), failed=list(walk_errors))
+    summary = IndexSummary(
+        unchanged=work.unchanged,
+        moved=len(work.moves),
+        removed=len(work.removals),
+        failed=list(walk_errors),
+    )
     store.apply_moves(work.moves, work.touches, work.removals)
     summary.indexed += _write_reused(store, work.reuse)
     store.write_rows(work.failed)
@@ -159,16 +195,33 @@ def run(
 
 def _write_reused(store: Store, reuse: list[tuple[FileStat, str, dict]]) -> int:
     rows = [
-        ImageRow(f.path, f.size, f.mtime_ns, digest, "ok", None, src["width"], src["height"],
-                 src["format"], src["taken"], src["vector"])
+        ImageRow(
+            f.path,
+            f.size,
+            f.mtime_ns,
+            digest,
+            "ok",
+            None,
+            src["width"],
+            src["height"],
+            src["format"],
+            src["taken"],
+            src["vector"],
+        )
         for f, digest, src in reuse
     ]
     store.write_rows(rows)
     return len(rows)
 
 
-def _embed_and_write(store: Store, embedder: Embedder, todo: list[tuple[FileStat, str]],
-                     options: IndexOptions, summary: IndexSummary, progress: Progress | None):
+def _embed_and_write(
+    store: Store,
+    embedder: Embedder,
+    todo: list[tuple[FileStat, str]],
+    options: IndexOptions,
+    summary: IndexSummary,
+    progress: Progress | None,
+):
     by_path = {f.path: (f, digest) for f, digest in todo}
     workers = default_workers() if options.workers is None else options.workers
     decoded = decode_all(list(by_path), embedder.recipe, options.max_pixels, workers)
@@ -182,8 +235,21 @@ def _embed_and_write(store: Store, embedder: Embedder, todo: list[tuple[FileStat
                 summary.failed.append({"path": f.path, "error": item.error})
                 continue
             d = item.decoded
-            rows.append(ImageRow(f.path, f.size, f.mtime_ns, digest, "ok", None, d.width,
-                                 d.height, d.format, d.taken, item.vector.astype("<f4").tobytes()))
+            rows.append(
+                ImageRow(
+                    f.path,
+                    f.size,
+                    f.mtime_ns,
+                    digest,
+                    "ok",
+                    None,
+                    d.width,
+                    d.height,
+                    d.format,
+                    d.taken,
+                    item.vector.astype("<f4").tobytes(),
+                )
+            )
             summary.indexed += 1
             summary.embedded += 1
         store.write_rows(rows)  # one transaction per batch: a kill loses at most this batch

@@ -182,8 +182,9 @@ def _load_hf(spec: ModelSpec):
         )
     kwargs = {"add_pooling_layer": False} if config.model_type == "vit" else {}
     try:
-        net = AutoModel.from_pretrained(spec.source, config=config, local_files_only=cached,
-                                        **kwargs)
+        net = AutoModel.from_pretrained(
+            spec.source, config=config, local_files_only=cached, **kwargs
+        )
     except (OSError, ValueError) as exc:
         raise _unavailable(spec, exc) from None
     return net, _hf_recipe(spec, config.model_type)
@@ -196,8 +197,9 @@ def _hf_recipe(spec: ModelSpec, model_type: str) -> Recipe:
         try:
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(spec.source, "preprocessor_config.json",
-                                        local_files_only=True))
+            path = Path(
+                hf_hub_download(spec.source, "preprocessor_config.json", local_files_only=True)
+            )
         except Exception:
             try:
                 path = Path(hf_hub_download(spec.source, "preprocessor_config.json"))
@@ -241,8 +243,13 @@ def _load_hf_file(path: Path):
     layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layer."))
     grid = int(round((state["embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
     # Heads leave no trace in the shapes: every DINO/DINOv2 ViT uses 64-wide heads.
-    common = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                  patch_size=patch, image_size=grid * patch)
+    common = dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        patch_size=patch,
+        image_size=grid * patch,
+    )
     if "encoder.layer.0.layer_scale1.lambda1" in state:
         mlp = state.get("encoder.layer.0.mlp.fc1.weight")
         ratio = mlp.shape[0] // hidden if mlp is not None else 4
@@ -296,9 +303,13 @@ def _load_timm(spec: ModelSpec):
     cfg = timm.data.resolve_data_config({}, model=net)
     _, h, w = cfg["input_size"]
     resize = int(h / cfg["crop_pct"]) if cfg.get("crop_mode", "center") == "center" else h
-    recipe = Recipe(shortest_edge=resize, crop=(h, w),
-                    resample=PIL_RESAMPLE.get(cfg["interpolation"], 3),
-                    mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+    recipe = Recipe(
+        shortest_edge=resize,
+        crop=(h, w),
+        resample=PIL_RESAMPLE.get(cfg["interpolation"], 3),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+    )
     return net, recipe
 
 
@@ -352,5 +363,8 @@ def _unavailable(spec: ModelSpec, exc: BaseException) -> WeightsUnavailable:
 def describe_torch() -> dict:
     import torch
 
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": sys.version.split()[0]}
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+    }

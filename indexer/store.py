@@ -73,8 +73,9 @@ class Store:
                 )
             directory.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False,
-                                   isolation_level=None)
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+            )
             db = sqlite_utils.Database(conn)
             db.enable_wal()
             db.execute("PRAGMA synchronous=NORMAL")  # with WAL: consistent after any crash
@@ -165,8 +166,9 @@ class Store:
         return out
 
     def id_for_path(self, path: str) -> int | None:
-        row = self.db.execute("select id from images where path = ? and status = 'ok'",
-                              [os.path.abspath(path)]).fetchone()
+        row = self.db.execute(
+            "select id from images where path = ? and status = 'ok'", [os.path.abspath(path)]
+        ).fetchone()
         return row[0] if row else None
 
     def ids_under(self, root: str) -> np.ndarray:
@@ -194,8 +196,9 @@ class Store:
         return {status: n for status, n in rows}
 
     def failures(self) -> list[dict]:
-        return list(self.db.query(
-            "select path, error from images where status = 'failed' order by path"))
+        return list(
+            self.db.query("select path, error from images where status = 'failed' order by path")
+        )
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -209,22 +212,31 @@ class Store:
             self.db["images"].upsert_all(records, pk="path", alter=False)
             self._bump()
 
-    def apply_moves(self, moves: list[tuple[int, str, int, int]],
-                    touches: list[tuple[int, int, int]], removals: list[int]) -> None:
+    def apply_moves(
+        self,
+        moves: list[tuple[int, str, int, int]],
+        touches: list[tuple[int, int, int]],
+        removals: list[int],
+    ) -> None:
         """Moved rows get new paths, touched rows new stat, removed rows go; one transaction."""
         if not (moves or touches or removals):
             return
         with self.db.atomic():
             for image_id, path, size, mtime_ns in moves:
-                self.db.execute("update images set path = ?, size = ?, mtime_ns = ? where id = ?",
-                                [path, size, mtime_ns, image_id])
+                self.db.execute(
+                    "update images set path = ?, size = ?, mtime_ns = ? where id = ?",
+                    [path, size, mtime_ns, image_id],
+                )
             for image_id, size, mtime_ns in touches:
-                self.db.execute("update images set size = ?, mtime_ns = ? where id = ?",
-                                [size, mtime_ns, image_id])
+                self.db.execute(
+                    "update images set size = ?, mtime_ns = ? where id = ?",
+                    [size, mtime_ns, image_id],
+                )
             for i in range(0, len(removals), 500):
                 chunk = removals[i : i + 500]
-                self.db.execute(f"delete from images where id in ({','.join('?' * len(chunk))})",
-                                chunk)
+                self.db.execute(
+                    f"delete from images where id in ({','.join('?' * len(chunk))})", chunk
+                )
             self._bump()
 
     def bytes_on_disk(self) -> int:

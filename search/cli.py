@@ -22,26 +22,44 @@ class Group(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("\ninterrupted: everything committed so far is kept; re-run to continue",
-                       err=True)
+            click.echo(
+                "\ninterrupted: everything committed so far is kept; re-run to continue", err=True
+            )
             ctx.exit(130)
 
 
 def library_options(f):
-    f = click.option("--index", "index_dir", envvar=ENV_INDEX, type=click.Path(file_okay=False),
-                     help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].")(f)
+    f = click.option(
+        "--index",
+        "index_dir",
+        envvar=ENV_INDEX,
+        type=click.Path(file_okay=False),
+        help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].",
+    )(f)
     return f
 
 
 def model_options(f):
-    f = click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-                     default="auto", show_default=True,
-                     help="Inference precision (auto: fp32 on CPU, fp16 on GPU).")(f)
-    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-                     default="auto", show_default=True)(f)
-    f = click.option("--model", "-m", envvar=ENV_MODEL,
-                     help="Registry name, Hugging Face id, timm/<name>, or local dir/file "
-                     "[default: the library's model, else dinov2-small].")(f)
+    f = click.option(
+        "--dtype",
+        type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+        default="auto",
+        show_default=True,
+        help="Inference precision (auto: fp32 on CPU, fp16 on GPU).",
+    )(f)
+    f = click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+        default="auto",
+        show_default=True,
+    )(f)
+    f = click.option(
+        "--model",
+        "-m",
+        envvar=ENV_MODEL,
+        help="Registry name, Hugging Face id, timm/<name>, or local dir/file "
+        "[default: the library's model, else dinov2-small].",
+    )(f)
     return f
 
 
@@ -70,16 +88,36 @@ def cli():
 @library_options
 @model_options
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
-@click.option("--workers", type=click.IntRange(0), help="Decode processes (0: decode in-process) "
-              "[default: one per spare core].")
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    help="Decode processes (0: decode in-process) [default: one per spare core].",
+)
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files/folders.")
 @click.option("--include-hidden", is_flag=True, help="Also walk hidden files and folders.")
-@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(0),
-              help="Refuse images claiming more pixels (decompression bombs); 0 = no limit.")
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Refuse images claiming more pixels (decompression bombs); 0 = no limit.",
+)
 @click.option("--retry-failed", is_flag=True, help="Try files that failed before again.")
 @json_option
-def index(paths, index_dir, model, device, dtype, batch_size, workers, exclude, include_hidden,
-          max_pixels, retry_failed, as_json):
+def index(
+    paths,
+    index_dir,
+    model,
+    device,
+    dtype,
+    batch_size,
+    workers,
+    exclude,
+    include_hidden,
+    max_pixels,
+    retry_failed,
+    as_json,
+):
     """Embed the images under PATHS into the library (incremental and resumable).
 
     \b
@@ -90,9 +128,14 @@ def index(paths, index_dir, model, device, dtype, batch_size, workers, exclude, 
 
     from .progress import TerminalProgress
 
-    options = IndexOptions(batch_size=batch_size, workers=workers, max_pixels=max_pixels or None,
-                           exclude=tuple(exclude), include_hidden=include_hidden,
-                           retry_failed=retry_failed)
+    options = IndexOptions(
+        batch_size=batch_size,
+        workers=workers,
+        max_pixels=max_pixels or None,
+        exclude=tuple(exclude),
+        include_hidden=include_hidden,
+        retry_failed=retry_failed,
+    )
     progress = TerminalProgress(enabled=False if as_json else None)
     coll = collection(index_dir, model, device, dtype)
     summary = coll.index(paths, options, progress)
@@ -131,8 +174,9 @@ def query(images, k, within, index_dir, model, device, dtype, as_json):
     for hit in result.results:
         click.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
     if not result.results:
-        click.echo("(no results: the library is empty or nothing lies --within that folder)",
-                   err=True)
+        click.echo(
+            "(no results: the library is empty or nothing lies --within that folder)", err=True
+        )
 
 
 @cli.command()

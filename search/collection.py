@@ -35,15 +35,24 @@ class QueryResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {"query": self.query, "model": self.model,
-                "results": [h.to_json() for h in self.results]}
+        return {
+            "query": self.query,
+            "model": self.model,
+            "results": [h.to_json() for h in self.results],
+        }
 
 
 class Collection:
     """One library directory and, loaded on first need, its model and vector index."""
 
-    def __init__(self, directory: str | Path | None = None, model: str | None = None,
-                 device: str = "auto", dtype: str = "auto", index_type: str = "auto"):
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        model: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        index_type: str = "auto",
+    ):
         self.directory = Path(directory or default_library_dir()).expanduser().absolute()
         self.model_arg, self.device, self.dtype = model, device, dtype
         self.index_type = index_type
@@ -100,8 +109,9 @@ class Collection:
 
     # --- indexing -------------------------------------------------------------------------------
 
-    def index(self, paths, options: job.IndexOptions | None = None, progress=None
-              ) -> job.IndexSummary:
+    def index(
+        self, paths, options: job.IndexOptions | None = None, progress=None
+    ) -> job.IndexSummary:
         self.model_id()  # refuse a model mismatch before walking anything
         store = self.store(create=True)
         summary = job.run(store, [str(p) for p in paths], self.embedder, options, progress)
@@ -183,8 +193,9 @@ class Collection:
         else:
             scores, found = self.vector_index().search(query, k)
         rows = store.images_by_ids([i for i in found[0] if i >= 0], "id, path")
-        pairs = [(float(s), int(i)) for s, i in zip(scores[0], found[0], strict=True)
-                 if int(i) in rows]
+        pairs = [
+            (float(s), int(i)) for s, i in zip(scores[0], found[0], strict=True) if int(i) in rows
+        ]
         hits = [Hit(rank, i, rows[i]["path"], s) for rank, (s, i) in enumerate(pairs, start=1)]
         return QueryResult([], store.model().id if store.model() else "", hits)
 
@@ -201,8 +212,11 @@ class Collection:
             "dim": model.dim if model else None,
             "images": counts.get("ok", 0),
             "failed": counts.get("failed", 0),
-            "index": {"type": vindex.kind, "vectors": vindex.count,
-                      "generation": vindex.generation},
+            "index": {
+                "type": vindex.kind,
+                "vectors": vindex.count,
+                "generation": vindex.generation,
+            },
             "bytes": store.bytes_on_disk(),
         }
 
@@ -218,8 +232,9 @@ def _mean_direction(vectors: np.ndarray) -> np.ndarray:
 def _vectors_for(store: Store, ids: np.ndarray) -> np.ndarray:
     dim = store.model().dim
     rows = store.images_by_ids(ids, "id, vector")
-    return np.frombuffer(b"".join(rows[int(i)]["vector"] for i in ids),
-                         dtype=np.float32).reshape(len(ids), dim)
+    return np.frombuffer(b"".join(rows[int(i)]["vector"] for i in ids), dtype=np.float32).reshape(
+        len(ids), dim
+    )
 
 
 def _query_max_pixels() -> int:

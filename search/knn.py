@@ -43,8 +43,9 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, kind: str, generation: int
-              ) -> "VectorIndex":
+    def build(
+        cls, ids: np.ndarray, vectors: np.ndarray, kind: str, generation: int
+    ) -> "VectorIndex":
         import faiss
 
         started = time.perf_counter()
@@ -59,8 +60,10 @@ class VectorIndex:
             raise ValueError(f"unknown index type {kind!r}; choose one of {INDEX_TYPES}")
         index = faiss.IndexIDMap2(inner)
         if len(ids):
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                               np.ascontiguousarray(ids, dtype=np.int64))
+            index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32),
+                np.ascontiguousarray(ids, dtype=np.int64),
+            )
         return cls(index, kind, generation, time.perf_counter() - started)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,8 +114,9 @@ def saved_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if FILE_RE.match(p.name))
 
 
-def exact_search(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def exact_search(
+    queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force inner-product search over a subset (e.g. --within a folder)."""
     if not len(ids):
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)

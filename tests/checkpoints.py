@@ -49,8 +49,14 @@ def tiny_dinov2(seed: int = 0):
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(seed)
-    config = Dinov2Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
-                          mlp_ratio=2, patch_size=14, image_size=224)
+    config = Dinov2Config(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        mlp_ratio=2,
+        patch_size=14,
+        image_size=224,
+    )
     return Dinov2Model(config).eval()
 
 
@@ -59,8 +65,14 @@ def tiny_dino_v1(seed: int = 0):
     from transformers import ViTConfig, ViTModel
 
     torch.manual_seed(seed)
-    config = ViTConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
-                       intermediate_size=96, patch_size=16, image_size=224)
+    config = ViTConfig(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=96,
+        patch_size=16,
+        image_size=224,
+    )
     return ViTModel(config, add_pooling_layer=True).eval()
 
 
@@ -85,8 +97,12 @@ def populate_timm_cache(hub_cache: Path, name: str = "vit_small_patch14_dinov2.l
     torch.manual_seed(3)
     model = timm.create_model(name, pretrained=False)
     snap = snapshot_dir(hub_cache, f"timm/{name}")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(snap / "model.safetensors"))
-    cfg = {"architecture": name.split(".")[0], "num_classes": model.num_classes,
-           "pretrained_cfg": dict(model.pretrained_cfg)}
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(snap / "model.safetensors")
+    )
+    cfg = {
+        "architecture": name.split(".")[0],
+        "num_classes": model.num_classes,
+        "pretrained_cfg": dict(model.pretrained_cfg),
+    }
     (snap / "config.json").write_text(json.dumps(cfg, default=str))

@@ -56,7 +56,11 @@ def run_cli(*args, check=True, env=None, **kwargs) -> subprocess.CompletedProces
     """Run the real console entry point in a subprocess."""
     proc = subprocess.run(
         [sys.executable, "-m", "search.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, **kwargs,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        **kwargs,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"dinosearch {args} failed ({proc.returncode}):\n{proc.stderr}")

@@ -33,8 +33,15 @@ def stored_vectors(library) -> dict[str, np.ndarray]:
 
 def test_index_then_query_round_trip(photos, library):
     summary = index_json(photos, "--index", library)
-    assert set(summary) >= {"indexed", "unchanged", "moved", "removed", "failed", "seconds",
-                            "model"}
+    assert set(summary) >= {
+        "indexed",
+        "unchanged",
+        "moved",
+        "removed",
+        "failed",
+        "seconds",
+        "model",
+    }
     assert summary["indexed"] == 8 and summary["failed"] == []
     assert summary["model"] == "facebook/dinov2-small"
 
@@ -112,8 +119,11 @@ def test_deleted_file_leaves_the_index(photos, library):
     summary = index_json(photos, "--index", library)
     assert summary["removed"] == 1
     assert str(gone) not in stored_vectors(library)
-    out = json.loads(invoke("query", sorted(photos.glob("*.png"))[0], "--index", library,
-                            "-k", "20", "--json").stdout)
+    out = json.loads(
+        invoke(
+            "query", sorted(photos.glob("*.png"))[0], "--index", library, "-k", "20", "--json"
+        ).stdout
+    )
     assert str(gone) not in {r["path"] for r in out["results"]}
     assert len(out["results"]) == 7
 
@@ -142,8 +152,15 @@ def test_bad_files_are_reported_and_skipped(tmp_path, library):
     (folder / "cut.png").write_bytes(data[: len(data) // 2])
     summary = index_json(folder, "--index", library)
     failed = {os.path.basename(f["path"]): f["error"] for f in summary["failed"]}
-    assert set(failed) == {"ukbench09268_corrupt.jpg", "corrupted.heic", "corrupted.hif",
-                           "empty.heic", "truncated.heic", "notes.jpg", "cut.png"}
+    assert set(failed) == {
+        "ukbench09268_corrupt.jpg",
+        "corrupted.heic",
+        "corrupted.hif",
+        "empty.heic",
+        "truncated.heic",
+        "notes.jpg",
+        "cut.png",
+    }
     assert all(failed.values())
     assert summary["indexed"] == 3  # the two good HEIFs and the PNG
     info = json.loads(invoke("info", "--index", library, "--json").stdout)
@@ -205,7 +222,7 @@ def test_exclude_and_hidden(photos, library):
     assert summary["indexed"] == 8
     summary = index_json(photos, "--index", library, "--include-hidden")
     assert summary["indexed"] == 2  # .hidden/ and skipme/ now
-    
+
 
 def test_symlink_loop_does_not_hang(photos, library):
     os.symlink(photos, photos / "loop")

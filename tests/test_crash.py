@@ -19,7 +19,8 @@ from tests.conftest import PHOTOS, ROOT, run_cli
 def library_state(library):
     store = Store.open(library)
     rows = store.db.execute(
-        "select path, hash, status, vector from images order by path").fetchall()
+        "select path, hash, status, vector from images order by path"
+    ).fetchall()
     store.close()
     return {p: (h, s, None if v is None else np.frombuffer(v, np.float32)) for p, h, s, v in rows}
 
@@ -34,9 +35,23 @@ def committed_rows(library) -> int:
 
 def start_index(folder, library):
     return subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "index", str(folder), "--index", str(library),
-         "--batch-size", "2", "--workers", "1", "--json"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "index",
+            str(folder),
+            "--index",
+            str(library),
+            "--batch-size",
+            "2",
+            "--workers",
+            "1",
+            "--json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -16,12 +16,22 @@ RECIPE = Recipe()
 
 def png_header_only(width: int, height: int) -> bytes:
     """A tiny valid-looking PNG that claims width x height pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_small_file_claiming_gigapixels_is_refused_before_decoding():
@@ -44,8 +54,9 @@ def test_a_real_200_megapixel_photo_indexes(tmp_path):
     assert decoded.pixels.shape == (224, 224, 3)
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "P+transparency", "CMYK", "I;16", "I",
-                                  "F", "1"])
+@pytest.mark.parametrize(
+    "mode", ["L", "LA", "RGBA", "P", "P+transparency", "CMYK", "I;16", "I", "F", "1"]
+)
 def test_every_mode_becomes_rgb(mode, tmp_path):
     with Image.open(PHOTOS / "kodim04.png") as img:
         src = img.convert("RGB")
@@ -81,10 +92,16 @@ def test_exif_orientations_decode_upright(orientation, tmp_path):
     with Image.open(PHOTOS / "kodim05.png") as img:
         upright = img.convert("RGB")
     # store the pixels so that applying `orientation` gives the upright picture back
-    inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-               6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
-               8: Image.Transpose.ROTATE_270}[orientation]
+    inverse = {
+        1: None,
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }[orientation]
     stored = upright if inverse is None else upright.transpose(inverse)  # FLIP_LEFT_RIGHT == 0
     exif = Image.Exif()
     exif[274] = orientation
@@ -109,11 +126,14 @@ def test_exif_capture_time_is_read(tmp_path):
     assert decode_file(str(tmp_path / "t.jpg"), RECIPE, None).taken == "2021-07-04T18:30:05"
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty"),
-    (b"GIF89a" + b"\x00" * 20, "decode|not an image|truncated"),
-    (b"hello world, not an image", "not an image"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (b"GIF89a" + b"\x00" * 20, "decode|not an image|truncated"),
+        (b"hello world, not an image", "not an image"),
+    ],
+)
 def test_bad_bytes_raise_image_error(data, reason):
     with pytest.raises(ImageError, match=reason):
         decode_bytes(data, RECIPE, None)

@@ -23,8 +23,7 @@ def test_preprocessing_matches_the_hf_image_processor(repo_id):
             expected = processor(images=img, return_tensors="np")["pixel_values"][0]
         ours = decode_file(str(path), recipe, None).pixels.astype(np.float32) / 255
         ours = (ours - np.array(recipe.mean)) / np.array(recipe.std)
-        np.testing.assert_allclose(ours.transpose(2, 0, 1), expected, atol=1e-4,
-                                   err_msg=str(path))
+        np.testing.assert_allclose(ours.transpose(2, 0, 1), expected, atol=1e-4, err_msg=str(path))
 
 
 def test_jpeg_draft_decoding_stays_close_to_full_decode(tmp_path):
@@ -49,7 +48,8 @@ def test_embedding_is_the_normalised_cls_token_after_the_final_norm():
     ours = embedder.embed(pixels)[0]
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(embedder.recipe.mean).view(1, 3, 1, 1)) / torch.tensor(
-        embedder.recipe.std).view(1, 3, 1, 1)
+        embedder.recipe.std
+    ).view(1, 3, 1, 1)
     with torch.no_grad():
         out = embedder.net(pixel_values=x)
     cls = out.last_hidden_state[0, 0].numpy()
@@ -64,7 +64,8 @@ def test_dino_v1_uses_the_cls_token_not_the_random_pooler():
 
 def test_registry_and_name_resolution(tmp_path):
     assert model.resolve("dinov2-small") == model.ModelSpec(
-        "facebook/dinov2-small", "hf", "facebook/dinov2-small")
+        "facebook/dinov2-small", "hf", "facebook/dinov2-small"
+    )
     assert model.resolve("dino-vitb8").id == "facebook/dino-vitb8"
     assert model.resolve("timm/vit_small_patch14_dinov2.lvd142m").backend == "timm"
     assert model.resolve("someone/their-dinov2").backend == "hf"
@@ -80,8 +81,16 @@ def test_local_weights_file_infers_the_architecture(tmp_path):
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(5)
-    net = Dinov2Model(Dinov2Config(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                                   mlp_ratio=2, patch_size=14, image_size=224))
+    net = Dinov2Model(
+        Dinov2Config(
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            mlp_ratio=2,
+            patch_size=14,
+            image_size=224,
+        )
+    )
     net.save_pretrained(tmp_path / "dir")
     weights = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
@@ -92,8 +101,9 @@ def test_local_weights_file_infers_the_architecture(tmp_path):
 
 
 def test_unavailable_weights_exit_2_with_the_ways_out(tmp_path):
-    proc = run_cli("index", PHOTOS, "--index", tmp_path / "lib", "--model", "dinov2-large",
-                   check=False)
+    proc = run_cli(
+        "index", PHOTOS, "--index", tmp_path / "lib", "--model", "dinov2-large", check=False
+    )
     assert proc.returncode == 2
     err = proc.stderr
     assert "facebook/dinov2-large" in err and "hub" in err
