@@ -212,3 +212,16 @@ def capture_time(exif: Image.Exif) -> str | None:
         return None
     value = value.strip("\x00 ")[:19]
     return f"{value[:10].replace(':', '-')}T{value[11:19]}"
+
+
+def pixel_digest(path: str) -> str:
+    """SHA-256 of the fully decoded, upright RGB pixels (and size): equal for a PNG and its
+    lossless WebP, or a JPEG with its metadata stripped."""
+    import hashlib
+
+    with Image.open(path) as img:
+        img.load()
+        rgb = to_rgb(ImageOps.exif_transpose(img))
+    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()

@@ -30,7 +30,22 @@ def m001_images_and_meta(db: sqlite_utils.Database) -> None:
     db["images"].create_index(["hash"])
 
 
-MIGRATIONS = [m001_images_and_meta]
+def m002_calibration(db: sqlite_utils.Database) -> None:
+    """Score normalisation and duplicate threshold, fitted on the library's own images."""
+    db["calibration"].create(
+        {
+            "name": str,  # "current"
+            "model": str,  # invalid once the library's model differs
+            "images": int,  # library size when fitted (refit when it has changed a lot)
+            "created": str,
+            "params": str,  # JSON: threshold, precision/recall table, confidence fit, ...
+            "whitening": bytes,  # float32 mean (D) then projection (D x K), or null
+        },
+        pk="name",
+    )
+
+
+MIGRATIONS = [m001_images_and_meta, m002_calibration]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

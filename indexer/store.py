@@ -239,6 +239,26 @@ class Store:
                 )
             self._bump()
 
+    # --- calibration ----------------------------------------------------------------------------
+
+    def calibration(self) -> dict | None:
+        rows = list(self.db.query("select * from calibration where name = 'current'"))
+        return rows[0] if rows else None
+
+    def save_calibration(
+        self, model: str, images: int, params: dict, whitening: bytes | None
+    ) -> None:
+        record = {
+            "name": "current",
+            "model": model,
+            "images": images,
+            "created": _now(),
+            "params": json.dumps(params),
+            "whitening": whitening,
+        }
+        with self.db.atomic():
+            self.db["calibration"].upsert(record, pk="name")
+
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
 

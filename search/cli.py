@@ -197,6 +197,147 @@ def info(index_dir, as_json):
     click.echo(f"images:  {data['images']} indexed, {data['failed']} failed")
     click.echo(f"index:   {data['index']['type']}, {data['index']['vectors']} vectors")
     click.echo(f"size:    {data['bytes'] / 1e6:.1f} MB")
+    c = data["calibration"]
+    if c:
+        click.echo(
+            f"dups:    threshold {c['threshold']:.4f} ({c['normalisation']}), precision "
+            f"{c['precision']:.3f}, recall {c['recall']:.3f} on {c['sample']} sampled"
+        )
+    else:
+        click.echo("dups:    not calibrated yet (dinosearch calibrate, or the first dups run)")
+
+
+@cli.command()
+@click.option(
+    "--threshold",
+    default="auto",
+    show_default=True,
+    metavar="auto|FLOAT",
+    help="auto: calibrated on this library (whitened scores); a number: raw cosine.",
+)
+@click.option(
+    "--precision",
+    default=0.99,
+    show_default=True,
+    type=click.FloatRange(0.5, 1.0),
+    help="Target precision for --threshold auto.",
+)
+@click.option("--within", type=click.Path(), help="Only images under this folder.")
+@click.option(
+    "--against",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Which images under PATH already have a duplicate in the library.",
+)
+@click.option(
+    "--of", "of", type=click.Path(exists=True, dir_okay=False), help="Duplicates of one image."
+)
+@click.option("--include-similar", is_flag=True, help="Also report 'similar' groups (bursts).")
+@click.option("--similar-threshold", type=float, help="Score for the 'similar' tier.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write rows to FILE.")
+@library_options
+@json_option
+def dups(
+    threshold,
+    precision,
+    within,
+    against,
+    of,
+    include_similar,
+    similar_threshold,
+    csv_path,
+    index_dir,
+    as_json,
+):
+    """Find duplicate groups: exact, pixels, copy (and similar with --include-similar).
+
+    \b
+    Examples:
+        dinosearch dups
+        dinosearch dups --against ~/new-sd-card --json
+        dinosearch dups --threshold 0.95 --csv dups.csv
+    """
+    from .finder import DupOptions
+    from .progress import TerminalProgress
+
+    options = DupOptions(
+        threshold=threshold,
+        precision=precision,
+        within=within,
+        against=tuple(against),
+        of=of,
+        include_similar=include_similar,
+        similar_threshold=similar_threshold,
+    )
+    progress = TerminalProgress(enabled=False if as_json else None)
+    report = collection(index_dir).duplicates(options, progress)
+    progress.finish()
+    if csv_path:
+        report.write_csv(csv_path)
+    if as_json:
+        return emit_json(report.to_json())
+    _print_dups(report)
+
+
+def _print_dups(report) -> None:
+    data = report.to_json()
+    for number, group in enumerate(data["groups"], 1):
+        click.echo(f"group {number} [{group['tier']}]")
+        for m in group["members"]:
+            conf = "" if m["confidence"] is None else f"  conf {m['confidence']:.2f}"
+            size = f"{m['width']}x{m['height']}" if m["width"] else ""
+            click.echo(f"  {m['score']:6.3f}{conf}  {size:>11}  {m['path']}")
+    stats = data["stats"]
+    how = "calibrated" if stats["mode"] == "auto" else "cosine"
+    click.echo(
+        f"{stats['groups']} groups, {stats['duplicates']} duplicates among "
+        f"{stats['images']} images (threshold {data['threshold']:.3f}, {how}) "
+        f"in {stats['seconds']:.1f}s"
+    )
+
+
+@cli.command()
+@click.option(
+    "--sample",
+    default=100,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Library images to make known copies of.",
+)
+@click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
+@library_options
+@json_option
+def calibrate(sample, precision, index_dir, as_json):
+    """Calibrate the duplicate threshold on this library's own photos.
+
+    \b
+    Example:
+        dinosearch calibrate --sample 200
+    """
+    from .progress import TerminalProgress
+
+    progress = TerminalProgress(enabled=False if as_json else None)
+    result = collection(index_dir).calibrate(precision, sample, progress)
+    progress.finish()
+    data = result.to_json()
+    if as_json:
+        return emit_json(data)
+    click.echo(
+        f"model {data['model']}, {data['images']} images, {data['sample']} sampled, "
+        f"{data['positives']} known copies vs {data['negatives']} nearest distinct images"
+    )
+    click.echo(f"scores: {data['normalisation']}")
+    click.echo(f"{'threshold':>9}  {'precision':>9}  {'recall':>6}")
+    for row in data["table"]:
+        click.echo(f"{row['threshold']:9.4f}  {row['precision']:9.4f}  {row['recall']:6.4f}")
+    click.echo(
+        f"chosen threshold {data['threshold']:.4f}: precision {data['precision']:.4f}, "
+        f"recall {data['recall']:.4f} (target precision {precision})"
+    )
+    click.echo(
+        "recall per transform: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in data["per_transform_recall"].items())
+    )
 
 
 def main() -> None:

@@ -199,6 +199,22 @@ class Collection:
         hits = [Hit(rank, i, rows[i]["path"], s) for rank, (s, i) in enumerate(pairs, start=1)]
         return QueryResult([], store.model().id if store.model() else "", hits)
 
+    # --- duplicates -----------------------------------------------------------------------------
+
+    def duplicates(self, options=None, progress=None):
+        """Duplicate groups in tiers (see search/finder.py); options: finder.DupOptions."""
+        from .finder import DupOptions, find_duplicates
+
+        return find_duplicates(self, options or DupOptions(), progress)
+
+    def calibrate(self, precision: float = 0.99, sample: int | None = None, progress=None):
+        """Refit score normalisation and the duplicate threshold on this library's images."""
+        from .calibrate import DEFAULT_SAMPLE
+        from .finder import run_calibration
+
+        calibration, _ = run_calibration(self, precision, sample or DEFAULT_SAMPLE, progress)
+        return calibration
+
     # --- facts ----------------------------------------------------------------------------------
 
     def info(self) -> dict:
@@ -218,6 +234,24 @@ class Collection:
                 "generation": vindex.generation,
             },
             "bytes": store.bytes_on_disk(),
+            "calibration": self._calibration_summary(),
+        }
+
+    def _calibration_summary(self) -> dict | None:
+        from .finder import stored_calibration
+
+        stored = stored_calibration(self)
+        if stored is None:
+            return None
+        c = stored[0]
+        return {
+            "threshold": round(c.threshold, 4),
+            "precision": round(c.precision, 4),
+            "recall": round(c.recall, 4),
+            "precision_target": c.precision_target,
+            "normalisation": c.normalisation,
+            "sample": c.sample,
+            "images": c.images,
         }
 
 

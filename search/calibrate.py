@@ -1,0 +1,264 @@
+"""`--threshold auto`: choose the duplicate threshold on the library's own photos.
+
+Take a sample of the library, make known copies of each with documented transforms, embed them,
+and score each copy against its source (positives) and against its nearest *distinct* library
+images (negatives). The threshold is the lowest score that reaches the target precision on those
+pairs; a logistic fit of the same pairs turns any score into a calibrated confidence.
+"""
+
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+from indexer.decode import to_rgb
+from indexer.errors import ImageError
+
+from .normalise import Whitening
+
+SOURCE_MAX_SIDE = 1024  # sources are shrunk first: transforms on 12 MP would dominate the time
+NEGATIVES_PER_COPY = 3
+DEFAULT_SAMPLE = 100
+TRANSFORMS_PER_SOURCE = 6
+
+
+def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _scale(img: Image.Image, factor: float) -> Image.Image:
+    size = (max(16, round(img.width * factor)), max(16, round(img.height * factor)))
+    return img.resize(size, Image.Resampling.LANCZOS)
+
+
+def _crop(img: Image.Image, keep: float, rng: np.random.Generator) -> Image.Image:
+    w, h = round(img.width * keep), round(img.height * keep)
+    left = int(rng.integers(0, img.width - w + 1))
+    top = int(rng.integers(0, img.height - h + 1))
+    return img.crop((left, top, left + w, top + h))
+
+
+def _border(img: Image.Image, fraction: float, colour) -> Image.Image:
+    pad = max(2, round(min(img.size) * fraction))
+    return ImageOps.expand(img, border=pad, fill=colour)
+
+
+def _colour_shift(img: Image.Image) -> Image.Image:
+    warmer = np.asarray(ImageEnhance.Color(img).enhance(0.8), dtype=np.int16)
+    warmer = warmer + np.array([12, 0, -12], dtype=np.int16)
+    return Image.fromarray(np.clip(warmer, 0, 255).astype(np.uint8))
+
+
+# name -> transform(img, rng); each is a copy a person would call "the same photo"
+TRANSFORMS: dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
+    "jpeg-q30": lambda im, rng: _jpeg(im, 30),
+    "jpeg-q60": lambda im, rng: _jpeg(im, 60),
+    "downscale-50": lambda im, rng: _scale(im, 0.5),
+    "downscale-25": lambda im, rng: _scale(im, 0.25),
+    "crop-05": lambda im, rng: _crop(im, 0.95, rng),
+    "crop-10": lambda im, rng: _crop(im, 0.90, rng),
+    "crop-20": lambda im, rng: _crop(im, 0.80, rng),
+    "brighter-20": lambda im, rng: ImageEnhance.Brightness(im).enhance(1.2),
+    "darker-20": lambda im, rng: ImageEnhance.Brightness(im).enhance(0.8),
+    "contrast-25": lambda im, rng: ImageEnhance.Contrast(im).enhance(1.25),
+    "grey": lambda im, rng: im.convert("L").convert("RGB"),
+    "border-white": lambda im, rng: _border(im, 0.06, (255, 255, 255)),
+    "border-black": lambda im, rng: _border(im, 0.08, (0, 0, 0)),
+    "colour-shift": lambda im, rng: _colour_shift(im),
+    "exif-rotate": lambda im, rng: im,  # pixels rotated, EXIF tag set: see _encode
+}
+
+
+@dataclass
+class Calibration:
+    model: str
+    images: int
+    normalisation: str  # "pca-whitening" or "none"
+    threshold: float
+    precision_target: float
+    precision: float
+    recall: float
+    similar_threshold: float
+    confidence: dict  # logistic fit: confidence = 1 / (1 + exp(-(a * score + b)))
+    sample: int
+    positives: int
+    negatives: int
+    per_transform_recall: dict = field(default_factory=dict)
+    table: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def confidence_of(self, scores: np.ndarray | float) -> np.ndarray | float:
+        a, b = self.confidence["a"], self.confidence["b"]
+        return 1.0 / (1.0 + np.exp(-(a * np.asarray(scores) + b)))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _encode(img: Image.Image, name: str) -> bytes:
+    buf = io.BytesIO()
+    if name == "exif-rotate":  # stored rotated, displayed upright: the decoder must undo it
+        exif = Image.Exif()
+        exif[274] = 6
+        img.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=92, exif=exif)
+    else:
+        img.save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def load_source(path: str) -> Image.Image:
+    with Image.open(path) as img:
+        img.draft("RGB", (SOURCE_MAX_SIDE, SOURCE_MAX_SIDE))
+        img = to_rgb(ImageOps.exif_transpose(img))
+    img.thumbnail((SOURCE_MAX_SIDE, SOURCE_MAX_SIDE), Image.Resampling.LANCZOS)
+    return img
+
+
+def make_copies(path: str, rng: np.random.Generator, per_source: int) -> list[tuple[str, bytes]]:
+    """Encoded copies of one library image under randomly chosen transforms."""
+    img = load_source(path)
+    names = rng.choice(sorted(TRANSFORMS), size=min(per_source, len(TRANSFORMS)), replace=False)
+    return [(str(n), _encode(TRANSFORMS[str(n)](img, rng), str(n))) for n in names]
+
+
+def choose_threshold(pos: np.ndarray, neg: np.ndarray, target: float) -> tuple[float, float, float]:
+    """Lowest threshold whose precision on (pos, neg) reaches target: (t, precision, recall)."""
+    candidates = np.unique(np.concatenate([pos, neg]))
+    best = (float(candidates.max()) + 1e-6 if len(candidates) else 1.0, 1.0, 0.0)
+    for t in candidates[::-1]:  # descending: precision falls as t falls
+        tp, fp = int((pos >= t).sum()), int((neg >= t).sum())
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        if precision < target:
+            break
+        best = (float(t), precision, tp / max(len(pos), 1))
+    return best
+
+
+def precision_recall_table(pos: np.ndarray, neg: np.ndarray, steps: int = 21) -> list[dict]:
+    lo = float(min(pos.min(initial=1), neg.max(initial=0)))
+    rows = []
+    for t in np.linspace(lo, float(pos.max(initial=1)), steps):
+        tp, fp = int((pos >= t).sum()), int((neg >= t).sum())
+        rows.append(
+            {
+                "threshold": round(float(t), 4),
+                "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+                "recall": round(tp / max(len(pos), 1), 4),
+            }
+        )
+    return rows
+
+
+def fit_logistic(pos: np.ndarray, neg: np.ndarray, iterations: int = 50) -> dict:
+    """1-D logistic regression (Newton's method, small ridge) of label on score."""
+    x = np.concatenate([pos, neg]).astype(np.float64)
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    if not len(x) or y.min() == y.max():
+        return {"a": 0.0, "b": 0.0}
+    centre, scale = x.mean(), x.std() or 1.0
+    z = (x - centre) / scale
+    w = np.zeros(2)
+    design = np.stack([z, np.ones_like(z)], axis=1)
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-(design @ w)))
+        grad = design.T @ (p - y) + 1e-3 * w
+        hess = design.T @ (design * (p * (1 - p))[:, None]) + 1e-3 * np.eye(2)
+        w -= np.linalg.solve(hess, grad)
+    a = w[0] / scale
+    return {"a": float(a), "b": float(w[1] - a * centre)}
+
+
+def calibrate(
+    ids: np.ndarray,
+    space: np.ndarray,
+    paths: dict[int, str],
+    hash_codes: np.ndarray,
+    embed_bytes: Callable[[bytes], np.ndarray],
+    whitening: Whitening | None,
+    model: str,
+    precision_target: float = 0.99,
+    sample: int = DEFAULT_SAMPLE,
+    seed: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+    keep_scores: dict | None = None,
+) -> Calibration:
+    """Calibrate on the library: `space` holds its vectors in the space scores are taken in;
+    `hash_codes` numbers equal file contents equally (aligned with ids)."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
+    positives, negatives, by_transform = [], [], {}
+    for done, row in enumerate(chosen, 1):
+        pos, neg, names = _score_source(
+            int(row), ids, space, paths, hash_codes, embed_bytes, whitening, rng
+        )
+        positives += pos
+        negatives += neg
+        for name, score in zip(names, pos, strict=True):
+            by_transform.setdefault(name, []).append(score)
+        if progress:
+            progress("calibrate", done, len(chosen))
+    pos, neg = np.array(positives), np.array(negatives)
+    if keep_scores is not None:  # kept so another --precision needs no new embeddings
+        keep_scores.update(
+            pos=[round(float(x), 5) for x in pos], neg=[round(float(x), 5) for x in neg]
+        )
+    threshold, precision, recall = choose_threshold(pos, neg, precision_target)
+    median_neg = float(np.median(neg)) if len(neg) else threshold
+    return Calibration(
+        model=model,
+        images=len(ids),
+        normalisation="pca-whitening" if whitening is not None else "none",
+        threshold=threshold,
+        precision_target=precision_target,
+        precision=precision,
+        recall=recall,
+        similar_threshold=threshold - 0.5 * (threshold - median_neg),
+        confidence=fit_logistic(pos, neg),
+        sample=len(chosen),
+        positives=len(pos),
+        negatives=len(neg),
+        per_transform_recall={
+            k: round(float(np.mean(np.array(v) >= threshold)), 4)
+            for k, v in sorted(by_transform.items())
+        },
+        table=precision_recall_table(pos, neg),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _score_source(row, ids, space, paths, hash_codes, embed_bytes, whitening, rng):
+    source_id = int(ids[row])
+    try:
+        copies = make_copies(paths[source_id], rng, TRANSFORMS_PER_SOURCE)
+    except (OSError, ImageError, ValueError):
+        return [], [], []  # the file changed or vanished since indexing: skip it
+    vectors, names = [], []
+    for name, data in copies:
+        try:
+            vectors.append(embed_bytes(data))
+            names.append(name)
+        except ImageError:
+            continue
+    if not vectors:
+        return [], [], []
+    copies_space = np.stack(vectors)
+    if whitening is not None:
+        copies_space = whitening.apply(copies_space)
+    sims = copies_space @ space.T  # (copies, library)
+    pos = sims[:, row].copy()  # a copy: the exclusions below overwrite this column
+    # The library's own duplicates of the source are not negatives: drop images that share its
+    # hash or sit closer to the source than its median copy does.
+    source_sims = space[row] @ space.T
+    exclude = (source_sims >= np.median(pos)) | (hash_codes == hash_codes[row])
+    exclude[row] = True
+    sims[:, exclude] = -math.inf
+    k = min(NEGATIVES_PER_COPY, max(0, len(ids) - int(exclude.sum())))
+    neg = np.sort(sims, axis=1)[:, ::-1][:, :k].ravel() if k else np.array([])
+    return [float(s) for s in pos], [float(s) for s in neg if s > -math.inf], names

@@ -1,0 +1,201 @@
+"""Vectors -> duplicate groups, in tiers, without chaining.
+
+Grouping rule (leader clustering): images are taken in order of how many neighbours they have
+above the threshold (then resolution, then id); each image not yet grouped becomes the
+representative of a new group holding every still-ungrouped image within the threshold *of the
+representative*. So every member is within the threshold of its group's first member, and a
+series of images each close only to the next cannot merge into one long group.
+"""
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EXACT_SEARCH_MAX = 200_000  # range search on an exact index below this, IVF above
+QUERY_BLOCK = 2048  # query rows per range-search call: bounds memory to the block's results
+IVF_NPROBE = 16
+
+Progress = Callable[[str, int, int], None]
+TIERS = ("exact", "pixels", "copy", "similar")
+
+
+@dataclass
+class Member:
+    id: int
+    path: str
+    score: float  # raw cosine to the group's first member
+    confidence: float | None  # calibrated probability of being a duplicate of the first member
+    width: int | None
+    height: int | None
+    bytes: int | None
+    similarity: float | None = None  # score in the calibrated (whitened) space
+    match: str = "first"  # how it matches the first member: exact/pixels/copy/similar
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "score": round(self.score, 6),
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+            "id": self.id,
+            "similarity": None if self.similarity is None else round(self.similarity, 6),
+            "match": self.match,
+        }
+
+
+@dataclass
+class Group:
+    tier: str
+    members: list[Member]
+
+    def to_json(self) -> dict:
+        return {"tier": self.tier, "members": [m.to_json() for m in self.members]}
+
+
+@dataclass
+class DupReport:
+    threshold: float
+    calibration: dict | None
+    groups: list[Group] = field(default_factory=list)
+    images: int = 0
+    seconds: float = 0.0
+    mode: str = "auto"  # "auto" (calibrated, whitened space) or "cosine" (fixed raw threshold)
+
+    def to_json(self) -> dict:
+        return {
+            "threshold": round(self.threshold, 6),
+            "calibration": self.calibration,
+            "groups": [g.to_json() for g in self.groups],
+            "stats": {
+                "images": self.images,
+                "groups": len(self.groups),
+                "duplicates": sum(len(g.members) - 1 for g in self.groups),
+                "seconds": round(self.seconds, 3),
+                "mode": self.mode,
+                "tiers": {t: sum(g.tier == t for g in self.groups) for t in TIERS},
+            },
+        }
+
+    def write_csv(self, path: str) -> None:
+        fields = [
+            "group",
+            "tier",
+            "path",
+            "score",
+            "confidence",
+            "similarity",
+            "match",
+            "width",
+            "height",
+            "bytes",
+        ]
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for number, group in enumerate(self.groups, 1):
+                for m in group.members:
+                    row = m.to_json()
+                    writer.writerow(
+                        {"group": number, "tier": group.tier, **{k: row[k] for k in fields[2:]}}
+                    )
+
+
+def neighbour_pairs(
+    space: np.ndarray, threshold: float, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i < j) with inner product >= threshold, by blockwise range search.
+
+    Memory is the index plus one block's results: never an n x n matrix.
+    """
+    n = space.shape[0]
+    if n < 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    index = _range_index(space)
+    rows, cols, sims = [], [], []
+    for start in range(0, n, QUERY_BLOCK):
+        block = space[start : start + QUERY_BLOCK]
+        lims, dist, found = index.range_search(np.ascontiguousarray(block), float(threshold))
+        query = np.repeat(np.arange(start, start + len(block)), np.diff(lims).astype(np.int64))
+        keep = found > query  # each pair once, never an image with itself
+        rows.append(query[keep])
+        cols.append(found[keep])
+        sims.append(dist[keep])
+        if progress:
+            progress("dups", min(start + QUERY_BLOCK, n), n)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+
+
+def _range_index(space: np.ndarray):
+    import faiss
+
+    n, d = space.shape
+    if n <= EXACT_SEARCH_MAX:
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = int(4 * np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = space[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+        index.train(np.ascontiguousarray(sample))
+        index.nprobe = IVF_NPROBE
+    index.add(np.ascontiguousarray(space))
+    return index
+
+
+def leader_groups(
+    n: int,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    sims: np.ndarray,
+    threshold: float,
+    priority: np.ndarray,
+    taken: np.ndarray | None = None,
+) -> list[tuple[int, list[tuple[int, float]]]]:
+    """Groups as (representative, [(member, similarity)]) under the leader rule (module doc)."""
+    keep = sims >= threshold
+    rows, cols, sims = rows[keep], cols[keep], sims[keep]
+    both_r = np.concatenate([rows, cols])
+    both_c = np.concatenate([cols, rows])
+    both_s = np.concatenate([sims, sims])
+    order = np.argsort(both_r, kind="stable")
+    both_r, both_c, both_s = both_r[order], both_c[order], both_s[order]
+    starts = np.searchsorted(both_r, np.arange(n + 1))
+    degree = np.diff(starts)
+    taken = np.zeros(n, bool) if taken is None else taken.copy()
+    groups = []
+    for leader in np.lexsort((np.arange(n), -priority, -degree)):
+        if taken[leader] or degree[leader] == 0:
+            continue
+        lo, hi = starts[leader], starts[leader + 1]
+        members = [
+            (int(c), float(s))
+            for c, s in zip(both_c[lo:hi], both_s[lo:hi], strict=True)
+            if not taken[c]
+        ]
+        if not members:
+            continue
+        members.sort(key=lambda m: (-m[1], m[0]))
+        taken[leader] = True
+        for m, _ in members:
+            taken[m] = True
+        groups.append((int(leader), members))
+    return groups
+
+
+def exact_groups(hashes: list[str | None]) -> list[list[int]]:
+    """Row indices of files with identical bytes, in groups of two or more."""
+    by_hash: dict[str, list[int]] = {}
+    for row, digest in enumerate(hashes):
+        if digest:
+            by_hash.setdefault(digest, []).append(row)
+    return [rows for rows in by_hash.values() if len(rows) > 1]
+
+
+def timer() -> Callable[[], float]:
+    started = time.perf_counter()
+    return lambda: time.perf_counter() - started

@@ -1,0 +1,235 @@
+"""Duplicate tiers, the no-chaining rule, calibration and the dups/calibrate CLI shapes."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from indexer.store import Store
+from search.cli import cli
+from search.collection import Collection
+from search.duplicates import leader_groups, neighbour_pairs
+from search.finder import stored_calibration
+from tests.conftest import PHOTOS
+
+
+def invoke(*args, expect=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == expect, (result.output, result.exception)
+    return result
+
+
+def dups_json(library, *args):
+    return json.loads(invoke("dups", "--index", library, "--json", *args).stdout)
+
+
+@pytest.fixture
+def dup_folder(tmp_path):
+    """Real photos plus an exact copy, a pixel-identical re-encode and a JPEG copy."""
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    originals = sorted(PHOTOS.glob("*.png"))[:6]
+    for src in originals:
+        shutil.copy(src, folder / src.name)
+    shutil.copy(originals[0], folder / "exact-copy.png")
+    with Image.open(originals[1]) as img:
+        img.save(folder / "lossless.webp", lossless=True)
+        img.convert("RGB").save(folder / "jpeg-copy.jpg", quality=90)
+    return folder
+
+
+def members(group):
+    return sorted(m["path"].rsplit("/", 1)[1] for m in group["members"])
+
+
+def test_exact_and_pixel_tiers(dup_folder, library):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    out = dups_json(library, "--threshold", "0.999")
+    tiers = {g["tier"]: members(g) for g in out["groups"]}
+    assert tiers["exact"] == ["exact-copy.png", "kodim01.png"]
+    assert "lossless.webp" in tiers["pixels"] and "kodim02.png" in tiers["pixels"]
+    assert set(out) >= {"threshold", "calibration", "groups", "stats"}
+    assert out["threshold"] == 0.999 and out["stats"]["images"] == 9
+    for group in out["groups"]:
+        assert group["tier"] in {"exact", "pixels", "copy", "similar"}
+        first = group["members"][0]
+        assert first["score"] == 1.0
+        for m in group["members"]:
+            assert set(m) >= {"path", "score", "confidence", "width", "height", "bytes"}
+            assert m["width"] > 0 and m["height"] > 0 and m["bytes"] > 0
+
+
+def test_copy_tier_with_a_fixed_cosine(dup_folder, library):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    out = dups_json(library, "--threshold", "0.98")
+    grouped = {name for g in out["groups"] for name in members(g)}
+    assert "jpeg-copy.jpg" in grouped
+    group = next(g for g in out["groups"] if "jpeg-copy.jpg" in members(g))
+    assert group["tier"] == "copy" and "kodim02.png" in members(group)
+    assert all(m["score"] >= 0.98 for m in group["members"])
+
+
+def test_exact_tier_needs_no_model(tmp_path, library, monkeypatch):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    shutil.copy(PHOTOS / "kodim03.png", folder / "a.png")
+    shutil.copy(PHOTOS / "kodim03.png", folder / "b.png")
+    invoke("index", folder, "--index", library, "--workers", "0")
+    monkeypatch.setattr("indexer.model.load", lambda *a, **k: pytest.fail("model loaded"))
+    out = dups_json(library, "--threshold", "0.99")
+    assert [g["tier"] for g in out["groups"]] == ["exact"]
+
+
+def chain(n: int, step_deg: float) -> np.ndarray:
+    """Unit vectors on a great circle, step_deg apart: each close to the next only."""
+    angles = np.radians(np.arange(n) * step_deg)
+    v = np.zeros((n, 8), np.float32)
+    v[:, 0], v[:, 1] = np.cos(angles), np.sin(angles)
+    return v
+
+
+def test_a_chain_does_not_merge_into_one_group():
+    vectors = chain(12, 10.0)  # neighbours at cos 10deg = 0.985, two apart at cos 20deg = 0.94
+    threshold = 0.97
+    rows, cols, sims = neighbour_pairs(vectors, threshold)
+    groups = leader_groups(len(vectors), rows, cols, sims, threshold, np.zeros(len(vectors)))
+    assert len(groups) >= 4
+    for leader, group in groups:
+        assert len(group) <= 2
+        for member, _ in group:
+            assert float(vectors[leader] @ vectors[member]) >= threshold
+    covered = sorted([leader] + [m for m, _ in group] for leader, group in groups)
+    flat = [i for g in covered for i in g]
+    assert len(flat) == len(set(flat))  # nobody is in two groups
+
+
+def test_a_burst_is_one_group_not_a_pile_of_pairs():
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=64)
+    burst = centre + 0.05 * rng.normal(size=(40, 64))
+    others = rng.normal(size=(30, 64))
+    vectors = np.concatenate([burst, others]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows, cols, sims = neighbour_pairs(vectors, 0.95)
+    groups = leader_groups(len(vectors), rows, cols, sims, 0.95, np.zeros(len(vectors)))
+    assert len(groups) == 1 and len(groups[0][1]) == 39
+
+
+def test_neighbour_pairs_match_numpy():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(300, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    rows, cols, sims = neighbour_pairs(v, 0.6)
+    got = {(int(a), int(b)) for a, b in zip(rows, cols, strict=True)}
+    full = v @ v.T
+    expected = {(i, j) for i in range(300) for j in range(i + 1, 300) if full[i, j] >= 0.6}
+    assert got == expected
+
+
+def test_calibration_is_stored_shown_and_invalidated(dup_folder, library):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    result = json.loads(invoke("calibrate", "--index", library, "--sample", "4", "--json").stdout)
+    assert result["model"] == "facebook/dinov2-small" and result["sample"] == 4
+    assert result["positives"] > 0 and result["negatives"] > 0
+    assert 0 < result["threshold"] <= 1.0 and result["precision"] >= 0.99
+    assert result["table"] and set(result["per_transform_recall"]) <= {
+        "jpeg-q30",
+        "jpeg-q60",
+        "downscale-50",
+        "downscale-25",
+        "crop-05",
+        "crop-10",
+        "crop-20",
+        "brighter-20",
+        "darker-20",
+        "contrast-25",
+        "grey",
+        "border-white",
+        "border-black",
+        "colour-shift",
+        "exif-rotate",
+    }
+    info = json.loads(invoke("info", "--index", library, "--json").stdout)
+    assert info["calibration"]["threshold"] == pytest.approx(result["threshold"], abs=1e-4)
+    out = dups_json(library)  # auto uses the stored calibration
+    assert out["calibration"]["threshold"] == pytest.approx(result["threshold"])
+    assert out["threshold"] == pytest.approx(result["threshold"], abs=1e-6)
+    # another precision target re-derives the threshold from the kept scores, no re-embedding
+    loose = dups_json(library, "--precision", "0.6")
+    assert loose["threshold"] <= out["threshold"]
+    # a calibration made for another model is not used
+    coll = Collection(library)
+    store = coll.store()
+    row = store.calibration()
+    store.save_calibration(
+        "facebook/other-model", row["images"], json.loads(row["params"]), row["whitening"]
+    )
+    assert stored_calibration(coll) is None
+    assert json.loads(invoke("info", "--index", library, "--json").stdout)["calibration"] is None
+
+
+def test_calibration_is_refitted_when_the_library_doubles(dup_folder, library, tmp_path):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    invoke("calibrate", "--index", library, "--sample", "3")
+    more = tmp_path / "more"
+    more.mkdir()
+    for src in sorted(PHOTOS.glob("*.png"))[8:20]:
+        shutil.copy(src, more / src.name)
+    invoke("index", more, "--index", library, "--workers", "0")
+    assert stored_calibration(Collection(library)) is None
+
+
+def test_against_and_of(dup_folder, library, tmp_path):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    card = tmp_path / "sd-card"
+    card.mkdir()
+    shutil.copy(PHOTOS / "kodim04.png", card / "IMG_0001.png")  # already in the library
+    shutil.copy(PHOTOS / "kodim20.png", card / "IMG_0002.png")  # new
+    out = dups_json(library, "--against", card, "--threshold", "0.999")
+    assert len(out["groups"]) == 1
+    group = out["groups"][0]
+    assert group["tier"] == "exact"
+    assert group["members"][0]["path"] == str(card / "IMG_0001.png")
+    assert group["members"][1]["path"] == str(dup_folder / "kodim04.png")
+
+    of = dups_json(library, "--of", dup_folder / "kodim01.png", "--threshold", "0.999")
+    assert [members(g) for g in of["groups"]] == [["exact-copy.png", "kodim01.png"]]
+
+
+def test_within_restricts_the_run(dup_folder, library):
+    sub = dup_folder / "sub"
+    sub.mkdir()
+    shutil.move(dup_folder / "exact-copy.png", sub / "exact-copy.png")
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    out = dups_json(library, "--within", sub, "--threshold", "0.999")
+    assert out["groups"] == [] and out["stats"]["images"] == 1
+
+
+def test_csv_and_human_output(dup_folder, library, tmp_path):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    target = tmp_path / "dups.csv"
+    human = invoke("dups", "--index", library, "--threshold", "0.999", "--csv", target).stdout
+    assert "[exact]" in human and "groups" in human
+    rows = list(csv.DictReader(target.open()))
+    assert {"group", "tier", "path", "score", "confidence", "width", "height", "bytes"} <= set(
+        rows[0]
+    )
+    assert {r["tier"] for r in rows} >= {"exact"}
+
+
+def test_bad_threshold_is_a_clear_error(dup_folder, library):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    result = invoke("dups", "--index", library, "--threshold", "high", expect=1)
+    assert "--threshold" in result.stderr
+
+
+def test_store_keeps_one_calibration_row(dup_folder, library):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    invoke("calibrate", "--index", library, "--sample", "2")
+    invoke("calibrate", "--index", library, "--sample", "2")
+    store = Store.open(library)
+    assert store.db["calibration"].count == 1
