@@ -1,0 +1,154 @@
+"""imagededup PHash/DHash/WHash pair precision/recall/F1 on the near-duplicate set.
+
+usage: bench/work/venv-imagededup/bin/python bench/imagededup_baseline.py [--truth GROUNDTRUTH]
+
+Runs in its own venv (imagededup 0.3.3.post2 installed with --no-deps, plus its non-torch
+dependencies). imagededup's package __init__ imports its CNN method, which needs torchvision;
+PyPI only has a CUDA torchvision build that does not load against the CPU torch, so the two CNN
+modules are stubbed before import. The hashing code that runs is imagededup's own, unchanged.
+Writes bench/results/dups_imagededup.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+sys.modules["imagededup.methods.cnn"] = types.SimpleNamespace(CNN=None)  # needs torchvision
+sys.modules["imagededup.utils.models"] = types.SimpleNamespace(CustomModel=None)
+from imagededup.methods import DHash, PHash, WHash  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dups_eval import (  # noqa: E402
+    DEFAULT_TRUTH,
+    TruthSet,
+    at_threshold,
+    best_threshold,
+    load_sets,
+    pair_labels,
+    transform_recall,
+    upper_pairs,
+)
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_DISTANCE = 10  # imagededup's find_duplicates max_distance_threshold default (64-bit hash)
+METHODS = {"PHash": PHash, "DHash": DHash, "WHash": WHash}
+
+
+def encode(method, paths: list[str]) -> tuple[dict[str, int], float]:
+    """Hash every decodable file; return path -> 64-bit int and seconds taken."""
+    start = time.perf_counter()
+    hashes = {}
+    for p in paths:
+        h = method.encode_image(image_file=p)
+        if h:
+            hashes[p] = int(h, 16)
+    return hashes, time.perf_counter() - start
+
+
+def hamming_matrix(values: list[int]) -> np.ndarray:
+    """Pairwise Hamming distances of 64-bit hashes."""
+    v = np.array(values, dtype=np.uint64)
+    x = v[:, None] ^ v[None, :]
+    bits = np.unpackbits(x.view(np.uint8).reshape(len(v), len(v), 8), axis=2)
+    return bits.sum(axis=2).astype(np.int32)
+
+
+def evaluate(ts: TruthSet, hashes: dict[str, int]) -> dict:
+    """Pair P/R/F1 at the default and the hindsight-best distance, plus per-transform recall."""
+    ts = ts.subset(set(hashes))
+    dist = hamming_matrix([hashes[p] for p in ts.paths])
+    sim = -dist.astype(np.float64)  # higher = more alike, so the shared helpers apply
+    i, j = upper_pairs(len(ts.paths))
+    scores, labels = sim[i, j], pair_labels(ts)
+    default = at_threshold(scores, labels, -DEFAULT_DISTANCE)
+    best = best_threshold(scores, labels)
+    return {
+        "files": len(ts.paths),
+        "positive_pairs": int(labels.sum()),
+        "default": distance_row(default),
+        "best": distance_row(best),
+        "recall_per_transform_at_default": transform_recall(ts, sim, -DEFAULT_DISTANCE),
+    }
+
+
+def distance_row(r) -> dict:
+    """A PRF row with the threshold written as a max Hamming distance."""
+    row = r.row()
+    row["max_distance"] = int(-row.pop("threshold"))
+    return row
+
+
+def check_against_find_duplicates(method, hashes: dict[str, int], expected_pairs: int) -> bool:
+    """imagededup's own search at the default threshold finds the same number of pairs."""
+    enc = {p: f"{h:016x}" for p, h in hashes.items()}
+    found = method.find_duplicates(encoding_map=enc, max_distance_threshold=DEFAULT_DISTANCE)
+    return sum(len(v) for v in found.values()) // 2 == expected_pairs
+
+
+def render_md(report: dict) -> str:
+    """Markdown table of the results."""
+    lines = [
+        "# imagededup hash baselines on the near-duplicate set",
+        "",
+        f"imagededup {report['imagededup_version']}; command: `{report['command']}`",
+        "",
+        "| set | method | default d<=10 P / R / F1 | best d | best P / R / F1 | hash s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, per_set in report["sets"].items():
+        for m, r in per_set.items():
+            d, b = r["default"], r["best"]
+            lines.append(
+                f"| {name} | {m} | {d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f} | "
+                f"{b['max_distance']} | {b['precision']:.3f} / {b['recall']:.3f} / "
+                f"{b['f1']:.3f} | {r['seconds']:.1f} |"
+            )
+    lines += ["", "Recall per transform at the default distance (neardup set):", ""]
+    per = report["sets"]["neardup"]
+    names = sorted(next(iter(per.values()))["recall_per_transform_at_default"])
+    lines.append("| transform | " + " | ".join(per) + " |")
+    lines.append("|---|" + "---|" * len(per))
+    for t in names:
+        vals = " | ".join(f"{r['recall_per_transform_at_default'][t]:.2f}" for r in per.values())
+        lines.append(f"| {t} | {vals} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Hash, evaluate, write results."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
+    args = ap.parse_args()
+    import imagededup
+
+    report: dict = {
+        "imagededup_version": getattr(imagededup, "__version__", "0.3.3.post2"),
+        "command": "bench/work/venv-imagededup/bin/python bench/imagededup_baseline.py",
+        "sets": {},
+    }
+    for ts in load_sets(args.truth):
+        report["sets"][ts.name] = {}
+        for name, cls in METHODS.items():
+            method = cls(verbose=False)
+            hashes, seconds = encode(method, ts.paths)
+            r = evaluate(ts, hashes)
+            r["seconds"] = round(seconds, 2)
+            r["find_duplicates_agrees"] = check_against_find_duplicates(
+                method, hashes, r["default"]["tp"] + r["default"]["fp"]
+            )
+            report["sets"][ts.name][name] = r
+            print(ts.name, name, r["default"], r["best"], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "dups_imagededup.json").write_text(json.dumps(report, indent=1))
+    (RESULTS / "dups_imagededup.md").write_text(render_md(report))
+
+
+if __name__ == "__main__":
+    main()
