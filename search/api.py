@@ -1,0 +1,616 @@
+"""The HTTP API and the web page over one library: `create_app(collection)` builds it, no globals.
+
+Every route reads through one serving Collection guarded by a lock (its Store holds one SQLite
+connection); index jobs run in a background thread with their own Collection (SQLite WAL lets
+queries go on while a job writes; the serving Collection reloads FAISS when the generation moves).
+"""
+
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from indexer import errors
+from indexer.config import DEFAULT_MAX_PIXELS
+
+from . import thumbs
+from .collection import Collection
+
+log = logging.getLogger("dinosearch.api")
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # one uploaded query image
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, headers and the small fields
+MAX_UPLOAD_PIXELS = DEFAULT_MAX_PIXELS  # same guard as the indexer: a 200 MP photo still works
+MAX_K = 1000
+MAX_ID = 2**63 - 1  # SQLite's integer range; larger ids would overflow, not just miss
+TOKEN_COOKIE = "dinosearch_token"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # Host headers accepted without a token
+FILE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+
+# Our typed errors -> (HTTP status, code). The first matching class (most specific first) wins.
+ERROR_STATUS: list[tuple[type[errors.DinosearchError], int, str]] = [
+    (errors.DecompressionBomb, 413, "too_many_pixels"),
+    (errors.ImageError, 422, "bad_image"),
+    (errors.NotFound, 404, "not_found"),
+    (errors.NoLibrary, 409, "no_library"),
+    (errors.ModelMismatch, 409, "model_mismatch"),
+    (errors.LibraryError, 500, "library_error"),
+    (errors.BadQuery, 400, "bad_query"),
+    (errors.WeightsUnavailable, 503, "weights_unavailable"),
+    (errors.UnknownModel, 503, "unknown_model"),
+    (errors.DinosearchError, 400, "error"),
+]
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "upload_too_large",
+    415: "unsupported_media_type",
+    421: "misdirected_request",
+    422: "invalid_request",
+}
+
+
+# --- response models ----------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class HitModel(BaseModel):
+    rank: int
+    id: int
+    path: str
+    score: float
+
+
+class QueryResponse(BaseModel):
+    """The `dinosearch query --json` object."""
+
+    query: list[str]
+    model: str
+    results: list[HitModel]
+
+
+class ImageMeta(BaseModel):
+    id: int
+    path: str
+    name: str
+    size: int | None
+    width: int | None
+    height: int | None
+    format: str | None
+    taken: str | None
+    hash: str | None
+    status: str
+    error: str | None
+    indexed_at: str | None
+
+
+class IndexRequest(BaseModel):
+    path: str = Field(description="A folder under one of the roots (absolute, or relative to one)")
+    retry_failed: bool = False
+
+
+class JobModel(BaseModel):
+    id: str
+    path: str
+    state: str = Field(description="running, done or failed")
+    stage: str | None = Field(description="hash or embed while running")
+    done: int
+    total: int
+    rate: float = Field(description="items per second in the current stage")
+    eta_seconds: float | None
+    elapsed_seconds: float
+    failures: list[dict[str, str]]
+    summary: dict[str, Any] | None = Field(description="the `index --json` object, when done")
+    error: ErrorBody | None
+
+
+class RootsResponse(BaseModel):
+    roots: list[str]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)
+}
+
+
+# --- state --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One background indexing run and its progress, as reported by indexer.job."""
+
+    id: str
+    path: str
+    state: str = "running"
+    stage: str | None = None
+    done: int = 0
+    total: int = 0
+    stage_started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    summary: dict | None = None
+    error: ErrorBody | None = None
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.stage, self.stage_started = stage, time.monotonic()
+        self.done, self.total = done, total
+
+    def to_model(self) -> JobModel:
+        now = self.finished or time.monotonic()
+        rate = self.done / max(now - self.stage_started, 1e-9) if self.done else 0.0
+        left = self.total - self.done
+        eta = left / rate if rate > 0 and self.state == "running" else None
+        failures = (self.summary or {}).get("failed", [])
+        return JobModel(
+            id=self.id,
+            path=self.path,
+            state=self.state,
+            stage=self.stage,
+            done=self.done,
+            total=self.total,
+            rate=round(rate, 3),
+            eta_seconds=None if eta is None else round(eta, 1),
+            elapsed_seconds=round(now - self.started, 3),
+            failures=failures,
+            summary=self.summary,
+            error=self.error,
+        )
+
+
+class AppState:
+    """What routes share: the serving Collection and its lock, settings, and index jobs."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        roots: list[Path],
+        token: str | None,
+        max_upload_bytes: int,
+        max_upload_pixels: int | None,
+    ):
+        self.collection = collection
+        self.roots = [Path(os.path.realpath(r)) for r in roots]
+        self.token = token
+        self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
+        self.lock = threading.Lock()  # the Store's one SQLite connection and the FAISS index
+        self.embed_lock = threading.Lock()  # the model: one forward pass at a time
+        self.jobs: dict[str, Job] = {}
+        self.jobs_lock = threading.Lock()
+
+    def preload(self) -> None:
+        """Load the model now rather than at the first search; errors wait for that search."""
+        try:
+            import torch  # noqa: F401 - the slow imports happen outside the lock
+            import transformers  # noqa: F401
+
+            with self.lock:
+                self.collection.embedder()
+        except Exception as exc:
+            log.warning("model not loaded yet: %s", exc)
+
+    @contextmanager
+    def reading(self) -> Iterator[Collection]:
+        with self.lock:
+            yield self.collection
+
+    def job_collection(self) -> Collection:
+        """A Collection of its own for a job thread (its own SQLite connection)."""
+        c = self.collection
+        return Collection(
+            c.directory, model=c.model_arg, device=c.device, dtype=c.dtype, index_type=c.index_type
+        )
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.dinosearch
+
+
+State = Annotated[AppState, Depends(get_state)]
+ImageId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="An image id from a search")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="How many results")]
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+
+def create_app(
+    collection: Collection,
+    *,
+    root: list[str | Path] | tuple[str | Path, ...] | str | Path | None = None,
+    token: str | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_upload_pixels: int | None = MAX_UPLOAD_PIXELS,
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS,
+) -> FastAPI:
+    """The API and web page over `collection`; `root` confines index jobs, `token` guards all."""
+    roots = [root] if isinstance(root, str | Path) else list(root or [])
+    state = AppState(
+        collection, [Path(r) for r in roots], token, max_upload_bytes, max_upload_pixels
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        with state.lock:
+            collection.close()
+
+    app = FastAPI(
+        title="dinosearch",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Image similarity search over a local DINOv2 library.",
+    )
+    app.state.dinosearch = state
+    _add_error_handlers(app)
+    app.add_middleware(
+        Guard,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        max_body_bytes=max_upload_bytes + FORM_OVERHEAD_BYTES,
+    )
+    app.include_router(_api_routes())
+    app.add_api_route("/", _page, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _api_routes():
+    from fastapi import APIRouter
+
+    router = APIRouter(responses=ERROR_RESPONSES)
+    router.add_api_route("/healthz", healthz, methods=["GET"])
+    router.add_api_route("/api/stats", stats, methods=["GET"])
+    router.add_api_route("/api/search", search, methods=["POST"], response_model=QueryResponse)
+    router.add_api_route("/api/images/{image_id}", image_meta, methods=["GET"])
+    router.add_api_route(
+        "/api/images/{image_id}/similar", similar, methods=["GET"], response_model=QueryResponse
+    )
+    router.add_api_route(
+        "/api/images/{image_id}/thumbnail", thumbnail, methods=["GET"], response_class=Response
+    )
+    router.add_api_route(
+        "/api/images/{image_id}/file", original, methods=["GET"], response_class=FileResponse
+    )
+    router.add_api_route("/api/roots", list_roots, methods=["GET"])
+    router.add_api_route("/api/index", start_index, methods=["POST"], status_code=202)
+    router.add_api_route("/api/jobs/{job_id}", job_status, methods=["GET"])
+    return router
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+def _page(request: Request) -> Response:
+    """The web page; `/?token=...` keeps the token in a same-site cookie for the page."""
+    state = get_state(request)
+    given = request.query_params.get("token")
+    if given is not None and state.token and secrets.compare_digest(given, state.token):
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
+        return response
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def healthz() -> dict[str, str]:
+    """Liveness: answers as long as the server runs (the library may still be empty)."""
+    return {"status": "ok"}
+
+
+def stats(state: State) -> dict[str, Any]:
+    """The `dinosearch info --json` object."""
+    with state.reading() as coll:
+        return coll.info()
+
+
+def search(
+    state: State,
+    file: Annotated[UploadFile, File(description="The query image")],
+    k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+) -> dict[str, Any]:
+    """Images most similar to an uploaded one: the `query --json` object."""
+    data = _read_upload(file, state.max_upload_bytes)
+    with state.lock:
+        state.collection.embedder()  # load the model once, under the store lock (reads meta)
+    with state.embed_lock:
+        vector = state.collection.vector_for_bytes(data, state.max_upload_pixels)
+    with state.reading() as coll:
+        result = coll.search_vector(vector, k)
+    result.query = [file.filename or "upload"]
+    return result.to_json()
+
+
+def image_meta(state: State, image_id: ImageId) -> ImageMeta:
+    """What the library knows about one image (never its vector)."""
+    row = _row(state, image_id, ok_only=False)
+    keys = ImageMeta.model_fields.keys() - {"name"}
+    return ImageMeta(name=os.path.basename(row["path"]), **{k: row.get(k) for k in keys})
+
+
+def similar(state: State, image_id: ImageId, k: K = 10) -> dict[str, Any]:
+    """Neighbours of an indexed image: the `query --json` object (the image itself ranks first)."""
+    with state.reading() as coll:
+        return coll.similar(image_id, k).to_json()
+
+
+def thumbnail(
+    state: State,
+    image_id: ImageId,
+    size: Annotated[int, Query(ge=16, le=4096, description="Longest side in px")] = 256,
+) -> Response:
+    """An upright JPEG thumbnail, cached under the library's thumbs/ (size snapped up)."""
+    row = _current_file(state, image_id)
+    size = thumbs.snap_size(size)
+    cached = thumbs.cache_path(state.collection.directory, row["hash"], size)
+    headers = {"Cache-Control": "private, max-age=86400"}
+    if cached.is_file():
+        return FileResponse(cached, media_type="image/jpeg", headers=headers)
+    data = thumbs.render(row["path"], size, state.max_upload_pixels)
+    thumbs.store(cached, data)
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
+def original(state: State, image_id: ImageId) -> FileResponse:
+    """The original file, only if it is an indexed image, unchanged since it was indexed."""
+    row = _current_file(state, image_id)
+    media = FILE_TYPES.get(row["format"] or "", "application/octet-stream")
+    return FileResponse(
+        row["path"],
+        media_type=media,
+        filename=os.path.basename(row["path"]),
+        content_disposition_type="inline",
+    )
+
+
+def list_roots(state: State) -> RootsResponse:
+    """The folders index jobs may read (the server's --root options)."""
+    return RootsResponse(roots=[str(r) for r in state.roots])
+
+
+def start_index(state: State, body: IndexRequest) -> dict[str, str]:
+    """Start indexing a folder under a root in the background; poll /api/jobs/{id}."""
+    folder = _folder_under_roots(state, body.path)
+    with state.jobs_lock:
+        if any(j.state == "running" for j in state.jobs.values()):
+            raise HTTPException(409, "an index job is already running; wait for it to finish")
+        job = Job(uuid.uuid4().hex, str(folder))
+        state.jobs[job.id] = job
+    thread = threading.Thread(
+        target=_run_job,
+        args=(state, job, body.retry_failed),
+        name=f"index-{job.id[:8]}",
+        daemon=True,
+    )
+    thread.start()
+    return {"job": job.id, "path": job.path}
+
+
+def job_status(state: State, job_id: str) -> JobModel:
+    """Progress of an index job: count, rate, ETA, failures; the summary when done."""
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return job.to_model()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _read_upload(file: UploadFile, limit: int) -> bytes:
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"upload is larger than {limit // (1024 * 1024)} MB")
+    if not data:
+        raise errors.ImageError("the uploaded file is empty (0 bytes)")
+    return data
+
+
+def _row(state: AppState, image_id: int, ok_only: bool = True) -> dict:
+    with state.reading() as coll:
+        row = coll.store().image(image_id)
+    if row is None or (ok_only and row["status"] != "ok"):
+        raise errors.NotFound(f"no indexed image with id {image_id}")
+    return row
+
+
+def _current_file(state: AppState, image_id: int) -> dict:
+    """The row of an indexed image whose file is still the one that was indexed."""
+    row = _row(state, image_id)
+    try:
+        st = os.stat(row["path"])
+    except OSError:
+        raise errors.NotFound(f"image {image_id} is gone from disk; re-index its folder") from None
+    if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
+        raise HTTPException(409, f"image {image_id} changed since it was indexed; re-index it")
+    return row
+
+
+def _folder_under_roots(state: AppState, given: str) -> Path:
+    """Resolve `given` (symlinks and .. included) and require it to lie under a root."""
+    if not state.roots:
+        raise HTTPException(403, "indexing from the web is off: start serve with --root DIR")
+    candidates = [Path(given)] if os.path.isabs(given) else [r / given for r in state.roots]
+    for candidate in candidates:
+        real = Path(os.path.realpath(candidate))
+        if real.is_dir() and any(real == r or r in real.parents for r in state.roots):
+            return real
+    raise errors.NotFound(f"no folder {given!r} under the served roots")
+
+
+def _run_job(state: AppState, job: Job, retry_failed: bool) -> None:
+    from indexer.job import IndexOptions
+
+    coll = state.job_collection()
+    try:
+        summary = coll.index([job.path], IndexOptions(retry_failed=retry_failed), job.progress)
+        job.summary, job.state = summary.to_json(), "done"
+    except Exception as exc:
+        _, code, message = _describe(exc)
+        job.error, job.state = ErrorBody(code=code, message=message), "failed"
+    finally:
+        job.finished = time.monotonic()
+        coll.close()
+
+
+# --- errors and the guard -----------------------------------------------------------------------
+
+
+def _describe(exc: BaseException) -> tuple[int, str, str]:
+    """(status, code, message) for any exception; never a stack trace to the client."""
+    if isinstance(exc, errors.DinosearchError):
+        status, code = next((s, c) for cls, s, c in ERROR_STATUS if isinstance(exc, cls))
+        return status, code, str(exc)
+    if isinstance(exc, HTTPException):
+        return exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(exc.detail)
+    log.error("unexpected error", exc_info=exc)
+    return 500, "internal", "internal server error (see the server's log)"
+
+
+def error_response(status: int, code: str, message: str, headers=None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """One mapping for all: typed errors, HTTP errors, bad requests and anything unexpected."""
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, StarletteHTTPException) and not isinstance(exc, HTTPException):
+            exc = HTTPException(exc.status_code, exc.detail)
+        status, code, message = _describe(exc)
+        return error_response(status, code, message, getattr(exc, "headers", None))
+
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = exc.errors()
+        if any(p.get("loc", ("",))[0] == "path" for p in problems):
+            return error_response(404, "not_found", "no such resource")  # /api/images/../x, etc.
+        return error_response(422, "invalid_request", _validation_message(problems))
+
+    for cls in (errors.DinosearchError, StarletteHTTPException, Exception):
+        app.add_exception_handler(cls, handle)
+    app.add_exception_handler(RequestValidationError, invalid)
+
+
+def _validation_message(problems: list[dict]) -> str:
+    parts = [
+        f"{'.'.join(str(x) for x in p.get('loc', ())[1:]) or 'request'}: {p.get('msg')}"
+        for p in problems[:5]
+    ]
+    return "; ".join(parts)
+
+
+class Guard:
+    """ASGI middleware: Host check (no token), bearer token (if set) and a request size cap.
+
+    Pure ASGI so it covers everything, /docs and static files included, before any body is read.
+    """
+
+    def __init__(
+        self, app: ASGIApp, token: str | None, allowed_hosts: tuple[str, ...], max_body_bytes: int
+    ):
+        self.app, self.token, self.max_body_bytes = app, token, max_body_bytes
+        self.allowed_hosts = set(allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        await self.app(scope, _capped(receive, self.max_body_bytes), send)
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> Response | None:
+        if self.token is None and _host_name(headers.get("host", "")) not in self.allowed_hosts:
+            # DNS rebinding: a web page on another origin may point its name at 127.0.0.1
+            return error_response(
+                421, "misdirected_request", "unexpected Host header; use http://127.0.0.1:PORT/"
+            )
+        if self.token is not None and not self._authorised(scope, headers):
+            return error_response(
+                401,
+                "unauthorized",
+                "missing or wrong token: send 'Authorization: Bearer <token>' "
+                "or open /?token=<token> once",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            return error_response(
+                413,
+                "upload_too_large",
+                f"request body over {self.max_body_bytes // (1024 * 1024)} MB",
+            )
+        return None
+
+    def _authorised(self, scope: Scope, headers: dict[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return secrets.compare_digest(auth[7:].strip().encode(), self.token.encode())
+        cookie = _cookie(headers.get("cookie", ""), TOKEN_COOKIE)
+        if cookie is not None:
+            return secrets.compare_digest(cookie.encode(), self.token.encode())
+        # the page's first load, /?token=..., sets the cookie (checked again in _page)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        given = query.get("token", [""])[0]
+        return scope["path"] == "/" and secrets.compare_digest(given.encode(), self.token.encode())
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """Count body bytes as they arrive (chunked uploads have no Content-Length) and stop early."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, f"request body over {limit // (1024 * 1024)} MB")
+        return message
+
+    return wrapped
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):  # [::1]:8000
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None

@@ -1,0 +1,87 @@
+"""`dinosearch serve`: the HTTP API and web page over a library, run by uvicorn.
+
+fastapi and uvicorn are imported inside the command so `dinosearch --help` stays instant.
+"""
+
+import ipaddress
+
+import click
+
+from indexer.config import ENV_INDEX, ENV_MODEL
+
+ENV_TOKEN = "DINOSEARCH_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def page_url(host: str, port: int, token: str | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar=ENV_TOKEN,
+    help=f"Require 'Authorization: Bearer TOKEN' on every request [env {ENV_TOKEN}]; "
+    "needed to bind anything but loopback.",
+)
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A folder the page may index (repeatable); without one, indexing from the web is off.",
+)
+@click.option(
+    "--index",
+    "index_dir",
+    envvar=ENV_INDEX,
+    type=click.Path(file_okay=False),
+    help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].",
+)
+@click.option("--model", "-m", envvar=ENV_MODEL, help="Model [default: the library's].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto")
+def serve(host, port, token, roots, index_dir, model, device, dtype):
+    """Serve the search page and HTTP API (OpenAPI docs at /docs).
+
+    \b
+    Example:
+        dinosearch serve --root ~/Pictures
+        dinosearch serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+    """
+    if not is_loopback(host) and not token:
+        raise click.UsageError(
+            f"--host {host} exposes the library to the network: give --token (or {ENV_TOKEN}), "
+            "or keep the default 127.0.0.1"
+        )
+    import threading
+
+    import uvicorn
+
+    from .api import LOOPBACK_HOSTS, create_app
+    from .collection import Collection
+
+    coll = Collection(index_dir, model=model, device=device, dtype=dtype)
+    app = create_app(
+        coll, root=list(roots), token=token, allowed_hosts=(*LOOPBACK_HOSTS, host.strip("[]"))
+    )
+    threading.Thread(target=app.state.dinosearch.preload, daemon=True).start()
+    click.echo(f"dinosearch: library {coll.directory}", err=True)
+    click.echo(f"dinosearch: open {page_url(host, port, token)}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    serve()

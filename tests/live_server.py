@@ -1,0 +1,57 @@
+"""A real `dinosearch serve` in a subprocess on a free loopback port, for HTTP and browser tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(library: Path, *args: str) -> Iterator[str]:
+    """Run `python -m search.serve` with args; yield its base URL until the block ends."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "search.serve", "--index", str(library), "--port", str(port)]
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server never blocks
+    proc = subprocess.Popen([*cmd, *args], cwd=ROOT, env=dict(os.environ), stderr=log, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(proc, url, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _wait_until_up(proc: subprocess.Popen, url: str, log) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"serve exited with {proc.returncode}: {log.read()}")
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)  # any answer (401 with a token) means up
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"serve did not answer on {url} within {STARTUP_TIMEOUT_S}s")

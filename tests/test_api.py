@@ -1,0 +1,516 @@
+"""The HTTP API through a TestClient on create_app, and once through a real server on loopback.
+
+Real photos, a real library indexed with the tiny real-architecture DINOv2, real SQLite and FAISS.
+"""
+
+import io
+import os
+import shutil
+import struct
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from indexer.job import IndexOptions
+from search.api import create_app
+from search.collection import Collection
+from search.serve import serve
+from tests.conftest import PHOTOS
+from tests.live_server import live_server
+
+BASE_URL = "http://127.0.0.1:8000"  # a loopback Host header, as a browser on this machine sends
+ROTATED = "rotated.jpg"  # stored 200x100 with EXIF orientation 6: upright it is 100x200
+
+
+def rotated_jpeg() -> bytes:
+    img = Image.linear_gradient("L").resize((200, 100)).convert("RGB")
+    exif = Image.Exif()
+    exif[274] = 6
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width x height pixels, followed by a few bytes of pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> tuple[Path, Path]:
+    """(library, photos folder): 6 real photos and one EXIF-rotated JPEG, indexed once."""
+    base = tmp_path_factory.mktemp("api")
+    folder = base / "photos"
+    folder.mkdir()
+    for src in sorted(PHOTOS.glob("*.png"))[:6]:
+        shutil.copy2(src, folder / src.name)
+    (folder / ROTATED).write_bytes(rotated_jpeg())
+    library = base / "library"
+    coll = Collection(library)
+    coll.index([folder], IndexOptions(workers=0))
+    coll.close()
+    return library, folder
+
+
+@pytest.fixture
+def client(indexed):
+    with TestClient(create_app(Collection(indexed[0])), base_url=BASE_URL) as c:
+        yield c
+
+
+def image_id(client: TestClient, path: Path) -> int:
+    out = client.post("/api/search", files={"file": (path.name, path.read_bytes())}).json()
+    return next(r["id"] for r in out["results"] if r["path"] == str(path))
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    assert "Traceback" not in response.text and body["error"]["message"]
+    return body["error"]
+
+
+# --- basics ---------------------------------------------------------------------------------------
+
+
+def test_healthz_stats_and_openapi(client, indexed):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    stats = client.get("/api/stats").json()
+    assert stats == Collection(indexed[0]).info()
+    assert stats["images"] == 7 and stats["model"] == "facebook/dinov2-small"
+    schema = client.get("/openapi.json").json()
+    assert {"/api/search", "/api/images/{image_id}/similar", "/api/index"} <= set(schema["paths"])
+    assert "swagger" in client.get("/docs").text.lower()
+
+
+def test_page_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for name, kind in [("app.js", "javascript"), ("style.css", "css")]:
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+    assert "http://" not in client.get("/static/app.js").text  # no CDN: works offline
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+
+def test_search_by_upload_returns_query_json(client, indexed):
+    target = sorted(indexed[1].glob("*.png"))[2]
+    r = client.post(
+        "/api/search", files={"file": (target.name, target.read_bytes())}, data={"k": 3}
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert set(out) == {"query", "model", "results"}
+    assert out["query"] == [target.name] and out["model"] == "facebook/dinov2-small"
+    assert [h["rank"] for h in out["results"]] == [1, 2, 3]
+    assert out["results"][0]["path"] == str(target)
+    assert out["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert set(out["results"][0]) == {"rank", "id", "path", "score"}
+
+
+def test_search_matches_cli_query(client, indexed):
+    target = sorted(indexed[1].glob("*.png"))[0]
+    via_api = client.post("/api/search", files={"file": ("q.png", target.read_bytes())}).json()
+    via_cli = Collection(indexed[0]).query([str(target)], k=10).to_json()
+    assert [h["id"] for h in via_api["results"]] == [h["id"] for h in via_cli["results"]]
+
+
+def truncated_png() -> bytes:
+    data = (PHOTOS / "kodim01.png").read_bytes()
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    "name, data, status, code",
+    [
+        ("notes.txt", b"hello, I am not an image\n" * 20, 422, "bad_image"),
+        ("empty.png", b"", 422, "bad_image"),
+        ("half.png", truncated_png(), 422, "bad_image"),
+        ("bomb.png", png_header_only(100_000, 100_000), 413, "too_many_pixels"),
+        ("fake.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 100, 422, "bad_image"),
+    ],
+)
+def test_search_refuses_hostile_uploads(client, name, data, status, code):
+    r = client.post("/api/search", files={"file": (name, data)})
+    assert_error(r, status, code)
+
+
+def test_search_refuses_oversized_upload(indexed):
+    app = create_app(Collection(indexed[0]), max_upload_bytes=100_000)
+    with TestClient(app, base_url=BASE_URL) as c:
+        r = c.post("/api/search", files={"file": ("big.png", b"\0" * 200_000)})
+        assert_error(r, 413, "upload_too_large")
+        # just over the file cap but within the form allowance: caught when reading the file
+        r = c.post("/api/search", files={"file": ("big.png", b"\0" * 100_001)})
+        assert_error(r, 413, "upload_too_large")
+
+        def chunks():  # no Content-Length: the streamed body is counted as it arrives
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+            for _ in range(30):
+                yield b"x" * 10_000
+
+        kind = {"content-type": "multipart/form-data; boundary=b"}
+        r = c.post("/api/search", content=chunks(), headers=kind)
+        assert_error(r, 413, "upload_too_large")
+
+
+@pytest.mark.parametrize(
+    "form, files",
+    [({}, None), ({"k": "0"}, "file"), ({"k": "many"}, "file"), ({"k": "100000"}, "file")],
+)
+def test_search_validates_form(client, form, files):
+    upload = {"file": ("a.png", (PHOTOS / "kodim01.png").read_bytes())} if files else None
+    r = client.post("/api/search", data=form, files=upload)
+    assert_error(r, 422, "invalid_request")
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+def test_image_metadata(client, indexed):
+    target = indexed[1] / ROTATED
+    meta = client.get(f"/api/images/{image_id(client, target)}").json()
+    assert meta["path"] == str(target) and meta["name"] == ROTATED
+    assert (meta["width"], meta["height"]) == (100, 200)  # upright
+    assert meta["format"] == "JPEG" and meta["status"] == "ok" and len(meta["hash"]) == 64
+    assert "vector" not in meta
+
+
+def test_similar_starts_with_the_image_itself(client, indexed):
+    target = sorted(indexed[1].glob("*.png"))[1]
+    i = image_id(client, target)
+    out = client.get(f"/api/images/{i}/similar", params={"k": 4}).json()
+    assert out["query"] == [str(target)] and len(out["results"]) == 4
+    assert out["results"][0]["id"] == i
+    assert out == Collection(indexed[0]).similar(i, 4).to_json()
+    assert_error(client.get(f"/api/images/{i}/similar", params={"k": 0}), 422, "invalid_request")
+
+
+def test_thumbnail_is_upright_cached_jpeg(client, indexed):
+    library, folder = indexed
+    i = image_id(client, folder / ROTATED)
+    r = client.get(f"/api/images/{i}/thumbnail", params={"size": 60})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    thumb = Image.open(io.BytesIO(r.content))
+    assert thumb.format == "JPEG" and thumb.size == (32, 64)  # snapped to 64, upright
+    cached = list((library / "thumbs").rglob("*-64.jpg"))
+    assert len(cached) == 1
+    again = client.get(f"/api/images/{i}/thumbnail", params={"size": 64})
+    assert again.content == r.content == cached[0].read_bytes()
+
+
+def test_thumbnail_of_a_photo_keeps_aspect(client, indexed):
+    target = sorted(indexed[1].glob("*.png"))[0]
+    r = client.get(f"/api/images/{image_id(client, target)}/thumbnail")
+    w, h = Image.open(io.BytesIO(r.content)).size
+    ow, oh = Image.open(target).size
+    assert max(w, h) == 256 and abs(w / h - ow / oh) < 0.02
+
+
+def test_file_serves_the_indexed_original(client, indexed):
+    target = sorted(indexed[1].glob("*.png"))[0]
+    r = client.get(f"/api/images/{image_id(client, target)}/file")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content == target.read_bytes()
+
+
+def test_file_changed_or_gone_since_indexing(tmp_path):
+    folder, library = tmp_path / "p", tmp_path / "lib"
+    folder.mkdir()
+    a, b = (shutil.copy2(src, folder) for src in sorted(PHOTOS.glob("*.png"))[:2])
+    Collection(library).index([folder], IndexOptions(workers=0))
+    with TestClient(create_app(Collection(library)), base_url=BASE_URL) as c:
+        ids = {Path(a): image_id(c, Path(a)), Path(b): image_id(c, Path(b))}
+        Path(a).write_bytes(b"now something else entirely")
+        os.unlink(b)
+        assert_error(c.get(f"/api/images/{ids[Path(a)]}/file"), 409, "conflict")
+        assert_error(c.get(f"/api/images/{ids[Path(a)]}/thumbnail"), 409, "conflict")
+        assert_error(c.get(f"/api/images/{ids[Path(b)]}/file"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/images/999999",
+        "/api/images/999999/similar",
+        "/api/images/999999/thumbnail",
+        "/api/images/999999/file",
+        "/api/images/0/file",
+        "/api/images/-1/file",
+        "/api/images/99999999999999999999999/file",
+        "/api/images/abc/file",
+        "/api/images/..%2F..%2F..%2Fetc%2Fpasswd/file",
+        "/api/images/%2Fetc%2Fpasswd/file",
+        "/api/images/1/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/%2e%2e/%2e%2e/api.py",
+        "/api/jobs/..%2F..%2Fetc",
+        "/etc/passwd",
+    ],
+)
+def test_unknown_ids_and_traversal_get_404(client, url):
+    r = client.get(url)
+    assert r.status_code == 404, (url, r.text)
+    assert "root:" not in r.text
+
+
+def test_failed_image_has_metadata_but_no_file(tmp_path):
+    folder, library = tmp_path / "p", tmp_path / "lib"
+    folder.mkdir()
+    shutil.copy2(PHOTOS / "kodim01.png", folder)
+    (folder / "broken.png").write_bytes(truncated_png())
+    Collection(library).index([folder], IndexOptions(workers=0))
+    coll = Collection(library)
+    bad = coll.store().db.execute("select id from images where status = 'failed'").fetchone()[0]
+    with TestClient(create_app(coll), base_url=BASE_URL) as c:
+        meta = c.get(f"/api/images/{bad}").json()
+        assert meta["status"] == "failed" and "truncated" in meta["error"]
+        for tail in ("file", "thumbnail", "similar"):
+            assert_error(c.get(f"/api/images/{bad}/{tail}"), 404, "not_found")
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_empty_library_is_a_clear_error(tmp_path):
+    with TestClient(create_app(Collection(tmp_path / "nothing")), base_url=BASE_URL) as c:
+        assert c.get("/healthz").status_code == 200
+        err = assert_error(c.get("/api/stats"), 409, "no_library")
+        assert "index a folder first" in err["message"]
+        assert_error(c.get("/api/images/1"), 409, "no_library")
+
+
+def test_unexpected_errors_are_generic_500(indexed):
+    app = create_app(Collection(indexed[0]))
+
+    def boom():
+        raise RuntimeError("secret internals /home/user/.ssh")
+
+    app.add_api_route("/boom", boom)
+    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        err = assert_error(c.get("/boom"), 500, "internal")
+        assert "secret" not in err["message"]
+
+
+def test_other_hosts_are_refused_without_token(client):
+    # DNS rebinding: another site's name pointed at 127.0.0.1 must not read the library
+    r = client.get("/api/stats", headers={"host": "evil.example:8000"})
+    assert_error(r, 421, "misdirected_request")
+    assert client.get("/api/stats", headers={"host": "localhost:8000"}).status_code == 200
+
+
+# --- token ----------------------------------------------------------------------------------------
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def guarded(indexed):
+    app = create_app(Collection(indexed[0]), token=TOKEN)
+    with TestClient(app, base_url="http://192.168.1.20:8000") as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/",
+        "/healthz",
+        "/api/stats",
+        "/api/images/1",
+        "/docs",
+        "/openapi.json",
+        "/static/app.js",
+        "/api/images/1/file",
+        "/api/jobs/x",
+    ],
+)
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Basic {TOKEN}", "Bearer ", TOKEN])
+def test_token_required_everywhere(guarded, url, auth):
+    headers = {"authorization": auth} if auth is not None else {}
+    r = guarded.get(url, headers=headers)
+    assert_error(r, 401, "unauthorized")
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_token_refuses_upload_before_reading_it(guarded):
+    r = guarded.post("/api/search", files={"file": ("a.png", b"\0" * 1000)})
+    assert_error(r, 401, "unauthorized")
+
+
+def test_right_token_opens_everything(guarded, indexed):
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    assert guarded.get("/api/stats", headers=auth).json()["images"] == 7
+    target = sorted(indexed[1].glob("*.png"))[0]
+    r = guarded.post("/api/search", files={"file": ("q.png", target.read_bytes())}, headers=auth)
+    assert r.status_code == 200 and r.json()["results"][0]["path"] == str(target)
+
+
+def test_page_token_link_sets_a_strict_cookie(guarded):
+    assert_error(guarded.get("/?token=nope", follow_redirects=False), 401, "unauthorized")
+    r = guarded.get(f"/?token={TOKEN}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert guarded.get("/api/stats").status_code == 200  # the client now sends the cookie
+    guarded.cookies.clear()
+    assert guarded.get("/api/stats").status_code == 401
+
+
+# --- index jobs -----------------------------------------------------------------------------------
+
+
+def wait_for_job(client: TestClient, job_id: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still running after {timeout_s}s")
+
+
+@pytest.fixture
+def roots(tmp_path) -> Path:
+    root = tmp_path / "root"
+    (root / "set1").mkdir(parents=True)
+    (root / "set2").mkdir()
+    for i, src in enumerate(sorted(PHOTOS.glob("*.png"))[6:12]):  # not in `indexed`
+        shutil.copy2(src, root / ("set1" if i < 3 else "set2") / src.name)
+    (root / "set2" / "junk.png").write_bytes(b"not a png")
+    return root
+
+
+def test_index_job_under_root_then_search_sees_it(roots, tmp_path):
+    app = create_app(Collection(tmp_path / "lib"), root=[roots])
+    with TestClient(app, base_url=BASE_URL) as c:
+        assert c.get("/api/roots").json() == {"roots": [str(roots.resolve())]}
+        assert_error(c.get("/api/stats"), 409, "no_library")
+        r = c.post("/api/index", json={"path": "set1"})
+        assert r.status_code == 202, r.text
+        job = wait_for_job(c, r.json()["job"])
+        assert job["state"] == "done" and job["summary"]["indexed"] == 3, job
+        assert job["done"] == job["total"] == 3 and job["stage"] == "embed"
+        assert job["rate"] > 0 and job["eta_seconds"] is None and job["failures"] == []
+        assert c.get("/api/stats").json()["images"] == 3
+
+        job = wait_for_job(
+            c, c.post("/api/index", json={"path": str(roots / "set2")}).json()["job"]
+        )
+        assert job["summary"]["indexed"] == 3
+        assert [f["path"] for f in job["failures"]] == [str(roots / "set2" / "junk.png")]
+        target = roots / "set2" / sorted(p.name for p in (roots / "set2").glob("kodim*"))[0]
+        out = c.post("/api/search", files={"file": ("q.png", target.read_bytes())}).json()
+        assert out["results"][0]["path"] == str(target) and len(out["results"]) == 6
+
+
+@pytest.mark.parametrize(
+    "given", ["..", "../..", "set1/../../..", "/etc", "/", "missing", "set1/../../lib"]
+)
+def test_index_outside_roots_gets_404(roots, tmp_path, given):
+    app = create_app(Collection(tmp_path / "lib"), root=[roots])
+    with TestClient(app, base_url=BASE_URL) as c:
+        assert_error(c.post("/api/index", json={"path": given}), 404, "not_found")
+
+
+def test_index_refuses_symlink_out_of_root(roots, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (roots / "sneaky").symlink_to(outside)
+    app = create_app(Collection(tmp_path / "lib"), root=[roots])
+    with TestClient(app, base_url=BASE_URL) as c:
+        assert_error(c.post("/api/index", json={"path": "sneaky"}), 404, "not_found")
+
+
+def test_index_without_roots_is_off(tmp_path):
+    with TestClient(create_app(Collection(tmp_path / "lib")), base_url=BASE_URL) as c:
+        err = assert_error(c.post("/api/index", json={"path": str(tmp_path)}), 403, "forbidden")
+        assert "--root" in err["message"]
+        assert_error(c.post("/api/index", json={}), 422, "invalid_request")
+        assert_error(c.get("/api/jobs/nope"), 404, "not_found")
+
+
+def test_index_body_must_be_json(roots, tmp_path):
+    # a cross-site form post cannot send application/json without a CORS preflight
+    app = create_app(Collection(tmp_path / "lib"), root=[roots])
+    with TestClient(app, base_url=BASE_URL) as c:
+        r = c.post("/api/index", content='{"path": "set1"}', headers={"content-type": "text/plain"})
+        assert_error(r, 422, "invalid_request")
+
+
+def test_one_index_job_at_a_time(roots, tmp_path):
+    app = create_app(Collection(tmp_path / "lib"), root=[roots])
+    with TestClient(app, base_url=BASE_URL) as c:
+        first = c.post("/api/index", json={"path": "set1"}).json()["job"]
+        second = c.post("/api/index", json={"path": "set2"})
+        if c.get(f"/api/jobs/{first}").json()["state"] == "running":  # it may already be done
+            assert_error(second, 409, "conflict")
+        wait_for_job(c, first)
+        if second.status_code == 202:
+            wait_for_job(c, second.json()["job"])
+
+
+# --- the serve command and a real server ----------------------------------------------------------
+
+
+def test_serve_refuses_public_bind_without_token(tmp_path):
+    r = CliRunner().invoke(serve, ["--host", "0.0.0.0", "--index", str(tmp_path)])
+    assert r.exit_code == 2 and "--token" in r.output
+
+
+def test_real_server_on_loopback(indexed, roots, tmp_path):
+    library, folder = tmp_path / "library", indexed[1]
+    shutil.copytree(indexed[0], library)  # this test adds to it
+    target = sorted(folder.glob("*.png"))[0]
+    with (
+        live_server(library, "--root", str(roots)) as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert "/static/app.js" in http.get("/").text
+        out = http.post("/api/search", files={"file": (target.name, target.read_bytes())}).json()
+        assert out["results"][0]["path"] == str(target)
+        first = out["results"][0]["id"]
+        # queries keep being answered (no 5xx) while an index job writes the same library
+        job = http.post("/api/index", json={"path": "set1"}).json()["job"]
+
+        def query(i: int) -> int:
+            if i % 4 == 0:
+                files = {"file": ("q.png", target.read_bytes())}
+                return httpx.post(f"{url}/api/search", files=files, timeout=60).status_code
+            return httpx.get(f"{url}/api/images/{first}/similar", timeout=60).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(query, range(48)))
+        assert statuses == [200] * 48
+        deadline = time.monotonic() + 120
+        while http.get(f"/api/jobs/{job}").json()["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert http.get(f"/api/jobs/{job}").json()["state"] == "done"
+        assert http.get("/api/stats").json()["images"] == 10
+
+
+def test_real_server_with_token(indexed):
+    with live_server(indexed[0], "--token", TOKEN) as url:
+        assert httpx.get(f"{url}/api/stats", timeout=60).status_code == 401
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        r = httpx.get(f"{url}/api/stats", headers=auth, timeout=60)
+        assert r.status_code == 200 and r.json()["images"] == 7
