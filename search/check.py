@@ -1,0 +1,351 @@
+"""fsck for a library: do the files on disk, the SQLite rows and the derived FAISS file agree?
+
+`check_library` only reads (SQLite opened read-only); `repair_library` mends what can be mended
+without the model: it drops rows of files that are gone, drops rows whose vector is damaged (the
+next `dinosearch index` embeds them again), removes leftover temp and stale index files, and
+rebuilds the FAISS file from SQLite.
+"""
+
+import hashlib
+import os
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.config import DB_NAME, INDEX_PREFIX
+from indexer.errors import LibraryError, NoLibrary
+
+HASH_CHUNK_BYTES = 1 << 20
+VECTOR_ATOL = 1e-5  # FAISS stores float32 copies: equal to the blobs up to rounding
+TEMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\.(\d+)\.tmp$")
+INDEX_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
+
+# Problem kinds, and whether --repair can mend them without the model.
+REPAIRABLE = {
+    "missing_file": True,  # row dropped
+    "bad_vector": True,  # row dropped; the next index run embeds the file again
+    "index_missing": True,  # rebuilt from SQLite
+    "index_stale": True,
+    "index_damaged": True,
+    "index_mismatch": True,
+    "stale_index_file": True,  # removed
+    "temp_file": True,  # removed
+    "changed_file": False,  # needs the model: re-run dinosearch index
+    "changed_content": False,
+    "integrity": False,  # SQLite itself is damaged: restore a backup or .recover
+    "bad_row": False,
+}
+
+
+@dataclass
+class Problem:
+    kind: str
+    detail: str
+    path: str | None = None
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "detail": self.detail}
+
+
+@dataclass
+class CheckReport:
+    library: str
+    images: int = 0
+    failed: int = 0
+    generation: int = 0
+    index_generation: int | None = None
+    deep: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    repaired: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        return {
+            "library": self.library,
+            "ok": self.ok,
+            "images": self.images,
+            "failed": self.failed,
+            "generation": self.generation,
+            "index_generation": self.index_generation,
+            "deep": self.deep,
+            "problems": [p.to_json() for p in self.problems],
+            "repaired": [p.to_json() for p in self.repaired],
+        }
+
+
+@dataclass
+class _Row:
+    id: int
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    hash: str | None
+    status: str
+    vector: bytes | None
+
+
+def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
+    """Every disagreement between files, SQLite and the FAISS file; reads only."""
+    directory = Path(directory).expanduser().absolute()
+    report = CheckReport(str(directory), deep=deep)
+    conn = _connect_readonly(directory)
+    try:
+        _check_integrity(conn, report)
+        meta = dict(conn.execute("select key, value from meta").fetchall())
+        report.generation = int(meta.get("generation") or 0)
+        dim = _dim(meta)
+        rows = [
+            _Row(*r)
+            for r in conn.execute(
+                "select id, path, size, mtime_ns, hash, status, vector from images order by id"
+            )
+        ]
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(Problem("integrity", f"cannot read {DB_NAME}: {exc}"))
+        return report
+    finally:
+        conn.close()
+    report.images = sum(r.status == "ok" for r in rows)
+    report.failed = sum(r.status == "failed" for r in rows)
+    good = _check_rows(rows, dim, deep, report)
+    _check_index(directory, report, good, dim)
+    _check_leftovers(directory, report)
+    return report
+
+
+def _connect_readonly(directory: Path) -> sqlite3.Connection:
+    path = directory / DB_NAME
+    if not path.exists():
+        raise NoLibrary(f"no library at {directory}: nothing to check")
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise LibraryError(f"cannot open library {path}: {exc}") from None
+
+
+def _check_integrity(conn: sqlite3.Connection, report: CheckReport) -> None:
+    lines = [r[0] for r in conn.execute("pragma integrity_check").fetchall()]
+    if lines != ["ok"]:
+        for line in lines[:20]:
+            report.problems.append(Problem("integrity", f"SQLite integrity_check: {line}"))
+
+
+def _dim(meta: dict) -> int | None:
+    import json
+
+    raw = meta.get("model")
+    return int(json.loads(raw)["dim"]) if raw else None
+
+
+def _check_rows(rows: list[_Row], dim: int | None, deep: bool, report: CheckReport) -> dict:
+    """Checks each row against its file; returns {id: vector} of the rows that are sound."""
+    good: dict[int, np.ndarray] = {}
+    for row in rows:
+        if row.status not in ("ok", "failed"):
+            report.problems.append(Problem("bad_row", f"unknown status {row.status!r}", row.path))
+            continue
+        if not _check_file(row, deep, report) or row.status != "ok":
+            continue
+        vector = _vector(row, dim)
+        if vector is None:
+            size = 0 if row.vector is None else len(row.vector)
+            report.problems.append(
+                Problem(
+                    "bad_vector",
+                    f"status ok but its vector is missing, damaged or of the wrong length "
+                    f"({size} bytes, expected {4 * (dim or 0)})",
+                    row.path,
+                )
+            )
+            continue
+        good[row.id] = vector
+    return good
+
+
+def _check_file(row: _Row, deep: bool, report: CheckReport) -> bool:
+    try:
+        st = os.stat(row.path)
+    except OSError as exc:
+        report.problems.append(
+            Problem("missing_file", f"file is gone ({exc.strerror or exc})", row.path)
+        )
+        return False
+    if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
+        report.problems.append(
+            Problem(
+                "changed_file",
+                f"file changed since indexed (size {row.size} -> {st.st_size}, mtime "
+                f"{row.mtime_ns} -> {st.st_mtime_ns}); re-run dinosearch index",
+                row.path,
+            )
+        )
+        return True
+    if deep and row.hash and _sha256(row.path) != row.hash:
+        report.problems.append(
+            Problem(
+                "changed_content",
+                "content differs from its recorded SHA-256 though size and mtime match; "
+                "re-run dinosearch index --retry-failed after touching the file",
+                row.path,
+            )
+        )
+    return True
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(HASH_CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _vector(row: _Row, dim: int | None) -> np.ndarray | None:
+    if row.vector is None or not dim or len(row.vector) != 4 * dim:
+        return None
+    vector = np.frombuffer(row.vector, dtype="<f4")
+    if not np.all(np.isfinite(vector)) or abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+        return None
+    return vector
+
+
+def _check_index(directory: Path, report: CheckReport, good: dict, dim: int | None) -> None:
+    files = {int(m.group(1)): p for p in directory.iterdir() if (m := INDEX_RE.match(p.name))}
+    for generation, path in sorted(files.items()):
+        if generation != report.generation:
+            report.problems.append(
+                Problem(
+                    "stale_index_file",
+                    f"index file of generation {generation}, store is at {report.generation}",
+                    str(path),
+                )
+            )
+    current = files.get(report.generation)
+    if current is None:
+        report.index_generation = max(files) if files else None
+        kind = "index_stale" if files else "index_missing"
+        report.problems.append(
+            Problem(kind, f"no index file for store generation {report.generation}")
+        )
+        return
+    report.index_generation = report.generation
+    _compare_index(current, report, good, dim)
+
+
+def _compare_index(path: Path, report: CheckReport, good: dict, dim: int | None) -> None:
+    import faiss
+
+    try:
+        index = faiss.read_index(str(path))
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+        inner = faiss.downcast_index(index.index)
+        vectors = inner.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, 1))
+    except (RuntimeError, AttributeError) as exc:
+        report.problems.append(Problem("index_damaged", f"cannot read: {exc}", str(path)))
+        return
+    expected = set(good)
+    found = set(ids.tolist())
+    if found != expected or len(ids) != len(found):
+        report.problems.append(
+            Problem(
+                "index_mismatch",
+                f"index holds {len(ids)} vectors, SQLite {len(expected)} sound ones "
+                f"({len(found - expected)} extra, {len(expected - found)} absent)",
+                str(path),
+            )
+        )
+        return
+    if len(ids) and (vectors.shape[1] != dim or not _same_vectors(ids, vectors, good)):
+        report.problems.append(
+            Problem("index_mismatch", "index vectors differ from the SQLite ones", str(path))
+        )
+
+
+def _same_vectors(ids: np.ndarray, vectors: np.ndarray, good: dict) -> bool:
+    stored = np.stack([good[int(i)] for i in ids])
+    return bool(np.allclose(vectors, stored, atol=VECTOR_ATOL))
+
+
+def _check_leftovers(directory: Path, report: CheckReport) -> None:
+    for path in sorted(directory.iterdir()):
+        m = TEMP_RE.match(path.name)
+        if m and not _alive(int(m.group(1))):
+            report.problems.append(
+                Problem("temp_file", "temp file left by an interrupted index write", str(path))
+            )
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def repair_library(directory: str | Path, deep: bool = False) -> CheckReport:
+    """Mend what can be mended without the model, then check again."""
+    directory = Path(directory).expanduser().absolute()
+    before = check_library(directory, deep)
+    if any(p.kind == "integrity" for p in before.problems):
+        return before  # never write into a damaged database
+    fixable = [p for p in before.problems if REPAIRABLE.get(p.kind)]
+    if fixable:
+        _drop_rows(directory, [p.path for p in fixable if p.kind in ("missing_file", "bad_vector")])
+        for p in fixable:
+            if p.kind in ("temp_file", "stale_index_file") and p.path:
+                Path(p.path).unlink(missing_ok=True)
+        _rebuild_index(directory)
+    after = check_library(directory, deep)
+    after.repaired = [p for p in fixable if p.to_json() not in _jsons(after.problems)]
+    return after
+
+
+def _jsons(problems: list[Problem]) -> list[dict]:
+    return [p.to_json() for p in problems]
+
+
+def _drop_rows(directory: Path, paths: list[str]) -> None:
+    if not paths:
+        return
+    from indexer.store import Store
+
+    store = Store.open(directory)
+    try:
+        ids = [
+            r[0]
+            for p in paths
+            for r in store.db.execute("select id from images where path = ?", [p]).fetchall()
+        ]
+        store.apply_moves([], [], ids)  # one transaction, bumps the generation
+    finally:
+        store.close()
+
+
+def _rebuild_index(directory: Path) -> None:
+    """Write the FAISS file for the store's generation from SQLite, replacing whatever is there."""
+    from indexer.store import Store
+
+    from . import knn
+
+    store = Store.open(directory)
+    try:
+        ids, vectors = store.vectors()
+        requested = store.get_meta("index_type") or "auto"
+        kind = knn.choose_index_type(len(ids), vectors.shape[1], requested)
+        knn.VectorIndex.build(ids, vectors, kind, store.generation).save(directory)
+    finally:
+        store.close()

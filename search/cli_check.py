@@ -1,0 +1,55 @@
+"""`dinosearch check`: do files, SQLite and the FAISS file agree? (exit 0 yes, 1 no, like fsck)"""
+
+import json
+
+import click
+
+from indexer.config import ENV_INDEX
+from indexer.errors import DinosearchError
+
+
+@click.command()
+@click.option("--repair", is_flag=True, help="Rebuild the index from SQLite, drop gone files.")
+@click.option("--deep", is_flag=True, help="Also compare each file's SHA-256 (reads every file).")
+@click.option(
+    "--index",
+    "index_dir",
+    envvar=ENV_INDEX,
+    type=click.Path(file_okay=False),
+    help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def check(repair, deep, index_dir, as_json):
+    """Check that files, SQLite and the FAISS index agree; exit 1 if they do not.
+
+    \b
+    Examples:
+        dinosearch check
+        dinosearch check --repair --json
+    """
+    from indexer.config import default_library_dir
+
+    from .check import check_library, repair_library
+
+    directory = index_dir or default_library_dir()
+    try:
+        report = repair_library(directory, deep) if repair else check_library(directory, deep)
+    except DinosearchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        _print(report)
+    raise SystemExit(0 if report.ok else 1)
+
+
+def _print(report) -> None:
+    for p in report.repaired:
+        click.echo(f"repaired  {p.kind:<16} {p.path or ''}  {p.detail}")
+    for p in report.problems:
+        click.echo(f"problem   {p.kind:<16} {p.path or ''}  {p.detail}")
+    state = "all agree" if report.ok else f"{len(report.problems)} problems"
+    click.echo(
+        f"{report.library}: {report.images} images, {report.failed} failed, generation "
+        f"{report.generation}, index generation {report.index_generation}: {state}"
+    )
