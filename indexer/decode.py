@@ -94,6 +94,8 @@ def decode_bytes(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded
         raise ImageError("not an image Pillow can read (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:
         raise DecompressionBomb(str(exc)) from None
+    except MemoryError:
+        raise ImageError("out of memory while decoding (over the decoder's memory cap?)") from None
     except (
         OSError,
         SyntaxError,
@@ -103,7 +105,6 @@ def decode_bytes(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded
         KeyError,
         EOFError,
         struct.error,
-        MemoryError,
         RuntimeError,
         ZeroDivisionError,
     ) as exc:

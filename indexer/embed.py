@@ -9,8 +9,6 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +17,8 @@ from .decode import Decoded, Recipe, decode_file
 from .errors import ImageError
 
 IN_FLIGHT_PER_WORKER = 8  # files queued per decode worker: enough to hide decode jitter
+DEFAULT_DECODE_TIMEOUT_S = 60.0  # a 200 MP PNG decodes in ~10 s here; a hang is cut at this
+DEFAULT_DECODE_MEMORY_BYTES = 4 << 30  # address space per worker: a 200 MP image needs < 2 GiB
 
 
 @dataclass
@@ -35,6 +35,8 @@ def decode_task(path: str, recipe: Recipe, max_pixels: int | None):
         return decode_file(path, recipe, max_pixels), None
     except ImageError as exc:
         return None, str(exc)
+    except Exception as exc:  # a decoder bug must cost one file, never the job
+        return None, f"unexpected decoder error: {type(exc).__name__}: {exc}"
 
 
 def default_workers() -> int:
@@ -42,65 +44,107 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["indexer.decode"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+def _limit_memory(limit_bytes: int | None) -> None:
+    """Worker initializer: cap the address space so a memory blow-up fails one file."""
+    if not limit_bytes:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+    except (ImportError, ValueError, OSError):  # not on this platform: no cap
+        pass
+
+
+@dataclass
+class Isolation:
+    """Per-file limits for decoding in worker processes."""
+
+    timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
+    memory_bytes: int | None = DEFAULT_DECODE_MEMORY_BYTES
+
+
+class DecodePool:
+    """Worker processes that can be killed: a hang or a crash costs one file, not the job.
+
+    multiprocessing.Pool replaces a worker that dies, but the task it held never returns, so
+    both a hang and a native crash show up as a file exceeding its time limit; the pool is then
+    terminated and restarted, and the other files in flight are submitted again.
+    """
+
+    def __init__(self, workers: int, isolation: Isolation):
+        self.workers, self.isolation = workers, isolation
+        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        self.ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            self.ctx.set_forkserver_preload(["indexer.decode"])
+        self.pool = self._start()
+
+    def _start(self):
+        return self.ctx.Pool(self.workers, _limit_memory, (self.isolation.memory_bytes,))
+
+    def submit(self, path: str, recipe: Recipe, max_pixels: int | None):
+        return self.pool.apply_async(decode_task, (path, recipe, max_pixels))
+
+    def restart(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+        self.pool = self._start()
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
 
 
 def decode_all(
-    paths: Iterable[str], recipe: Recipe, max_pixels: int | None, workers: int
+    paths: Iterable[str],
+    recipe: Recipe,
+    max_pixels: int | None,
+    workers: int,
+    isolation: Isolation | None = None,
 ) -> Iterator[Embedded]:
-    """Decode files in order, `workers` processes at a time (0 = in this process)."""
+    """Decode files in order, `workers` processes at a time (0 = in this process, no limits)."""
     if workers <= 0:
         for path in paths:
             decoded, error = decode_task(path, recipe, max_pixels)
             yield Embedded(path, decoded, error=error)
         return
+    isolation = isolation or Isolation()
     pending = iter(paths)
-    window: deque[tuple[str, Future]] = deque()
-    pool = _pool(workers)
-    try:
+    window: deque = deque()
+    pool = DecodePool(workers, isolation)
 
-        def submit() -> bool:
+    def fill() -> None:
+        while len(window) < workers * IN_FLIGHT_PER_WORKER:
             path = next(pending, None)
-            if path is not None:
-                window.append((path, pool.submit(decode_task, path, recipe, max_pixels)))
-            return path is not None
+            if path is None:
+                return
+            window.append((path, pool.submit(path, recipe, max_pixels)))
 
-        while len(window) < workers * IN_FLIGHT_PER_WORKER and submit():
-            pass
+    try:
+        fill()
         while window:
-            path, future = window.popleft()
+            path, result = window.popleft()
             try:
-                decoded, error = future.result()
-            except BrokenProcessPool:
-                # A native decoder crashed a worker: that costs the files in flight their
-                # parallel decode, not the job. Retry them one by one in fresh pools.
-                pool.shutdown(cancel_futures=True)
-                retry = [path] + [p for p, _ in window]
+                decoded, error = result.get(timeout=isolation.timeout_s)
+            except multiprocessing.TimeoutError:
+                decoded, error = (
+                    None,
+                    (
+                        f"decoding took longer than {isolation.timeout_s:g}s or crashed the "
+                        "decoder; skipped (raise --decode-timeout if this file is just huge)"
+                    ),
+                )
+                done = [(p, r) for p, r in window if r.ready()]
+                redo = [p for p, r in window if not r.ready()]
+                pool.restart()
                 window.clear()
-                pool = _pool(workers)
-                yield from _isolated(retry, recipe, max_pixels)
-                while len(window) < workers * IN_FLIGHT_PER_WORKER and submit():
-                    pass
-                continue
-            submit()
+                window.extend(done)
+                window.extend((p, pool.submit(p, recipe, max_pixels)) for p in redo)
+            fill()
             yield Embedded(path, decoded, error=error)
     finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def _isolated(paths: list[str], recipe: Recipe, max_pixels: int | None) -> Iterator[Embedded]:
-    for path in paths:
-        with _pool(1) as pool:
-            try:
-                decoded, error = pool.submit(decode_task, path, recipe, max_pixels).result()
-            except BrokenProcessPool:
-                decoded, error = None, "the image decoder crashed on this file"
-        yield Embedded(path, decoded, error=error)
+        pool.close()
 
 
 def embed_batches(

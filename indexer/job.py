@@ -8,7 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
-from .embed import decode_all, default_workers, embed_batches
+from .embed import (
+    DEFAULT_DECODE_MEMORY_BYTES,
+    DEFAULT_DECODE_TIMEOUT_S,
+    Isolation,
+    decode_all,
+    default_workers,
+    embed_batches,
+)
 from .model import Embedder
 from .store import ImageRow, Known, ModelInfo, Store
 from .walk import FileStat, walk
@@ -27,6 +34,8 @@ class IndexOptions:
     exclude: tuple[str, ...] = ()
     include_hidden: bool = False
     retry_failed: bool = False
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
+    decode_memory_bytes: int | None = DEFAULT_DECODE_MEMORY_BYTES
 
 
 @dataclass
@@ -224,7 +233,8 @@ def _embed_and_write(
 ):
     by_path = {f.path: (f, digest) for f, digest in todo}
     workers = default_workers() if options.workers is None else options.workers
-    decoded = decode_all(list(by_path), embedder.recipe, options.max_pixels, workers)
+    isolation = Isolation(options.decode_timeout_s, options.decode_memory_bytes)
+    decoded = decode_all(list(by_path), embedder.recipe, options.max_pixels, workers, isolation)
     done = 0
     for batch in embed_batches(decoded, embedder.embed, options.batch_size):
         rows = []

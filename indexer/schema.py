@@ -45,7 +45,55 @@ def m002_calibration(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [m001_images_and_meta, m002_calibration]
+def m003_decisions_and_journal(db: sqlite_utils.Database) -> None:
+    """Duplicate decisions keyed by content hash, and the journal of file actions (apply/undo)."""
+    db["decisions"].create(
+        {
+            "id": int,
+            "hash_a": str,  # sha256 of one file; hash_a <= hash_b (equal: copies of one content)
+            "hash_b": str,
+            "kind": str,  # "distinct" (not duplicates) or "keep-both"
+            "paths": str,  # JSON: the two paths when decided, for display only
+            "created": str,
+        },
+        pk="id",
+    )
+    db["decisions"].create_index(["hash_a", "hash_b"], unique=True)
+    db["plans"].create(
+        {
+            "id": str,  # the plan file's "id"
+            "path": str,  # where the plan file was when applied
+            "created": str,
+            "applied": str,  # last apply started
+            "undone": str,
+        },
+        pk="id",
+    )
+    db["journal"].create(
+        {
+            "id": int,
+            "plan_id": str,
+            "grp": int,  # group number in the plan
+            "path": str,  # the file acted on
+            "action": str,  # trash, move, hardlink, symlink, delete; follow-* for sidecars
+            "target": str,  # kept file (links) or destination (move; trash location once known)
+            "hash": str,
+            "size": int,
+            "mtime_ns": int,
+            "state": str,  # pending, done, skipped, failed, undone, kept
+            "detail": str,
+            "image": str,  # JSON of the library row removed or moved (for undo), or null
+            "vector": bytes,
+            "created": str,
+            "updated": str,
+        },
+        pk="id",
+        not_null={"plan_id", "path", "action", "state"},
+    )
+    db["journal"].create_index(["plan_id", "path"], unique=True)
+
+
+MIGRATIONS = [m001_images_and_meta, m002_calibration, m003_decisions_and_journal]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

@@ -262,6 +262,39 @@ class Store:
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
 
+    # --- file actions (search/actions.py): rows follow files the user moved or removed ----------
+
+    def image_by_path(self, path: str) -> dict | None:
+        rows = list(self.db.query("select * from images where path = ?", [path]))
+        return rows[0] if rows else None
+
+    def move_image(self, old: str, new: str, size: int, mtime_ns: int) -> None:
+        """The row of `old` now describes `new` (a file moved without changing its content)."""
+        with self.db.atomic():
+            self.db.execute("delete from images where path = ?", [new])
+            self.db.execute(
+                "update images set path = ?, size = ?, mtime_ns = ? where path = ?",
+                [new, size, mtime_ns, old],
+            )
+            self._bump()
+
+    def touch_image(self, path: str, size: int, mtime_ns: int) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "update images set size = ?, mtime_ns = ? where path = ?", [size, mtime_ns, path]
+            )
+
+    def remove_image(self, path: str) -> None:
+        with self.db.atomic():
+            self.db.execute("delete from images where path = ?", [path])
+            self._bump()
+
+    def restore_image(self, row: dict) -> None:
+        """Put back a row removed earlier (same vector: no re-embedding)."""
+        with self.db.atomic():
+            self.db["images"].upsert(row, pk="path", alter=False)
+            self._bump()
+
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

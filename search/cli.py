@@ -103,6 +103,20 @@ def cli():
     help="Refuse images claiming more pixels (decompression bombs); 0 = no limit.",
 )
 @click.option("--retry-failed", is_flag=True, help="Try files that failed before again.")
+@click.option(
+    "--decode-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds one file may take to decode before it is skipped.",
+)
+@click.option(
+    "--decode-memory",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(0),
+    help="MiB of address space per decode worker (0: no cap).",
+)
 @json_option
 def index(
     paths,
@@ -116,6 +130,8 @@ def index(
     include_hidden,
     max_pixels,
     retry_failed,
+    decode_timeout,
+    decode_memory,
     as_json,
 ):
     """Embed the images under PATHS into the library (incremental and resumable).
@@ -135,6 +151,8 @@ def index(
         exclude=tuple(exclude),
         include_hidden=include_hidden,
         retry_failed=retry_failed,
+        decode_timeout_s=decode_timeout,
+        decode_memory_bytes=(decode_memory << 20) or None,
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     coll = collection(index_dir, model, device, dtype)

@@ -253,3 +253,33 @@ def test_local_model_directory(photos, library, hub_cache, tmp_path):
     shutil.copytree(snap, local)
     summary = index_json(photos, "--index", library, "--model", local)
     assert summary["model"] == str(local) and summary["indexed"] == 8
+
+
+def test_a_file_that_hangs_the_decoder_costs_one_file(tmp_path):
+    """A FIFO blocks read() forever: a real hang inside a decode worker, cut by the time limit.
+    (The walk itself only yields regular files; this drives the decode pool directly.)"""
+    from indexer.decode import Recipe
+    from indexer.embed import Isolation, decode_all
+
+    fifo = tmp_path / "hangs.jpg"
+    os.mkfifo(fifo)
+    good = sorted(PHOTOS.glob("*.png"))[:3]
+    paths = [str(good[0]), str(fifo), str(good[1]), str(good[2])]
+    out = list(decode_all(paths, Recipe(), None, workers=1, isolation=Isolation(3.0, None)))
+    assert [o.path for o in out] == paths
+    assert out[1].decoded is None and "longer than 3s" in out[1].error
+    assert all(o.decoded is not None for o in out[:1] + out[2:])
+
+
+def test_a_decoder_memory_blow_up_costs_one_file(tmp_path, library):
+    """A 120 MP image under a 600 MiB cap per worker fails alone; the job completes."""
+    from PIL import Image
+
+    folder = tmp_path / "mem"
+    folder.mkdir()
+    Image.new("RGB", (12000, 10000), (90, 120, 200)).save(folder / "huge.png", compress_level=1)
+    shutil.copy(PHOTOS / "kodim08.png", folder)
+    summary = index_json(folder, "--index", library, "--decode-memory", "600")
+    assert summary["indexed"] == 1
+    (failure,) = summary["failed"]
+    assert failure["path"].endswith("huge.png") and "memory" in failure["error"]
