@@ -302,6 +302,8 @@ def _api_routes():
     router.add_api_route(
         "/api/images/{image_id}/file", original, methods=["GET"], response_class=FileResponse
     )
+    if hasattr(Collection, "duplicates"):
+        router.add_api_route("/api/duplicates", duplicates, methods=["GET"])
     router.add_api_route("/api/roots", list_roots, methods=["GET"])
     router.add_api_route("/api/index", start_index, methods=["POST"], status_code=202)
     router.add_api_route("/api/jobs/{job_id}", job_status, methods=["GET"])
@@ -390,6 +392,23 @@ def original(state: State, image_id: ImageId) -> FileResponse:
         filename=os.path.basename(row["path"]),
         content_disposition_type="inline",
     )
+
+
+def duplicates(
+    state: State,
+    threshold: Annotated[str, Query(description="auto (calibrated) or a raw cosine")] = "auto",
+    precision: Annotated[float, Query(ge=0.5, le=1.0)] = 0.99,
+    within: Annotated[str | None, Query(description="Only images under this folder")] = None,
+    include_similar: bool = False,
+) -> dict[str, Any]:
+    """Duplicate groups in tiers: the `dinosearch dups --json` object."""
+    from .finder import DupOptions
+
+    options = DupOptions(
+        threshold=threshold, precision=precision, within=within, include_similar=include_similar
+    )
+    with state.reading() as coll:
+        return coll.duplicates(options).to_json()
 
 
 def list_roots(state: State) -> RootsResponse:

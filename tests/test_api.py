@@ -514,3 +514,34 @@ def test_real_server_with_token(indexed):
         auth = {"authorization": f"Bearer {TOKEN}"}
         r = httpx.get(f"{url}/api/stats", headers=auth, timeout=60)
         assert r.status_code == 200 and r.json()["images"] == 7
+
+
+# --- duplicates -----------------------------------------------------------------------------------
+
+
+def without_seconds(report: dict) -> dict:
+    return {**report, "stats": {k: v for k, v in report["stats"].items() if k != "seconds"}}
+
+
+def test_duplicates_is_the_dups_json(tmp_path):
+    from search.finder import DupOptions
+
+    folder, library = tmp_path / "p", tmp_path / "lib"
+    folder.mkdir()
+    for src in sorted(PHOTOS.glob("*.png"))[:5]:
+        shutil.copy2(src, folder)
+    shutil.copy2(PHOTOS / "kodim01.png", folder / "copy-of-01.png")
+    Image.open(PHOTOS / "kodim02.png").convert("RGB").save(folder / "02.jpg", quality=90)
+    Collection(library).index([folder], IndexOptions(workers=0))
+    with TestClient(create_app(Collection(library)), base_url=BASE_URL) as c:
+        r = c.get("/api/duplicates", params={"threshold": "0.9"})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        expected = Collection(library).duplicates(DupOptions(threshold=0.9)).to_json()
+        assert without_seconds(out) == without_seconds(expected)
+        groups = [sorted(os.path.basename(m["path"]) for m in g["members"]) for g in out["groups"]]
+        assert ["copy-of-01.png", "kodim01.png"] in groups
+        auto = c.get("/api/duplicates", params={"include_similar": "true"})
+        assert auto.status_code == 200 and auto.json()["stats"]["mode"] == "auto", auto.text
+        assert_error(c.get("/api/duplicates", params={"threshold": "lots"}), 400, "bad_query")
+        assert_error(c.get("/api/duplicates", params={"precision": "2"}), 422, "invalid_request")

@@ -130,7 +130,7 @@ function element(tag, text, cls = "") {
 
 // Arrow keys move focus through the grid (row length measured from the layout); O opens.
 function onGridKey(event) {
-  const buttons = [...$("results").querySelectorAll(".hit")];
+  const buttons = [...event.currentTarget.querySelectorAll(".hit")];
   const at = buttons.indexOf(document.activeElement);
   if (at < 0) return;
   if (event.key.toLowerCase() === "o") {
@@ -253,6 +253,53 @@ function showJob(job) {
   $("job-failures").replaceChildren(...items);
 }
 
+// --- duplicates --------------------------------------------------------------------------------
+
+async function findDuplicates(event) {
+  event.preventDefault();
+  $("find").disabled = true;
+  say("Looking for duplicates… (the first run calibrates the threshold)", false, $("dups-status"));
+  const params = new URLSearchParams({
+    threshold: $("threshold").value.trim() || "auto",
+    include_similar: $("similar").checked,
+  });
+  try {
+    const report = await api(`/api/duplicates?${params}`);
+    $("groups").replaceChildren(...report.groups.map(groupSection));
+    const st = report.stats;
+    say(
+      `${st.groups} groups, ${st.duplicates} duplicates among ${st.images} images ` +
+        `(threshold ${report.threshold.toFixed(3)}, ${st.mode}) in ${st.seconds.toFixed(1)} s`,
+      false,
+      $("dups-status"),
+    );
+  } catch (err) {
+    say(err.message, true, $("dups-status"));
+  } finally {
+    $("find").disabled = false;
+  }
+}
+
+function groupSection(group, number) {
+  const section = element("section", "", "group");
+  const title = element("h3", ` group ${number + 1}: ${group.members.length} images`);
+  title.prepend(element("span", group.tier, "tier"));
+  const list = element("ol", "", "grid");
+  list.append(...group.members.map((m, i) => memberItem(m, i === 0)));
+  list.addEventListener("keydown", onGridKey);
+  section.append(title, list);
+  return section;
+}
+
+function memberItem(member, first) {
+  const li = resultItem({ id: member.id, path: member.path, score: member.score });
+  const size = member.width ? `${member.width}×${member.height}` : "";
+  const conf = member.confidence == null ? "" : ` · conf ${member.confidence.toFixed(2)}`;
+  const note = first ? "reference" : `${member.match}${conf}`;
+  li.querySelector(".hit").append(element("span", `${size} · ${note}`, "reference"));
+  return li;
+}
+
 // --- views -------------------------------------------------------------------------------------
 
 function go(hash) {
@@ -261,19 +308,23 @@ function go(hash) {
   route();
 }
 
+function showView(name) {
+  for (const view of ["search", "dups", "index"]) {
+    $(`view-${view}`).hidden = view !== name;
+    if (view === name) $(`tab-${view}`).setAttribute("aria-current", "page");
+    else $(`tab-${view}`).removeAttribute("aria-current");
+  }
+}
+
 function route() {
   const hash = location.hash;
-  const indexing = hash === "#index";
-  $("view-search").hidden = indexing;
-  $("view-index").hidden = !indexing;
-  if (indexing) {
-    $("tab-search").removeAttribute("aria-current");
-    $("tab-index").setAttribute("aria-current", "page");
+  if (hash === "#index") {
+    showView("index");
     loadRoots().catch((err) => say(err.message, true, $("roots-note")));
     return;
   }
-  $("tab-index").removeAttribute("aria-current");
-  $("tab-search").setAttribute("aria-current", "page");
+  if (hash === "#dups") return showView("dups");
+  showView("search");
   const match = hash.match(/^#similar\/(\d+)$/);
   if (match) searchSimilar(match[1]);
 }
@@ -282,6 +333,7 @@ window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
   wireSearch();
   $("index-form").addEventListener("submit", startIndex);
+  $("dups-form").addEventListener("submit", findDuplicates);
   refreshStats();
   route();
 });
