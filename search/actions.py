@@ -1,0 +1,572 @@
+"""Carry out a plan, and undo it, through a journal kept in the library.
+
+Each action is written to the `journal` table as *pending* (with the library row it affects)
+before the file is touched, and marked *done* together with the library update after, in one
+transaction. So a kill at any moment leaves a journal from which `apply` resumes (a pending row
+is checked against the disk: done already, or done now) and `undo` restores. Kept files are
+never touched; a file whose size, mtime or hash differs from the plan is skipped and reported.
+"""
+
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from indexer.store import Store
+
+from .plan import Plan, PlanError, PlanFile, PlanGroup
+
+PAUSE_ENV = "DINOSEARCH_APPLY_PAUSE_S"  # test hook: wait this long between journal and action
+TMP_SUFFIX = ".dinosearch-tmp"  # a link or copy is built here, then renamed over the file
+
+
+@dataclass
+class Step:
+    """One file to act on: a duplicate, or a sidecar following one."""
+
+    group: PlanGroup | None  # None: rebuilt from a journal row
+    file: PlanFile
+    action: str
+    target: str | None  # kept file (links) or destination (move)
+    follows: str | None = None  # the duplicate this sidecar follows
+    check_hash: bool = True
+
+
+@dataclass
+class Outcome:
+    path: str
+    action: str
+    state: str  # done, already, skipped, failed, would (dry run); undo: undone, kept
+    detail: str | None = None
+    target: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Result:
+    plan: str
+    dry_run: bool = False
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            out[o.state] = out.get(o.state, 0) + 1
+        return out
+
+    def to_json(self) -> dict:
+        files = [o.to_json() for o in self.outcomes]
+        return {"plan": self.plan, "dry_run": self.dry_run, "counts": self.counts(), "files": files}
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def steps_for(plan: Plan, move_to: str | None = None) -> list[Step]:
+    """Every action of the plan in order, sidecars right after the file they follow."""
+    dest = move_to or plan.move_to
+    out = []
+    for g, f in plan.files():
+        if f.action == "keep":
+            continue
+        if f.action == "move" and not dest:
+            raise PlanError("the plan moves files: give a destination (apply --to DIR)")
+        target = _move_target(plan, f.path, dest) if f.action == "move" else g.keep
+        out.append(Step(g, f, f.action, target))
+        out += [_follower(g, f, c, target) for c in f.companions if c["follows"]]
+    return out
+
+
+def _move_target(plan: Plan, path: str, dest: str) -> str:
+    root = plan.root or os.path.dirname(path)
+    rel = os.path.relpath(path, root)
+    if rel.startswith(os.pardir):
+        rel = path.lstrip(os.sep)  # outside the plan's root (an edited plan): keep the full path
+    return os.path.join(os.path.abspath(dest), rel)
+
+
+def _follower(g: PlanGroup, f: PlanFile, companion: dict, target: str | None) -> Step:
+    moved = os.path.join(os.path.dirname(target), os.path.basename(companion["path"]))
+    sidecar = PlanFile(companion["path"], f.action, None, companion["size"], companion["mtime_ns"])
+    return Step(g, sidecar, f.action, moved if f.action == "move" else None, f.path, False)
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def changed(path: str, size: int | None, mtime_ns: int | None, digest: str | None) -> str | None:
+    """Why the file is not as the plan saw it, or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "missing"
+    if size is not None and st.st_size != size:
+        return f"changed since the plan (size {size} -> {st.st_size})"
+    if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
+        return "modified since the plan (mtime differs)"
+    if digest:
+        from indexer.job import sha256_file
+
+        if sha256_file(path) != digest:
+            return "content changed since the plan (hash differs)"
+    return None
+
+
+def _kept_problem(step: Step, cache: dict) -> str | None:
+    """A reason not to remove anything in favour of the group's kept file."""
+    keep = next(f for f in step.group.files if f.path == step.group.keep)
+    if keep.path not in cache:
+        cache[keep.path] = changed(keep.path, keep.size, None, keep.hash)
+    why = cache[keep.path]
+    return f"kept file {keep.path} is {why}" if why else None
+
+
+def precheck(step: Step, cache: dict) -> str | None:
+    """Why this step must be skipped now, or None."""
+    if step.follows is None and (why := _kept_problem(step, cache)):
+        return why
+    digest = step.file.hash if step.check_hash else None
+    if why := changed(step.file.path, step.file.size, step.file.mtime_ns, digest):
+        return why
+    if step.action in ("hardlink", "symlink") and step.file.hash != _kept_hash(step):
+        return f"not byte-identical to the kept file: {step.action} would lose it"
+    if step.action == "move" and os.path.lexists(step.target):
+        return f"destination exists: {step.target}"
+    return None
+
+
+def _kept_hash(step: Step) -> str | None:
+    return next(f.hash for f in step.group.files if f.path == step.group.keep)
+
+
+# --- the journal ---------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def journal_row(store: Store, plan_id: str, path: str) -> dict | None:
+    rows = list(
+        store.db.query("select * from journal where plan_id = ? and path = ?", [plan_id, path])
+    )
+    return rows[0] if rows else None
+
+
+def _journal(store: Store, plan_id: str, step: Step, state: str, detail: str | None = None):
+    image = store.image_by_path(step.file.path)
+    vector = image.pop("vector", None) if image else None
+    record = {
+        "plan_id": plan_id,
+        "grp": step.group.group,
+        "path": step.file.path,
+        "action": step.action,
+        "target": step.target,
+        "hash": step.file.hash,
+        "size": step.file.size,
+        "mtime_ns": step.file.mtime_ns,
+        "state": state,
+        "detail": detail if step.follows is None else (detail or f"follows {step.follows}"),
+        "image": json.dumps(image) if image else None,
+        "vector": vector,
+        "created": _now(),
+        "updated": _now(),
+    }
+    with store.db.atomic():
+        store.db.execute(
+            "delete from journal where plan_id = ? and path = ?", [plan_id, record["path"]]
+        )
+        store.db["journal"].insert(record)
+
+
+def _set_state(store: Store, plan_id: str, path: str, state: str, **cols) -> None:
+    sets = ", ".join(f"{k} = ?" for k in ["state", "updated", *cols])
+    store.db.execute(
+        f"update journal set {sets} where plan_id = ? and path = ?",
+        [state, _now(), *cols.values(), plan_id, path],
+    )
+
+
+def record_plan(store: Store, plan: Plan, path: str | None) -> None:
+    record = {"id": plan.id, "path": path, "created": plan.created, "applied": _now()}
+    with store.db.atomic():
+        store.db["plans"].upsert(record, pk="id")
+
+
+def last_plan_id(store: Store) -> str | None:
+    row = store.db.execute(
+        "select p.id from plans p where exists (select 1 from journal j where j.plan_id = p.id "
+        "and j.state in ('done', 'pending')) order by p.applied desc, p.rowid desc limit 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+# --- apply ---------------------------------------------------------------------------------------
+
+
+def apply_plan(
+    store: Store,
+    plan: Plan,
+    move_to: str | None = None,
+    dry_run: bool = False,
+    plan_path: str | None = None,
+) -> Result:
+    """Carry out the plan (or, with dry_run, say what would happen); idempotent and resumable."""
+    steps = steps_for(plan, move_to)
+    result = Result(plan.id, dry_run)
+    if not dry_run:
+        record_plan(store, plan, plan_path)
+    cache: dict = {}
+    failed_parents: set[str] = set()
+    for step in steps:
+        if step.follows in failed_parents:
+            result.outcomes.append(
+                Outcome(step.file.path, step.action, "skipped", "its image stayed")
+            )
+            continue
+        outcome = _dry(step, cache) if dry_run else _apply_step(store, plan.id, step, cache)
+        if outcome.state not in ("done", "already", "would"):
+            failed_parents.add(step.file.path)
+        result.outcomes.append(outcome)
+    return result
+
+
+def _dry(step: Step, cache: dict) -> Outcome:
+    why = precheck(step, cache)
+    if why:
+        return Outcome(step.file.path, step.action, "skipped", why)
+    return Outcome(
+        step.file.path,
+        step.action,
+        "would",
+        step.follows and f"follows {step.follows}",
+        step.target,
+    )
+
+
+def _apply_step(store: Store, plan_id: str, step: Step, cache: dict) -> Outcome:
+    row = journal_row(store, plan_id, step.file.path)
+    if row and row["state"] == "done":
+        return Outcome(step.file.path, step.action, "already", target=row["target"])
+    if row and row["state"] == "pending":
+        if (resumed := _resume(store, plan_id, step, row)) is not None:
+            return resumed
+    elif why := precheck(step, cache):
+        _journal(store, plan_id, step, "skipped", why)
+        return Outcome(step.file.path, step.action, "skipped", why)
+    else:
+        _journal(store, plan_id, step, "pending")
+    _pause()
+    return _perform(store, plan_id, step)
+
+
+def _resume(store: Store, plan_id: str, step: Step, row: dict) -> Outcome | None:
+    """A pending row from a killed run: finish its bookkeeping if the action happened, else
+    return None to (re)do it; a file changed meanwhile is skipped."""
+    step.target = row["target"] or step.target
+    if _happened(step):
+        return _finish(store, plan_id, step)
+    _cleanup_partial(step)
+    digest = step.file.hash if step.check_hash else None
+    if why := changed(step.file.path, step.file.size, step.file.mtime_ns, digest):
+        _set_state(store, plan_id, step.file.path, "skipped", detail=why)
+        return Outcome(step.file.path, step.action, "skipped", why)
+    return None
+
+
+def _happened(step: Step) -> bool:
+    path = step.file.path
+    if step.action == "move":
+        return not os.path.lexists(path) and os.path.lexists(step.target)
+    if step.action in ("trash", "delete"):
+        return not os.path.lexists(path)
+    if step.action == "symlink":
+        return os.path.islink(path) and os.readlink(path) == step.target
+    if step.action == "hardlink":
+        return os.path.exists(path) and os.path.samefile(path, step.target)
+    return False
+
+
+def _cleanup_partial(step: Step) -> None:
+    """Remove what a killed run left half-made: a temp link, or a partial cross-device copy."""
+    tmp = step.file.path + TMP_SUFFIX
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    if step.action == "move" and os.path.lexists(step.target) and os.path.lexists(step.file.path):
+        os.unlink(step.target)  # pending: the destination was free when journalled, so it is ours
+
+
+def _perform(store: Store, plan_id: str, step: Step) -> Outcome:
+    try:
+        ACT[step.action](step)
+    except OSError as exc:
+        detail = f"{exc.strerror or exc}"
+        _set_state(store, plan_id, step.file.path, "failed", detail=detail)
+        return Outcome(step.file.path, step.action, "failed", detail)
+    return _finish(store, plan_id, step)
+
+
+def _finish(store: Store, plan_id: str, step: Step) -> Outcome:
+    """Mark the step done and update the library, in one transaction."""
+    path = step.file.path
+    if step.action == "trash":
+        step.target = find_in_trash(path)
+    with store.db.atomic():
+        _set_state(store, plan_id, path, "done", target=step.target)
+        _update_library(store, step)
+    return Outcome(
+        path, step.action, "done", step.follows and f"follows {step.follows}", step.target
+    )
+
+
+def _update_library(store: Store, step: Step) -> None:
+    path = step.file.path
+    if store.image_by_path(path) is None:
+        return
+    if step.action in ("trash", "delete"):
+        store.remove_image(path)
+    elif step.action == "move":
+        st = os.stat(step.target)
+        store.move_image(path, step.target, st.st_size, st.st_mtime_ns)
+    else:
+        st = os.stat(path)
+        store.touch_image(path, st.st_size, st.st_mtime_ns)
+
+
+def _pause() -> None:
+    seconds = float(os.environ.get(PAUSE_ENV) or 0)
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+# --- the actions themselves ----------------------------------------------------------------------
+
+
+def _trash(step: Step) -> None:
+    from send2trash import send2trash
+
+    send2trash(step.file.path)
+
+
+def _move(step: Step) -> None:
+    os.makedirs(os.path.dirname(step.target), exist_ok=True)
+    _move_file(step.file.path, step.target)
+
+
+def _move_file(src: str, dst: str) -> None:
+    try:
+        os.rename(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)  # another device: copy (with times), then remove the source
+        os.unlink(src)
+
+
+def _hardlink(step: Step) -> None:
+    tmp = step.file.path + TMP_SUFFIX
+    os.link(step.target, tmp)
+    os.replace(tmp, step.file.path)
+
+
+def _symlink(step: Step) -> None:
+    tmp = step.file.path + TMP_SUFFIX
+    os.symlink(step.target, tmp)
+    os.replace(tmp, step.file.path)
+
+
+def _delete(step: Step) -> None:
+    os.unlink(step.file.path)
+
+
+ACT = {
+    "trash": _trash,
+    "move": _move,
+    "hardlink": _hardlink,
+    "symlink": _symlink,
+    "delete": _delete,
+}
+
+
+# --- the trash (freedesktop.org layout; elsewhere the system's Trash app restores) ---------------
+
+
+def trash_dirs(path: str) -> list[str]:
+    """Where send2trash may have put `path`: the home trash, then the volume's."""
+    if not sys.platform.startswith("linux"):
+        return []
+    from send2trash import plat_other
+
+    home = os.fsdecode(plat_other.HOMETRASH_B)
+    top = plat_other.find_mount_point(os.path.dirname(path))
+    top = os.fsdecode(top) if isinstance(top, bytes) else top
+    uid = str(os.getuid())
+    return [home, os.path.join(top, ".Trash", uid), os.path.join(top, f".Trash-{uid}")]
+
+
+def find_in_trash(path: str) -> str | None:
+    """The trashed copy of `path` (the most recently trashed one), or None."""
+    best: tuple[float, str] | None = None
+    for trash in trash_dirs(path):
+        for info, original in _trash_infos(trash):
+            if original != path and not _same_relative(original, path, trash):
+                continue
+            name = os.path.basename(info)[: -len(".trashinfo")]
+            stored = os.path.join(trash, "files", name)
+            if os.path.lexists(stored) and (best is None or os.path.getmtime(info) >= best[0]):
+                best = (os.path.getmtime(info), stored)
+    return best[1] if best else None
+
+
+def _trash_infos(trash: str):
+    folder = os.path.join(trash, "info")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".trashinfo"):
+            info = os.path.join(folder, name)
+            yield info, _original_path(info)
+
+
+def _original_path(info: str) -> str | None:
+    try:
+        with open(info, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("Path="):
+                    return unquote(line[5:].strip())
+    except OSError:
+        return None
+    return None
+
+
+def _same_relative(original: str | None, path: str, trash: str) -> bool:
+    """Volume trashes store paths relative to the volume's top directory."""
+    if not original or os.path.isabs(original):
+        return False
+    top = os.path.dirname(trash.rstrip(os.sep))
+    if os.path.basename(top) == ".Trash":
+        top = os.path.dirname(top)
+    return os.path.join(top, original) == path
+
+
+def restore_from_trash(stored: str, path: str) -> None:
+    info = os.path.join(
+        os.path.dirname(os.path.dirname(stored)), "info", os.path.basename(stored) + ".trashinfo"
+    )
+    _move_file(stored, path)
+    if os.path.exists(info):
+        os.unlink(info)
+
+
+# --- undo ----------------------------------------------------------------------------------------
+
+
+def undo_plan(store: Store, plan_id: str) -> Result:
+    """Put back what the plan's journal says was done (latest first); say what cannot be."""
+    rows = list(
+        store.db.query(
+            "select * from journal where plan_id = ? and state in ('done', 'pending') "
+            "order by id desc",
+            [plan_id],
+        )
+    )
+    result = Result(plan_id)
+    for row in rows:
+        result.outcomes.append(_undo_row(store, plan_id, row))
+    with store.db.atomic():
+        store.db.execute("update plans set undone = ? where id = ?", [_now(), plan_id])
+    return result
+
+
+def _undo_row(store: Store, plan_id: str, row: dict) -> Outcome:
+    path, action = row["path"], row["action"]
+    if row["state"] == "pending" and not _row_happened(row):
+        _set_state(store, plan_id, path, "undone", detail="never happened (killed before)")
+        return Outcome(path, action, "undone", "had not happened")
+    try:
+        detail = UNDO[action](row)
+    except OSError as exc:
+        detail = f"cannot restore: {exc.strerror or exc}"
+    if detail:
+        return Outcome(path, action, "kept", detail, row["target"])
+    with store.db.atomic():
+        _set_state(store, plan_id, path, "undone")
+        _restore_library(store, row)
+    return Outcome(path, action, "undone", target=row["target"])
+
+
+def _row_happened(row: dict) -> bool:
+    file = PlanFile(row["path"], row["action"], None, None, None)
+    return _happened(Step(None, file, row["action"], row["target"]))
+
+
+def _undo_trash(row: dict) -> str | None:
+    stored = row["target"] or find_in_trash(row["path"])
+    if not stored or not os.path.lexists(stored):
+        return "not found in the trash: restore it from the system Trash by hand"
+    if os.path.lexists(row["path"]):
+        return f"{row['path']} exists again: left the trashed copy at {stored}"
+    row["target"] = stored
+    restore_from_trash(stored, row["path"])
+    return None
+
+
+def _undo_move(row: dict) -> str | None:
+    if os.path.lexists(row["path"]):
+        return f"{row['path']} exists again: left the moved file at {row['target']}"
+    if not os.path.lexists(row["target"]):
+        return f"the moved file is gone from {row['target']}"
+    os.makedirs(os.path.dirname(row["path"]), exist_ok=True)
+    _move_file(row["target"], row["path"])
+    return None
+
+
+def _undo_link(row: dict) -> str | None:
+    """Replace the link by a copy of the kept file (byte-identical), with the old mtime."""
+    from indexer.job import sha256_file
+
+    kept = row["target"]
+    if not os.path.exists(kept) or sha256_file(kept) != row["hash"]:
+        return f"the kept file {kept} is gone or changed: cannot recreate the copy"
+    tmp = row["path"] + TMP_SUFFIX
+    shutil.copyfile(kept, tmp)
+    os.utime(tmp, ns=(row["mtime_ns"], row["mtime_ns"]))
+    os.replace(tmp, row["path"])
+    return None
+
+
+def _undo_delete(row: dict) -> str | None:
+    return "deleted files cannot be restored"
+
+
+UNDO = {
+    "trash": _undo_trash,
+    "move": _undo_move,
+    "hardlink": _undo_link,
+    "symlink": _undo_link,
+    "delete": _undo_delete,
+}
+
+
+def _restore_library(store: Store, row: dict) -> None:
+    path, action = row["path"], row["action"]
+    if action == "move":
+        if store.image_by_path(row["target"]):
+            st = os.stat(path)
+            store.move_image(row["target"], path, st.st_size, st.st_mtime_ns)
+        return
+    if action == "trash" and row["image"]:
+        image = json.loads(row["image"])
+        if store.image(image["id"]) is not None:
+            image.pop("id")  # the id went to another image meanwhile
+        store.restore_image({**image, "vector": row["vector"]})
+        return
+    if store.image_by_path(path):
+        st = os.stat(path)
+        store.touch_image(path, st.st_size, st.st_mtime_ns)

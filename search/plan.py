@@ -1,0 +1,330 @@
+"""A reviewable plan: for each duplicate group, the file kept, what happens to the others, and why.
+
+The plan is JSON a person can edit (change a file's "action") and a diff can review; `dinosearch
+apply` carries it out. Each file records the size, mtime and hash it had when the plan was made,
+so a file changed since is skipped rather than acted on.
+"""
+
+import csv
+import datetime as dt
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from indexer.errors import BadQuery
+from indexer.store import Store
+
+from . import captures
+from .duplicates import DupReport, Group, Member
+from .policy import EXIF_KEYS, Facts, Policy, parse_policy
+
+PLAN_VERSION = 1
+ACTIONS = ("keep", "trash", "move", "hardlink", "symlink", "delete")
+REMOVING = frozenset({"trash", "move", "delete"})  # actions after which the path is gone
+LINKS = frozenset({"hardlink", "symlink"})
+FREEING = frozenset({"trash", "delete", "hardlink", "symlink"})  # space back on this disk
+
+
+class PlanError(BadQuery):
+    """A plan file that is missing, malformed or inconsistent."""
+
+
+@dataclass
+class PlanFile:
+    path: str
+    action: str
+    hash: str | None
+    size: int | None
+    mtime_ns: int | None
+    width: int | None = None
+    height: int | None = None
+    taken: str | None = None
+    score: float | None = None
+    confidence: float | None = None
+    match: str = "first"
+    note: str | None = None
+    deltas: dict | None = None  # against the kept file
+    companions: list[dict] = field(default_factory=list)  # {path, role, follows, size, mtime_ns}
+
+
+@dataclass
+class PlanGroup:
+    group: int
+    tier: str
+    keep: str  # the file every other one is a duplicate of (and the target of links)
+    reason: dict
+    files: list[PlanFile]
+
+
+@dataclass
+class Plan:
+    id: str
+    created: str
+    library: str
+    policy: str
+    action: str
+    move_to: str | None
+    root: str | None  # common folder of the files acted on: `move` keeps paths relative to it
+    threshold: float | None
+    groups: list[PlanGroup] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        return {"version": PLAN_VERSION, **data, "summary": self.summary()}
+
+    def summary(self) -> dict:
+        counts = {a: 0 for a in ACTIONS}
+        freed = 0
+        for f in (f for g in self.groups for f in g.files):
+            counts[f.action] += 1
+            freed += (f.size or 0) if f.action in FREEING else 0
+        return {"groups": len(self.groups), "actions": counts, "bytes_freed": freed}
+
+    def write(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_json(), f, indent=2, ensure_ascii=False)
+            f.write("\n")
+
+    def write_csv(self, path: str) -> None:
+        fields = ["group", "tier", "path", "action", "kept", "reason", "note", "score", "bytes"]
+        with open(path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=fields)
+            writer.writeheader()
+            for g in self.groups:
+                for f in g.files:
+                    writer.writerow(_csv_row(g, f))
+
+    def files(self):
+        """(group, file) for every file of the plan."""
+        return ((g, f) for g in self.groups for f in g.files)
+
+
+def _csv_row(g: PlanGroup, f: PlanFile) -> dict:
+    return {
+        "group": g.group,
+        "tier": g.tier,
+        "path": f.path,
+        "action": f.action,
+        "kept": f.path == g.keep,
+        "reason": g.reason.get("text") if f.path == g.keep else "",
+        "note": f.note or "",
+        "score": f.score,
+        "bytes": f.size,
+    }
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def read_plan(path: str) -> Plan:
+    """Load and check a plan file (edited or not)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise PlanError(f"cannot read plan {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"plan {path} is not valid JSON: {exc}") from None
+    try:
+        plan = _from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanError(f"plan {path} is malformed ({exc!r}); make it with dups --plan") from None
+    check_plan(plan)
+    return plan
+
+
+def _from_json(data: dict) -> Plan:
+    if data.get("version") != PLAN_VERSION:
+        raise ValueError(f"version {data.get('version')}")
+    groups = [
+        PlanGroup(
+            g["group"], g["tier"], g["keep"], g["reason"], [PlanFile(**f) for f in g["files"]]
+        )
+        for g in data["groups"]
+    ]
+    keys = ("id", "created", "library", "policy", "action", "move_to", "root", "threshold")
+    return Plan(**{k: data[k] for k in keys}, groups=groups)
+
+
+def check_plan(plan: Plan) -> None:
+    """Refuse plans that would act on a kept file or name an unknown action."""
+    kept = {g.keep for g in plan.groups}
+    for g, f in plan.files():
+        if f.action not in ACTIONS:
+            raise PlanError(f"group {g.group}: unknown action {f.action!r} for {f.path}")
+        if f.path in kept and f.action != "keep":
+            raise PlanError(f"group {g.group}: {f.path} is a kept file; its action must be keep")
+    for g in plan.groups:
+        if not any(f.path == g.keep for f in g.files):
+            raise PlanError(f"group {g.group}: the kept file {g.keep} is not among its files")
+
+
+# --- building ------------------------------------------------------------------------------------
+
+
+def build_plan(
+    report: DupReport,
+    store: Store,
+    policy: Policy | str | None = None,
+    action: str = "trash",
+    move_to: str | None = None,
+) -> Plan:
+    """The plan for a duplicate report: keep the policy's best file of each group."""
+    if action not in ACTIONS or action == "keep":
+        raise PlanError(f"--action: one of {', '.join(ACTIONS[1:])}, not {action!r}")
+    policy = policy if isinstance(policy, Policy) else parse_policy(policy)
+    rows = _rows(store, report)
+    groups = [_plan_group(n, g, rows, policy, action) for n, g in enumerate(report.groups, start=1)]
+    _attach_companions(groups)
+    plan = Plan(
+        id=uuid.uuid4().hex,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        library=str(store.directory),
+        policy=policy.text,
+        action=action,
+        move_to=os.path.abspath(move_to) if move_to else None,
+        root=_common_root([f.path for g in groups for f in g.files if f.action != "keep"]),
+        threshold=report.threshold,
+        groups=groups,
+    )
+    return plan
+
+
+def _rows(store: Store, report: DupReport) -> dict[str, dict]:
+    """Library facts per member path; files outside the library are read from disk."""
+    ids = [m.id for g in report.groups for m in g.members if m.id >= 0]
+    cols = "id, path, hash, size, mtime_ns, width, height, taken"
+    by_id = store.images_by_ids(ids, cols)
+    out = {r["path"]: r for r in by_id.values()}
+    for m in (m for g in report.groups for m in g.members):
+        if m.path not in out:
+            out[m.path] = _disk_row(m)
+    return out
+
+
+def _disk_row(m: Member) -> dict:
+    from indexer.job import sha256_file
+
+    st = os.stat(m.path)
+    return {
+        "path": m.path,
+        "hash": sha256_file(m.path),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "width": m.width,
+        "height": m.height,
+        "taken": None,
+    }
+
+
+def facts_for(row: dict) -> Facts:
+    return Facts(
+        path=row["path"],
+        width=row.get("width"),
+        height=row.get("height"),
+        bytes=row.get("size"),
+        mtime_ns=row.get("mtime_ns"),
+        taken=row.get("taken"),
+        exif_fields=exif_field_count(row["path"]),
+        capture_formats=captures.capture_formats(row["path"]),
+    )
+
+
+def exif_field_count(path: str) -> int:
+    """How many of the EXIF fields a photographer cares about the file carries (header read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            sub = exif.get_ifd(0x8769)
+            gps = exif.get_ifd(0x8825)
+    except Exception:  # unreadable header: no EXIF to count
+        return 0
+    present = [36867 in sub or 306 in exif, 271 in exif, 272 in exif, 42036 in sub, 33434 in sub]
+    return sum(present) + bool(gps)
+
+
+def _plan_group(number: int, group: Group, rows: dict, policy: Policy, action: str) -> PlanGroup:
+    facts = {m.path: facts_for(rows[m.path]) for m in group.members}
+    ranked = policy.rank(list(facts.values()))
+    kept = ranked[0]
+    key = captures.capture_key(kept.path)
+    others = [f for f in ranked[1:] if captures.capture_key(f.path) != key]
+    reason = policy.explain(kept, others[0] if others else None)
+    files = [
+        _plan_file(m, rows[m.path], rows[kept.path], facts, action, key) for m in group.members
+    ]
+    files.sort(key=lambda f: f.path != kept.path)  # the kept file first
+    return PlanGroup(number, group.tier, kept.path, reason, files)
+
+
+def _plan_file(m: Member, row: dict, kept: dict, facts: dict, action: str, key) -> PlanFile:
+    note = None
+    if m.path == kept["path"]:
+        act = "keep"
+    elif captures.capture_key(m.path) == key:
+        act, note = "keep", "same capture as the kept file (another rendition)"
+    elif action in LINKS and row["hash"] != kept["hash"]:
+        act, note = "keep", f"not byte-identical to the kept file: {action} would lose it"
+    else:
+        act = action
+    return PlanFile(
+        path=m.path,
+        action=act,
+        hash=row["hash"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        width=row.get("width"),
+        height=row.get("height"),
+        taken=row.get("taken"),
+        score=round(m.score, 6),
+        confidence=None if m.confidence is None else round(m.confidence, 4),
+        match=m.match,
+        note=note,
+        deltas=None if m.path == kept["path"] else _deltas(facts[m.path], facts[kept["path"]]),
+    )
+
+
+def _deltas(f: Facts, kept: Facts) -> dict:
+    """How this file differs from the kept one: pixels (%), bytes, days (+: newer)."""
+    pixels = round(100 * (f.pixels - kept.pixels) / kept.pixels, 1) if kept.pixels else None
+    a, b = f.date[0], kept.date[0]
+    return {
+        "pixels_pct": pixels,
+        "bytes": (f.bytes or 0) - (kept.bytes or 0),
+        "days": round((a - b).total_seconds() / 86400, 2) if a and b else None,
+        "exif_fields": f.exif_fields - kept.exif_fields,
+        "exif_of": EXIF_KEYS,
+    }
+
+
+def _attach_companions(groups: list[PlanGroup]) -> None:
+    """Record each file's capture companions; sidecars of a removed file follow it (once)."""
+    leaving = {f.path for g in groups for f in g.files if f.action in REMOVING}
+    in_plan = {f.path for g in groups for f in g.files}
+    claimed: set[str] = set()
+    for f in (f for g in groups for f in g.files):
+        follow = {c.path for c in captures.followers(f.path, leaving)} if f.path in leaving else ()
+        for c in captures.companions(f.path):
+            if c.path in in_plan:
+                continue
+            follows = c.path in follow and c.path not in claimed
+            claimed.update([c.path] if follows else [])
+            st = os.stat(c.path)
+            f.companions.append(
+                {
+                    "path": c.path,
+                    "role": c.role,
+                    "follows": follows,
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                }
+            )
+
+
+def _common_root(paths: list[str]) -> str | None:
+    if not paths:
+        return None
+    return os.path.commonpath([os.path.dirname(p) for p in paths])

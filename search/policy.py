@@ -1,0 +1,269 @@
+"""Keep-best policy: an ordered list of criteria that picks the file to keep in a duplicate group.
+
+A policy is written `criterion > criterion > ...`, best first, e.g.
+`resolution > format:raw,heic,png,jpeg > original-over-edit > exif-complete > oldest >
+largest-file > folder:/archive/originals`. The first criterion on which the group's candidates
+differ decides; the path (shortest, then alphabetical) breaks a complete tie. A policy may also be
+read from a file (one criterion per line or `>`-separated; `#` starts a comment).
+"""
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from indexer.errors import BadQuery
+
+DEFAULT_POLICY = (
+    "resolution > exif-complete > original-over-edit > format:raw,tiff,heic,png,jpeg,webp "
+    "> largest-file > oldest"
+)
+RAW_EXTENSIONS = frozenset(
+    ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .dng .3fr .iiq .x3f .erf "
+    ".mef .mos .kdc .rwl".split()
+)
+FORMAT_ALIASES = {  # format name in a policy -> file extensions
+    "raw": RAW_EXTENSIONS,
+    "jpeg": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
+    "heic": frozenset({".heic", ".heif", ".hif"}),
+    "tiff": frozenset({".tif", ".tiff"}),
+    "png": frozenset({".png"}),
+    "webp": frozenset({".webp"}),
+    "avif": frozenset({".avif"}),
+    "gif": frozenset({".gif"}),
+    "bmp": frozenset({".bmp", ".dib"}),
+    "jxl": frozenset({".jxl"}),
+}
+EDIT_MARKERS = re.compile(
+    r"(?i)([ _.-](edit(ed)?|copy|kopie|copie|copia|export(ed)?)( ?\d+)?$"
+    r"|^copy of |\(\d+\)$|~\d*$| - copy( \(\d+\))?$)"
+)
+
+
+class PolicyError(BadQuery):
+    """A --keep policy that cannot be parsed."""
+
+
+@dataclass
+class Facts:
+    """What the policy looks at for one candidate file."""
+
+    path: str
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    mtime_ns: int | None = None
+    taken: str | None = None  # EXIF capture time, ISO 8601
+    exif_fields: int = 0  # how many of EXIF_KEYS are present
+    capture_formats: tuple[str, ...] = ()  # extensions of the capture's other files (RAW + JPEG)
+
+    @property
+    def pixels(self) -> int:
+        return (self.width or 0) * (self.height or 0)
+
+    @property
+    def date(self) -> tuple[dt.datetime | None, str]:
+        """Earliest known date of the picture: EXIF capture time, else the file's mtime."""
+        mtime = dt.datetime.fromtimestamp(self.mtime_ns / 1e9) if self.mtime_ns else None
+        taken = _parse_iso(self.taken)
+        if taken and (mtime is None or taken <= mtime):
+            return taken, "EXIF"
+        return mtime, "file"
+
+
+EXIF_KEYS = 6  # DateTimeOriginal, Make, Model, LensModel, ExposureTime, GPS
+
+
+@dataclass
+class Criterion:
+    name: str  # as written in the policy, e.g. "format:raw,jpeg"
+    key: Callable[[Facts], float | tuple]  # higher is better
+    show: Callable[[Facts], str]
+
+
+@dataclass
+class Policy:
+    text: str
+    criteria: list[Criterion] = field(default_factory=list)
+
+    def rank(self, candidates: list[Facts]) -> list[Facts]:
+        """Candidates best first (the path breaks a complete tie)."""
+        return sorted(candidates, key=self._sort_key)
+
+    def _sort_key(self, f: Facts) -> tuple:
+        return tuple(_negate(c.key(f)) for c in self.criteria) + (len(f.path), f.path)
+
+    def explain(self, kept: Facts, runner_up: Facts | None) -> dict:
+        """The criterion that put `kept` ahead of `runner_up`, with both values."""
+        if runner_up is None:
+            return {"criterion": None, "text": "the only candidate (the others are kept anyway)"}
+        for c in self.criteria:
+            if c.key(kept) != c.key(runner_up):
+                a, b = c.show(kept), c.show(runner_up)
+                return _reason(c.name, a, b, runner_up, f"{c.name}: {a} beats {b}")
+        text = "every criterion ties; kept the shortest path"
+        return _reason("path", kept.path, runner_up.path, runner_up, text)
+
+
+def _reason(criterion: str, kept: str, other: str, runner_up: Facts, text: str) -> dict:
+    name = os.path.basename(runner_up.path)
+    return {
+        "criterion": criterion,
+        "kept": kept,
+        "runner_up": other,
+        "runner_up_path": runner_up.path,
+        "text": f"{text} (runner-up {name})",
+    }
+
+
+def _negate(key):
+    if isinstance(key, tuple):
+        return tuple(-k for k in key)
+    return -key
+
+
+def _parse_iso(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+# --- criteria ------------------------------------------------------------------------------------
+
+
+def _resolution() -> Criterion:
+    return Criterion(
+        "resolution", lambda f: f.pixels, lambda f: f"{f.width or '?'}x{f.height or '?'}"
+    )
+
+
+def _format(arg: str) -> Criterion:
+    names = [n.strip().lower() for n in arg.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FORMAT_ALIASES and not n.startswith(".")]
+    if not names or unknown:
+        raise PolicyError(
+            f"format:{arg}: name formats from {', '.join(FORMAT_ALIASES)} (or .ext), best first"
+        )
+    order = [FORMAT_ALIASES.get(n, frozenset({n})) for n in names]
+
+    def rank(ext: str) -> int:
+        return next((len(order) - i for i, exts in enumerate(order) if ext in exts), 0)
+
+    def key(f: Facts) -> int:
+        return max(rank(e) for e in (_ext(f.path), *f.capture_formats))
+
+    def show(f: Facts) -> str:
+        best = max((_ext(f.path), *f.capture_formats), key=rank)
+        own = _ext(f.path).lstrip(".")
+        return own if best == _ext(f.path) else f"{own} (capture has {best.lstrip('.')})"
+
+    return Criterion(f"format:{','.join(names)}", key, show)
+
+
+def _original() -> Criterion:
+    def key(f: Facts) -> int:
+        return 0 if is_edit_name(f.path) else 1
+
+    return Criterion("original-over-edit", key, lambda f: "edit/copy" if not key(f) else "original")
+
+
+def _exif() -> Criterion:
+    return Criterion(
+        "exif-complete",
+        lambda f: f.exif_fields,
+        lambda f: f"{f.exif_fields}/{EXIF_KEYS} EXIF fields",
+    )
+
+
+def _age(oldest: bool) -> Criterion:
+    def key(f: Facts) -> float:
+        when = f.date[0]
+        if when is None:
+            return float("-inf")
+        return -when.timestamp() if oldest else when.timestamp()
+
+    def show(f: Facts) -> str:
+        when, source = f.date
+        return f"{when:%Y-%m-%d %H:%M} ({source})" if when else "no date"
+
+    return Criterion("oldest" if oldest else "newest", key, show)
+
+
+def _file_size(largest: bool) -> Criterion:
+    return Criterion(
+        "largest-file" if largest else "smallest-file",
+        lambda f: (f.bytes or 0) if largest else -(f.bytes or 0),
+        lambda f: f"{f.bytes or 0:,} bytes",
+    )
+
+
+def _folder(arg: str) -> Criterion:
+    folders = [os.path.abspath(os.path.expanduser(p)) for p in arg.split(",") if p.strip()]
+    if not folders:
+        raise PolicyError("folder:PATH[,PATH...]: name the folders to prefer, best first")
+
+    def key(f: Facts) -> int:
+        return next((len(folders) - i for i, d in enumerate(folders) if _under(f.path, d)), 0)
+
+    def show(f: Facts) -> str:
+        inside = [d for d in folders if _under(f.path, d)]
+        return f"in {inside[0]}" if inside else "outside the preferred folders"
+
+    return Criterion(f"folder:{','.join(folders)}", key, show)
+
+
+SIMPLE = {
+    "resolution": _resolution,
+    "original-over-edit": _original,
+    "exif-complete": _exif,
+    "oldest": lambda: _age(True),
+    "newest": lambda: _age(False),
+    "largest-file": lambda: _file_size(True),
+    "smallest-file": lambda: _file_size(False),
+}
+WITH_ARGUMENT = {"format": _format, "folder": _folder}
+
+
+def parse_policy(text: str | None) -> Policy:
+    """`a > b:x,y > c`, or the path of a file holding that; None: DEFAULT_POLICY."""
+    text = DEFAULT_POLICY if text is None else _read_if_file(text)
+    parts = [p.strip() for p in text.split(">") if p.strip()]
+    if not parts:
+        raise PolicyError("--keep: an empty policy; e.g. " + DEFAULT_POLICY)
+    return Policy(" > ".join(parts), [_criterion(p) for p in parts])
+
+
+def _read_if_file(text: str) -> str:
+    if ">" in text or not os.path.isfile(os.path.expanduser(text)):
+        return text
+    with open(os.path.expanduser(text), encoding="utf-8") as f:
+        lines = [line.split("#", 1)[0].strip() for line in f]
+    return " > ".join(line for line in lines if line)
+
+
+def _criterion(part: str) -> Criterion:
+    name, _, arg = part.partition(":")
+    name = name.strip().lower()
+    if name in SIMPLE and not arg:
+        return SIMPLE[name]()
+    if name in WITH_ARGUMENT and arg:
+        return WITH_ARGUMENT[name](arg.strip())
+    known = ", ".join([*SIMPLE, "format:LIST", "folder:PATHS"])
+    raise PolicyError(f"--keep: unknown criterion {part!r}; use {known}")
+
+
+def is_edit_name(path: str) -> bool:
+    """Does the file name look like an edit or a copy (`IMG_1-edited`, `photo (1)`, ...)?"""
+    return bool(EDIT_MARKERS.search(os.path.splitext(os.path.basename(path))[0]))
+
+
+def _ext(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
