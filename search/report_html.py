@@ -20,7 +20,8 @@ h1{font-size:1.4em;margin:0 0 .2em} .meta{color:#555;margin-bottom:1.5em}
 background:#e8e8e8;font-size:.85em} .tier-exact{background:#d7ecff}.tier-pixels{background:#e3f5dd}
 .tier-copy{background:#fff1c9}.tier-similar{background:#f7dede}
 .files{display:flex;gap:.8em;overflow-x:auto;align-items:flex-start}
-.file{flex:0 0 260px;border:2px solid #ddd;border-radius:6px;padding:.4em;background:#fafafa}
+.file{margin:0;flex:0 0 260px;border:2px solid #ddd;border-radius:6px;padding:.4em;
+background:#fafafa}
 .file.kept{border-color:#2e8b57;background:#f1fbf4} .file img{max-width:256px;max-height:256px;
 display:block;margin:0 auto .4em} .badge{font-weight:600;text-transform:uppercase;font-size:.8em}
 .kept .badge{color:#2e8b57} .remove .badge{color:#b03030}
@@ -107,7 +108,7 @@ def _deltas(f: PlanFile) -> str:
         parts.append(f"{d['pixels_pct']:+.0f}% pixels")
     parts.append(f"{'+' if d['bytes'] >= 0 else '-'}{_size(abs(d['bytes']))}")
     if d.get("days") is not None:
-        parts.append(f"{d['days']:+.1f} days")
+        parts.append(_age(d["days"]))
     if d.get("exif_fields"):
         parts.append(f"{d['exif_fields']:+d} EXIF fields")
     return f'<div class="deltas">vs kept: {escape(", ".join(parts))}</div>'
@@ -121,6 +122,13 @@ def _companions(f: PlanFile) -> str:
         for c in f.companions
     ]
     return f'<div class="note">capture: {escape(", ".join(items))}</div>'
+
+
+def _age(days: float) -> str:
+    """A date difference: newer (+) or older (-) than the kept file."""
+    if abs(days) < 1:
+        return f"{days * 24:+.1f} h"
+    return f"{days:+.1f} days"
 
 
 def _size(n: int | None) -> str:

@@ -35,6 +35,10 @@ def index(folder: Path, library: Path) -> None:
 
 @pytest.fixture
 def dup_lib(tmp_path):
+    return make_dup_lib(tmp_path)
+
+
+def make_dup_lib(tmp_path: Path) -> tuple[Path, Path]:
     """Five real photos, an exact copy of one (named as a copy) and a lossless re-encode of
     another (named as an export); indexed. Returns (folder, library)."""
     folder = tmp_path / "photos"
