@@ -11,6 +11,8 @@ import click
 from indexer.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_INDEX, ENV_MODEL
 from indexer.errors import DinosearchError
 
+from .cli_actions import apply_cmd, undo_cmd
+
 
 class Group(click.Group):
     """Turns our errors into one readable line and an exit status; never a traceback."""
@@ -253,6 +255,46 @@ def info(index_dir, as_json):
 @click.option("--include-similar", is_flag=True, help="Also report 'similar' groups (bursts).")
 @click.option("--similar-threshold", type=float, help="Score for the 'similar' tier.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write rows to FILE.")
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False),
+    help="Write an editable plan for `dinosearch apply` (JSON; a .csv name: CSV).",
+)
+@click.option(
+    "--keep",
+    "keep_policy",
+    metavar="POLICY",
+    help="Keep-best policy, e.g. 'resolution > largest-file > oldest', or a policy file.",
+)
+@click.option(
+    "--action",
+    type=click.Choice(["trash", "move", "hardlink", "symlink", "delete"]),
+    default="trash",
+    show_default=True,
+    help="What the plan does with each duplicate.",
+)
+@click.option("--move-to", type=click.Path(file_okay=False), help="Destination of --action move.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Write a self-contained review page (thumbnails, kept file and why).",
+)
+@click.option(
+    "--mark-distinct",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="A B",
+    help="Record that A and B are not duplicates (by content: survives renames), then exit.",
+)
+@click.option(
+    "--keep-both",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="A B",
+    help="Record that A and B are duplicates to keep both of, then exit.",
+)
 @library_options
 @json_option
 def dups(
@@ -264,6 +306,13 @@ def dups(
     include_similar,
     similar_threshold,
     csv_path,
+    plan_path,
+    keep_policy,
+    action,
+    move_to,
+    html_path,
+    mark_distinct,
+    keep_both,
     index_dir,
     as_json,
 ):
@@ -274,9 +323,15 @@ def dups(
         dinosearch dups
         dinosearch dups --against ~/new-sd-card --json
         dinosearch dups --threshold 0.95 --csv dups.csv
+        dinosearch dups --plan plan.json --html review.html --keep 'resolution > oldest'
     """
     from .finder import DupOptions
+    from .policy import parse_policy
     from .progress import TerminalProgress
+
+    if mark_distinct or keep_both:
+        return _mark_decisions(index_dir, mark_distinct, keep_both, as_json)
+    policy = parse_policy(keep_policy) if plan_path or html_path else None
 
     options = DupOptions(
         threshold=threshold,
@@ -288,13 +343,44 @@ def dups(
         similar_threshold=similar_threshold,
     )
     progress = TerminalProgress(enabled=False if as_json else None)
-    report = collection(index_dir).duplicates(options, progress)
+    coll = collection(index_dir)
+    report = coll.duplicates(options, progress)
     progress.finish()
     if csv_path:
         report.write_csv(csv_path)
+    if policy is not None:
+        _write_plan(coll, report, policy, action, move_to, plan_path, html_path)
     if as_json:
         return emit_json(report.to_json())
     _print_dups(report)
+
+
+def _mark_decisions(index_dir, distinct, keep_both, as_json) -> None:
+    from .decisions import mark
+
+    store = collection(index_dir).store()
+    pairs = [(distinct, "distinct"), (keep_both, "keep-both")]
+    done = [mark(store, a, b, kind) for (a, b), kind in ((p, k) for p, k in pairs if p)]
+    if as_json:
+        return emit_json({"decisions": done})
+    for d in done:
+        click.echo(f"recorded {d['kind']}: {d['a']}  {d['b']} (later dups runs respect it)")
+
+
+def _write_plan(coll, report, policy, action, move_to, plan_path, html_path) -> None:
+    from .plan import build_plan
+    from .report_html import write_html
+
+    plan = build_plan(report, coll.store(), policy, action, move_to)
+    if plan_path and plan_path.lower().endswith(".csv"):
+        plan.write_csv(plan_path)
+    elif plan_path:
+        plan.write(plan_path)
+    if html_path:
+        write_html(plan, html_path)
+    counts = ", ".join(f"{n} {a}" for a, n in plan.summary()["actions"].items() if n)
+    written = " and ".join(p for p in (plan_path, html_path) if p)
+    click.echo(f"plan {plan.id[:8]} ({counts or 'no groups'}) written to {written}", err=True)
 
 
 def _print_dups(report) -> None:
@@ -356,6 +442,10 @@ def calibrate(sample, precision, index_dir, as_json):
         "recall per transform: "
         + ", ".join(f"{k} {v:.2f}" for k, v in data["per_transform_recall"].items())
     )
+
+
+cli.add_command(apply_cmd)
+cli.add_command(undo_cmd)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from indexer.decode import pixel_digest
 from indexer.errors import BadQuery, ImageError
 
 from . import calibrate as cal
+from .decisions import respect_decisions
 from .duplicates import DupReport, Group, Member, exact_groups, leader_groups, neighbour_pairs
 from .normalise import Whitening, fit_whitening
 
@@ -137,6 +138,7 @@ def find_duplicates(coll, options: DupOptions, progress=None) -> DupReport:
         report = _against(coll, options, calibration, whitening, threshold, progress)
     else:
         report = _whole_library(coll, options, calibration, whitening, threshold, progress)
+    report = respect_decisions(coll.store(), report)  # "not duplicates" / "keep both" stick
     report.mode = mode
     report.seconds = time.perf_counter() - started
     return report

@@ -96,6 +96,10 @@ def populate_timm_cache(hub_cache: Path, name: str = "vit_small_patch14_dinov2.l
 
     torch.manual_seed(3)
     model = timm.create_model(name, pretrained=False)
+    with torch.no_grad():  # timm starts LayerScale at 1e-5, which makes every image look alike
+        for key, param in model.named_parameters():
+            if key.endswith(".gamma"):
+                param.fill_(1.0)
     snap = snapshot_dir(hub_cache, f"timm/{name}")
     save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()}, str(snap / "model.safetensors")
