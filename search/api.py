@@ -535,8 +535,8 @@ def _add_error_handlers(app: FastAPI) -> None:
             return error_response(404, "not_found", "no such resource")  # /api/images/../x, etc.
         return error_response(422, "invalid_request", _validation_message(problems))
 
-    for cls in (errors.DinosearchError, StarletteHTTPException, Exception):
-        app.add_exception_handler(cls, handle)
+    for cls in (errors.DinosearchError, StarletteHTTPException):
+        app.add_exception_handler(cls, handle)  # anything else: Guard answers 500 (_describe)
     app.add_exception_handler(RequestValidationError, invalid)
 
 
@@ -567,7 +567,20 @@ class Guard:
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             return await refusal(scope, receive, send)
-        await self.app(scope, _capped(receive, self.max_body_bytes), send)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _capped(receive, self.max_body_bytes), tracking_send)
+        except Exception as exc:  # answered here, not re-raised: the connection stays usable
+            if started:
+                raise
+            status, code, message = _describe(exc)
+            await error_response(status, code, message)(scope, receive, send)
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> Response | None:
         if self.token is None and _host_name(headers.get("host", "")) not in self.allowed_hosts:

@@ -34,6 +34,9 @@ def live_server(library: Path, *args: str) -> Iterator[str]:
         _wait_until_up(proc, url, log)
         yield url
     finally:
+        if proc.poll() is not None:  # it died under the test: show why
+            log.seek(0)
+            sys.stderr.write(f"serve exited with {proc.returncode}:\n{log.read()[-4000:]}\n")
         proc.terminate()
         try:
             proc.wait(10)
