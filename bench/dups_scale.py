@@ -1,0 +1,167 @@
+"""The core of `dinosearch dups` at scale: search.duplicates.neighbour_pairs + leader_groups over
+100k and 1M realistic vectors with 3 % planted near-copies. Each size runs in its own process so
+its peak RSS (ru_maxrss) is its own; the vectors are loaded into RAM (not memory-mapped).
+
+Alternative IVF parameters can be tried without touching search/: --nlist-per-sqrt, --nprobe,
+--train-per-list, --niter patch duplicates._range_index in the child only.
+
+    python bench/dups_scale.py [--quick] [--sizes 100000,1000000] [--threshold 0.97]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import perf_common as pc
+
+
+def child(args) -> None:
+    """Runs in a fresh process: load vectors, find pairs, group; print JSON."""
+    from search import duplicates as D
+
+    vectors, planted = pc.vectors_cached(args.child)
+    vectors = np.array(vectors, dtype=np.float32)  # resident, like the product's store.vectors()
+    if args.nlist_per_sqrt or args.nprobe or args.train_per_list or args.niter or args.exact_max:
+        D._range_index = patched_range_index(D, args)
+    t = time.perf_counter()
+    rows, cols, sims = D.neighbour_pairs(vectors, args.threshold)
+    pairs_s = time.perf_counter() - t
+    t = time.perf_counter()
+    groups = D.leader_groups(len(vectors), rows, cols, sims, args.threshold, np.zeros(len(vectors)))
+    group_s = time.perf_counter() - t
+    found = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    want = {(min(a, b), max(a, b)) for a, b in planted.tolist()}
+    cos = (vectors[planted[:, 0]] * vectors[planted[:, 1]]).sum(1)
+    above = {
+        (min(a, b), max(a, b))
+        for (a, b), c in zip(planted.tolist(), cos, strict=True)
+        if c >= args.threshold
+    }
+    print(
+        json.dumps(
+            {
+                "n": len(vectors),
+                "pairs": len(rows),
+                "groups": len(groups),
+                "pairs_s": pairs_s,
+                "groups_s": group_s,
+                "planted_recall": len(above & found) / max(1, len(above)),
+                "planted_above_threshold": len(above),
+                "planted": len(want),
+                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "vectors_mb": vectors.nbytes / 2**20,
+            }
+        )
+    )
+
+
+def patched_range_index(D, args):
+    def _range_index(space):
+        import faiss
+
+        n, d = space.shape
+        if n <= (args.exact_max or D.EXACT_SEARCH_MAX):
+            index = faiss.IndexFlatIP(d)
+        else:
+            nlist = int((args.nlist_per_sqrt or 4) * np.sqrt(n))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+            if args.niter:
+                index.cp.niter = args.niter
+            m = min(n, (args.train_per_list or 64) * nlist)
+            sample = space[np.random.default_rng(0).choice(n, m, replace=False)]
+            index.train(np.ascontiguousarray(sample))
+            index.nprobe = args.nprobe or D.IVF_NPROBE
+        index.add(np.ascontiguousarray(space))
+        return index
+
+    return _range_index
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 20k vectors")
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--threshold", type=float, default=0.97)
+    ap.add_argument("--nlist-per-sqrt", type=float, default=0)
+    ap.add_argument("--nprobe", type=int, default=0)
+    ap.add_argument("--train-per-list", type=int, default=0)
+    ap.add_argument("--niter", type=int, default=0)
+    ap.add_argument("--exact-max", type=int, default=0)
+    ap.add_argument("--name", default="dups_scale")
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    passthrough = [a for a in sys.argv[1:] if a != "--quick"]
+    data, rows = {}, []
+    for n in sizes:
+        pc.vectors_cached(n)  # generate outside the timed child
+        started = time.perf_counter()
+        out = subprocess.run(
+            [pc.PYTHON, __file__, "--child", str(n), *passthrough],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        r["wall_s"] = time.perf_counter() - started
+        data[n] = r
+        rows.append(
+            [
+                n,
+                r["pairs_s"] + r["groups_s"],
+                r["pairs_s"],
+                r["groups_s"],
+                r["pairs"],
+                r["groups"],
+                r["planted_recall"],
+                r["maxrss_mb"],
+                r["vectors_mb"],
+                r["maxrss_mb"] / r["vectors_mb"],
+            ]
+        )
+        print(rows[-1], flush=True)
+    md = (
+        f"`neighbour_pairs` + `leader_groups` at raw cosine >= {args.threshold}, 3 % planted "
+        "near-copies; peak RSS of a fresh process holding the vectors (includes Python, numpy, "
+        f"faiss). IVF overrides: {_overrides(args) or 'none (shipped parameters)'}.\n\n"
+        + pc.table(
+            [
+                "vectors",
+                "total s",
+                "pairs s",
+                "groups s",
+                "pairs",
+                "groups",
+                "planted recall",
+                "peak RSS MB",
+                "vectors MB",
+                "RSS / vectors",
+            ],
+            rows,
+        )
+    )
+    pc.write_results(
+        args.name,
+        {
+            "quick": args.quick,
+            "threshold": args.threshold,
+            "overrides": _overrides(args),
+            "sizes": data,
+        },
+        md,
+    )
+
+
+def _overrides(args) -> str:
+    keys = ("exact_max", "nlist_per_sqrt", "nprobe", "train_per_list", "niter")
+    return ", ".join(f"{k}={getattr(args, k)}" for k in keys if getattr(args, k))
+
+
+if __name__ == "__main__":
+    main()

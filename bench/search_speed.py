@@ -1,0 +1,158 @@
+"""Exact (IndexFlatIP) vs HNSW, through the product's search.knn.VectorIndex, at 100k and 1M
+realistic 384-d vectors (perf_common.realistic_vectors): build time, bytes per vector, single and
+batched query latency p50/p99, recall@10 against exact, and HNSW efSearch trade-offs.
+
+Queries are library vectors moved to cosine ~0.9 (an image similar to one in the library).
+
+    python bench/search_speed.py [--quick] [--sizes 100000,1000000]
+"""
+
+import argparse
+import time
+
+import numpy as np
+import perf_common as pc
+
+from search import knn
+
+K = 10
+
+
+def queries_near(vectors: np.ndarray, count: int, seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    q = np.array(vectors[rng.choice(len(vectors), count, replace=False)])
+    q += rng.standard_normal(q.shape, dtype=np.float32) * (0.48 / np.sqrt(q.shape[1]))
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def latencies_ms(index: knn.VectorIndex, queries: np.ndarray) -> dict:
+    single = []
+    for q in queries:
+        t = time.perf_counter()
+        index.search(q[None], K)
+        single.append(1000 * (time.perf_counter() - t))
+    t = time.perf_counter()
+    _, ids = index.search(queries, K)
+    batched = 1000 * (time.perf_counter() - t) / len(queries)
+    return {
+        "p50": float(np.percentile(single, 50)),
+        "p99": float(np.percentile(single, 99)),
+        "batched_per_query": batched,
+        "ids": ids,
+    }
+
+
+def index_bytes(index: knn.VectorIndex) -> int:
+    import faiss
+
+    return int(faiss.serialize_index(index.index).size)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
+
+
+def bench_size(n: int, nq: int, ef_values: list[int]) -> tuple[dict, list]:
+    vectors, _ = pc.vectors_cached(n)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.arange(n, dtype=np.int64)
+    queries = queries_near(vectors, nq)
+    out, rows = {}, []
+    flat = knn.VectorIndex.build(ids, vectors, "flat", 0)
+    lat = latencies_ms(flat, queries)
+    truth = lat.pop("ids")
+    out["flat"] = {"build_s": flat.build_seconds, "bytes_per_vector": index_bytes(flat) / n, **lat}
+    rows.append(
+        [
+            n,
+            "flat (exact)",
+            "-",
+            flat.build_seconds,
+            out["flat"]["bytes_per_vector"],
+            lat["p50"],
+            lat["p99"],
+            lat["batched_per_query"],
+            1.0,
+        ]
+    )
+    del flat
+    hnsw = knn.VectorIndex.build(ids, vectors, "hnsw", 0)
+    size = index_bytes(hnsw) / n
+    out["hnsw"] = {"build_s": hnsw.build_seconds, "bytes_per_vector": size, "ef": {}}
+    inner = hnsw.index.index
+    import faiss
+
+    inner = faiss.downcast_index(inner)
+    for ef in ef_values:
+        inner.hnsw.efSearch = ef
+        lat = latencies_ms(hnsw, queries)
+        r = recall(lat.pop("ids"), truth)
+        out["hnsw"]["ef"][ef] = {**lat, "recall_at_10": r}
+        name = f"hnsw M={knn.HNSW_M} efC={knn.HNSW_EF_CONSTRUCTION}"
+        shipped = " (shipped)" if ef == knn.HNSW_EF_SEARCH else ""
+        rows.append(
+            [
+                n,
+                name,
+                f"{ef}{shipped}",
+                hnsw.build_seconds,
+                size,
+                lat["p50"],
+                lat["p99"],
+                lat["batched_per_query"],
+                r,
+            ]
+        )
+        print(rows[-1], flush=True)
+    return out, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 20k vectors")
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--ef", default="32,64,128,256")
+    args = ap.parse_args()
+    sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    ef_values = [int(e) for e in args.ef.split(",")]
+    data, rows = {}, []
+    for n in sizes:
+        data[n], r = bench_size(n, 50 if args.quick else args.queries, ef_values)
+        rows += r
+    md = (
+        f"{args.queries} queries (library vectors moved to cosine ~0.9), k={K}, faiss "
+        f"{_faiss_version()} with {_threads()} threads, through `search.knn.VectorIndex`. "
+        "Latency in ms; recall@10 against exact.\n\n"
+        + pc.table(
+            [
+                "vectors",
+                "index",
+                "efSearch",
+                "build s",
+                "bytes/vector",
+                "p50 ms",
+                "p99 ms",
+                "batched ms/query",
+                "recall@10",
+            ],
+            rows,
+        )
+    )
+    pc.write_results("search_speed", {"quick": args.quick, "sizes": data}, md)
+
+
+def _faiss_version() -> str:
+    import faiss
+
+    return faiss.__version__
+
+
+def _threads() -> int:
+    import faiss
+
+    return faiss.omp_get_max_threads()
+
+
+if __name__ == "__main__":
+    main()
