@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from .errors import DecompressionBomb, ImageError
+from .errors import DecompressionBomb, ImageError, UnsupportedImage
 
 try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
     import pillow_heif
@@ -91,7 +91,9 @@ def decode_bytes(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageError("not an image Pillow can read (unknown or unsupported format)") from None
+        raise UnsupportedImage(
+            "not an image Pillow can read (unknown or unsupported format)"
+        ) from None
     except Image.DecompressionBombError as exc:
         raise DecompressionBomb(str(exc)) from None
     except MemoryError:

@@ -35,6 +35,10 @@ class ImageError(DinosearchError):
     """An image could not be read or decoded."""
 
 
+class UnsupportedImage(ImageError):
+    """Not an image format we can read (or not an image at all)."""
+
+
 class DecompressionBomb(ImageError):
     """An image claims more pixels than the configured limit."""
 

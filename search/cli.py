@@ -12,6 +12,8 @@ from indexer.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_INDEX, EN
 from indexer.errors import DinosearchError
 
 from .cli_actions import apply_cmd, undo_cmd
+from .cli_check import check
+from .serve import serve
 
 
 class Group(click.Group):
@@ -446,6 +448,8 @@ def calibrate(sample, precision, index_dir, as_json):
 
 cli.add_command(apply_cmd)
 cli.add_command(undo_cmd)
+cli.add_command(serve)
+cli.add_command(check)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ name, so a stale or half-written file is never mistaken for a current one and ca
 
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 INDEX_TYPES = ("auto", "flat", "hnsw")
 FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
+TMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")
+STALE_TMP_S = 600  # a temp file this old belongs to no live writer
 
 
 def choose_index_type(count: int, dim: int, requested: str = "auto") -> str:
@@ -79,7 +82,10 @@ class VectorIndex:
         import faiss
 
         final = directory / f"{INDEX_PREFIX}.{self.generation}.faiss"
-        tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+        # A unique temp name: two threads (an API query and an index job) may save one generation.
+        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         faiss.write_index(self.index, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -87,8 +93,10 @@ class VectorIndex:
         _fsync_dir(directory)
         for old in directory.iterdir():
             m = FILE_RE.match(old.name)
-            if m and int(m.group(1)) != self.generation:
+            if m and int(m.group(1)) < self.generation:
                 old.unlink(missing_ok=True)
+            elif TMP_RE.match(old.name) and time.time() - old.stat().st_mtime > STALE_TMP_S:
+                old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
         return final
 
     @classmethod
