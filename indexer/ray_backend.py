@@ -1,0 +1,234 @@
+"""Embedding on a Ray cluster: the same decode and model as a local run, spread over workers.
+
+The driver lists the files (the incremental plan is unchanged); Ray Data reads and decodes them in
+tasks with `decode_file`, an actor pool of model replicas embeds them (one GPU per actor when the
+cluster has GPUs), and batches stream back to the driver, which stays the library's only writer.
+Paths must be readable by every worker under the same name: a shared filesystem mounted at the same
+place, or an object-store URI (s3://, gs://) that pyarrow can open. See docs/DISTRIBUTED.md.
+"""
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decode import Decoded, Recipe, decode_bytes
+from .embed import Embedded
+from .errors import DinosearchError, ImageError
+
+DECODE_BLOCK_FILES = 32  # files per decode task: big enough to amortise task overhead
+CPUS_PER_GPU_ACTOR = 1.0
+HF_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+READ_HINT = (
+    "every Ray worker must see the same path (shared filesystem mounted at the same place, or "
+    "an s3:// / gs:// URI); see docs/DISTRIBUTED.md"
+)
+
+
+_COLUMN_TYPES = {"width": np.int64, "height": np.int64}
+
+
+class RayUnavailable(DinosearchError):
+    """Ray is not installed, or the cluster cannot be reached."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How many model replicas, and what each holds."""
+
+    actors: int
+    num_gpus: float
+    num_cpus: float  # per actor, and per decode task
+    threads: int  # torch threads per CPU actor
+
+
+def connect(address: str | None = "auto") -> None:
+    """Join the Ray cluster at address ("auto": the running one or a new local one)."""
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable(
+            "--ray needs Ray: pip install 'dinosearch[ray]' (ray[data] and pyarrow)"
+        ) from None
+    if ray.is_initialized():
+        return
+    env = {k: os.environ[k] for k in HF_ENV if k in os.environ}
+    target = None if address in (None, "", "auto") else address
+    try:
+        ray.init(address=target, runtime_env={"env_vars": env}, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def plan_layout(actors: int | None) -> Layout:
+    """Replicas from the cluster's resources: one per GPU, else one per spare CPU."""
+    import ray
+
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 1)), int(res.get("GPU", 0))
+    if gpus:
+        n = actors or gpus
+        return Layout(n, 1.0, CPUS_PER_GPU_ACTOR, 1)
+    n = actors or max(1, int(cpus) - 1)
+    share = min(1.0, cpus / (n + 1))  # leave room for decode tasks: never a resource deadlock
+    return Layout(n, 0.0, share, max(1, int(cpus // (n + 1))))
+
+
+def read_bytes(path: str) -> bytes:
+    """A local path or an object-store URI, as this worker sees it."""
+    if "://" not in path:
+        with open(path, "rb") as f:
+            return f.read()
+    from pyarrow import fs
+
+    filesystem, inner = fs.FileSystem.from_uri(path)
+    with filesystem.open_input_stream(inner) as f:
+        return f.read()
+
+
+def decode_on_worker(path: str, recipe: Recipe, max_pixels: int | None):
+    """(Decoded, None) or (None, reason); an unreadable path names this worker and the fix."""
+    try:
+        data = read_bytes(path)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return None, f"cannot read file on Ray worker {socket.gethostname()}: {reason}; {READ_HINT}"
+    try:
+        return decode_bytes(data, recipe, max_pixels), None
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a decoder bug costs one file, as in decode_task
+        return None, f"unexpected decoder error: {type(exc).__name__}: {exc}"
+
+
+def decode_batch(batch: dict, recipe: Recipe, max_pixels: int | None) -> dict:
+    """Ray Data task: a block of paths -> fixed-shape pixels plus metadata columns."""
+    paths = [str(p) for p in batch["path"]]
+    h, w = recipe.input_size
+    pixels = np.zeros((len(paths), h, w, 3), np.uint8)
+    cols: dict[str, list] = {k: [] for k in ("width", "height", "format", "taken", "error")}
+    for i, path in enumerate(paths):
+        decoded, error = decode_on_worker(path, recipe, max_pixels)
+        if decoded is not None:
+            pixels[i] = decoded.pixels
+        cols["width"].append(decoded.width if decoded else -1)
+        cols["height"].append(decoded.height if decoded else -1)
+        cols["format"].append(decoded.format if decoded else "")
+        cols["taken"].append((decoded.taken or "") if decoded else "")
+        cols["error"].append(error or "")
+    out = {k: np.array(v, dtype=_COLUMN_TYPES.get(k, object)) for k, v in cols.items()}
+    return {"path": np.array(paths, dtype=object), "pixels": pixels, **out}
+
+
+class EmbedActor:
+    """One model replica: loaded once per actor through the product's loader."""
+
+    def __init__(self, model: str, recipe: Recipe, device: str, dtype: str, threads: int):
+        import torch
+
+        from .model import load
+
+        if device in ("auto", "cpu") and not torch.cuda.is_available():
+            torch.set_num_threads(threads)
+        self.embedder = load(model, device, dtype)
+        if self.embedder.recipe != recipe:
+            raise DinosearchError(
+                f"the Ray worker's {model} preprocesses differently from the driver's; install "
+                "the same dinosearch and model weights on every node"
+            )
+
+    def __call__(self, batch: dict) -> dict:
+        ok = np.array([not e for e in batch["error"]], bool)
+        vectors = np.zeros((len(ok), 0), np.float32)
+        if ok.any():
+            got = self.embedder.embed(batch["pixels"][ok])
+            vectors = np.zeros((len(ok), got.shape[1]), np.float32)
+            vectors[ok] = got
+        batch.pop("pixels")
+        return {**batch, "vector": vectors}
+
+
+def build_dataset(
+    paths: list[str], model: str, recipe: Recipe, options, layout: Layout, device: str, dtype: str
+):
+    """The Ray Data pipeline: paths -> decode tasks -> embedding actors (lazy, streaming)."""
+    import ray.data
+
+    quiet()
+    blocks = max(1, -(-len(paths) // DECODE_BLOCK_FILES))
+    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+    ds = ds.map_batches(
+        decode_batch,
+        batch_size=DECODE_BLOCK_FILES,
+        fn_kwargs={"recipe": recipe, "max_pixels": options.max_pixels},
+        num_cpus=layout.num_cpus,
+    )
+    return ds.map_batches(
+        EmbedActor,
+        batch_size=options.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=layout.actors),
+        fn_constructor_kwargs={
+            "model": model,
+            "recipe": recipe,
+            "device": device,
+            "dtype": dtype,
+            "threads": layout.threads,
+        },
+        num_gpus=layout.num_gpus,
+        num_cpus=layout.num_cpus,
+    )
+
+
+def quiet() -> None:
+    """stderr belongs to our own progress line: no Ray Data progress bars or per-stage logs."""
+    import logging
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_auto_log_stats = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def to_embedded(batch: dict) -> list[Embedded]:
+    """A numpy batch from the pipeline -> Embedded items (pixels dropped, as embed_batches does)."""
+    out = []
+    for i, path in enumerate(batch["path"]):
+        error = str(batch["error"][i]) or None
+        if error:
+            out.append(Embedded(str(path), None, None, error))
+            continue
+        taken = str(batch["taken"][i]) or None
+        d = Decoded(
+            None, int(batch["width"][i]), int(batch["height"][i]), str(batch["format"][i]), taken
+        )
+        out.append(Embedded(str(path), d, np.asarray(batch["vector"][i], np.float32)))
+    return out
+
+
+def ray_embedded_batches(
+    paths: list[str],
+    model: str,
+    recipe: Recipe,
+    options,
+    address: str | None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> Iterator[list[Embedded]]:
+    """Embed paths on Ray; yields batches in completion order (not input order).
+
+    `options` is an IndexOptions: batch_size, max_pixels, and `workers` as the number of model
+    replicas (None: one per GPU, else one per spare CPU of the cluster).
+    """
+    if not paths:
+        return
+    connect(address)
+    layout = plan_layout(options.workers or None)
+    ds = build_dataset(paths, model, recipe, options, layout, device, dtype)
+    for batch in ds.iter_batches(batch_size=options.batch_size, batch_format="numpy"):
+        yield to_embedded(batch)

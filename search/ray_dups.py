@@ -1,0 +1,108 @@
+"""`dups --ray`: neighbour_pairs' query blocks spread over Ray tasks, with the same pairs out.
+
+The driver builds the range index exactly as the local run does (`_range_index`: exact up to
+EXACT_SEARCH_MAX, a seeded IVF beyond), serialises it once into the object store with the vectors,
+and each task answers whole QUERY_BLOCK blocks against it. Blocks are the local run's blocks, tasks
+use the driver's FAISS thread count (BLAS rounding depends on it: scores would otherwise differ in
+the last bit and a pair sitting exactly on the threshold could flip), and results are concatenated
+in block order, so pairs, order and scores are the local ones; grouping runs on the driver.
+"""
+
+import numpy as np
+
+from indexer.ray_backend import connect
+
+from .duplicates import QUERY_BLOCK, Progress, _range_index
+
+BLOCKS_PER_TASK = 4  # query blocks per task: 8192 queries, a few seconds of work on one core
+_INDEX_CACHE: dict[str, object] = {}  # per worker process: deserialise each shipped index once
+
+Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _worker_index(ref_box: list):
+    """The shipped index in this worker, deserialised on first use."""
+    import faiss
+    import ray
+
+    key = ref_box[0].hex()
+    if key not in _INDEX_CACHE:
+        _INDEX_CACHE.clear()  # one dups run at a time: keep one index in memory
+        _INDEX_CACHE[key] = faiss.deserialize_index(ray.get(ref_box[0]))
+    return _INDEX_CACHE[key]
+
+
+def search_blocks(
+    ref_box: list, space: np.ndarray, start: int, stop: int, threshold: float, threads: int
+) -> Pairs:
+    """Ray task body: pairs (i < j) for query rows start..stop, one QUERY_BLOCK at a time."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)  # the driver's count: BLAS sums round the same way
+    index = _worker_index(ref_box)
+    rows, cols, sims = [], [], []
+    for lo in range(start, stop, QUERY_BLOCK):
+        block = space[lo : min(lo + QUERY_BLOCK, stop)]
+        lims, dist, found = index.range_search(np.ascontiguousarray(block), float(threshold))
+        query = np.repeat(np.arange(lo, lo + len(block)), np.diff(lims).astype(np.int64))
+        keep = found > query  # each pair once, never an image with itself
+        rows.append(query[keep])
+        cols.append(found[keep])
+        sims.append(dist[keep])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+
+
+def _empty() -> Pairs:
+    empty = np.zeros(0, np.int64)
+    return empty, empty, np.zeros(0, np.float32)
+
+
+def ray_neighbour_pairs(
+    space: np.ndarray,
+    threshold: float,
+    address: str | None = "auto",
+    progress: Progress | None = None,
+) -> Pairs:
+    """Same result as duplicates.neighbour_pairs, computed by Ray tasks."""
+    n = space.shape[0]
+    if n < 2:
+        return _empty()
+    import faiss
+    import ray
+
+    connect(address)
+    ref_box = [ray.put(faiss.serialize_index(_range_index(space)))]  # shipped once
+    space_ref = ray.put(np.ascontiguousarray(space, dtype=np.float32))
+    threads = faiss.omp_get_max_threads()
+    task = ray.remote(search_blocks).options(num_cpus=_task_cpus(threads))
+    step = QUERY_BLOCK * BLOCKS_PER_TASK
+    starts = list(range(0, n, step))
+    futures = [
+        task.remote(ref_box, space_ref, s, min(s + step, n), threshold, threads) for s in starts
+    ]
+    return _gather(futures, starts, step, n, progress)
+
+
+def _task_cpus(threads: int) -> float:
+    """CPUs a task reserves: the driver's thread count, capped by the largest node."""
+    import ray
+
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
+    return float(max(1, min(threads, largest)))
+
+
+def _gather(futures: list, starts: list[int], step: int, n: int, progress) -> Pairs:
+    """Wait for every task, reporting progress, and concatenate in block order."""
+    import ray
+
+    by_ref = {f.hex(): i for i, f in enumerate(futures)}
+    results: list = [None] * len(futures)
+    pending, done = list(futures), 0
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        i = by_ref[ready[0].hex()]
+        results[i] = ray.get(ready[0])
+        done += min(step, n - starts[i])
+        if progress:
+            progress("dups", done, n)
+    return tuple(np.concatenate([r[k] for r in results]) for k in range(3))
