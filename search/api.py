@@ -7,6 +7,7 @@ queries go on while a job writes; the serving Collection reloads FAISS when the 
 
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -47,6 +48,7 @@ FILE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEB
 # Our typed errors -> (HTTP status, code). The first matching class (most specific first) wins.
 ERROR_STATUS: list[tuple[type[errors.DinosearchError], int, str]] = [
     (errors.DecompressionBomb, 413, "too_many_pixels"),
+    (errors.UnsupportedImage, 415, "unsupported_image"),
     (errors.ImageError, 422, "bad_image"),
     (errors.NotFound, 404, "not_found"),
     (errors.NoLibrary, 409, "no_library"),
@@ -137,8 +139,56 @@ class RootsResponse(BaseModel):
     roots: list[str]
 
 
+class DecisionRequest(BaseModel):
+    action: Literal["distinct", "keep-both", "unmark"] = Field(
+        description="distinct: not duplicates; keep-both: duplicates, but both stay; "
+        "unmark: forget the decision"
+    )
+    ids: list[int] = Field(min_length=2, max_length=2, description="Two image ids")
+
+
+class PlanRequest(BaseModel):
+    """The options of GET /api/duplicates, plus what the plan does."""
+
+    threshold: str = Field("auto", description="auto (calibrated) or a raw cosine")
+    precision: float = Field(0.99, ge=0.5, le=1.0)
+    within: str | None = Field(None, description="Only images under this folder")
+    include_similar: bool = False
+    keep: str | None = Field(
+        None, max_length=2000, description="Keep-best policy, e.g. 'resolution > oldest'"
+    )
+    action: Literal["trash", "move", "hardlink", "symlink", "delete"] = "trash"
+    move_to: str | None = Field(None, description="Destination of move, under a --root")
+
+
+class KeeperRequest(BaseModel):
+    group: int = Field(ge=1, description="The group's number in the plan")
+    id: int = Field(ge=1, le=MAX_ID, description="The image to keep in that group")
+
+
+class ApplyRequest(BaseModel):
+    plan_id: str | None = Field(None, description="A plan made by POST /api/plan")
+    plan: dict[str, Any] | None = Field(None, description="A whole (edited) plan instead")
+    confirm: bool = Field(False, description="Without it: a dry run; nothing is touched")
+
+
+class UndoRequest(BaseModel):
+    plan_id: str
+    confirm: bool = Field(False, description="Without it: nothing is restored (400)")
+
+
+class RunModel(BaseModel):
+    id: str
+    kind: str = Field(description="apply or undo")
+    plan: str
+    state: str = Field(description="running, done or failed")
+    elapsed_seconds: float
+    result: dict[str, Any] | None = Field(description="the `apply --json` / `undo --json` object")
+    error: ErrorBody | None
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)
 }
 
 
@@ -188,6 +238,32 @@ class Job:
         )
 
 
+@dataclass
+class Run:
+    """One background apply (or undo) of a plan."""
+
+    id: str
+    kind: str
+    plan: str
+    state: str = "running"
+    result: dict | None = None
+    error: ErrorBody | None = None
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    def to_model(self) -> RunModel:
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return RunModel(
+            id=self.id,
+            kind=self.kind,
+            plan=self.plan,
+            state=self.state,
+            elapsed_seconds=round(elapsed, 3),
+            result=self.result,
+            error=self.error,
+        )
+
+
 class AppState:
     """What routes share: the serving Collection and its lock, settings, and index jobs."""
 
@@ -206,7 +282,17 @@ class AppState:
         self.lock = threading.Lock()  # the Store's one SQLite connection and the FAISS index
         self.embed_lock = threading.Lock()  # the model: one forward pass at a time
         self.jobs: dict[str, Job] = {}
-        self.jobs_lock = threading.Lock()
+        self.jobs_lock = threading.Lock()  # also guards plans and runs
+        self.plans: dict[str, Any] = {}  # plan id -> search.plan.Plan (also under plans/)
+        self.runs: dict[str, Run] = {}
+
+    def busy(self) -> str | None:
+        """What is writing to the library now (an index job, an apply or undo), or None."""
+        if any(j.state == "running" for j in self.jobs.values()):
+            return "an index job is running; wait for it to finish"
+        if any(r.state == "running" for r in self.runs.values()):
+            return "a plan is being applied or undone; wait for it to finish"
+        return None
 
     def preload(self) -> None:
         """Load the model now rather than at the first search; errors wait for that search."""
@@ -302,8 +388,15 @@ def _api_routes():
     router.add_api_route(
         "/api/images/{image_id}/file", original, methods=["GET"], response_class=FileResponse
     )
-    if hasattr(Collection, "duplicates"):
-        router.add_api_route("/api/duplicates", duplicates, methods=["GET"])
+    router.add_api_route("/api/duplicates", duplicates, methods=["GET"])
+    router.add_api_route("/api/duplicates/decisions", list_decisions, methods=["GET"])
+    router.add_api_route("/api/duplicates/decisions", decide, methods=["POST"])
+    router.add_api_route("/api/plan", make_plan, methods=["POST"])
+    router.add_api_route("/api/plan/{plan_id}", get_plan, methods=["GET"])
+    router.add_api_route("/api/plan/{plan_id}/keep", choose_keeper, methods=["POST"])
+    router.add_api_route("/api/apply", apply, methods=["POST"])
+    router.add_api_route("/api/apply/{run_id}", run_status, methods=["GET"])
+    router.add_api_route("/api/undo", undo, methods=["POST"], status_code=202)
     router.add_api_route("/api/roots", list_roots, methods=["GET"])
     router.add_api_route("/api/index", start_index, methods=["POST"], status_code=202)
     router.add_api_route("/api/jobs/{job_id}", job_status, methods=["GET"])
@@ -411,6 +504,309 @@ def duplicates(
         return coll.duplicates(options).to_json()
 
 
+# --- acting on duplicates: decisions, plans, apply, undo -----------------------------------------
+
+PlanId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="A plan id")]
+PLAN_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_PLANS = 50  # plans kept in memory (all are also written under the library's plans/)
+
+
+def list_decisions(state: State) -> dict[str, Any]:
+    """Every "not duplicates" / "keep both" decision, keyed by content hash."""
+    from .decisions import list_decisions as listed
+
+    with state.reading() as coll:
+        return {"decisions": listed(coll.store())}
+
+
+def decide(state: State, body: DecisionRequest) -> dict[str, Any]:
+    """Mark two images distinct, or duplicates to keep both, or forget that; later duplicate
+    searches and plans leave a decided pair out. Stored by content hash (survives renames)."""
+    from . import decisions
+
+    if body.ids[0] == body.ids[1]:
+        raise errors.BadQuery("ids: two different images")
+    a, b = (_row(state, i)["path"] for i in body.ids)
+    with state.reading() as coll:
+        if body.action == "unmark":
+            removed = decisions.unmark(coll.store(), a, b)
+            return {"action": "unmark", "ids": body.ids, "removed": removed}
+        done = decisions.mark(coll.store(), a, b, body.action)
+    return {"action": body.action, "ids": body.ids, "decision": done}
+
+
+def make_plan(state: State, body: PlanRequest) -> dict[str, Any]:
+    """Build a plan (the `dups --plan` JSON) for the duplicate groups; nothing is touched.
+
+    The plan is kept under its id for POST /api/plan/{id}/keep and POST /api/apply."""
+    from .finder import DupOptions
+    from .plan import build_plan
+
+    policy = _policy(body.keep)
+    move_to = _destination(state, body.move_to) if body.action == "move" else None
+    options = DupOptions(
+        threshold=body.threshold,
+        precision=body.precision,
+        within=body.within,
+        include_similar=body.include_similar,
+    )
+    with state.reading() as coll:
+        report = coll.duplicates(options)
+        plan = build_plan(report, coll.store(), policy, body.action, move_to)
+    _keep_plan(state, plan)
+    return _plan_json(state, plan)
+
+
+def get_plan(state: State, plan_id: PlanId) -> dict[str, Any]:
+    """A plan made earlier (the `dups --plan` JSON, with image ids)."""
+    return _plan_json(state, _stored_plan(state, plan_id))
+
+
+def choose_keeper(state: State, plan_id: PlanId, body: KeeperRequest) -> dict[str, Any]:
+    """Keep another file of one group of a stored plan; the old kept file gets the plan's action.
+    Returns the updated plan."""
+    plan = _stored_plan(state, plan_id)
+    group = next((g for g in plan.groups if g.group == body.group), None)
+    if group is None:
+        raise errors.NotFound(f"plan {plan_id} has no group {body.group}")
+    path = _row(state, body.id)["path"]
+    if not any(f.path == path for f in group.files):
+        raise errors.NotFound(f"image {body.id} is not in group {body.group} of the plan")
+    _set_keeper(plan, group, path)
+    _keep_plan(state, plan)
+    return _plan_json(state, plan)
+
+
+def apply(state: State, body: ApplyRequest) -> JSONResponse:
+    """Apply a stored plan (`plan_id`) or a posted one (`plan`). Without `"confirm": true` it is
+    a dry run (200, nothing touched); with it, 202 and a run to poll at /api/apply/{id}."""
+    if (body.plan_id is None) == (body.plan is None):
+        raise errors.BadQuery("give plan_id (a plan from POST /api/plan) or plan, not both")
+    plan = _stored_plan(state, body.plan_id) if body.plan_id else _posted_plan(state, body.plan)
+    _check_plan_files(state, plan)
+    if body.plan is not None:
+        _keep_plan(state, plan)  # an edited plan replaces the stored one of its id
+    if not body.confirm:
+        from .actions import apply_plan
+
+        result = apply_plan(None, plan, dry_run=True)  # a dry run reads the disk only
+        summary = plan.summary()
+        message = 'dry run: nothing was changed; send "confirm": true to apply'
+        return JSONResponse({**result.to_json(), "summary": summary, "message": message})
+    run = _start_run(state, "apply", plan)
+    return JSONResponse({"run": run.id, "plan": plan.id, "state": run.state}, 202)
+
+
+def undo(state: State, body: UndoRequest) -> dict[str, Any]:
+    """Restore what an applied plan moved, trashed or linked (needs `"confirm": true`)."""
+    if not PLAN_ID.match(body.plan_id):
+        raise errors.NotFound(f"no plan {body.plan_id!r}")
+    if not body.confirm:
+        raise errors.BadQuery('undo changes files: send "confirm": true')
+    with state.reading() as coll:
+        applied = (
+            coll.store()
+            .db.execute("select 1 from journal where plan_id = ? limit 1", [body.plan_id])
+            .fetchone()
+        )
+    if not applied:
+        raise errors.NotFound(f"plan {body.plan_id} was never applied to this library")
+    run = _start_run(state, "undo", body.plan_id)
+    return {"run": run.id, "plan": body.plan_id, "state": run.state}
+
+
+def run_status(state: State, run_id: str) -> RunModel:
+    """An apply or undo run: its state and, when done, the `apply --json` object."""
+    run = state.runs.get(run_id)
+    if run is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    return run.to_model()
+
+
+def _policy(text: str | None):
+    from .policy import parse_policy
+
+    if text is not None and ">" not in text and os.path.exists(os.path.expanduser(text.strip())):
+        raise errors.BadQuery("keep: give the criteria themselves, not a file on the server")
+    return parse_policy(text or None)
+
+
+def _destination(state: AppState, given: str | None) -> str:
+    """Where `move` puts files: a folder (existing or not) under a --root."""
+    if not state.roots:
+        raise HTTPException(403, "moving files from the web is off: start serve with --root DIR")
+    if not given:
+        raise errors.BadQuery("move_to: the folder (under a --root) to move duplicates to")
+    base = Path(given) if os.path.isabs(given) else state.roots[0] / given
+    real = Path(os.path.realpath(base))
+    if not any(real == r or r in real.parents for r in state.roots):
+        raise HTTPException(403, f"move_to {given!r} is not under a served --root")
+    return str(real)
+
+
+def _keep_plan(state: AppState, plan) -> None:
+    """Keep the plan in memory and under the library's plans/ (so `dinosearch undo` finds it)."""
+    folder = state.collection.directory / "plans"
+    folder.mkdir(exist_ok=True)
+    plan.write(str(folder / f"{plan.id}.json"))
+    with state.jobs_lock:
+        state.plans.pop(plan.id, None)
+        state.plans[plan.id] = plan
+        while len(state.plans) > MAX_PLANS:
+            state.plans.pop(next(iter(state.plans)))
+
+
+def _plan_file_path(state: AppState, plan_id: str) -> Path:
+    return state.collection.directory / "plans" / f"{plan_id}.json"
+
+
+def _stored_plan(state: AppState, plan_id: str):
+    from .plan import read_plan
+
+    if not PLAN_ID.match(plan_id):
+        raise errors.NotFound(f"no plan {plan_id!r}")
+    with state.jobs_lock:
+        plan = state.plans.get(plan_id)
+    if plan is not None:
+        return plan
+    if not _plan_file_path(state, plan_id).is_file():
+        raise errors.NotFound(f"no plan {plan_id!r}: make one with POST /api/plan")
+    return read_plan(str(_plan_file_path(state, plan_id)))
+
+
+def _posted_plan(state: AppState, data: dict):
+    """A whole plan from the client: checked like a plan file, for this library only; its
+    sidecars are worked out again here (a posted list of companions is not trusted)."""
+    from .plan import PlanError, _attach_companions, _from_json, check_plan
+
+    try:
+        plan = _from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanError(f"plan is malformed ({exc!r}); make one with POST /api/plan") from None
+    if not isinstance(plan.id, str) or not PLAN_ID.match(plan.id):
+        raise PlanError("plan id: 32 hex digits, as POST /api/plan makes them")
+    here = os.path.realpath(state.collection.directory)
+    if not isinstance(plan.library, str) or os.path.realpath(plan.library) != here:
+        raise PlanError("the plan is for another library")
+    check_plan(plan)
+    for f in (f for g in plan.groups for f in g.files):
+        f.companions = []
+    _attach_companions(plan.groups)
+    return plan
+
+
+def _check_plan_files(state: AppState, plan) -> None:
+    """Only indexed files are acted on (or kept), and `move` only into a --root."""
+    from .plan import check_plan
+
+    check_plan(plan)
+    paths = {f.path for g in plan.groups for f in g.files}
+    with state.reading() as coll:
+        store = coll.store()
+        known = {p for p in paths if (row := store.image_by_path(p)) and row["status"] == "ok"}
+        done = store.db.execute(  # files this plan already moved or trashed: "already" again
+            "select path from journal where plan_id = ? and state = 'done'", [plan.id]
+        )
+        known |= {r[0] for r in done} & paths
+    if missing := sorted(paths - known):
+        raise errors.NotFound(f"not an indexed image of this library: {missing[0]}")
+    if any(f.action == "move" for g in plan.groups for f in g.files):
+        plan.move_to = _destination(state, plan.move_to)
+
+
+def _set_keeper(plan, group, path: str) -> None:
+    """Make `path` the kept file of `group`; actions, deltas and sidecars follow."""
+    from . import captures
+    from .plan import LINKS, _attach_companions, _common_root, _deltas, facts_for
+
+    old = group.keep
+    facts = {f.path: facts_for(_facts_row(f)) for f in group.files}
+    key = captures.capture_key(path)
+    kept = next(f for f in group.files if f.path == path)
+    for f in group.files:
+        f.note, f.deltas = None, None if f.path == path else _deltas(facts[f.path], facts[path])
+        if f.path == path:
+            f.action = "keep"
+        elif captures.capture_key(f.path) == key:
+            f.action, f.note = "keep", "same capture as the kept file (another rendition)"
+        elif plan.action in LINKS and f.hash != kept.hash:
+            f.action = "keep"
+            f.note = f"not byte-identical to the kept file: {plan.action} would lose it"
+        else:
+            f.action = plan.action
+    group.keep = path
+    group.files.sort(key=lambda f: f.path != path)
+    group.reason = {
+        "criterion": "chosen",
+        "kept": os.path.basename(path),
+        "runner_up": os.path.basename(old),
+        "runner_up_path": old,
+        "text": f"chosen by hand (the policy kept {os.path.basename(old)})",
+    }
+    if old == path:
+        group.reason["text"] = "chosen by hand (also the policy's choice)"
+    for f in (f for g in plan.groups for f in g.files):
+        f.companions = []
+    _attach_companions(plan.groups)
+    plan.root = _common_root([f.path for _, f in plan.files() if f.action != "keep"])
+
+
+def _facts_row(f) -> dict:
+    return {
+        "path": f.path,
+        "width": f.width,
+        "height": f.height,
+        "size": f.size,
+        "mtime_ns": f.mtime_ns,
+        "taken": f.taken,
+    }
+
+
+def _plan_json(state: AppState, plan) -> dict[str, Any]:
+    """The plan JSON, plus `image_ids` (path -> id) for thumbnails; a plan posted back with it
+    is read as is (the extra key is ignored)."""
+    paths = [f.path for _, f in plan.files()]
+    with state.reading() as coll:
+        store = coll.store()
+        ids = {p: row["id"] for p in paths if (row := store.image_by_path(p))}
+    return {**plan.to_json(), "image_ids": ids}
+
+
+def _start_run(state: AppState, kind: str, plan) -> Run:
+    plan_id = plan if isinstance(plan, str) else plan.id
+    with state.jobs_lock:
+        if busy := state.busy():
+            raise HTTPException(409, busy)
+        run = Run(uuid.uuid4().hex, kind, plan_id)
+        state.runs[run.id] = run
+    thread = threading.Thread(
+        target=_run_actions, args=(state, run, plan), name=f"{kind}-{run.id[:8]}", daemon=True
+    )
+    thread.start()
+    return run
+
+
+def _run_actions(state: AppState, run: Run, plan) -> None:
+    """Apply or undo with a Store of its own (the journal makes a killed run resumable)."""
+    from .actions import apply_plan, undo_plan
+
+    coll = state.job_collection()
+    try:
+        store = coll.store()
+        if run.kind == "apply":
+            path = str(_plan_file_path(state, plan.id))
+            result = apply_plan(store, plan, dry_run=False, plan_path=path)
+        else:
+            result = undo_plan(store, plan)
+        run.result, run.state = result.to_json(), "done"
+    except Exception as exc:
+        _, code, message = _describe(exc)
+        run.error, run.state = ErrorBody(code=code, message=message), "failed"
+    finally:
+        run.finished = time.monotonic()
+        coll.close()
+
+
 def list_roots(state: State) -> RootsResponse:
     """The folders index jobs may read (the server's --root options)."""
     return RootsResponse(roots=[str(r) for r in state.roots])
@@ -420,8 +816,8 @@ def start_index(state: State, body: IndexRequest) -> dict[str, str]:
     """Start indexing a folder under a root in the background; poll /api/jobs/{id}."""
     folder = _folder_under_roots(state, body.path)
     with state.jobs_lock:
-        if any(j.state == "running" for j in state.jobs.values()):
-            raise HTTPException(409, "an index job is already running; wait for it to finish")
+        if busy := state.busy():
+            raise HTTPException(409, busy)
         job = Job(uuid.uuid4().hex, str(folder))
         state.jobs[job.id] = job
     thread = threading.Thread(

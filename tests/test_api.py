@@ -4,6 +4,7 @@ Real photos, a real library indexed with the tiny real-architecture DINOv2, real
 """
 
 import io
+import json
 import os
 import shutil
 import struct
@@ -140,11 +141,11 @@ def truncated_png() -> bytes:
 @pytest.mark.parametrize(
     "name, data, status, code",
     [
-        ("notes.txt", b"hello, I am not an image\n" * 20, 422, "bad_image"),
+        ("notes.txt", b"hello, I am not an image\n" * 20, 415, "unsupported_image"),
         ("empty.png", b"", 422, "bad_image"),
         ("half.png", truncated_png(), 422, "bad_image"),
         ("bomb.png", png_header_only(100_000, 100_000), 413, "too_many_pixels"),
-        ("fake.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 100, 422, "bad_image"),
+        ("fake.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 100, 415, "unsupported_image"),
     ],
 )
 def test_search_refuses_hostile_uploads(client, name, data, status, code):
@@ -545,3 +546,270 @@ def test_duplicates_is_the_dups_json(tmp_path):
         assert auto.status_code == 200 and auto.json()["stats"]["mode"] == "auto", auto.text
         assert_error(c.get("/api/duplicates", params={"threshold": "lots"}), 400, "bad_query")
         assert_error(c.get("/api/duplicates", params={"precision": "2"}), 422, "invalid_request")
+
+
+# --- acting on duplicates: decisions, plan, apply, undo -------------------------------------------
+
+
+@pytest.fixture
+def trash(tmp_path, monkeypatch):
+    """A private freedesktop trash (send2trash's home trash, redirected), as in test_apply."""
+    from send2trash import plat_other
+
+    data = tmp_path / "home" / ".local" / "share"
+    data.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data))
+    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data / "Trash"))
+    monkeypatch.setattr(plat_other, "HOMETRASH", str(data / "Trash"))
+    return data / "Trash"
+
+
+@pytest.fixture
+def dup_lib(tmp_path) -> tuple[Path, Path]:
+    """(folder, library): 5 photos, an exact copy of kodim01 and a lossless re-encode of kodim02."""
+    from tests.test_plan import make_dup_lib
+
+    return make_dup_lib(tmp_path)
+
+
+EXACT = {"threshold": "0.999"}  # exact and pixel-identical copies only: no model quality involved
+
+
+def dup_client(library: Path, **kwargs) -> TestClient:
+    return TestClient(create_app(Collection(library), **kwargs), base_url=BASE_URL)
+
+
+def group_names(report: dict) -> list[list[str]]:
+    return sorted(
+        sorted(os.path.basename(m["path"]) for m in g["members"]) for g in report["groups"]
+    )
+
+
+def library_paths(library: Path) -> set[str]:
+    from indexer.store import Store
+
+    return {r[0] for r in Store.open(library).db.execute("select path from images")}
+
+
+def wait_for_run(c: TestClient, run_id: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = c.get(f"/api/apply/{run_id}").json()
+        if run["state"] != "running":
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} still running after {timeout_s}s")
+
+
+def test_decisions_persist_and_are_respected(dup_lib):
+    folder, library = dup_lib
+    copy_pair = ["kodim01 copy.png", "kodim01.png"]
+    with dup_client(library) as c:
+        assert copy_pair in group_names(c.get("/api/duplicates", params=EXACT).json())
+        ids = [image_id(c, folder / n) for n in copy_pair]
+        r = c.post("/api/duplicates/decisions", json={"action": "distinct", "ids": ids})
+        assert r.status_code == 200, r.text
+        assert r.json()["decision"]["kind"] == "distinct"
+        assert copy_pair not in group_names(c.get("/api/duplicates", params=EXACT).json())
+        plan = c.post("/api/plan", json=EXACT).json()
+        assert str(folder / "kodim01 copy.png") not in plan["image_ids"]
+    with dup_client(library) as c:  # stored in the library: a new server respects it too
+        listed = c.get("/api/duplicates/decisions").json()["decisions"]
+        assert [d["kind"] for d in listed] == ["distinct"]
+        assert copy_pair not in group_names(c.get("/api/duplicates", params=EXACT).json())
+        r = c.post("/api/duplicates/decisions", json={"action": "unmark", "ids": ids})
+        assert r.json()["removed"] is True
+        assert copy_pair in group_names(c.get("/api/duplicates", params=EXACT).json())
+        bad = {"action": "distinct", "ids": [ids[0], ids[0]]}
+        assert_error(c.post("/api/duplicates/decisions", json=bad), 400, "bad_query")
+        bad = {"action": "distinct", "ids": [ids[0], 99999]}
+        assert_error(c.post("/api/duplicates/decisions", json=bad), 404, "not_found")
+        for bad in ({"action": "merge", "ids": ids}, {"action": "distinct", "ids": ids * 2}):
+            assert_error(c.post("/api/duplicates/decisions", json=bad), 422, "invalid_request")
+
+
+def test_plan_shape_reason_and_keeper_choice(dup_lib):
+    folder, library = dup_lib
+    with dup_client(library) as c:
+        r = c.post("/api/plan", json={**EXACT, "keep": "resolution > original-over-edit"})
+        assert r.status_code == 200, r.text
+        plan = r.json()
+        assert {"version", "id", "library", "policy", "action", "groups", "summary"} <= set(plan)
+        assert plan["policy"] == "resolution > original-over-edit"
+        assert (library / "plans" / f"{plan['id']}.json").is_file()  # `dinosearch undo` finds it
+        group = next(g for g in plan["groups"] if g["tier"] == "exact")
+        assert os.path.basename(group["keep"]) == "kodim01.png"
+        assert group["reason"]["criterion"] == "original-over-edit" and group["reason"]["text"]
+        actions = {os.path.basename(f["path"]): f["action"] for f in group["files"]}
+        assert actions == {"kodim01.png": "keep", "kodim01 copy.png": "trash"}
+        assert set(plan["image_ids"]) == {f["path"] for g in plan["groups"] for f in g["files"]}
+        assert plan["summary"]["actions"]["trash"] == len(plan["groups"])
+        assert c.get(f"/api/plan/{plan['id']}").json() == plan
+
+        copy = str(folder / "kodim01 copy.png")
+        body = {"group": group["group"], "id": plan["image_ids"][copy]}
+        r = c.post(f"/api/plan/{plan['id']}/keep", json=body)
+        assert r.status_code == 200, r.text
+        changed = next(g for g in r.json()["groups"] if g["group"] == group["group"])
+        assert changed["keep"] == copy and changed["reason"]["criterion"] == "chosen"
+        actions = {os.path.basename(f["path"]): f["action"] for f in changed["files"]}
+        assert actions == {"kodim01.png": "trash", "kodim01 copy.png": "keep"}
+        assert c.get(f"/api/plan/{plan['id']}").json()["groups"] == r.json()["groups"]
+        other = next(i for p, i in plan["image_ids"].items() if p not in (copy, group["keep"]))
+        body = {"group": group["group"], "id": other}
+        assert_error(c.post(f"/api/plan/{plan['id']}/keep", json=body), 404, "not_found")
+
+        assert_error(c.post("/api/plan", json={"keep": "prettiest"}), 400, "bad_query")
+        policy_file = folder.parent / "policy.txt"
+        policy_file.write_text("oldest\n")
+        r = c.post("/api/plan", json={**EXACT, "keep": str(policy_file)})
+        assert_error(r, 400, "bad_query")  # no reading files on the server through the API
+        assert_error(c.post("/api/plan", json={"action": "keep"}), 422, "invalid_request")
+        for url in ("/api/plan/deadbeef", "/api/plan/..%2F..%2Fetc%2Fpasswd", "/api/apply/nope"):
+            assert_error(c.get(url), 404, "not_found")
+
+
+def test_apply_without_confirm_is_a_dry_run(dup_lib, trash):
+    folder, library = dup_lib
+    before, rows_before = sorted(os.listdir(folder)), library_paths(library)
+    with dup_client(library) as c:
+        plan = c.post("/api/plan", json=EXACT).json()
+        r = c.post("/api/apply", json={"plan_id": plan["id"]})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["dry_run"] is True and out["counts"] == {"would": 2}, out
+        assert out["summary"]["actions"]["trash"] == 2 and "confirm" in out["message"]
+        r = c.post("/api/apply", json={"plan_id": plan["id"], "confirm": False})
+        assert r.status_code == 200 and r.json()["dry_run"] is True
+        assert_error(c.post("/api/apply", json={}), 400, "bad_query")
+        assert_error(c.post("/api/apply", json={"plan_id": "0" * 32}), 404, "not_found")
+    assert sorted(os.listdir(folder)) == before and library_paths(library) == rows_before
+    assert not trash.exists() or not any(trash.rglob("*.png"))
+    from indexer.store import Store
+
+    assert Store.open(library).db["journal"].count == 0
+
+
+def test_apply_with_confirm_trashes_and_the_library_follows_then_undo(dup_lib, trash):
+    folder, library = dup_lib
+    rows_before = library_paths(library)
+    with dup_client(library) as c:
+        plan = c.post("/api/plan", json=EXACT).json()
+        gone = {f["path"] for g in plan["groups"] for f in g["files"] if f["action"] == "trash"}
+        assert {os.path.basename(p) for p in gone} == {"kodim01 copy.png", "kodim02-export.webp"}
+        gone_ids = [plan["image_ids"][p] for p in gone]
+        images = c.get("/api/stats").json()["images"]
+        r = c.post("/api/apply", json={"plan_id": plan["id"], "confirm": True})
+        assert r.status_code == 202, r.text
+        run = wait_for_run(c, r.json()["run"])
+        assert run["state"] == "done" and run["kind"] == "apply", run
+        assert run["result"]["counts"] == {"done": 2}
+        assert not any(os.path.exists(p) for p in gone)
+        assert sorted(p.name for p in (trash / "files").iterdir()) == sorted(
+            os.path.basename(p) for p in gone
+        )
+        assert library_paths(library) == rows_before - gone
+        assert c.get("/api/stats").json()["images"] == images - 2
+        assert c.get("/api/duplicates", params=EXACT).json()["groups"] == []
+        for i in gone_ids:
+            assert_error(c.get(f"/api/images/{i}/similar"), 404, "not_found")
+        again = wait_for_run(
+            c, c.post("/api/apply", json={"plan_id": plan["id"], "confirm": True}).json()["run"]
+        )
+        assert again["result"]["counts"] == {"already": 2}  # idempotent
+
+        assert_error(c.post("/api/undo", json={"plan_id": plan["id"]}), 400, "bad_query")
+        r = c.post("/api/undo", json={"plan_id": plan["id"], "confirm": True})
+        assert r.status_code == 202, r.text
+        run = wait_for_run(c, r.json()["run"])
+        assert run["state"] == "done" and run["result"]["counts"] == {"undone": 2}, run
+        assert all(os.path.exists(p) for p in gone)
+        assert library_paths(library) == rows_before
+        assert c.get("/api/stats").json()["images"] == images
+        assert_error(
+            c.post("/api/undo", json={"plan_id": "f" * 32, "confirm": True}), 404, "not_found"
+        )
+
+
+def test_move_only_under_a_root(dup_lib, tmp_path):
+    folder, library = dup_lib
+    move = {**EXACT, "action": "move"}
+    with dup_client(library) as c:  # no --root: moving is off
+        assert_error(c.post("/api/plan", json={**move, "move_to": str(tmp_path)}), 403, "forbidden")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "escape").symlink_to(tmp_path)
+    with dup_client(library, root=root) as c:
+        for outside in (str(tmp_path / "elsewhere"), "../elsewhere", "escape/x", "/"):
+            r = c.post("/api/plan", json={**move, "move_to": outside})
+            assert_error(r, 403, "forbidden")
+        assert_error(c.post("/api/plan", json=move), 400, "bad_query")  # where to?
+        plan = c.post("/api/plan", json={**move, "move_to": "dupes"}).json()
+        assert plan["move_to"] == str(root / "dupes")
+        moving = {f["path"] for g in plan["groups"] for f in g["files"] if f["action"] == "move"}
+        edited = {**plan, "move_to": str(tmp_path / "elsewhere")}  # an edited plan: checked too
+        assert_error(c.post("/api/apply", json={"plan": edited, "confirm": True}), 403, "forbidden")
+        r = c.post("/api/apply", json={"plan_id": plan["id"], "confirm": True})
+        run = wait_for_run(c, r.json()["run"])
+        assert run["result"]["counts"] == {"done": 2}, run
+        moved = {os.path.join(root / "dupes", os.path.relpath(p, folder)) for p in moving}
+        assert all(os.path.exists(p) for p in moved) and not any(map(os.path.exists, moving))
+        assert moved <= library_paths(library) and not moving & library_paths(library)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_posted_plans_act_only_on_library_files(dup_lib, tmp_path, trash):
+    folder, library = dup_lib
+    outsider = tmp_path / "not-indexed.png"
+    shutil.copy2(folder / "kodim01.png", outsider)
+    with dup_client(library) as c:
+        plan = c.post("/api/plan", json=EXACT).json()
+
+        def edited(fn):
+            copy = json.loads(json.dumps(plan))
+            fn(copy)
+            return c.post("/api/apply", json={"plan": copy, "confirm": True})
+
+        def outside_file(p):
+            p["groups"][0]["files"][1]["path"] = str(outsider)
+
+        def etc_passwd(p):
+            p["groups"][0]["files"][1]["path"] = "/etc/passwd"
+
+        def act_on_kept(p):
+            p["groups"][0]["files"][0]["action"] = "trash"
+
+        def other_library(p):
+            p["library"] = str(tmp_path)
+
+        def bad_id(p):
+            p["id"] = "../../x"
+
+        assert_error(edited(outside_file), 404, "not_found")
+        assert_error(edited(etc_passwd), 404, "not_found")
+        assert_error(edited(act_on_kept), 400, "bad_query")
+        assert_error(edited(other_library), 400, "bad_query")
+        assert_error(edited(bad_id), 400, "bad_query")
+        assert_error(c.post("/api/apply", json={"plan": {"groups": 1}}), 400, "bad_query")
+
+        def smuggled_sidecar(p):  # a posted "companion" is not trusted: sidecars are recomputed
+            p["groups"][0]["files"][1]["companions"] = [
+                {
+                    "path": str(outsider),
+                    "role": "sidecar",
+                    "follows": True,
+                    "size": 1,
+                    "mtime_ns": 1,
+                }
+            ]
+            for g in p["groups"][1:]:
+                for f in g["files"]:
+                    f["action"] = "keep"
+
+        r = edited(smuggled_sidecar)
+        assert r.status_code == 202, r.text
+        run = wait_for_run(c, r.json()["run"])
+        assert run["result"]["counts"] == {"done": 1}, run
+    assert outsider.exists()
+    assert not os.path.exists(plan["groups"][0]["files"][1]["path"])
