@@ -179,7 +179,7 @@ def calibrate(
     space: np.ndarray,
     paths: dict[int, str],
     hash_codes: np.ndarray,
-    embed_bytes: Callable[[bytes], np.ndarray],
+    embed_bytes: Callable[[list[bytes]], tuple[np.ndarray, list[int]]],
     whitening: Whitening | None,
     model: str,
     precision_target: float = 0.99,
@@ -239,16 +239,11 @@ def _score_source(row, ids, space, paths, hash_codes, embed_bytes, whitening, rn
         copies = make_copies(paths[source_id], rng, TRANSFORMS_PER_SOURCE)
     except (OSError, ImageError, ValueError):
         return [], [], []  # the file changed or vanished since indexing: skip it
-    vectors, names = [], []
-    for name, data in copies:
-        try:
-            vectors.append(embed_bytes(data))
-            names.append(name)
-        except ImageError:
-            continue
-    if not vectors:
+    vectors, ok = embed_bytes([data for _, data in copies])  # one batch per source
+    if not ok:
         return [], [], []
-    copies_space = np.stack(vectors)
+    names = [copies[i][0] for i in ok]
+    copies_space = vectors
     if whitening is not None:
         copies_space = whitening.apply(copies_space)
     sims = copies_space @ space.T  # (copies, library)

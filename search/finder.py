@@ -83,10 +83,20 @@ def run_calibration(
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
     embedder = coll.embedder()
 
-    def embed_bytes(data: bytes) -> np.ndarray:
+    def embed_bytes(datas: list[bytes]) -> tuple[np.ndarray, list[int]]:
+        """Embed encoded images in one batch: (vectors, indices of those that decoded)."""
         from indexer.decode import decode_bytes
 
-        return embedder.embed(decode_bytes(data, embedder.recipe, None).pixels[None])[0]
+        pixels, ok = [], []
+        for i, data in enumerate(datas):
+            try:
+                pixels.append(decode_bytes(data, embedder.recipe, None).pixels)
+                ok.append(i)
+            except ImageError:
+                continue
+        if not pixels:
+            return np.zeros((0, embedder.dim), np.float32), []
+        return embedder.embed(np.stack(pixels)), ok
 
     _, codes = np.unique(np.array([h or "" for h in lib.hashes]), return_inverse=True)
     paths = {int(i): r["path"] for i, r in zip(lib.ids, lib.rows, strict=True)}
