@@ -23,12 +23,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(library: Path, *args: str) -> Iterator[str]:
-    """Run `python -m search.serve` with args; yield its base URL until the block ends."""
+def live_server(library: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `python -m search.serve` with args (and extra environment variables); yield its base
+    URL until the block ends."""
     port = free_port()
     cmd = [sys.executable, "-m", "search.serve", "--index", str(library), "--port", str(port)]
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server never blocks
-    proc = subprocess.Popen([*cmd, *args], cwd=ROOT, env=dict(os.environ), stderr=log, text=True)
+    proc = subprocess.Popen(
+        [*cmd, *args], cwd=ROOT, env={**os.environ, **(env or {})}, stderr=log, text=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(proc, url, log)

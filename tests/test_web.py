@@ -46,8 +46,11 @@ def server(tmp_path_factory):
     shutil.copy2(PHOTOS / "kodim01.png", photos / "copy-of-kodim01.png")
     library = base / "library"
     Collection(library).index([photos], IndexOptions(workers=0))
-    with live_server(library, "--root", str(root.parent)) as url:
-        yield url, photos
+    data = base / "home" / ".local" / "share"  # a private trash for the server's send2trash
+    data.mkdir(parents=True)
+    env = {"HOME": str(base / "home"), "XDG_DATA_HOME": str(data)}
+    with live_server(library, "--root", str(root.parent), env=env) as url:
+        yield url, photos, data / "Trash"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def screenshot(page, name: str) -> None:
 
 
 def test_upload_a_photo_shows_results_grid(page, server):
-    url, photos = server
+    url, photos, _ = server
     target = photos / "kodim03.png"
     page.set_input_files("#file", str(target))
     page.wait_for_selector("#results .hit", timeout=WAIT_MS)
@@ -128,15 +131,31 @@ def test_bad_upload_shows_a_clear_message(page, tmp_path):
     assert "not an image" in page.locator("#status").inner_text()
 
 
-def test_duplicates_view(page):
+def find_exact_duplicates(page) -> None:
     page.click("#tab-dups")
-    page.fill("#threshold", "0.9")
+    page.fill("#threshold", "0.999")  # exact copies only: independent of the model's quality
     page.click("#find")
     page.wait_for_selector(".group", timeout=WAIT_MS)
-    names = page.locator(".group").first.locator(".name").all_inner_texts()
+
+
+def test_duplicates_view_shows_the_plan_and_keeper_choice(page):
+    find_exact_duplicates(page)
+    group = page.locator(".group").first
+    names = group.locator(".name").all_inner_texts()
     assert sorted(names) == ["copy-of-kodim01.png", "kodim01.png"]
-    assert page.locator(".group .tier").first.inner_text().lower() == "exact"
+    assert group.locator(".tier").inner_text().lower() == "exact"
+    assert group.locator("li.kept .name").inner_text() == "kodim01.png"
+    assert group.locator(".kept-name").inner_text() == "kodim01.png"
+    assert group.locator(".why").inner_text()  # the policy's reason
+    assert group.locator("li:not(.kept) .action").inner_text().lower() == "trash"
+    assert "1 to trash" in page.locator("#plan-summary").inner_text()
     screenshot(page, "web-duplicates.png")
+    group.locator("li:not(.kept) .keep-this").click()
+    page.wait_for_function(
+        "document.querySelector('.group li.kept .name')?.textContent === 'copy-of-kodim01.png'",
+        timeout=WAIT_MS,
+    )
+    assert "chosen by hand" in page.locator(".group .why").first.inner_text()
 
 
 def test_index_view_runs_a_job_with_progress(page):
@@ -152,3 +171,34 @@ def test_index_view_runs_a_job_with_progress(page):
         "document.querySelector('#stats').textContent.startsWith('11 images')", timeout=WAIT_MS
     )
     screenshot(page, "web-index.png")
+
+
+def test_duplicates_apply_asks_then_trashes_then_undo(page, server):
+    """Last: it changes the library (and puts it back)."""
+    _, photos, trash = server
+    copy = photos / "copy-of-kodim01.png"
+    find_exact_duplicates(page)
+    page.click("#review")
+    page.wait_for_selector("#confirm:not([hidden])", timeout=WAIT_MS)
+    assert "trash 1" in page.locator("#confirm-text").inner_text()
+    assert str(copy) in page.locator("#confirm-files").inner_text()
+    assert copy.exists()  # the review is a dry run
+    screenshot(page, "web-duplicates-confirm.png")
+    page.click("#cancel-apply")
+    assert page.locator("#confirm").is_hidden() and copy.exists()
+    page.click("#review")
+    page.wait_for_selector("#confirm:not([hidden])", timeout=WAIT_MS)
+    page.click("#confirm-apply")
+    page.wait_for_function(
+        "document.querySelector('#apply-status').textContent.startsWith('Applied')",
+        timeout=WAIT_MS,
+    )
+    assert "1 done" in page.locator("#apply-status").inner_text()
+    assert not copy.exists() and [p.name for p in (trash / "files").iterdir()] == [copy.name]
+    screenshot(page, "web-duplicates-applied.png")
+    page.click("#undo")
+    page.wait_for_function(
+        "document.querySelector('#apply-status').textContent.startsWith('Undone')",
+        timeout=WAIT_MS,
+    )
+    assert copy.exists()

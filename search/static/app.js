@@ -253,26 +253,47 @@ function showJob(job) {
   $("job-failures").replaceChildren(...items);
 }
 
-// --- duplicates --------------------------------------------------------------------------------
+// --- duplicates: a plan to review, keeper choice, decisions, apply with confirmation ----------
 
-async function findDuplicates(event) {
-  event.preventDefault();
-  $("find").disabled = true;
-  say("Looking for duplicates… (the first run calibrates the threshold)", false, $("dups-status"));
-  const params = new URLSearchParams({
+let plan = null; // the plan shown (POST /api/plan), with image_ids: path -> id
+
+const VERB = { trash: "trash", move: "move", hardlink: "hard-link", symlink: "symlink" };
+VERB.delete = "delete";
+
+function planOptions() {
+  const options = {
     threshold: $("threshold").value.trim() || "auto",
     include_similar: $("similar").checked,
+    action: $("action").value,
+  };
+  const keep = $("keep-policy").value.trim();
+  if (keep) options.keep = keep;
+  if (options.action === "move") options.move_to = $("move-to").value.trim();
+  return options;
+}
+
+function postJson(path, body) {
+  return api(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
   });
+}
+
+async function findDuplicates(event) {
+  if (event) event.preventDefault();
+  $("find").disabled = true;
+  $("confirm").hidden = true;
+  say("", false, $("apply-status"));
+  say("Looking for duplicates… (the first run calibrates the threshold)", false, $("dups-status"));
+  const started = performance.now();
   try {
-    const report = await api(`/api/duplicates?${params}`);
-    $("groups").replaceChildren(...report.groups.map(groupSection));
-    const st = report.stats;
-    say(
-      `${st.groups} groups, ${st.duplicates} duplicates among ${st.images} images ` +
-        `(threshold ${report.threshold.toFixed(3)}, ${st.mode}) in ${st.seconds.toFixed(1)} s`,
-      false,
-      $("dups-status"),
-    );
+    showPlan(await postJson("/api/plan", planOptions()));
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    const dups = plan.groups.reduce((n, g) => n + g.files.length - 1, 0);
+    const threshold = plan.threshold == null ? "" : ` (threshold ${plan.threshold.toFixed(3)})`;
+    say(`${plan.groups.length} groups, ${dups} duplicates${threshold} in ${seconds} s`, false,
+      $("dups-status"));
   } catch (err) {
     say(err.message, true, $("dups-status"));
   } finally {
@@ -280,24 +301,177 @@ async function findDuplicates(event) {
   }
 }
 
-function groupSection(group, number) {
+function showPlan(newPlan) {
+  plan = newPlan;
+  $("groups").replaceChildren(...plan.groups.map(planGroup));
+  const acts = Object.entries(plan.summary.actions)
+    .filter(([action, n]) => n && action !== "keep")
+    .map(([action, n]) => `${n} to ${VERB[action] || action}`);
+  const freed = (plan.summary.bytes_freed / 1e6).toFixed(1);
+  $("plan-summary").textContent = acts.length
+    ? `Plan: ${acts.join(", ")}; ${freed} MB freed. Kept files are not touched.`
+    : "Plan: nothing to do (every file is kept).";
+  $("plan-bar").hidden = plan.groups.length === 0;
+  $("review").disabled = !acts.length;
+  $("confirm").hidden = true;
+}
+
+function planGroup(group) {
   const section = element("section", "", "group");
-  const title = element("h3", ` group ${number + 1}: ${group.members.length} images`);
+  section.dataset.group = group.group;
+  const title = element("h3", ` group ${group.group}: ${group.files.length} images`);
   title.prepend(element("span", group.tier, "tier"));
+  const reason = element("p", "", "reason");
+  reason.append(
+    "Keeps ",
+    element("strong", baseName(group.keep), "kept-name"),
+    ": ",
+    element("span", group.reason.text || "", "why"),
+  );
   const list = element("ol", "", "grid");
-  list.append(...group.members.map((m, i) => memberItem(m, i === 0)));
+  list.append(...group.files.map((f) => planFileItem(group, f)));
   list.addEventListener("keydown", onGridKey);
-  section.append(title, list);
+  section.append(title, reason, list);
   return section;
 }
 
-function memberItem(member, first) {
-  const li = resultItem({ id: member.id, path: member.path, score: member.score });
-  const size = member.width ? `${member.width}×${member.height}` : "";
-  const conf = member.confidence == null ? "" : ` · conf ${member.confidence.toFixed(2)}`;
-  const note = first ? "reference" : `${member.match}${conf}`;
-  li.querySelector(".hit").append(element("span", `${size} · ${note}`, "reference"));
+function baseName(path) {
+  return path.split(/[\\/]/).pop();
+}
+
+function planFileItem(group, file) {
+  const id = plan.image_ids[file.path];
+  const kept = file.path === group.keep;
+  const li = resultItem({ id, path: file.path, score: file.score ?? 1 });
+  li.classList.toggle("kept", kept);
+  const hit = li.querySelector(".hit");
+  const size = file.width ? `${file.width}×${file.height} · ` : "";
+  const kb = file.size == null ? "" : `${Math.round(file.size / 1024)} KB · `;
+  const conf = file.confidence == null ? "" : ` · conf ${file.confidence.toFixed(2)}`;
+  hit.append(element("span", `${size}${kb}${file.match}${conf}`, "reference"));
+  const label = kept ? "kept" : file.action === "keep" ? "stays" : VERB[file.action] || file.action;
+  hit.append(element("span", label, `action ${file.action === "keep" ? "keep" : "remove"}`));
+  if (file.note) hit.append(element("span", file.note, "note"));
+  const pct = file.deltas ? file.deltas.pixels_pct : null;
+  if (pct) hit.append(element("span", `${pct > 0 ? "+" : ""}${pct}% pixels`, "note"));
+  if (!kept && id !== undefined) {
+    const keptId = plan.image_ids[group.keep];
+    const choices = element("div", "", "choices");
+    choices.append(
+      choiceButton("Keep this", "keep-this", () => chooseKeeper(group.group, id)),
+      choiceButton("Not a duplicate", "distinct", () => decide("distinct", [keptId, id])),
+      choiceButton("Keep both", "keep-both", () => decide("keep-both", [keptId, id])),
+    );
+    li.append(choices);
+  }
   return li;
+}
+
+function choiceButton(text, cls, onClick) {
+  const button = element("button", text, cls);
+  button.type = "button";
+  button.tabIndex = -1; // the grid's arrow keys move between images; these are for the mouse
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+async function chooseKeeper(group, id) {
+  try {
+    showPlan(await postJson(`/api/plan/${plan.id}/keep`, { group, id }));
+    say(`Group ${group}: keeper changed.`, false, $("apply-status"));
+  } catch (err) {
+    say(err.message, true, $("apply-status"));
+  }
+}
+
+async function decide(action, ids) {
+  try {
+    await postJson("/api/duplicates/decisions", { action, ids });
+    await findDuplicates();
+    const what = action === "distinct" ? "not duplicates" : "duplicates to keep both";
+    say(`Recorded as ${what}; the plan was made again.`, false, $("apply-status"));
+  } catch (err) {
+    say(err.message, true, $("apply-status"));
+  }
+}
+
+// Step 1: a dry run (nothing changes) shown for confirmation; step 2: apply for real.
+async function reviewPlan() {
+  try {
+    const dry = await postJson("/api/apply", { plan_id: plan.id });
+    const would = dry.files.filter((f) => f.state === "would");
+    const skipped = dry.files.filter((f) => f.state !== "would");
+    const acts = Object.entries(dry.summary.actions)
+      .filter(([action, n]) => n && action !== "keep")
+      .map(([action, n]) => `${VERB[action] || action} ${n}`);
+    const undoable = plan.summary.actions.delete ? " Deleted files cannot be restored." : "";
+    $("confirm-text").textContent =
+      `Apply this plan? It will ${acts.join(", ")} file(s) ` +
+      `(${would.length} ready, ${skipped.length} skipped).${undoable}`;
+    const items = dry.files.map((f) => {
+      const to = f.target && f.action === "move" ? ` → ${f.target}` : "";
+      const detail = f.state === "would" ? "" : ` (skipped: ${f.detail})`;
+      return element("li", `${VERB[f.action] || f.action} ${f.path}${to}${detail}`);
+    });
+    $("confirm-files").replaceChildren(...items);
+    $("confirm").hidden = false;
+    $("confirm-apply").disabled = !would.length;
+    $("confirm-apply").focus();
+  } catch (err) {
+    say(err.message, true, $("apply-status"));
+  }
+}
+
+async function confirmApply() {
+  $("confirm").hidden = true;
+  say("Applying…", false, $("apply-status"));
+  try {
+    const started = await postJson("/api/apply", { plan_id: plan.id, confirm: true });
+    const run = await pollRun(started.run);
+    const counts = Object.entries(run.result.counts).map(([s, n]) => `${n} ${s}`);
+    say(`Applied: ${counts.join(", ") || "nothing to do"}.`, !!run.result.counts.failed,
+      $("apply-status"));
+    $("undo").hidden = false;
+    $("review").disabled = true;
+    refreshStats();
+  } catch (err) {
+    say(err.message, true, $("apply-status"));
+  }
+}
+
+async function undoPlan() {
+  say("Undoing…", false, $("apply-status"));
+  try {
+    const started = await postJson("/api/undo", { plan_id: plan.id, confirm: true });
+    const run = await pollRun(started.run);
+    const counts = Object.entries(run.result.counts).map(([s, n]) => `${n} ${s}`);
+    say(`Undone: ${counts.join(", ") || "nothing to undo"}.`, false, $("apply-status"));
+    $("undo").hidden = true;
+    refreshStats();
+  } catch (err) {
+    say(err.message, true, $("apply-status"));
+  }
+}
+
+async function pollRun(id) {
+  for (;;) {
+    const run = await api(`/api/apply/${id}`);
+    if (run.state === "done") return run;
+    if (run.state === "failed") throw new Error(run.error.message);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS / 5));
+  }
+}
+
+function wireDuplicates() {
+  $("dups-form").addEventListener("submit", findDuplicates);
+  $("action").addEventListener("change", () => ($("move-to").hidden = $("action").value !== "move"));
+  $("review").addEventListener("click", reviewPlan);
+  $("confirm-apply").addEventListener("click", confirmApply);
+  $("cancel-apply").addEventListener("click", () => {
+    $("confirm").hidden = true;
+    say("Nothing was changed.", false, $("apply-status"));
+  });
+  $("undo").addEventListener("click", undoPlan);
 }
 
 // --- views -------------------------------------------------------------------------------------
@@ -333,7 +507,7 @@ window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
   wireSearch();
   $("index-form").addEventListener("submit", startIndex);
-  $("dups-form").addEventListener("submit", findDuplicates);
+  wireDuplicates();
   refreshStats();
   route();
 });
