@@ -12,10 +12,12 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -62,6 +64,7 @@ class JobKeeper(threading.Thread):
         self.url, self.folders = url, folders
         self.stop = threading.Event()
         self.jobs_done = self.indexed = self.jobs_failed = 0
+        self.errors: list[str] = []  # why failed jobs failed
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=120) as http:
@@ -72,6 +75,9 @@ class JobKeeper(threading.Thread):
                     if state["state"] != "running":
                         self.jobs_done += 1
                         self.jobs_failed += state["state"] == "failed"
+                        if state["state"] == "failed":
+                            error = state["error"] or {}
+                            self.errors.append(f"{error.get('code')}: {error.get('message')}")
                         self.indexed += (state["summary"] or {}).get("indexed", 0)
                         break
                     time.sleep(0.05)
@@ -79,10 +85,12 @@ class JobKeeper(threading.Thread):
                     return
 
 
-def hammer(url: str, clients: int, seconds: float, request) -> tuple[list[float], int, int]:
-    """Run `request(client)` from `clients` threads for `seconds`: latencies (s), errors, 5xx."""
+def hammer(url: str, clients: int, seconds: float, request):
+    """Run `request(client)` from `clients` threads for `seconds`: latencies (s), errors, 5xx
+    and the count of each non-200 status."""
     deadline = time.monotonic() + seconds
     latencies, errors, server_errors = [], [0], [0]
+    statuses: Counter = Counter()
     lock = threading.Lock()
 
     def client(_: int) -> None:
@@ -95,14 +103,15 @@ def hammer(url: str, clients: int, seconds: float, request) -> tuple[list[float]
                     latencies.append(took)
                     errors[0] += status != 200
                     server_errors[0] += status >= 500
+                    statuses[status] += status != 200
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
-    return latencies, errors[0], server_errors[0]
+    return latencies, errors[0], server_errors[0], +statuses
 
 
 def row(name: str, seconds: float, result) -> str:
-    latencies, errors, server_errors = result
+    latencies, errors, server_errors, _ = result
     ms = np.array(latencies) * 1000
     p50, p99 = np.percentile(ms, [50, 99])
     rate = len(ms) / seconds
@@ -131,7 +140,11 @@ def main() -> None:
 def run(work: Path, seconds: float, clients: int) -> str:
     library, root, photos = prepare(work)
     query = photos[5].read_bytes()
-    with live_server(library, "--root", str(root)) as url, httpx.Client(base_url=url) as http:
+    log = work / "serve.log"
+    with (
+        live_server(library, "--root", str(root), log_path=log) as url,
+        httpx.Client(base_url=url) as http,
+    ):
         files = {"file": ("q.png", query)}
         first = http.post("/api/search", files=files, timeout=120).json()["results"][0]["id"]
         keeper = JobKeeper(url, sorted(str(p) for p in root.iterdir()))
@@ -142,6 +155,11 @@ def run(work: Path, seconds: float, clients: int) -> str:
         busy = keeper.is_alive()  # jobs ran back to back, so one ran throughout
         keeper.stop.set()
         images = httpx.get(f"{url}/api/stats", timeout=60).json()["images"]  # fresh connection
+    if keeper.errors or similar[2] or search[2]:  # the server logged why: keep the causes
+        lines = [x for x in log.read_text().splitlines() if x and not x.startswith(" ")]
+        causes = sorted({x for x in lines if "Error:" in x or "Exception:" in x})
+        keeper.errors.append(f"server log: {' | '.join(causes) or 'no traceback'}")
+        print(log.read_text()[-8000:], file=sys.stderr)
     return render(seconds, clients, similar, search, keeper, busy, images)
 
 
@@ -170,8 +188,22 @@ def render(seconds, clients, similar, search, keeper, busy, images) -> str:
             row("GET /api/images/{id}/similar?k=10", seconds, similar),
             row("POST /api/search (500x500 PNG upload)", seconds, search),
             "",
+            f"Non-200 answers by status: similar {dict(similar[3]) or 'none'}, "
+            f"search {dict(search[3]) or 'none'}. Failed index jobs and server errors: "
+            f"{'; '.join(keeper.errors) or 'none'}. Code at commit {_commit()}.",
+            "",
         ]
     )
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

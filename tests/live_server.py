@@ -23,12 +23,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(library: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def live_server(
+    library: Path, *args: str, env: dict[str, str] | None = None, log_path: Path | None = None
+) -> Iterator[str]:
     """Run `python -m search.serve` with args (and extra environment variables); yield its base
-    URL until the block ends."""
+    URL until the block ends. The server's stderr goes to `log_path` if given."""
     port = free_port()
     cmd = [sys.executable, "-m", "search.serve", "--index", str(library), "--port", str(port)]
-    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server never blocks
+    # a file, not a pipe: a chatty server never blocks
+    log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
         [*cmd, *args], cwd=ROOT, env={**os.environ, **(env or {})}, stderr=log, text=True
     )
