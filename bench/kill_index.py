@@ -132,7 +132,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     log, kills, rounds = [], 0, 1
     while kills < args.kills:
-        delay = rng.uniform(0.3, full * 1.1)
+        delay = rng.uniform(0.3, full * 0.95)
         killed, committed = kill_once(library, delay)
         report = check_library(library) if (library / "library.db").exists() else None
         bad = [p.to_json() for p in (report.problems if report else []) if p.kind not in DERIVED]
@@ -152,7 +152,7 @@ def main() -> int:
         print(json.dumps(log[-1]), file=sys.stderr)
         if killed:
             kills += 1
-        elif rounds < 4:  # finished before the kill: start again from nothing
+        else:  # finished before the kill: start again from nothing
             rounds += 1
             shutil.rmtree(library)
     run_to_end(library)  # resume to the end
