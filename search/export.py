@@ -1,0 +1,169 @@
+"""The library as Parquet for other engines (Spark, DuckDB, pandas, vector databases).
+
+Output: a directory of `part-NNNNN.parquet` files, one row per indexed image (status 'ok'):
+
+    id          int64     the library's image id (stable across runs)
+    path        string    absolute path as indexed
+    size        int64     bytes
+    mtime_ns    int64     modification time, ns since the epoch
+    hash        string    SHA-256 of the file's bytes, hex
+    width       int32     upright (EXIF orientation applied)
+    height      int32
+    format      string    Pillow's format name (JPEG, PNG, HEIF, ...)
+    taken       string    EXIF capture time, ISO 8601 without zone, or null
+    indexed_at  string    ISO 8601 UTC
+    vector      fixed_size_list<float32>[dim]   L2-normalised CLS embedding
+
+Each file's schema metadata holds `dinosearch.model`, `dinosearch.dim` and `dinosearch.recipe`.
+The directory is written under a temporary name beside DIR and renamed into place, so DIR is
+either absent, the previous export, or complete.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.errors import BadQuery, DinosearchError
+from indexer.store import Store
+
+ROWS_PER_CHUNK = 50_000  # rows read from SQLite and written as one row group (~80 MB at 384-d)
+CHUNKS_PER_FILE = 20  # 1M rows per part file: big enough for engines, small enough to list
+COLUMNS = "id, path, size, mtime_ns, hash, width, height, format, taken, indexed_at, vector"
+
+
+@dataclass
+class ExportSummary:
+    directory: str
+    rows: int
+    files: int
+    model: str
+    dim: int
+    bytes: int
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def schema(dim: int, model: str, recipe: str):
+    """The Arrow schema of an export (see the module docstring)."""
+    import pyarrow as pa
+
+    fields = [
+        ("id", pa.int64()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("hash", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("format", pa.string()),
+        ("taken", pa.string()),
+        ("indexed_at", pa.string()),
+        ("vector", pa.list_(pa.float32(), dim)),
+    ]
+    meta = {"dinosearch.model": model, "dinosearch.dim": str(dim), "dinosearch.recipe": recipe}
+    return pa.schema(fields, metadata=meta)
+
+
+def _table(rows: list[tuple], arrow_schema, dim: int):
+    """SQLite rows (COLUMNS order) -> one Arrow table."""
+    import pyarrow as pa
+
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 11
+    flat = np.frombuffer(b"".join(columns[10]), dtype="<f4")
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)
+    arrays = [pa.array(col, arrow_schema.field(i).type) for i, col in enumerate(columns[:10])]
+    return pa.Table.from_arrays([*arrays, vectors], schema=arrow_schema)
+
+
+def _chunks(store: Store):
+    """Ok rows in id order, ROWS_PER_CHUNK at a time (keyset pagination: flat memory)."""
+    last = -1
+    while True:
+        rows = store.db.execute(
+            f"select {COLUMNS} from images where status = 'ok' and id > ? order by id limit ?",
+            [last, ROWS_PER_CHUNK],
+        ).fetchall()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1][0]
+
+
+def _write_parts(store: Store, directory: Path, arrow_schema, dim: int) -> tuple[int, int]:
+    """Write part files into directory; returns (rows, files)."""
+    import pyarrow.parquet as pq
+
+    rows = files = 0
+    writer = None
+    for number, chunk in enumerate(_chunks(store)):
+        if number % CHUNKS_PER_FILE == 0:
+            if writer:
+                writer.close()
+            writer = pq.ParquetWriter(directory / f"part-{files:05d}.parquet", arrow_schema)
+            files += 1
+        writer.write_table(_table(chunk, arrow_schema, dim))
+        rows += len(chunk)
+    if writer is None:  # an empty library still exports its schema
+        writer = pq.ParquetWriter(directory / "part-00000.parquet", arrow_schema)
+        files = 1
+    writer.close()
+    return rows, files
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Move tmp into place as target; an existing export is swapped out, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+    os.rename(tmp, target)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_parquet(store: Store, directory: str | Path, overwrite: bool = False) -> ExportSummary:
+    """Write the library's ok rows as Parquet under directory, atomically."""
+    info = store.model()
+    if info is None:
+        raise BadQuery(f"library {store.directory} has no vectors yet: index a folder first")
+    target = Path(directory).expanduser().absolute()
+    if target.exists() and not overwrite:
+        raise BadQuery(f"{target} exists: choose a new directory or pass --overwrite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        arrow_schema = schema(info.dim, info.id, info.recipe)
+        rows, files = _write_parts(store, tmp, arrow_schema, info.dim)
+        _replace(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DinosearchError(f"cannot write export to {target}: {exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    size = sum(p.stat().st_size for p in target.iterdir())
+    return ExportSummary(str(target), rows, files, info.id, info.dim, size)
+
+
+def describe(summary: ExportSummary) -> str:
+    """One line for humans."""
+    return (
+        f"exported {summary.rows} images ({summary.model}, {summary.dim}-d) to "
+        f"{summary.directory} in {summary.files} parquet files, {summary.bytes / 1e6:.1f} MB"
+    )
+
+
+def read_metadata(directory: str | Path) -> dict:
+    """The dinosearch keys of an export's schema metadata (model, dim, recipe)."""
+    import pyarrow.parquet as pq
+
+    first = sorted(Path(directory).glob("part-*.parquet"))[0]
+    meta = pq.read_schema(first).metadata or {}
+    out = {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"dinosearch.")}
+    out["dinosearch.dim"] = int(out.get("dinosearch.dim", 0))
+    return out
