@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from indexer.errors import LibraryError, NoLibrary
 
 HASH_CHUNK_BYTES = 1 << 20
 VECTOR_ATOL = 1e-5  # FAISS stores float32 copies: equal to the blobs up to rounding
-TEMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\.(\d+)\.tmp$")
+TEMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")  # knn.VectorIndex.save's
+STALE_TMP_S = 600  # without /proc: a temp file this old belongs to no live writer
 INDEX_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
 
 # Problem kinds, and whether --repair can mend them without the model.
@@ -277,23 +279,25 @@ def _same_vectors(ids: np.ndarray, vectors: np.ndarray, good: dict) -> bool:
 
 def _check_leftovers(directory: Path, report: CheckReport) -> None:
     for path in sorted(directory.iterdir()):
-        m = TEMP_RE.match(path.name)
-        if m and not _alive(int(m.group(1))):
+        if TEMP_RE.match(path.name) and not _in_use(path):
             report.problems.append(
                 Problem("temp_file", "temp file left by an interrupted index write", str(path))
             )
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _in_use(path: Path) -> bool:
+    """Whether a live process has the temp file open (Linux /proc), else whether it is young."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").exists():
+        return time.time() - path.stat().st_mtime < STALE_TMP_S
+    target = str(path)
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                return True
+        except OSError:  # the process ended, or is not ours to look at
+            continue
+    return False
 
 
 def repair_library(directory: str | Path, deep: bool = False) -> CheckReport:
