@@ -36,6 +36,10 @@ class RayUnavailable(DinosearchError):
     exit_code = 2
 
 
+class RayJobFailed(DinosearchError):
+    """A Ray task or actor failed past its retries (e.g. a worker cannot load the model)."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """How many model replicas, and what each holds."""
@@ -230,5 +234,14 @@ def ray_embedded_batches(
     connect(address)
     layout = plan_layout(options.workers or None)
     ds = build_dataset(paths, model, recipe, options, layout, device, dtype)
-    for batch in ds.iter_batches(batch_size=options.batch_size, batch_format="numpy"):
-        yield to_embedded(batch)
+    from ray.exceptions import RayError
+
+    try:
+        for batch in ds.iter_batches(batch_size=options.batch_size, batch_format="numpy"):
+            yield to_embedded(batch)
+    except RayError as exc:
+        raise RayJobFailed(
+            f"the Ray job stopped: {str(exc).strip().splitlines()[-1]}\nBatches written so far "
+            "are kept; re-run the same command to continue (see the Ray dashboard or "
+            "/tmp/ray/session_latest/logs for the worker's traceback)"
+        ) from None

@@ -205,3 +205,13 @@ def test_cli_dups_with_ray_equals_local(ray_cluster, dup_photos, library):
     ]
     assert runs[0]["groups"] == runs[1]["groups"]
     assert runs[0]["stats"]["groups"] >= 1
+
+
+def test_a_worker_that_cannot_load_the_model_is_a_clear_error(ray_cluster):
+    from indexer.decode import Recipe
+    from indexer.ray_backend import RayJobFailed
+
+    paths = [str(p) for p in sorted(PHOTOS.glob("*.png"))[:2]]
+    batches = ray_embedded_batches(paths, "/nowhere/model", Recipe(), IndexOptions(), None)
+    with pytest.raises(RayJobFailed, match="does not exist.*\n.*re-run"):
+        list(batches)
