@@ -191,6 +191,11 @@ class Store:
         vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
         return ids, vecs.reshape(len(rows), dim)
 
+    def vectors_snapshot(self) -> tuple[int, np.ndarray, VectorArray]:
+        """(generation, ids, vectors) read in one transaction, so they agree while a job writes."""
+        with self.db.atomic():
+            return (self.generation, *self.vectors())
+
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("select status, count(*) from images group by status").fetchall()
         return {status: n for status, n in rows}

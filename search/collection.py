@@ -125,7 +125,7 @@ class Collection:
             return self._vindex
         self._vindex = knn.VectorIndex.load(self.directory, generation)
         if self._vindex is None:
-            ids, vectors = store.vectors()
+            generation, ids, vectors = store.vectors_snapshot()
             kind = knn.choose_index_type(len(ids), vectors.shape[1], self._index_type())
             self._vindex = knn.VectorIndex.build(ids, vectors, kind, generation)
             self._vindex.save(self.directory)

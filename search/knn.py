@@ -95,7 +95,7 @@ class VectorIndex:
             m = FILE_RE.match(old.name)
             if m and int(m.group(1)) < self.generation:
                 old.unlink(missing_ok=True)
-            elif TMP_RE.match(old.name) and time.time() - old.stat().st_mtime > STALE_TMP_S:
+            elif TMP_RE.match(old.name) and _age_s(old) > STALE_TMP_S:
                 old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
         return final
 
@@ -132,6 +132,13 @@ def exact_search(
     k = min(k, len(ids))
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, top, axis=1), ids[top]
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:  # another writer renamed its temp file meanwhile
+        return 0.0
 
 
 def _fsync_dir(directory: Path) -> None:
