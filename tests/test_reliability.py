@@ -1,0 +1,259 @@
+"""Kills while the FAISS file is written, a full disk, and queries racing an index job: the
+library stays consistent and usable, and `dinosearch check` agrees once the job is re-run."""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from search.check import check_library
+from search.collection import Collection
+from tests.conftest import PHOTOS, ROOT, run_cli
+
+# Runs the real CLI with an audit hook that SIGKILLs the process at one moment of the index save.
+# No product code changes: Python's audit events fire inside os.replace / open / os.unlink.
+KILL_AT = """
+import os, signal, sys
+moment = sys.argv.pop(1)
+def hook(event, args):
+    name = os.fsdecode(args[0]) if args and isinstance(args[0], (str, bytes)) else ""
+    if moment == "before_fsync" and event == "open" and name.endswith(".tmp"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if moment == "before_rename" and event == "os.rename" and name.endswith(".tmp"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if moment == "before_cleanup" and event == "os.remove" and name.endswith(".faiss"):
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+from search.cli import main
+sys.argv[0] = "dinosearch"
+main()
+"""
+
+
+def state(library) -> dict:
+    with sqlite3.connect(library / "library.db") as conn:
+        rows = conn.execute("select path, hash, status, vector from images order by path")
+        return {p: (h, s, v) for p, h, s, v in rows}
+
+
+def integrity(library) -> str:
+    with sqlite3.connect(library / "library.db") as conn:
+        return conn.execute("pragma integrity_check").fetchone()[0]
+
+
+def copy_photos(folder, names):
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy2(PHOTOS / name, folder / name)
+    return folder
+
+
+FIRST = [f"kodim{i:02d}.png" for i in range(1, 4)]
+MORE = [f"kodim{i:02d}.png" for i in range(4, 7)]
+
+
+@pytest.mark.parametrize("moment", ["before_fsync", "before_rename", "before_cleanup"])
+def test_kill_9_while_the_index_file_is_written(tmp_path, moment):
+    folder = copy_photos(tmp_path / "photos", FIRST)
+    library, reference = tmp_path / "lib", tmp_path / "ref"
+    run_cli("index", folder, "--index", library, "--workers", "0")
+    copy_photos(folder, MORE)
+    run_cli("index", folder, "--index", reference, "--workers", "0")
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AT,
+            moment,
+            "index",
+            str(folder),
+            "--index",
+            str(library),
+            "--workers",
+            "0",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, (moment, proc.returncode, proc.stderr[-2000:])
+    assert integrity(library) == "ok"
+    assert state(library) == state(reference) or moment != "before_cleanup"
+    # usable as it is: a query rebuilds whatever index file is missing or stale
+    hits = Collection(library).query([str(folder / MORE[0])], k=3).results
+    assert hits[0].path == str(folder / MORE[0])
+
+    run_cli("index", folder, "--index", library, "--workers", "0")
+    assert {p: v[:2] for p, v in state(library).items()} == {
+        p: v[:2] for p, v in state(reference).items()
+    }
+    for path, (_, _, vector) in state(reference).items():
+        np.testing.assert_allclose(
+            np.frombuffer(state(library)[path][2], np.float32),
+            np.frombuffer(vector, np.float32),
+            atol=1e-6,
+        )
+    leftovers = ("temp_file", "stale_index_file")  # see the xfail test below
+    problems = [p for p in check_library(library).problems if p.kind not in leftovers]
+    assert problems == []
+
+
+@pytest.mark.xfail(
+    reason="finding: a kill between faiss.write_index and os.replace leaves "
+    ".vectors.<g>.faiss.<pid>.tmp behind for good, and one before the clean-up leaves the old "
+    "generation's file until the generation changes again; knn.VectorIndex.save / load should "
+    "sweep temp files of dead writers and files of other generations",
+    strict=False,
+)
+@pytest.mark.parametrize("moment", ["before_rename", "before_cleanup"])
+def test_kill_9_leaves_no_leftover_files_after_rerun(tmp_path, moment):
+    folder = copy_photos(tmp_path / "photos", FIRST)
+    library = tmp_path / "lib"
+    run_cli("index", folder, "--index", library, "--workers", "0")
+    copy_photos(folder, MORE)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AT,
+            "before_rename",
+            "index",
+            str(folder),
+            "--index",
+            str(library),
+            "--workers",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
+    run_cli("index", folder, "--index", library, "--workers", "0")
+    assert not list(library.glob(".*.tmp")) and len(list(library.glob("*.faiss"))) == 1
+    assert check_library(library).ok
+
+
+# --- full disk ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 3 MiB tmpfs of our own (root), or skip saying why."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(mount, leave_bytes: int):
+    free = shutil.disk_usage(mount).free
+    filler = mount / "filler"
+    with open(filler, "ab") as f:
+        f.write(b"\0" * max(0, free - leave_bytes))
+    return filler
+
+
+@pytest.mark.parametrize("leave_kib", [0, 24, 64])
+def test_full_disk_keeps_the_previous_library(small_fs, tmp_path, leave_kib):
+    folder = copy_photos(tmp_path / "photos", FIRST)
+    library = small_fs / "lib"
+    run_cli("index", folder, "--index", library, "--workers", "0")
+    before = state(library)
+    copy_photos(folder, [f"kodim{i:02d}.png" for i in range(4, 25)])
+    filler = fill(small_fs, leave_kib << 10)
+
+    proc = run_cli("index", folder, "--index", library, "--workers", "0", check=False)
+    if proc.returncode == 0:  # it fitted: then it must all be there
+        assert len(state(library)) == 24
+    filler.unlink()
+    assert integrity(library) == "ok"
+    after = state(library)
+    assert {p: after[p] for p in before} == before  # nothing committed before was lost
+    hits = Collection(library).query([str(folder / FIRST[0])], k=2).results
+    assert hits[0].path == str(folder / FIRST[0])
+    run_cli("index", folder, "--index", library, "--workers", "0")
+    assert len(state(library)) == 24 and check_library(library).ok
+    if proc.returncode != 0:
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        if "Traceback" in proc.stderr:
+            pytest.xfail(
+                "finding: a full disk ends `dinosearch index` with a traceback ("
+                + proc.stderr.strip().splitlines()[-1]
+                + "), not one Error: line; the library itself is intact"
+            )
+        assert proc.stderr.startswith("Error:") and "space" in proc.stderr.lower()
+
+
+# --- concurrent readers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("readers", [1, 2])  # 2: threads of one process save one generation
+def test_queries_while_an_index_job_writes(tmp_path, readers):
+    folder = copy_photos(tmp_path / "photos", FIRST)
+    library = tmp_path / "lib"
+    run_cli("index", folder, "--index", library, "--workers", "0")
+    copy_photos(folder, [f"kodim{i:02d}.png" for i in range(4, 25)])
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "index",
+            str(folder),
+            "--index",
+            str(library),
+            "--batch-size",
+            "2",
+            "--workers",
+            "1",
+            "--json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    errors: list[str] = []
+    latencies: list[float] = []
+
+    def reader():
+        coll = Collection(library)
+        while writer.poll() is None:
+            started = time.perf_counter()
+            try:
+                hits = coll.query([str(folder / FIRST[0])], k=5).results
+                assert hits and hits[0].path == str(folder / FIRST[0])
+                coll.info()
+            except Exception as exc:  # any error at all is a failure of the promise
+                errors.append(f"{type(exc).__name__}: {exc}")
+            latencies.append(time.perf_counter() - started)
+        coll.close()
+
+    threads = [threading.Thread(target=reader) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    out, err = writer.communicate(timeout=600)
+    for t in threads:
+        t.join()
+    assert writer.returncode == 0, err
+    assert json.loads(out)["indexed"] == 21
+    assert errors == [] and len(latencies) > 5
+    Collection(library).vector_index()  # a reader may have saved an older generation last
+    assert check_library(library).ok
