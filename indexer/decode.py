@@ -33,6 +33,7 @@ EXIF_IFD = 0x8769
 EXIF_DATETIME_ORIGINAL = 36867
 EXIF_DATETIME = 306
 EXIF_ORIENTATION = 274
+EXTREME_ASPECT_AREA = 16  # resized area over crop area beyond which only the crop is resized
 REDUCING_GAP = 3.0  # box-reduce first when shrinking > 3x: ~10x faster, visually identical
 
 
@@ -195,6 +196,8 @@ def preprocess(img: Image.Image, recipe: Recipe) -> Image.Image:
         target_w, target_h = (
             (new_short, new_long) if img.width <= img.height else (new_long, new_short)
         )
+    if recipe.crop and target_w * target_h > EXTREME_ASPECT_AREA * recipe.crop[0] * recipe.crop[1]:
+        return _resize_crop_region(img, (target_w, target_h), recipe)
     if (target_w, target_h) != img.size:
         factor = min(img.width / target_w, img.height / target_h)
         gap = REDUCING_GAP if factor > 2 * REDUCING_GAP else None
@@ -204,6 +207,16 @@ def preprocess(img: Image.Image, recipe: Recipe) -> Image.Image:
         top, left = (img.height - crop_h) // 2, (img.width - crop_w) // 2
         img = img.crop((left, top, left + crop_w, top + crop_h))
     return img
+
+
+def _resize_crop_region(img: Image.Image, target: tuple[int, int], recipe: Recipe) -> Image.Image:
+    """For a panorama like 1 x 60000, resize only the part that lands in the centre crop
+    (resizing all of it would take gigabytes); same geometry as resize-then-crop."""
+    (target_w, target_h), (crop_h, crop_w) = target, recipe.crop
+    sx, sy = target_w / img.width, target_h / img.height
+    top, left = (target_h - crop_h) // 2, (target_w - crop_w) // 2
+    box = (left / sx, top / sy, (left + crop_w) / sx, (top + crop_h) / sy)
+    return img.resize((crop_w, crop_h), recipe.resample, box=box)
 
 
 def capture_time(exif: Image.Exif) -> str | None:

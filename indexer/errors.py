@@ -23,6 +23,16 @@ class LibraryError(DinosearchError):
     """The library directory is missing, damaged or from another version."""
 
 
+class DiskFull(LibraryError):
+    """The device holding the library has no space left."""
+
+    def __init__(self, directory):
+        super().__init__(
+            f"no space left on the device holding {directory}: everything committed so far is "
+            "kept; free some space and re-run to continue"
+        )
+
+
 class NoLibrary(LibraryError):
     """No library at the given path (nothing indexed yet)."""
 

@@ -5,7 +5,9 @@ transaction, so a kill at any moment leaves the last committed batch and nothing
 WAL mode lets readers (queries, the API) go on while a job writes.
 """
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import sqlite3
@@ -17,7 +19,7 @@ import numpy as np
 import sqlite_utils
 
 from . import config, schema
-from .errors import LibraryError, ModelMismatch, NoLibrary
+from .errors import DiskFull, LibraryError, ModelMismatch, NoLibrary
 
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
 BUSY_TIMEOUT_S = 30  # how long a reader or writer waits for another's transaction
@@ -87,6 +89,21 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def transaction(self):
+        """One write transaction; a full disk becomes one readable error, nothing half-written."""
+        try:
+            with self.db.atomic():
+                yield
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise DiskFull(self.directory) from None
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(self.directory) from None
+            raise
+
     # --- metadata -------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -112,7 +129,7 @@ class Store:
         """Record the library's model, or refuse a different one."""
         current = self.model()
         if current is None:
-            with self.db.atomic():
+            with self.transaction():
                 self.set_meta("model", json.dumps(info.__dict__))
             return
         if current.id != info.id or current.dim != info.dim:
@@ -213,7 +230,7 @@ class Store:
             return
         now = _now()
         records = [{**row.__dict__, "indexed_at": now} for row in rows]
-        with self.db.atomic():
+        with self.transaction():
             self.db["images"].upsert_all(records, pk="path", alter=False)
             self._bump()
 
@@ -226,7 +243,7 @@ class Store:
         """Moved rows get new paths, touched rows new stat, removed rows go; one transaction."""
         if not (moves or touches or removals):
             return
-        with self.db.atomic():
+        with self.transaction():
             for image_id, path, size, mtime_ns in moves:
                 self.db.execute(
                     "update images set path = ?, size = ?, mtime_ns = ? where id = ?",
@@ -261,7 +278,7 @@ class Store:
             "params": json.dumps(params),
             "whitening": whitening,
         }
-        with self.db.atomic():
+        with self.transaction():
             self.db["calibration"].upsert(record, pk="name")
 
     def bytes_on_disk(self) -> int:
@@ -275,7 +292,7 @@ class Store:
 
     def move_image(self, old: str, new: str, size: int, mtime_ns: int) -> None:
         """The row of `old` now describes `new` (a file moved without changing its content)."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute("delete from images where path = ?", [new])
             self.db.execute(
                 "update images set path = ?, size = ?, mtime_ns = ? where path = ?",
@@ -284,19 +301,19 @@ class Store:
             self._bump()
 
     def touch_image(self, path: str, size: int, mtime_ns: int) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute(
                 "update images set size = ?, mtime_ns = ? where path = ?", [size, mtime_ns, path]
             )
 
     def remove_image(self, path: str) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute("delete from images where path = ?", [path])
             self._bump()
 
     def restore_image(self, row: dict) -> None:
         """Put back a row removed earlier (same vector: no re-embedding)."""
-        with self.db.atomic():
+        with self.transaction():
             self.db["images"].upsert(row, pk="path", alter=False)
             self._bump()
 

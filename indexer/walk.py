@@ -93,8 +93,22 @@ def _walk_dir(root, skip_real, patterns, include_hidden, seen_dirs, errors):
             if _excluded(os.path.normpath(os.path.join(rel_dir, name)), name, patterns):
                 continue
             path = os.path.join(dirpath, name)
+            if not _utf8(path, errors):
+                continue
             if st := _stat(path, errors):
                 yield FileStat(path, st.st_size, st.st_mtime_ns)
+
+
+def _utf8(path: str, errors: list[WalkError] | None) -> bool:
+    """The library stores paths as UTF-8 text; a name that is not valid UTF-8 is reported."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        if errors is not None:
+            shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            errors.append(WalkError(shown, "file name is not valid UTF-8; rename it to index it"))
+        return False
 
 
 def _stat(path: str, errors: list[WalkError] | None) -> os.stat_result | None:

@@ -254,6 +254,9 @@ def _score_source(row, ids, space, paths, hash_codes, embed_bytes, whitening, rn
     exclude = (source_sims >= np.median(pos)) | (hash_codes == hash_codes[row])
     exclude[row] = True
     sims[:, exclude] = -math.inf
+    # An image closer to a copy than the copy's own source is a real duplicate of the source
+    # (e.g. the library's grey version, when the copy is grey too): not a negative either.
+    sims[sims >= pos[:, None]] = -math.inf
     k = min(NEGATIVES_PER_COPY, max(0, len(ids) - int(exclude.sum())))
     neg = np.sort(sims, axis=1)[:, ::-1][:, :k].ravel() if k else np.array([])
     return [float(s) for s in pos], [float(s) for s in neg if s > -math.inf], names

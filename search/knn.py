@@ -4,6 +4,7 @@ The FAISS file is derived data: ``vectors.<generation>.faiss`` reflects the stor
 name, so a stale or half-written file is never mistaken for a current one and can always be rebuilt.
 """
 
+import errno
 import os
 import re
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.config import INDEX_PREFIX
+from indexer.errors import DiskFull, LibraryError
 
 # Exact search below this many vectors: one query over 200k x 768 floats is ~10 ms on 2 cores, and
 # exact is what users trust. Above it HNSW (graph search, recall@10 >= 0.95 as measured in bench/).
@@ -79,25 +81,31 @@ class VectorIndex:
 
     def save(self, directory: Path) -> Path:
         """Write atomically (temp file, fsync, rename), then drop files of older generations."""
-        import faiss
-
         final = directory / f"{INDEX_PREFIX}.{self.generation}.faiss"
         # A unique temp name: two threads (an API query and an index job) may save one generation.
         fd, name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
-        os.close(fd)
         tmp = Path(name)
+        try:
+            _lock(fd)  # held while writing: cleanup never removes a live writer's file
+            self._write(tmp)
+            os.replace(tmp, final)
+        except (OSError, RuntimeError) as exc:
+            tmp.unlink(missing_ok=True)
+            if _disk_full(exc):
+                raise DiskFull(directory) from None
+            raise LibraryError(f"cannot write the vector index in {directory}: {exc}") from None
+        finally:
+            os.close(fd)
+        _fsync_dir(directory)
+        remove_leftovers(directory, self.generation)
+        return final
+
+    def _write(self, tmp: Path) -> None:
+        import faiss
+
         faiss.write_index(self.index, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(directory)
-        for old in directory.iterdir():
-            m = FILE_RE.match(old.name)
-            if m and int(m.group(1)) < self.generation:
-                old.unlink(missing_ok=True)
-            elif TMP_RE.match(old.name) and _age_s(old) > STALE_TMP_S:
-                old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
-        return final
 
     @classmethod
     def load(cls, directory: Path, generation: int) -> "VectorIndex | None":
@@ -115,6 +123,10 @@ class VectorIndex:
         kind = "hnsw" if "HNSW" in type(inner).__name__ else "flat"
         if kind == "hnsw":
             inner.hnsw.efSearch = HNSW_EF_SEARCH
+        try:
+            remove_leftovers(directory, generation)  # e.g. after a writer killed before cleanup
+        except OSError:
+            pass  # a read-only library still answers queries
         return cls(index, kind, generation)
 
 
@@ -132,6 +144,49 @@ def exact_search(
     k = min(k, len(ids))
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, top, axis=1), ids[top]
+
+
+def remove_leftovers(directory: Path, generation: int) -> None:
+    """Index files of older generations, and temp files no live writer holds."""
+    for old in directory.iterdir():
+        m = FILE_RE.match(old.name)
+        if m and int(m.group(1)) < generation:
+            old.unlink(missing_ok=True)
+        elif TMP_RE.match(old.name) and _abandoned(old):
+            old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # Windows: cleanup falls back to the file's age
+        pass
+
+
+def _abandoned(path: Path) -> bool:
+    """True when no process holds the temp file's lock (or, without flock, when it is old)."""
+    try:
+        import fcntl
+    except ImportError:
+        return _age_s(path) > STALE_TMP_S
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # renamed into place meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return getattr(exc, "errno", None) == errno.ENOSPC or "no space" in text or "errno=28" in text
 
 
 def _age_s(path: Path) -> float:

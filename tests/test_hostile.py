@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_hostile_corpus as corpus  # noqa: E402
 
 LIBRARY_FILES = {"library.db", "library.db-wal", "library.db-shm"}
-# Findings, tested below on their own (xfail) and kept out of the corpus run until fixed.
-KNOWN_FAILING = {"tall_1x60000.png", "wide_60000x1.png", "latin1_caf\udce9.png"}
+# Findings once, fixed since; still tested on their own below.
+KNOWN_FAILING: set[str] = set()
 
 
 def index(*args, expect=0):
@@ -123,12 +123,6 @@ def test_every_exif_orientation_decodes_to_the_same_upright_pixels(hostile):
         assert diff < 6, (o, diff)  # JPEG loss only, never a rotated or mirrored picture
 
 
-@pytest.mark.xfail(
-    reason="finding: a 1x60000 image is resized to 256x15360000 before the centre crop "
-    "(~12 GB), so it fails as 'out of memory'; fix in decode.preprocess (resize only the "
-    "cropped region)",
-    strict=False,
-)
 @pytest.mark.parametrize("name", ["tall_1x60000.png", "wide_60000x1.png"])
 def test_extreme_aspect_ratio_indexes(hostile, tmp_path, name):
     folder = tmp_path / "odd"
@@ -140,11 +134,6 @@ def test_extreme_aspect_ratio_indexes(hostile, tmp_path, name):
     assert summary["indexed"] == 1, summary["failed"]
 
 
-@pytest.mark.xfail(
-    reason="finding: a non-UTF-8 file name raises UnicodeEncodeError in store.write_rows and "
-    "stops the job; fix in walk.py (report it as a walk error)",
-    strict=False,
-)
 def test_non_utf8_file_name_costs_at_most_that_file(tmp_path):
     folder = tmp_path / "names"
     folder.mkdir()
