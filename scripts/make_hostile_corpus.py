@@ -228,7 +228,7 @@ def filesystem_oddities(c: Corpus, photo: Image.Image) -> None:
     loop_dir = c.out / "dirloop"
     loop_dir.mkdir()
     os.symlink("..", loop_dir / "up")  # a directory loop: walked once, cut after
-    c.add(b"latin1_caf\xe9.png", data, "ok", "a file name that is not valid UTF-8")
+    c.add(b"latin1_caf\xe9.png", data, "walk_error", "a name that is not UTF-8 (reported)")
     c.add("unicode_caf\u00e9_\U0001f4f7.png", data, "ok", "a UTF-8 file name with an emoji")
     c.add("name with spaces & 'quotes'.png", data, "ok", "spaces and quotes")
     c.add("not_an_image_name.txt", data, "absent", "a PNG without an image extension: not walked")
