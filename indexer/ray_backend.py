@@ -163,13 +163,16 @@ def build_dataset(
     import ray.data
 
     quiet()
-    blocks = max(1, -(-len(paths) // DECODE_BLOCK_FILES))
+    # enough blocks to keep every replica fed, even for a small folder
+    blocks = max(-(-len(paths) // DECODE_BLOCK_FILES), min(len(paths), 4 * layout.actors))
     ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
     ds = ds.map_batches(
         decode_batch,
         batch_size=DECODE_BLOCK_FILES,
         fn_kwargs={"recipe": recipe, "max_pixels": options.max_pixels},
         num_cpus=layout.num_cpus,
+        # on GPU clusters (num_gpus differs) decoding stays in its own CPU tasks; on CPU-only
+        # clusters Ray Data fuses it into the actors' processes, which saves shipping pixels
     )
     return ds.map_batches(
         EmbedActor,
