@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-EXACT_SEARCH_MAX = 200_000  # range search on an exact index below this, IVF above
+EXACT_SEARCH_MAX = 50_000  # exact range search below this; IVF above (100k: 91 s vs ~4.5 min)
 QUERY_BLOCK = 2048  # query rows per range-search call: bounds memory to the block's results
-IVF_NPROBE = 16
+IVF_NPROBE = 8  # all planted copies found at 100k (bench/results/perf_dups_scale.md)
+IVF_TRAIN_PER_LIST = 40  # k-means sample per list, and few iterations: training must not
+IVF_KMEANS_ITERATIONS = 10  # dominate (the defaults cost ~11 min at 1M on 2 cores)
 
 Progress = Callable[[str, int, int], None]
 TIERS = ("exact", "pixels", "copy", "similar")
@@ -140,7 +142,9 @@ def _range_index(space: np.ndarray):
     else:
         nlist = int(4 * np.sqrt(n))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = space[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+        index.cp.niter = IVF_KMEANS_ITERATIONS
+        size = min(n, IVF_TRAIN_PER_LIST * nlist)
+        sample = space[np.random.default_rng(0).choice(n, size, replace=False)]
         index.train(np.ascontiguousarray(sample))
         index.nprobe = IVF_NPROBE
     index.add(np.ascontiguousarray(space))
