@@ -36,6 +36,7 @@ class IndexOptions:
     retry_failed: bool = False
     decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
     decode_memory_bytes: int | None = DEFAULT_DECODE_MEMORY_BYTES
+    ray: str | None = None  # Ray cluster address or "auto": embed on Ray (ray_backend.py)
 
 
 @dataclass
@@ -232,11 +233,8 @@ def _embed_and_write(
     progress: Progress | None,
 ):
     by_path = {f.path: (f, digest) for f, digest in todo}
-    workers = default_workers() if options.workers is None else options.workers
-    isolation = Isolation(options.decode_timeout_s, options.decode_memory_bytes)
-    decoded = decode_all(list(by_path), embedder.recipe, options.max_pixels, workers, isolation)
     done = 0
-    for batch in embed_batches(decoded, embedder.embed, options.batch_size):
+    for batch in _batches(list(by_path), embedder, options):
         rows = []
         for item in batch:
             f, digest = by_path[item.path]
@@ -266,3 +264,15 @@ def _embed_and_write(
         done += len(batch)
         if progress:
             progress("embed", done, len(todo))
+
+
+def _batches(paths: list[str], embedder: Embedder, options: IndexOptions):
+    """Embedded batches: on a Ray cluster with --ray (any order), else locally (input order)."""
+    if options.ray:
+        from .ray_backend import ray_embedded_batches
+
+        return ray_embedded_batches(paths, embedder.id, embedder.recipe, options, options.ray)
+    workers = default_workers() if options.workers is None else options.workers
+    isolation = Isolation(options.decode_timeout_s, options.decode_memory_bytes)
+    decoded = decode_all(paths, embedder.recipe, options.max_pixels, workers, isolation)
+    return embed_batches(decoded, embedder.embed, options.batch_size)

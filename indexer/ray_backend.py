@@ -4,7 +4,7 @@ The driver lists the files (the incremental plan is unchanged); Ray Data reads a
 tasks with `decode_file`, an actor pool of model replicas embeds them (one GPU per actor when the
 cluster has GPUs), and batches stream back to the driver, which stays the library's only writer.
 Paths must be readable by every worker under the same name: a shared filesystem mounted at the same
-place, or an object-store URI (s3://, gs://) that pyarrow can open. See docs/DISTRIBUTED.md.
+place, or an object-store URI (s3://, gs://) that pyarrow can open (README: "Beyond one machine").
 """
 
 import os
@@ -23,7 +23,7 @@ CPUS_PER_GPU_ACTOR = 1.0
 HF_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 READ_HINT = (
     "every Ray worker must see the same path (shared filesystem mounted at the same place, or "
-    "an s3:// / gs:// URI); see docs/DISTRIBUTED.md"
+    "an s3:// / gs:// URI); see the README, 'Beyond one machine'"
 )
 
 

@@ -13,6 +13,7 @@ from indexer.errors import DinosearchError
 
 from .cli_actions import apply_cmd, undo_cmd
 from .cli_check import check
+from .cli_export import export
 from .serve import serve
 
 
@@ -65,6 +66,19 @@ def model_options(f):
         "[default: the library's model, else dinov2-small].",
     )(f)
     return f
+
+
+def ray_option(f):
+    return click.option(
+        "--ray",
+        "ray_address",
+        is_flag=False,
+        flag_value="auto",
+        default=None,
+        metavar="[ADDRESS]",
+        help="Run on a Ray cluster: ADDRESS (ray://head:10001, head:6379) or, bare, the running "
+        "cluster else a local one. Put it last or give a value (README: Beyond one machine).",
+    )(f)
 
 
 def json_option(f):
@@ -121,6 +135,7 @@ def cli():
     type=click.IntRange(0),
     help="MiB of address space per decode worker (0: no cap).",
 )
+@ray_option
 @json_option
 def index(
     paths,
@@ -136,6 +151,7 @@ def index(
     retry_failed,
     decode_timeout,
     decode_memory,
+    ray_address,
     as_json,
 ):
     """Embed the images under PATHS into the library (incremental and resumable).
@@ -155,6 +171,7 @@ def index(
         exclude=tuple(exclude),
         include_hidden=include_hidden,
         retry_failed=retry_failed,
+        ray=ray_address,
         decode_timeout_s=decode_timeout,
         decode_memory_bytes=(decode_memory << 20) or None,
     )
@@ -298,6 +315,7 @@ def info(index_dir, as_json):
     help="Record that A and B are duplicates to keep both of, then exit.",
 )
 @library_options
+@ray_option
 @json_option
 def dups(
     threshold,
@@ -316,6 +334,7 @@ def dups(
     mark_distinct,
     keep_both,
     index_dir,
+    ray_address,
     as_json,
 ):
     """Find duplicate groups: exact, pixels, copy (and similar with --include-similar).
@@ -343,6 +362,7 @@ def dups(
         of=of,
         include_similar=include_similar,
         similar_threshold=similar_threshold,
+        ray=ray_address,
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     coll = collection(index_dir)
@@ -448,6 +468,7 @@ def calibrate(sample, precision, index_dir, as_json):
 
 cli.add_command(apply_cmd)
 cli.add_command(undo_cmd)
+cli.add_command(export)
 cli.add_command(serve)
 cli.add_command(check)
 

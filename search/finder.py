@@ -29,6 +29,7 @@ class DupOptions:
     include_similar: bool = False
     similar_threshold: float | None = None
     sample: int = cal.DEFAULT_SAMPLE
+    ray: str | None = None  # Ray cluster address or "auto": neighbour search on Ray tasks
 
 
 @dataclass
@@ -195,7 +196,7 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         if options.include_similar
         else threshold
     )
-    rows, cols, sims = neighbour_pairs(space, min(low, threshold), progress)
+    rows, cols, sims = _pairs(space, min(low, threshold), options.ray, progress)
     for same in _pixel_identical(lib, rows, cols, sims >= threshold, twins):
         report.groups.append(_identical_group(lib, same, "pixels"))
         twins[same[1:]] = True
@@ -213,6 +214,15 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
                 _near_group(lib, leader, members, "similar", calibration, whitening)
             )
     return report
+
+
+def _pairs(space: np.ndarray, threshold: float, ray: str | None, progress):
+    """Neighbour pairs, on Ray tasks with --ray (the same pairs either way)."""
+    if ray:
+        from .ray_dups import ray_neighbour_pairs
+
+        return ray_neighbour_pairs(space, threshold, ray, progress)
+    return neighbour_pairs(space, threshold, progress)
 
 
 def _member(lib: Library, row: int, score: float, confidence, similarity, match) -> Member:
