@@ -8,12 +8,13 @@ import sys
 
 import click
 
-from indexer.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_INDEX, ENV_MODEL
+from indexer.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_MODEL
 from indexer.errors import DinosearchError
 
 from .cli_actions import apply_cmd, undo_cmd
 from .cli_check import check
 from .cli_export import export
+from .options import json_option, library_options
 from .serve import serve
 
 
@@ -31,17 +32,6 @@ class Group(click.Group):
                 "\ninterrupted: everything committed so far is kept; re-run to continue", err=True
             )
             ctx.exit(130)
-
-
-def library_options(f):
-    f = click.option(
-        "--index",
-        "index_dir",
-        envvar=ENV_INDEX,
-        type=click.Path(file_okay=False),
-        help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].",
-    )(f)
-    return f
 
 
 def model_options(f):
@@ -79,10 +69,6 @@ def ray_option(f):
         help="Run on a Ray cluster: ADDRESS (ray://head:10001, head:6379) or, bare, the running "
         "cluster else a local one. Put it last or give a value (README: Beyond one machine).",
     )(f)
-
-
-def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
 
 
 def emit_json(data) -> None:

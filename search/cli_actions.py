@@ -4,20 +4,13 @@ import json
 
 import click
 
-from indexer.config import ENV_INDEX
+from .options import json_option, library_option
 
 VERBS = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked"}
 VERBS["delete"] = "deleted"
 
 
-def index_option(f):
-    return click.option(
-        "--index",
-        "index_dir",
-        envvar=ENV_INDEX,
-        type=click.Path(file_okay=False),
-        help=f"Library directory [env {ENV_INDEX}; default: the plan's library].",
-    )(f)
+index_option = library_option("the plan's library")
 
 
 def _store(index_dir: str | None, plan_library: str | None = None):
@@ -33,7 +26,7 @@ def _store(index_dir: str | None, plan_library: str | None = None):
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--to", "move_to", type=click.Path(file_okay=False), help="Destination of move.")
 @index_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json):
     """Carry out a plan written by `dups --plan` (resumable; undo with `dinosearch undo`).
 
@@ -90,7 +83,7 @@ def _print_apply(result) -> None:
 @click.argument("plan_path", metavar="[PLAN]", required=False, type=click.Path(dir_okay=False))
 @click.option("--last", is_flag=True, help="Undo the most recently applied plan.")
 @index_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 def undo_cmd(plan_path, last, index_dir, as_json):
     """Restore what `apply` moved, trashed or linked; says what it cannot restore.
 

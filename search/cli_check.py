@@ -4,21 +4,16 @@ import json
 
 import click
 
-from indexer.config import ENV_INDEX
 from indexer.errors import DinosearchError
+
+from .options import json_option, library_options
 
 
 @click.command()
 @click.option("--repair", is_flag=True, help="Rebuild the index from SQLite, drop gone files.")
 @click.option("--deep", is_flag=True, help="Also compare each file's SHA-256 (reads every file).")
-@click.option(
-    "--index",
-    "index_dir",
-    envvar=ENV_INDEX,
-    type=click.Path(file_okay=False),
-    help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@library_options
+@json_option
 def check(repair, deep, index_dir, as_json):
     """Check that files, SQLite and the FAISS index agree; exit 1 if they do not.
 

@@ -4,8 +4,9 @@ import json
 
 import click
 
-from indexer.config import ENV_INDEX
 from indexer.errors import DinosearchError
+
+from .options import json_option, library_options
 
 
 @click.command()
@@ -19,14 +20,8 @@ from indexer.errors import DinosearchError
     help="Output format.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace DIR if it exists (atomically).")
-@click.option(
-    "--index",
-    "index_dir",
-    envvar=ENV_INDEX,
-    type=click.Path(file_okay=False),
-    help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@library_options
+@json_option
 def export(directory, fmt, overwrite, index_dir, as_json):
     """Write paths, metadata and vectors to DIR as Parquet (for Spark, DuckDB, vector DBs).
 

@@ -299,13 +299,16 @@ def _same_pixels(a: dict, b: dict) -> bool:
         return False
 
 
-_DIGESTS: dict[str, str] = {}
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def _digest(path: str) -> str:
-    if path not in _DIGESTS:
-        _DIGESTS[path] = pixel_digest(path)
-    return _DIGESTS[path]
+    """Pixel digest, cached by (path, size, mtime): a long-running server never sees a stale one."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = pixel_digest(path)
+    return _DIGESTS[key]
 
 
 # --- --against / --of ----------------------------------------------------------------------------

@@ -7,7 +7,9 @@ import ipaddress
 
 import click
 
-from indexer.config import ENV_INDEX, ENV_MODEL
+from indexer.config import ENV_MODEL
+
+from .options import library_options
 
 ENV_TOKEN = "DINOSEARCH_TOKEN"
 
@@ -43,13 +45,7 @@ def page_url(host: str, port: int, token: str | None) -> str:
     type=click.Path(exists=True, file_okay=False),
     help="A folder the page may index (repeatable); without one, indexing from the web is off.",
 )
-@click.option(
-    "--index",
-    "index_dir",
-    envvar=ENV_INDEX,
-    type=click.Path(file_okay=False),
-    help=f"Library directory [env {ENV_INDEX}; default: per-user data dir].",
-)
+@library_options
 @click.option("--model", "-m", envvar=ENV_MODEL, help="Model [default: the library's].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto")
