@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
+from .decode import Recipe
 from .embed import (
     DEFAULT_DECODE_MEMORY_BYTES,
     DEFAULT_DECODE_TIMEOUT_S,
+    DecodeStream,
     Isolation,
-    decode_all,
     default_workers,
     embed_batches,
 )
@@ -176,8 +177,13 @@ def run(
     load_embedder: Callable[[], Embedder],
     options: IndexOptions | None = None,
     progress: Progress | None = None,
+    recipe_hint: Recipe | None = None,
 ) -> IndexSummary:
-    """Index roots into the store. The model is loaded only if something needs embedding."""
+    """Index roots into the store. The model is loaded only if something needs embedding.
+
+    With `recipe_hint` (the model's preprocessing, known without loading it) decoding starts
+    first and runs while the model loads; a wrong hint only costs that head start.
+    """
     started = time.perf_counter()
     options = options or IndexOptions()
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
@@ -195,10 +201,20 @@ def run(
     model = store.model()
     summary.model = model.id if model else ""
     if work.embed:
-        embedder = load_embedder()
-        store.bind_model(ModelInfo(embedder.id, embedder.dim, embedder.recipe.to_json()))
-        summary.model = embedder.id
-        _embed_and_write(store, embedder, work.embed, options, summary, progress)
+        paths = [f.path for f, _ in work.embed]
+        early = _decode_stream(paths, recipe_hint, options) if recipe_hint else None
+        try:
+            embedder = load_embedder()
+            store.bind_model(ModelInfo(embedder.id, embedder.dim, embedder.recipe.to_json()))
+            summary.model = embedder.id
+            if early is not None and early.recipe != embedder.recipe:
+                early.close()  # the hint was wrong: decode again with the model's own recipe
+                early = None
+            batches = _batches(paths, embedder, options, early)
+            _embed_and_write(store, work.embed, batches, summary, progress)
+        finally:
+            if early is not None:
+                early.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -226,15 +242,14 @@ def _write_reused(store: Store, reuse: list[tuple[FileStat, str, dict]]) -> int:
 
 def _embed_and_write(
     store: Store,
-    embedder: Embedder,
     todo: list[tuple[FileStat, str]],
-    options: IndexOptions,
+    batches: Iterable[list],
     summary: IndexSummary,
     progress: Progress | None,
 ):
     by_path = {f.path: (f, digest) for f, digest in todo}
     done = 0
-    for batch in _batches(list(by_path), embedder, options):
+    for batch in batches:
         rows = []
         for item in batch:
             f, digest = by_path[item.path]
@@ -266,13 +281,21 @@ def _embed_and_write(
             progress("embed", done, len(todo))
 
 
-def _batches(paths: list[str], embedder: Embedder, options: IndexOptions):
+def _decode_stream(paths: list[str], recipe: Recipe, options: IndexOptions) -> DecodeStream | None:
+    if options.ray:
+        return None  # Ray workers decode on the cluster
+    workers = default_workers() if options.workers is None else options.workers
+    isolation = Isolation(options.decode_timeout_s, options.decode_memory_bytes)
+    return DecodeStream(paths, recipe, options.max_pixels, workers, isolation)
+
+
+def _batches(
+    paths: list[str], embedder: Embedder, options: IndexOptions, early: DecodeStream | None
+):
     """Embedded batches: on a Ray cluster with --ray (any order), else locally (input order)."""
     if options.ray:
         from .ray_backend import ray_embedded_batches
 
         return ray_embedded_batches(paths, embedder.id, embedder.recipe, options, options.ray)
-    workers = default_workers() if options.workers is None else options.workers
-    isolation = Isolation(options.decode_timeout_s, options.decode_memory_bytes)
-    decoded = decode_all(paths, embedder.recipe, options.max_pixels, workers, isolation)
+    decoded = early or _decode_stream(paths, embedder.recipe, options)
     return embed_batches(decoded, embedder.embed, options.batch_size)

@@ -221,6 +221,33 @@ def _hf_recipe(spec: ModelSpec, model_type: str) -> Recipe:
     return recipe_from_processor_config(json.loads(path.read_text()))
 
 
+def local_recipe(text: str) -> Recipe | None:
+    """The model's preprocessing from files already on disk, with neither torch nor the network,
+    so decoding can start while the model loads. None when only loading the model can tell."""
+    text = text.strip()
+    local = Path(text).expanduser()
+    if local.is_file() or text.startswith(("timm/", "hf-hub:timm/")):
+        return None
+    if local.is_dir():
+        if _is_timm_dir(local):
+            return None
+        path = local / "preprocessor_config.json"
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(REGISTRY.get(text, text), "preprocessor_config.json")
+        except Exception:  # not a valid hub id, or no hub client: let the model load decide
+            return None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    try:
+        return recipe_from_processor_config(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def recipe_from_processor_config(cfg: dict) -> Recipe:
     size = cfg.get("size", {"shortest_edge": 256}) if cfg.get("do_resize", True) else None
     shortest, fixed = None, None

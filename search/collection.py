@@ -91,6 +91,18 @@ class Collection:
             self._check_recipe(self._embedder.recipe)
         return self._embedder
 
+    def _recipe_hint(self) -> Recipe | None:
+        """The preprocessing without loading the model: the library's record, else the
+        checkpoint's config on disk (lets decoding start while the model loads)."""
+        if self._embedder is not None:
+            return self._embedder.recipe
+        info = self.store().model() if self._library_exists() else None
+        if info:
+            return Recipe.from_json(info.recipe)
+        from indexer import model
+
+        return model.local_recipe(self.model_id())
+
     def _check_recipe(self, recipe: Recipe) -> None:
         info = self.store().model() if self._library_exists() else None
         if info and Recipe.from_json(info.recipe) != recipe:
@@ -114,7 +126,9 @@ class Collection:
     ) -> job.IndexSummary:
         self.model_id()  # refuse a model mismatch before walking anything
         store = self.store(create=True)
-        summary = job.run(store, [str(p) for p in paths], self.embedder, options, progress)
+        summary = job.run(
+            store, [str(p) for p in paths], self.embedder, options, progress, self._recipe_hint()
+        )
         self.vector_index()  # bring the derived FAISS file up to date now, not at first query
         return summary
 

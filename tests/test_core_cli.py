@@ -283,3 +283,33 @@ def test_a_decoder_memory_blow_up_costs_one_file(tmp_path, library):
     assert summary["indexed"] == 1
     (failure,) = summary["failed"]
     assert failure["path"].endswith("huge.png") and "memory" in failure["error"]
+
+
+@pytest.mark.parametrize("hint", ["right", "wrong"])
+def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
+    tmp_path, photos, hint
+):
+    """job.run decodes with the hinted recipe while the model loads; if the loaded model
+    preprocesses differently the head start is thrown away, never used."""
+    from indexer import job, model
+    from indexer.decode import Recipe
+    from indexer.store import Store
+
+    embedder = model.load("dinov2-small", device="cpu")
+    def load_embedder():
+        return embedder
+
+    def index(directory, recipe_hint):
+        store = Store.open(directory, create=True)
+        opts = job.IndexOptions(workers=1)
+        summary = job.run(store, [str(photos)], load_embedder, opts, None, recipe_hint)
+        vectors = {r["path"]: r["vector"] for r in store.db["images"].rows}
+        store.close()
+        return summary, vectors
+
+    wrong = Recipe(shortest_edge=64, crop=(56, 56))
+    hinted = embedder.recipe if hint == "right" else wrong
+    summary, with_hint = index(tmp_path / "a", hinted)
+    _, without = index(tmp_path / "b", None)
+    assert summary.embedded == 8 and not summary.failed
+    assert with_hint == without  # byte-identical vectors either way

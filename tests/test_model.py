@@ -109,3 +109,12 @@ def test_unavailable_weights_exit_2_with_the_ways_out(tmp_path):
     assert "facebook/dinov2-large" in err and "hub" in err
     assert "hf download facebook/dinov2-large" in err and "--model /path/to/" in err
     assert "Traceback" not in err
+
+
+def test_local_recipe_reads_the_checkpoint_config_without_loading_it(hub_cache):
+    from indexer.model import load, local_recipe
+
+    # The cached hub checkpoint: same recipe as the loaded model, no torch needed to get it.
+    assert local_recipe("dinov2-small") == load("dinov2-small", device="cpu").recipe
+    assert local_recipe("timm/vit_small_patch14_dinov2.lvd142m") is None  # only timm can tell
+    assert local_recipe("facebook/not-cached") is None
