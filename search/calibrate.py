@@ -1,13 +1,20 @@
 """`--threshold auto`: choose the duplicate threshold on the library's own photos.
 
-Take a sample of the library, make known copies of each with documented transforms, embed them,
-and score each copy against its source (positives) and against its nearest *distinct* library
+Take a sample of the library, make known copies of each with every documented transform, embed
+them, and score each copy against its source (positives) and against its nearest *distinct* library
 images (negatives). The threshold is the lowest score that reaches the target precision on those
 pairs; a logistic fit of the same pairs turns any score into a calibrated confidence.
+
+"Distinct" is the hard part: the library may already hold copies of the source (a training set
+where every image has ~15 variants), and those must not count as negatives, or they push the
+threshold up to where nothing is found (0.99 -> recall 0.07 on such a set). So the source's
+*linked set* is excluded: every library image reachable from the source or from one of its
+synthetic copies through pairs at least as similar as 90 % of all synthetic copies are to their
+sources (LINK_QUANTILE). A grey copy already in the library is reached through the synthetic grey
+copy, a crop through the synthetic crop, and so on. Measured in bench/results/dups_research.md.
 """
 
 import io
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,8 +29,13 @@ from .normalise import Whitening
 
 SOURCE_MAX_SIDE = 1024  # sources are shrunk first: transforms on 12 MP would dominate the time
 NEGATIVES_PER_COPY = 3
-DEFAULT_SAMPLE = 100
-TRANSFORMS_PER_SOURCE = 6
+DEFAULT_SAMPLE = 60  # sources; x 15 transforms = 900 copies to embed (~2 min on 2 CPU cores)
+TRANSFORMS_PER_SOURCE = 15  # all of them: each is a bridge to the library's own such copies
+LINK_QUANTILE = 0.10  # link pairs scoring at least this quantile of the copies' scores
+LINK_HOPS = 2  # how far a linked set grows beyond its starting images
+LINK_MAX = 256  # images in one linked set: a bigger set is leaking into distinct images
+LEAK_FRACTION = 0.5  # a median linked set this share of the library: linking is not working
+METHOD = "linked-set-exclusion/1"  # stored with a calibration: another method refits it
 
 
 def _jpeg(img: Image.Image, quality: int) -> Image.Image:
@@ -92,6 +104,9 @@ class Calibration:
     per_transform_recall: dict = field(default_factory=dict)
     table: list = field(default_factory=list)
     seconds: float = 0.0
+    method: str = ""  # METHOD when it was fitted ("" = an older method: refit)
+    link_threshold: float | None = None  # pairs at least this similar link a source's set
+    linked_median: float = 0.0  # median library images excluded per source as its copies
 
     def confidence_of(self, scores: np.ndarray | float) -> np.ndarray | float:
         a, b = self.confidence["a"], self.confidence["b"]
@@ -193,18 +208,30 @@ def calibrate(
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    positives, negatives, by_transform = [], [], {}
+    sources = []  # (library row, transform names, copies in `space`)
     for done, row in enumerate(chosen, 1):
-        pos, neg, names = _score_source(
-            int(row), ids, space, paths, hash_codes, embed_bytes, whitening, rng
-        )
-        positives += pos
-        negatives += neg
-        for name, score in zip(names, pos, strict=True):
-            by_transform.setdefault(name, []).append(score)
+        embedded = _embed_copies(paths[int(ids[row])], embed_bytes, whitening, rng)
+        if embedded is not None:
+            sources.append((int(row), *embedded))
         if progress:
             progress("calibrate", done, len(chosen))
-    pos, neg = np.array(positives), np.array(negatives)
+    pos_parts = [copies @ space[row] for row, _, copies in sources]
+    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0)
+    link = float(np.quantile(pos, LINK_QUANTILE)) if len(pos) else None
+    linked = [
+        linked_set(row, copies, space, link) if link is not None else np.array([row])
+        for row, _, copies in sources
+    ]
+    if linked and np.median([len(x) for x in linked]) > LEAK_FRACTION * len(ids):
+        # Copies and distinct images score alike (e.g. untrained weights): linking would
+        # swallow the library. Exclude only each copy's own closer-than-its-source images.
+        link, linked = None, [np.array([row]) for row, _, _ in sources]
+    negatives, by_transform = [], {}
+    for (row, names, copies), p, rows in zip(sources, pos_parts, linked, strict=True):
+        negatives.append(_negatives(row, copies, p, space, hash_codes, rows))
+        for name, score in zip(names, p, strict=True):
+            by_transform.setdefault(name, []).append(float(score))
+    neg = np.concatenate(negatives) if negatives else np.zeros(0)
     if keep_scores is not None:  # kept so another --precision needs no new embeddings
         keep_scores.update(
             pos=[round(float(x), 5) for x in pos], neg=[round(float(x), 5) for x in neg]
@@ -230,33 +257,51 @@ def calibrate(
         },
         table=precision_recall_table(pos, neg),
         seconds=time.perf_counter() - started,
+        method=METHOD,
+        link_threshold=None if link is None else round(link, 5),
+        linked_median=float(np.median([len(x) - 1 for x in linked])) if linked else 0.0,
     )
 
 
-def _score_source(row, ids, space, paths, hash_codes, embed_bytes, whitening, rng):
-    source_id = int(ids[row])
+def _embed_copies(path, embed_bytes, whitening, rng):
+    """(transform names, copy vectors in the scoring space) for one source, or None."""
     try:
-        copies = make_copies(paths[source_id], rng, TRANSFORMS_PER_SOURCE)
+        copies = make_copies(path, rng, TRANSFORMS_PER_SOURCE)
     except (OSError, ImageError, ValueError):
-        return [], [], []  # the file changed or vanished since indexing: skip it
+        return None  # the file changed or vanished since indexing: skip it
     vectors, ok = embed_bytes([data for _, data in copies])  # one batch per source
     if not ok:
-        return [], [], []
-    names = [copies[i][0] for i in ok]
-    copies_space = vectors
+        return None
     if whitening is not None:
-        copies_space = whitening.apply(copies_space)
-    sims = copies_space @ space.T  # (copies, library)
-    pos = sims[:, row].copy()  # a copy: the exclusions below overwrite this column
-    # The library's own duplicates of the source are not negatives: drop images that share its
-    # hash or sit closer to the source than its median copy does.
-    source_sims = space[row] @ space.T
-    exclude = (source_sims >= np.median(pos)) | (hash_codes == hash_codes[row])
-    exclude[row] = True
-    sims[:, exclude] = -math.inf
-    # An image closer to a copy than the copy's own source is a real duplicate of the source
-    # (e.g. the library's grey version, when the copy is grey too): not a negative either.
-    sims[sims >= pos[:, None]] = -math.inf
-    k = min(NEGATIVES_PER_COPY, max(0, len(ids) - int(exclude.sum())))
-    neg = np.sort(sims, axis=1)[:, ::-1][:, :k].ravel() if k else np.array([])
-    return [float(s) for s in pos], [float(s) for s in neg if s > -math.inf], names
+        vectors = whitening.apply(vectors)
+    return [copies[i][0] for i in ok], vectors
+
+
+def linked_set(row: int, copies: np.ndarray, space: np.ndarray, link: float) -> np.ndarray:
+    """Library rows reachable from the source or its copies through pairs scoring >= link, at
+    most LINK_HOPS beyond those first reached and at most LINK_MAX rows (module doc)."""
+    reached = {row}
+    frontier = [row, *np.flatnonzero((copies @ space.T >= link).any(axis=0)).tolist()]
+    reached.update(frontier)
+    for _ in range(LINK_HOPS):
+        if len(reached) >= LINK_MAX or not frontier:
+            break
+        near = np.zeros(len(space), bool)
+        for start in range(0, len(frontier), 16):  # 16 rows of scores at a time
+            near |= (space[frontier[start : start + 16]] @ space.T >= link).any(axis=0)
+        frontier = [int(x) for x in np.flatnonzero(near) if x not in reached]
+        reached.update(frontier)
+    return np.fromiter(reached, np.int64)
+
+
+def _negatives(row, copies, pos, space, hash_codes, linked) -> np.ndarray:
+    """Each copy's NEGATIVES_PER_COPY nearest library images outside the source's linked set,
+    never one with the source's content hash nor one closer to the copy than its source is."""
+    excluded = hash_codes == hash_codes[row]
+    excluded[linked] = True
+    sims = copies @ space.T
+    sims[:, excluded] = -np.inf
+    sims[sims >= pos[:, None]] = -np.inf  # e.g. the library's grey version of a grey copy
+    k = min(NEGATIVES_PER_COPY, sims.shape[1])
+    top = -np.partition(-sims, k - 1, axis=1)[:, :k]
+    return top[np.isfinite(top)]

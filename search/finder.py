@@ -69,6 +69,8 @@ def stored_calibration(coll) -> tuple[cal.Calibration, dict, Whitening | None] |
     if not count or not (1 / REFIT_GROWTH <= count / max(row["images"], 1) <= REFIT_GROWTH):
         return None
     params = json.loads(row["params"])
+    if params["calibration"].get("method") != cal.METHOD:
+        return None  # fitted by an older method: refit
     whitening = Whitening.from_bytes(row["whitening"]) if row["whitening"] else None
     return cal.Calibration(**params["calibration"]), params["scores"], whitening
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from indexer.store import Store
+from search import calibrate, duplicates
 from search.cli import cli
 from search.collection import Collection
 from search.duplicates import leader_groups, neighbour_pairs
@@ -233,3 +234,61 @@ def test_store_keeps_one_calibration_row(dup_folder, library):
     invoke("calibrate", "--index", library, "--sample", "2")
     store = Store.open(library)
     assert store.db["calibration"].count == 1
+
+
+def test_clustered_join_finds_the_exact_pairs_at_scale(monkeypatch):
+    """Above EXACT_SEARCH_MAX the clustered join replaces exact range search: on clustered
+    vectors with planted near-copies it finds nearly every exact pair and nothing extra."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((300, 64)).astype(np.float32)
+    v = centres[rng.integers(0, 300, 20_000)] + 0.5 * rng.standard_normal((20_000, 64))
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    copies = v[:500] + 0.02 * rng.standard_normal((500, 64)).astype(np.float32)
+    v = np.vstack([v, copies / np.linalg.norm(copies, axis=1, keepdims=True)])
+    exact = neighbour_pairs(v, 0.9)
+    monkeypatch.setattr(duplicates, "EXACT_SEARCH_MAX", 1000)
+    rows, cols, sims = neighbour_pairs(v, 0.9)
+    found = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    truth = set(zip(exact[0].tolist(), exact[1].tolist(), strict=True))
+    assert len(truth) >= 500
+    assert np.all(sims >= 0.9 - 1e-5)  # every pair it reports is a real one
+    assert len(found & truth) / len(truth) >= 0.97
+    assert np.all(rows < cols) and len(found) == len(rows)  # each pair once, i < j
+    assert np.allclose(sims, np.einsum("ij,ij->i", v[rows], v[cols]), atol=1e-5)
+
+
+def test_calibration_does_not_take_the_librarys_own_copies_as_negatives():
+    """A source whose library already holds copies (a training set with variants): those
+    copies are in its linked set, reached directly or through the synthetic copies, so the
+    negatives are the distinct images and the threshold is not pushed above the copies."""
+    rng = np.random.default_rng(0)
+    dim = 48
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    source = unit(rng.standard_normal(dim))
+    grey_direction = unit(rng.standard_normal(dim))
+    # the library: the source, 8 close copies, one "grey" copy far from the source but next
+    # to the synthetic grey copy, and 200 distinct images well below every copy
+    library_copies = unit(source + 0.25 * unit(rng.standard_normal((8, dim))))
+    library_grey = unit(source + 1.2 * grey_direction)
+    distinct = unit(rng.standard_normal((200, dim)) + 0.3 * source)
+    space = np.vstack([source, library_copies, library_grey, distinct]).astype(np.float32)
+    synthetic = unit(
+        np.vstack(
+            [
+                source + np.linspace(0.1, 0.45, 14)[:, None] * unit(rng.standard_normal((14, dim))),
+                source + 1.25 * grey_direction,
+            ]
+        )
+    ).astype(np.float32)
+    pos = synthetic @ space[0]
+    link = float(np.quantile(pos, calibrate.LINK_QUANTILE))
+    linked = calibrate.linked_set(0, synthetic, space, link)
+    assert set(range(10)) <= set(linked.tolist())  # all 8 copies + the grey one, + the source
+    assert not set(linked.tolist()) & set(range(10, 210))  # no distinct image
+    hashes = np.arange(len(space))
+    neg = calibrate._negatives(0, synthetic, pos, space, hashes, linked)
+    naive = calibrate._negatives(0, synthetic, pos, space, hashes, np.array([0]))
+    assert neg.max() < (space[10:] @ space[0]).max() + 0.2  # distinct-image scores only
+    t_linked = calibrate.choose_threshold(pos, neg, 0.99)[0]
+    t_naive = calibrate.choose_threshold(pos, naive, 0.99)[0]
+    assert t_linked < t_naive and np.mean(pos >= t_linked) > 0.9
