@@ -411,10 +411,10 @@ def _print_dups(report) -> None:
 @cli.command()
 @click.option(
     "--sample",
-    default=100,
+    default=60,
     show_default=True,
     type=click.IntRange(2),
-    help="Library images to make known copies of.",
+    help="Library images to make known copies of (15 copies each).",
 )
 @click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
 @library_options
