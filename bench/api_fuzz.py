@@ -23,8 +23,9 @@ RESULT = ROOT / "bench" / "results" / "reliability_api_fuzz.md"
 
 def prepare(work: Path) -> tuple[Path, Path]:
     """A temp HF cache with the tiny checkpoints, and a library of 8 real photos."""
-    os.environ.update(HF_HOME=str(work / "hf"), HF_HUB_CACHE=str(work / "hf" / "hub"),
-                      HF_HUB_OFFLINE="1")
+    os.environ.update(
+        HF_HOME=str(work / "hf"), HF_HUB_CACHE=str(work / "hf" / "hub"), HF_HUB_OFFLINE="1"
+    )
     from tests.checkpoints import populate_hub_cache
 
     populate_hub_cache(work / "hf" / "hub")
@@ -33,15 +34,39 @@ def prepare(work: Path) -> tuple[Path, Path]:
     for src in sorted((ROOT.parent / "shared" / "testdata" / "photos").glob("*.png"))[:8]:
         shutil.copy(src, photos / src.name)
     library = work / "library"
-    subprocess.run([sys.executable, "-m", "search.cli", "index", str(photos), "--index",
-                    str(library), "--json"], check=True, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "index",
+            str(photos),
+            "--index",
+            str(library),
+            "--json",
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     return photos, library
 
 
 def fuzz(url: str, max_examples: int) -> subprocess.CompletedProcess:
     st = Path(sys.executable).with_name("st")
-    cmd = [str(st), "run", f"{url}/openapi.json", "--checks", "all", "--max-examples",
-           str(max_examples), "--workers", "1", "--exclude-checks", "unsupported_method"]
+    cmd = [
+        str(st),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(max_examples),
+        "--workers",
+        "1",
+        "--exclude-checks",
+        "unsupported_method",
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
 
 
@@ -57,7 +82,8 @@ def main() -> None:
         with live_server(library, "--root", str(photos)) as url:
             proc = fuzz(url, args.max_examples)
         seconds = time.perf_counter() - started
-    tail = "\n".join(l for l in proc.stdout.strip().splitlines() if not l.startswith("curl"))[-6000:]
+    lines = proc.stdout.strip().splitlines()
+    tail = "\n".join(line for line in lines if not line.startswith("curl"))[-6000:]
     RESULT.write_text(
         "# schemathesis against the OpenAPI schema\n\n"
         f"Command: `python bench/api_fuzz.py --max-examples {args.max_examples}` "

@@ -2,10 +2,12 @@
 100k and 1M realistic vectors with 3 % planted near-copies. Each size runs in its own process so
 its peak RSS (ru_maxrss) is its own; the vectors are loaded into RAM (not memory-mapped).
 
-Alternative IVF parameters can be tried without touching search/: --nlist-per-sqrt, --nprobe,
---train-per-list, --niter patch duplicates._range_index in the child only.
+Above duplicates.EXACT_SEARCH_MAX vectors the product uses the clustered join
+(duplicates.clustered_pairs); --nlist-per-sqrt, --nprobe, --train-per-list, --niter override its
+parameters in the child only. --exact-check also runs the exact range search on the same vectors
+and reports the share of its pairs the shipped search found (slow: minutes at 100k).
 
-    python bench/dups_scale.py [--quick] [--sizes 100000,1000000] [--threshold 0.97]
+    python bench/dups_scale.py [--quick] [--sizes 100000,1000000] [--threshold 0.97] [--exact-check]
 """
 
 import argparse
@@ -23,10 +25,19 @@ def child(args) -> None:
     """Runs in a fresh process: load vectors, find pairs, group; print JSON."""
     from search import duplicates as D
 
-    vectors, planted = pc.vectors_cached(args.child)
-    vectors = np.array(vectors, dtype=np.float32)  # resident, like the product's store.vectors()
-    if args.nlist_per_sqrt or args.nprobe or args.train_per_list or args.niter or args.exact_max:
-        D._range_index = patched_range_index(D, args)
+    # Read into anonymous memory, like the product's store.vectors(): a copy of a memory map
+    # would count the file's pages in the peak RSS as well.
+    vectors, planted = pc.vectors_cached(args.child, mmap=False)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    for flag, name in (
+        ("nlist_per_sqrt", "JOIN_LISTS_PER_SQRT"),
+        ("nprobe", "JOIN_NPROBE"),
+        ("train_per_list", "IVF_TRAIN_PER_LIST"),
+        ("niter", "IVF_KMEANS_ITERATIONS"),
+        ("exact_max", "EXACT_SEARCH_MAX"),
+    ):
+        if getattr(args, flag):
+            setattr(D, name, getattr(args, flag))
     t = time.perf_counter()
     rows, cols, sims = D.neighbour_pairs(vectors, args.threshold)
     pairs_s = time.perf_counter() - t
@@ -34,6 +45,12 @@ def child(args) -> None:
     groups = D.leader_groups(len(vectors), rows, cols, sims, args.threshold, np.zeros(len(vectors)))
     group_s = time.perf_counter() - t
     found = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    exact_share = None
+    if args.exact_check:
+        D.EXACT_SEARCH_MAX = len(vectors)
+        er, ec, _ = D.neighbour_pairs(vectors, args.threshold)
+        exact = set(zip(er.tolist(), ec.tolist(), strict=True))
+        exact_share = len(found & exact) / max(1, len(exact))
     want = {(min(a, b), max(a, b)) for a, b in planted.tolist()}
     cos = (vectors[planted[:, 0]] * vectors[planted[:, 1]]).sum(1)
     above = {
@@ -50,6 +67,7 @@ def child(args) -> None:
                 "pairs_s": pairs_s,
                 "groups_s": group_s,
                 "planted_recall": len(above & found) / max(1, len(above)),
+                "share_of_exact_pairs": exact_share,
                 "planted_above_threshold": len(above),
                 "planted": len(want),
                 "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -57,28 +75,6 @@ def child(args) -> None:
             }
         )
     )
-
-
-def patched_range_index(D, args):
-    def _range_index(space):
-        import faiss
-
-        n, d = space.shape
-        if n <= (args.exact_max or D.EXACT_SEARCH_MAX):
-            index = faiss.IndexFlatIP(d)
-        else:
-            nlist = int((args.nlist_per_sqrt or 4) * np.sqrt(n))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-            if args.niter:
-                index.cp.niter = args.niter
-            m = min(n, (args.train_per_list or 64) * nlist)
-            sample = space[np.random.default_rng(0).choice(n, m, replace=False)]
-            index.train(np.ascontiguousarray(sample))
-            index.nprobe = args.nprobe or D.IVF_NPROBE
-        index.add(np.ascontiguousarray(space))
-        return index
-
-    return _range_index
 
 
 def main() -> None:
@@ -91,6 +87,7 @@ def main() -> None:
     ap.add_argument("--train-per-list", type=int, default=0)
     ap.add_argument("--niter", type=int, default=0)
     ap.add_argument("--exact-max", type=int, default=0)
+    ap.add_argument("--exact-check", action="store_true")
     ap.add_argument("--name", default="dups_scale")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -120,6 +117,7 @@ def main() -> None:
                 r["pairs"],
                 r["groups"],
                 r["planted_recall"],
+                "-" if r.get("share_of_exact_pairs") is None else r["share_of_exact_pairs"],
                 r["maxrss_mb"],
                 r["vectors_mb"],
                 r["maxrss_mb"] / r["vectors_mb"],
@@ -129,7 +127,7 @@ def main() -> None:
     md = (
         f"`neighbour_pairs` + `leader_groups` at raw cosine >= {args.threshold}, 3 % planted "
         "near-copies; peak RSS of a fresh process holding the vectors (includes Python, numpy, "
-        f"faiss). IVF overrides: {_overrides(args) or 'none (shipped parameters)'}.\n\n"
+        f"faiss). Join overrides: {_overrides(args) or 'none (shipped parameters)'}.\n\n"
         + pc.table(
             [
                 "vectors",
@@ -139,6 +137,7 @@ def main() -> None:
                 "pairs",
                 "groups",
                 "planted recall",
+                "share of exact pairs",
                 "peak RSS MB",
                 "vectors MB",
                 "RSS / vectors",

@@ -168,8 +168,9 @@ def realistic_vectors(
     return out, np.stack([sources, copies], 1)
 
 
-def vectors_cached(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """realistic_vectors(n), memory-mapped from bench/work so 1M is generated once."""
+def vectors_cached(n: int, seed: int = 0, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """realistic_vectors(n), memory-mapped (or read into RAM) from bench/work so 1M is generated
+    once."""
     path = WORK / f"vectors-{n}-{seed}.npy"
     pairs = WORK / f"vectors-{n}-{seed}-pairs.npy"
     if not path.exists():
@@ -178,4 +179,4 @@ def vectors_cached(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         np.save(pairs, planted)
         np.save(str(path) + ".tmp.npy", vecs)
         os.replace(str(path) + ".tmp.npy", path)
-    return np.load(path, mmap_mode="r"), np.load(pairs)
+    return np.load(path, mmap_mode="r" if mmap else None), np.load(pairs)

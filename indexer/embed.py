@@ -17,9 +17,10 @@ from .decode import Decoded, Recipe, decode_file
 from .errors import ImageError
 
 IN_FLIGHT_PER_WORKER = 8  # files queued per decode worker: enough to hide decode jitter
-# Files decoded ahead however few workers: covers the model's load time (a few seconds) when
-# decoding starts first; a decoded 224 px image is ~150 KB, so this is ~10 MB of pixels.
-PREFETCH_MIN = 64
+# Decoded pixels held ahead of the model, however few workers: when decoding starts first it
+# runs through the model's load time (~5 s, ~150 12-MP JPEGs here) instead of stealing cores from
+# the forward pass later. A 224 px image is 150 KB: 64 MiB is ~440 of them (~80 at 518 px).
+PREFETCH_BYTES = 64 << 20
 DEFAULT_DECODE_TIMEOUT_S = 60.0  # a 200 MP PNG decodes in ~10 s here; a hang is cut at this
 DEFAULT_DECODE_MEMORY_BYTES = 4 << 30  # address space per worker: a 200 MP image needs < 2 GiB
 
@@ -119,7 +120,9 @@ class DecodeStream:
         self.pending = iter(paths)
         self.window: deque = deque()
         self.pool = DecodePool(workers, self.isolation) if workers > 0 else None
-        self.in_flight = max(workers * IN_FLIGHT_PER_WORKER, PREFETCH_MIN)
+        height, width = recipe.input_size
+        ahead = PREFETCH_BYTES // (height * width * 3)
+        self.in_flight = max(workers * IN_FLIGHT_PER_WORKER, ahead)
         self._fill()
 
     def __enter__(self) -> "DecodeStream":

@@ -139,7 +139,7 @@ def clustered_pairs(
     space: np.ndarray,
     threshold: float,
     progress: Progress | None = None,
-    nprobe: int = JOIN_NPROBE,
+    nprobe: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Approximate all-pairs join: spherical k-means puts each vector in one list; each list's
     members are compared, as one matrix product, with every vector that probes the list (its
@@ -157,7 +157,7 @@ def clustered_pairs(
     kmeans = faiss.Kmeans(d, nlist, niter=IVF_KMEANS_ITERATIONS, spherical=True, seed=1)
     kmeans.train(sample)
     del sample
-    nprobe = min(nprobe, nlist)
+    nprobe = min(nprobe or JOIN_NPROBE, nlist)
     probes = np.empty((n, nprobe), np.int32)
     for start in range(0, n, 65536):  # the nearest centroids, in blocks to bound the scores
         _, near = kmeans.index.search(space[start : start + 65536], nprobe)
