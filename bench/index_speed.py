@@ -118,7 +118,7 @@ def main() -> None:
             ours = run_dinosearch(folder, args.model, cfg, args.dtype)
             # The same command on half the files: the difference is the steady-state rate, with
             # the fixed start-up (imports + model load, ~9 s here) taken out.
-            half = run_dinosearch(subset(kind, count // 2), args.model, cfg, args.dtype)
+            half = run_dinosearch(subset(kind, len(files) // 2), args.model, cfg, args.dtype)
             marginal = (ours["images"] - half["images"]) / max(
                 ours["seconds"] - half["seconds"], 1e-9
             )

@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--ef", default="32,64,128,256")
+    ap.add_argument("--name", default="search_speed", help="results file: perf_<name>.*")
     args = ap.parse_args()
     sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     ef_values = [int(e) for e in args.ef.split(",")]
@@ -139,7 +140,7 @@ def main() -> None:
             rows,
         )
     )
-    pc.write_results("search_speed", {"quick": args.quick, "sizes": data}, md)
+    pc.write_results(args.name, {"quick": args.quick, "sizes": data}, md)
 
 
 def _faiss_version() -> str:

@@ -121,6 +121,12 @@ def cli():
     type=click.IntRange(0),
     help="MiB of address space per decode worker (0: no cap).",
 )
+@click.option(
+    "--index-type",
+    type=click.Choice(["auto", "flat", "hnsw"]),
+    default=None,
+    help="FAISS index, kept for the library: auto = exact up to 200k vectors, HNSW above.",
+)
 @ray_option
 @json_option
 def index(
@@ -137,6 +143,7 @@ def index(
     retry_failed,
     decode_timeout,
     decode_memory,
+    index_type,
     ray_address,
     as_json,
 ):
@@ -163,6 +170,8 @@ def index(
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     coll = collection(index_dir, model, device, dtype)
+    if index_type:
+        coll.set_index_type(index_type)
     summary = coll.index(paths, options, progress)
     progress.finish()
     if as_json:

@@ -138,12 +138,26 @@ class Collection:
         if self._vindex is not None and self._vindex.generation == generation:
             return self._vindex
         self._vindex = knn.VectorIndex.load(self.directory, generation)
+        if self._vindex is not None:
+            loaded = self._vindex
+            wanted = knn.choose_index_type(loaded.count, loaded.index.d, self._index_type())
+            if wanted != loaded.kind:  # the user chose another --index-type: rebuild
+                self._vindex = None
         if self._vindex is None:
             generation, ids, vectors = store.vectors_snapshot()
             kind = knn.choose_index_type(len(ids), vectors.shape[1], self._index_type())
             self._vindex = knn.VectorIndex.build(ids, vectors, kind, generation)
             self._vindex.save(self.directory)
         return self._vindex
+
+    def set_index_type(self, kind: str) -> None:
+        """Keep `kind` (auto, flat, hnsw) as this library's index type for every later command."""
+        if kind not in knn.INDEX_TYPES:
+            raise BadQuery(f"unknown index type {kind!r}; choose one of {knn.INDEX_TYPES}")
+        store = self.store(create=True)
+        with store.transaction():
+            store.set_meta("index_type", kind)
+        self.index_type = kind
 
     def _index_type(self) -> str:
         if self.index_type != "auto":

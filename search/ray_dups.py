@@ -1,20 +1,30 @@
-"""`dups --ray`: neighbour_pairs' query blocks spread over Ray tasks, with the same pairs out.
+"""`dups --ray`: neighbour_pairs' work spread over Ray tasks, with the same pairs out.
 
-The driver builds the range index exactly as the local run does (`_range_index`: exact up to
-EXACT_SEARCH_MAX, a seeded IVF beyond), serialises it once into the object store with the vectors,
-and each task answers whole QUERY_BLOCK blocks against it. Blocks are the local run's blocks, tasks
-use the driver's FAISS thread count (BLAS rounding depends on it: scores would otherwise differ in
-the last bit and a pair sitting exactly on the threshold could flip), and results are concatenated
-in block order, so pairs, order and scores are the local ones; grouping runs on the driver.
+Up to EXACT_SEARCH_MAX vectors the driver builds the exact range index as the local run does,
+serialises it once into the object store with the vectors, and each task answers whole
+QUERY_BLOCK blocks against it. Above, the driver plans the clustered join (k-means lists and
+probes, seeded: the local run's plan) and each task joins a range of lists. Tasks use the
+driver's thread count (BLAS rounding depends on it: scores would otherwise differ in the last bit
+and a pair sitting exactly on the threshold could flip), and results are merged in the local
+order, so pairs, order and scores are the local ones; grouping runs on the driver.
 """
 
 import numpy as np
 
 from indexer.ray_backend import connect
 
-from .duplicates import QUERY_BLOCK, Progress, _range_index
+from .duplicates import (
+    EXACT_SEARCH_MAX,
+    QUERY_BLOCK,
+    Progress,
+    _range_index,
+    join_lists,
+    merge_join,
+    plan_join,
+)
 
 BLOCKS_PER_TASK = 4  # query blocks per task: 8192 queries, a few seconds of work on one core
+LISTS_PER_TASK = 128  # clustered-join lists per task: ~64k rows x 16 probes at 1M vectors
 _INDEX_CACHE: dict[str, object] = {}  # per worker process: deserialise each shipped index once
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -71,16 +81,43 @@ def ray_neighbour_pairs(
     import ray
 
     connect(address)
-    ref_box = [ray.put(faiss.serialize_index(_range_index(space)))]  # shipped once
-    space_ref = ray.put(np.ascontiguousarray(space, dtype=np.float32))
+    space = np.ascontiguousarray(space, dtype=np.float32)
     threads = faiss.omp_get_max_threads()
+    if n > EXACT_SEARCH_MAX:
+        return _ray_join(space, threshold, threads, progress)
+    ref_box = [ray.put(faiss.serialize_index(_range_index(space)))]  # shipped once
+    space_ref = ray.put(space)
     task = ray.remote(search_blocks).options(num_cpus=_task_cpus(threads))
     step = QUERY_BLOCK * BLOCKS_PER_TASK
     starts = list(range(0, n, step))
     futures = [
         task.remote(ref_box, space_ref, s, min(s + step, n), threshold, threads) for s in starts
     ]
-    return _gather(futures, starts, step, n, progress)
+    return _gather(futures, [min(step, n - s) for s in starts], progress, n)
+
+
+def join_task(space: np.ndarray, plan, first: int, stop: int, threshold: float):
+    """Ray task body: the clustered join of lists first..stop (OpenBLAS splits a product by
+    output blocks, never along the summed dimension, so scores match the driver's exactly)."""
+    return join_lists(space, plan, first, stop, threshold)
+
+
+def _ray_join(space: np.ndarray, threshold: float, threads: int, progress) -> Pairs:
+    import ray
+
+    plan = plan_join(space)
+    space_ref, plan_ref = ray.put(space), ray.put(plan)
+    task = ray.remote(join_task).options(num_cpus=_task_cpus(threads))
+    starts = list(range(0, plan.nlist, LISTS_PER_TASK))
+    futures = [
+        task.remote(space_ref, plan_ref, s, min(s + LISTS_PER_TASK, plan.nlist), threshold)
+        for s in starts
+    ]
+    rows_done = [
+        int(plan.member_at[min(s + LISTS_PER_TASK, plan.nlist)] - plan.member_at[s]) for s in starts
+    ]
+    parts = _gather(futures, rows_done, progress, len(space))
+    return merge_join(len(space), *parts)
 
 
 def _task_cpus(threads: int) -> float:
@@ -91,8 +128,8 @@ def _task_cpus(threads: int) -> float:
     return float(max(1, min(threads, largest)))
 
 
-def _gather(futures: list, starts: list[int], step: int, n: int, progress) -> Pairs:
-    """Wait for every task, reporting progress, and concatenate in block order."""
+def _gather(futures: list, rows_done: list[int], progress, n: int) -> Pairs:
+    """Wait for every task, reporting progress (rows each covers), and concatenate in order."""
     import ray
 
     by_ref = {f.hex(): i for i, f in enumerate(futures)}
@@ -102,7 +139,7 @@ def _gather(futures: list, starts: list[int], step: int, n: int, progress) -> Pa
         ready, pending = ray.wait(pending, num_returns=1)
         i = by_ref[ready[0].hex()]
         results[i] = ray.get(ready[0])
-        done += min(step, n - starts[i])
+        done += rows_done[i]
         if progress:
             progress("dups", done, n)
     return tuple(np.concatenate([r[k] for r in results]) for k in range(3))

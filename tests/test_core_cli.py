@@ -296,6 +296,7 @@ def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
     from indexer.store import Store
 
     embedder = model.load("dinov2-small", device="cpu")
+
     def load_embedder():
         return embedder
 
@@ -313,3 +314,27 @@ def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
     _, without = index(tmp_path / "b", None)
     assert summary.embedded == 8 and not summary.failed
     assert with_hint == without  # byte-identical vectors either way
+
+
+def test_index_type_is_chosen_by_the_user_and_kept(photos, library):
+    """--index-type overrides the size rule, is kept for later commands, and a change rebuilds
+    the FAISS file; queries answer the same neighbours either way."""
+    from search import knn
+
+    def kind():
+        store = Store.open(library)
+        try:
+            return knn.VectorIndex.load(library, store.generation).kind
+        finally:
+            store.close()
+
+    invoke("index", photos, "--index", library, "--index-type", "hnsw")
+    assert kind() == "hnsw"
+    query = sorted(photos.iterdir())[0]
+    via_hnsw = json.loads(invoke("query", query, "--index", library, "-k", "4", "--json").stdout)
+    invoke("index", photos, "--index", library, "--index-type", "flat")  # nothing new to embed
+    assert kind() == "flat"
+    via_flat = json.loads(invoke("query", query, "--index", library, "-k", "4", "--json").stdout)
+    assert [r["path"] for r in via_flat["results"]] == [r["path"] for r in via_hnsw["results"]]
+    invoke("index", photos, "--index", library)  # no option: the library keeps "flat"
+    assert kind() == "flat"

@@ -47,7 +47,8 @@ def build_set(folder: Path) -> dict[str, str]:
     """All 61 real photos; 15 of them with 3 hard copies each (crop, grey, brightness) and 15
     with 3 easy ones: 151 images, 40 % of them in duplicate groups. File -> group."""
     sources = sorted((SHARED / "photos").glob("*.png")) + sorted(
-        (SHARED / "photos-more").glob("*.*"))
+        (SHARED / "photos-more").glob("*.*")
+    )
     hard, easy = ("crop20", "grey", "bright"), ("contrast", "border", "jpeg40")
     groups = {}
     for n, src in enumerate(sources):

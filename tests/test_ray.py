@@ -117,6 +117,22 @@ def test_ray_neighbour_pairs_are_the_local_pairs(ray_cluster):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
+def test_ray_clustered_join_is_the_local_join(ray_cluster, monkeypatch):
+    """Above the exact size both runs use the clustered join; Ray tasks join ranges of the
+    driver's lists, so pairs, order and scores are the local ones."""
+    from search import duplicates, ray_dups
+
+    monkeypatch.setattr(duplicates, "EXACT_SEARCH_MAX", 1000)
+    monkeypatch.setattr(ray_dups, "EXACT_SEARCH_MAX", 1000)
+    monkeypatch.setattr(ray_dups, "LISTS_PER_TASK", 8)  # several tasks even for 3000 vectors
+    space = planted_vectors()
+    local = neighbour_pairs(space, 0.9)
+    distributed = ray_neighbour_pairs(space, 0.9, None)
+    assert len(local[0]) > 900
+    for a, b in zip(local, distributed, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
 def test_ray_groups_on_a_real_library_equal_local(ray_cluster, dup_photos, library):
     local_library(dup_photos, library)
     _, space = Store.open(library).vectors()
