@@ -547,6 +547,53 @@ def product(args: argparse.Namespace) -> None:
     (RESULTS / "dups_quality.md").write_text(render_product(report))
 
 
+def seeds(args: argparse.Namespace) -> None:
+    """The same product run with other calibration samples (`dinosearch calibrate --seed S`), on a
+    copy of the library so its stored calibration stays the default one."""
+    import shutil
+    import tempfile
+
+    paths, _ = read_library(args.library)
+    truth = load_sets(args.truth)[0]
+    exe = str(Path(sys.executable).with_name("dinosearch"))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="seeds-") as tmp:
+        lib = Path(tmp) / "lib"
+        shutil.copytree(args.library, lib)
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            started = time.perf_counter()
+            cmd = [exe, "calibrate", "--index", str(lib), "--seed", str(seed), "--json"]
+            cmd += ["--sample", str(args.sample)] if args.sample else []
+            cal = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+            doc, _ = run_dups(lib, [])
+            r = product_eval(truth, doc, set(paths))["exact+pixels+copy"]
+            rows.append((seed, doc["threshold"], r["pairs"], r["groups"], cal))
+            print(seed, doc["threshold"], r["pairs"]["f1"], round(time.perf_counter() - started))
+    f1 = [p["f1"] for _, _, p, _, _ in rows]
+    lines = [
+        "# `dinosearch dups --threshold auto` over calibration samples",
+        "",
+        f"Model: {MODEL_LABEL}. Command: `python bench/dups_quality.py --seeds {args.seeds}"
+        + (f" --sample {args.sample}" if args.sample else "")
+        + "` "
+        "(per seed: `dinosearch calibrate --seed S`, then `dinosearch dups --json`, on a copy "
+        "of the library). Set: neardup, tiers exact+pixels+copy.",
+        "",
+        "| seed | threshold | link threshold | linked per source (median) | pair P / R / F1 "
+        "| group P |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed, t, p, g, cal in rows:
+        lines.append(
+            f"| {seed} | {t:.4f} | {cal.get('link_threshold')} | {cal.get('linked_median')} | "
+            f"{p['precision']:.3f} / {p['recall']:.3f} / **{p['f1']:.3f}** | {g['precision']:.3f} |"
+        )
+    spread = f"min {min(f1):.3f}, median {float(np.median(f1)):.3f}, max {max(f1):.3f}"
+    lines += ["", f"Pair F1: {spread}."]
+    name = f"dups_quality_seeds{'_sample' + str(args.sample) if args.sample else ''}.md"
+    (RESULTS / name).write_text("\n".join(lines) + "\n")
+
+
 def render_product(report: dict) -> str:
     """Markdown: per tier pair/group scores, per transform recall, imagededup beside."""
     lines = [
@@ -669,6 +716,8 @@ def main() -> None:
     """Parse options; run the research or the product benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--research", action="store_true")
+    ap.add_argument("--seeds", help="e.g. 0,1,2: the product run with other calibration samples")
+    ap.add_argument("--sample", type=int, help="with --seeds: calibrate --sample N")
     ap.add_argument("--library", type=Path, default=BENCH / "work" / "lib-real")
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
     ap.add_argument(
@@ -677,6 +726,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.research:
         research(args)
+    elif args.seeds:
+        seeds(args)
     else:
         product(args)
 

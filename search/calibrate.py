@@ -33,7 +33,7 @@ DEFAULT_SAMPLE = 60  # sources; x 15 transforms = 900 copies to embed (~2 min on
 TRANSFORMS_PER_SOURCE = 15  # all of them: each is a bridge to the library's own such copies
 LINK_QUANTILE = 0.10  # link pairs scoring at least this quantile of the copies' scores
 LINK_HOPS = 2  # how far a linked set grows beyond its starting images
-LINK_MAX = 256  # images in one linked set: a bigger set is leaking into distinct images
+LINK_MAX = 256  # a linked set stops growing at this size: bigger, it is leaking
 LEAK_FRACTION = 0.5  # a median linked set this share of the library: linking is not working
 METHOD = "linked-set-exclusion/1"  # stored with a calibration: another method refits it
 
@@ -107,6 +107,7 @@ class Calibration:
     method: str = ""  # METHOD when it was fitted ("" = an older method: refit)
     link_threshold: float | None = None  # pairs at least this similar link a source's set
     linked_median: float = 0.0  # median library images excluded per source as its copies
+    seed: int = 0  # which images were sampled and how they were copied
 
     def confidence_of(self, scores: np.ndarray | float) -> np.ndarray | float:
         a, b = self.confidence["a"], self.confidence["b"]
@@ -260,6 +261,7 @@ def calibrate(
         method=METHOD,
         link_threshold=None if link is None else round(link, 5),
         linked_median=float(np.median([len(x) - 1 for x in linked])) if linked else 0.0,
+        seed=seed,
     )
 
 
@@ -279,7 +281,8 @@ def _embed_copies(path, embed_bytes, whitening, rng):
 
 def linked_set(row: int, copies: np.ndarray, space: np.ndarray, link: float) -> np.ndarray:
     """Library rows reachable from the source or its copies through pairs scoring >= link, at
-    most LINK_HOPS beyond those first reached and at most LINK_MAX rows (module doc)."""
+    most LINK_HOPS beyond those first reached; it stops growing once it holds LINK_MAX rows
+    (a set that big is leaking into distinct images). See the module doc."""
     reached = {row}
     frontier = [row, *np.flatnonzero((copies @ space.T >= link).any(axis=0)).tolist()]
     reached.update(frontier)

@@ -426,9 +426,16 @@ def _print_dups(report) -> None:
     help="Library images to make known copies of (15 copies each).",
 )
 @click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Which images are sampled and how they are copied (another seed: another sample).",
+)
 @library_options
 @json_option
-def calibrate(sample, precision, index_dir, as_json):
+def calibrate(sample, precision, seed, index_dir, as_json):
     """Calibrate the duplicate threshold on this library's own photos.
 
     \b
@@ -438,7 +445,7 @@ def calibrate(sample, precision, index_dir, as_json):
     from .progress import TerminalProgress
 
     progress = TerminalProgress(enabled=False if as_json else None)
-    result = collection(index_dir).calibrate(precision, sample, progress)
+    result = collection(index_dir).calibrate(precision, sample, progress, seed)
     progress.finish()
     data = result.to_json()
     if as_json:

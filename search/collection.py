@@ -235,12 +235,16 @@ class Collection:
 
         return find_duplicates(self, options or DupOptions(), progress)
 
-    def calibrate(self, precision: float = 0.99, sample: int | None = None, progress=None):
+    def calibrate(
+        self, precision: float = 0.99, sample: int | None = None, progress=None, seed: int = 0
+    ):
         """Refit score normalisation and the duplicate threshold on this library's images."""
         from .calibrate import DEFAULT_SAMPLE
         from .finder import run_calibration
 
-        calibration, _ = run_calibration(self, precision, sample or DEFAULT_SAMPLE, progress)
+        calibration, _ = run_calibration(
+            self, precision, sample or DEFAULT_SAMPLE, progress, seed
+        )
         return calibration
 
     # --- facts ----------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def stored_calibration(coll) -> tuple[cal.Calibration, dict, Whitening | None] |
 
 
 def run_calibration(
-    coll, precision: float, sample: int, progress=None
+    coll, precision: float, sample: int, progress=None, seed: int = 0
 ) -> tuple[cal.Calibration, Whitening | None]:
     """Fit whitening on all library vectors and calibrate the threshold; store both."""
     lib = load_library(coll)
@@ -114,6 +114,7 @@ def run_calibration(
         embedder.id,
         precision,
         sample,
+        seed=seed,
         progress=progress,
         keep_scores=scores,
     )

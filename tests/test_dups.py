@@ -292,3 +292,19 @@ def test_calibration_does_not_take_the_librarys_own_copies_as_negatives():
     t_linked = calibrate.choose_threshold(pos, neg, 0.99)[0]
     t_naive = calibrate.choose_threshold(pos, naive, 0.99)[0]
     assert t_linked < t_naive and np.mean(pos >= t_linked) > 0.9
+
+
+def test_calibrate_seed_picks_another_sample(dup_folder, library):
+    invoke("index", dup_folder, "--index", library, "--workers", "0")
+    runs = {
+        seed: json.loads(
+            invoke(
+                "calibrate", "--index", library, "--sample", "3", "--seed", seed, "--json"
+            ).stdout
+        )
+        for seed in ("0", "5")
+    }
+    assert runs["0"]["seed"] == 0 and runs["5"]["seed"] == 5
+    assert runs["0"]["method"] == runs["5"]["method"] == "linked-set-exclusion/1"
+    # a different sample of sources and copies: different positive scores
+    assert runs["0"]["table"] != runs["5"]["table"]
