@@ -4,9 +4,12 @@ Decoding runs ahead in a pool while the model works on the previous batch, with 
 of files in flight so memory stays flat however large the collection.
 """
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +26,9 @@ IN_FLIGHT_PER_WORKER = 8  # files queued per decode worker: enough to hide decod
 PREFETCH_BYTES = 64 << 20
 DEFAULT_DECODE_TIMEOUT_S = 60.0  # a 200 MP PNG decodes in ~10 s here; a hang is cut at this
 DEFAULT_DECODE_MEMORY_BYTES = 4 << 30  # address space per worker: a 200 MP image needs < 2 GiB
+# The worker's own alarm cuts a slow decode between two of the decoder's chunks; the parent waits
+# this much longer before it decides the worker is stuck inside native code (or dead) and kills it.
+BACKSTOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -33,10 +39,57 @@ class Embedded:
     error: str | None = None
 
 
-def decode_task(path: str, recipe: Recipe, max_pixels: int | None):
+class DecodeTimeout(BaseException):
+    """Raised by the alarm inside a worker whose decode ran past its time limit.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` in a decoder or in
+    our EXIF reading swallows it and lets the slow decode carry on."""
+
+
+def too_slow(timeout_s: float) -> str:
+    return (
+        f"decoding took longer than {timeout_s:g}s; skipped "
+        "(raise --decode-timeout if this file is just huge)"
+    )
+
+
+def _on_alarm(signum, frame):
+    raise DecodeTimeout
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise DecodeTimeout in this thread once `seconds` of wall time have passed.
+
+    The limit counts the decode itself, wherever the caller is: a file's fate must not depend
+    on when the parent got round to waiting for it (it may be loading the model meanwhile).
+    Python checks the alarm between the decoder's chunks, so a decoder stuck in native code is
+    left to the parent's backstop. Without SIGALRM (Windows) or off the main thread: no limit.
+    """
+    usable = (
+        seconds
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def decode_task(path: str, recipe: Recipe, max_pixels: int | None, timeout_s: float | None = None):
     """Runs in a worker: never raises for a bad image, returns its reason instead."""
     try:
-        return decode_file(path, recipe, max_pixels), None
+        with time_limit(timeout_s):
+            return decode_file(path, recipe, max_pixels), None
+    except DecodeTimeout:
+        return None, too_slow(timeout_s)
     except ImageError as exc:
         return None, str(exc)
     except Exception as exc:  # a decoder bug must cost one file, never the job
@@ -88,7 +141,8 @@ class DecodePool:
         return self.ctx.Pool(self.workers, _limit_memory, (self.isolation.memory_bytes,))
 
     def submit(self, path: str, recipe: Recipe, max_pixels: int | None):
-        return self.pool.apply_async(decode_task, (path, recipe, max_pixels))
+        args = (path, recipe, max_pixels, self.isolation.timeout_s)
+        return self.pool.apply_async(decode_task, args)
 
     def restart(self) -> None:
         self.pool.terminate()
@@ -164,7 +218,7 @@ class DecodeStream:
     def _result(self, result):
         timeout = self.isolation.timeout_s
         try:
-            return result.get(timeout=timeout)
+            return result.get(timeout=timeout + BACKSTOP_GRACE_S)
         except multiprocessing.TimeoutError:
             # A hang or a native crash: restart the pool and resubmit what had not finished.
             done = [(p, r) for p, r in self.window if r.ready()]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decode import Decoded, Recipe, decode_bytes
-from .embed import Embedded
+from .embed import DecodeTimeout, Embedded, time_limit, too_slow
 from .errors import DinosearchError, ImageError
 
 DECODE_BLOCK_FILES = 32  # files per decode task: big enough to amortise task overhead
@@ -94,7 +94,9 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def decode_on_worker(path: str, recipe: Recipe, max_pixels: int | None):
+def decode_on_worker(
+    path: str, recipe: Recipe, max_pixels: int | None, timeout_s: float | None = None
+):
     """(Decoded, None) or (None, reason); an unreadable path names this worker and the fix."""
     try:
         data = read_bytes(path)
@@ -102,21 +104,26 @@ def decode_on_worker(path: str, recipe: Recipe, max_pixels: int | None):
         reason = getattr(exc, "strerror", None) or exc
         return None, f"cannot read file on Ray worker {socket.gethostname()}: {reason}; {READ_HINT}"
     try:
-        return decode_bytes(data, recipe, max_pixels), None
+        with time_limit(timeout_s):
+            return decode_bytes(data, recipe, max_pixels), None
+    except DecodeTimeout:
+        return None, too_slow(timeout_s)
     except ImageError as exc:
         return None, str(exc)
     except Exception as exc:  # a decoder bug costs one file, as in decode_task
         return None, f"unexpected decoder error: {type(exc).__name__}: {exc}"
 
 
-def decode_batch(batch: dict, recipe: Recipe, max_pixels: int | None) -> dict:
+def decode_batch(
+    batch: dict, recipe: Recipe, max_pixels: int | None, timeout_s: float | None = None
+) -> dict:
     """Ray Data task: a block of paths -> fixed-shape pixels plus metadata columns."""
     paths = [str(p) for p in batch["path"]]
     h, w = recipe.input_size
     pixels = np.zeros((len(paths), h, w, 3), np.uint8)
     cols: dict[str, list] = {k: [] for k in ("width", "height", "format", "taken", "error")}
     for i, path in enumerate(paths):
-        decoded, error = decode_on_worker(path, recipe, max_pixels)
+        decoded, error = decode_on_worker(path, recipe, max_pixels, timeout_s)
         if decoded is not None:
             pixels[i] = decoded.pixels
         cols["width"].append(decoded.width if decoded else -1)
@@ -169,7 +176,11 @@ def build_dataset(
     ds = ds.map_batches(
         decode_batch,
         batch_size=DECODE_BLOCK_FILES,
-        fn_kwargs={"recipe": recipe, "max_pixels": options.max_pixels},
+        fn_kwargs={
+            "recipe": recipe,
+            "max_pixels": options.max_pixels,
+            "timeout_s": options.decode_timeout_s,
+        },
         num_cpus=layout.num_cpus,
         # on GPU clusters (num_gpus differs) decoding stays in its own CPU tasks; on CPU-only
         # clusters Ray Data fuses it into the actors' processes, which saves shipping pixels

@@ -147,7 +147,9 @@ def test_non_utf8_file_name_costs_at_most_that_file(tmp_path):
 
 # --- decode isolation, through the whole job -----------------------------------------------------
 
-SLOW_SIDE_PX = 12_000  # a 144 MP PNG of zeros: 140 KB on disk, ~3 s and ~750 MB to decode
+SLOW_SIDE_PX = 12_000  # a 144 MP PNG of zeros: 140 KB on disk, ~1 s and ~750 MB to decode
+SLOW_DECODE_S = 1.0  # its decode time here (a Kodak PNG: ~0.03 s)
+SLOW_LIMIT = "0.2"  # a --decode-timeout that cuts it with margin on both sides
 
 
 def slow_folder(tmp_path: Path, photos: int = 3) -> Path:
@@ -222,11 +224,29 @@ def test_a_decoder_crash_costs_one_file(tmp_path):
 
 def test_a_decode_past_the_time_limit_costs_one_file(tmp_path):
     folder = slow_folder(tmp_path)
-    summary = index(folder, "--index", tmp_path / "lib", "--workers", "1", "--decode-timeout", "1")
+    limit = ("--decode-timeout", SLOW_LIMIT)
+    summary = index(folder, "--index", tmp_path / "lib", "--workers", "1", *limit)
     assert summary["indexed"] == 3
     (failure,) = summary["failed"]
-    assert failure["path"].endswith("000_slow.png") and "longer than 1s" in failure["error"]
+    assert failure["path"].endswith("000_slow.png")
+    assert f"longer than {SLOW_LIMIT}s" in failure["error"]
     assert_no_leftovers(tmp_path / "lib")
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="the worker's alarm needs SIGALRM")
+def test_the_time_limit_counts_decoding_not_the_parents_wait(tmp_path):
+    """Decoding starts before the model loads: a slow file that finishes while the parent is
+    still busy (here: asleep) is cut all the same, so its fate does not depend on start-up."""
+    from indexer.embed import DecodeStream, Isolation
+
+    folder = slow_folder(tmp_path, photos=2)
+    paths = sorted(str(p) for p in folder.iterdir())
+    with DecodeStream(paths, Recipe(), None, 1, Isolation(float(SLOW_LIMIT), None)) as stream:
+        time.sleep(SLOW_DECODE_S + 2)  # the slow file would be long done without the alarm
+        out = list(stream)
+    assert [o.path for o in out] == paths
+    assert out[0].decoded is None and f"longer than {SLOW_LIMIT}s" in out[0].error
+    assert all(o.decoded is not None for o in out[1:])
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")

@@ -225,3 +225,20 @@ def test_a_worker_that_cannot_load_the_model_is_a_clear_error(ray_cluster):
     batches = ray_embedded_batches(paths, "/nowhere/model", Recipe(), IndexOptions(), None)
     with pytest.raises(RayJobFailed, match="does not exist.*\n.*re-run"):
         list(batches)
+
+
+def test_a_decode_past_the_time_limit_costs_one_file_on_ray(ray_cluster, tmp_path):
+    """--decode-timeout reaches the Ray decode tasks: the slow file is reported, the rest kept."""
+    from indexer.decode import Recipe
+    from tests.test_hostile import SLOW_LIMIT, slow_folder
+
+    folder = slow_folder(tmp_path, photos=2)
+    paths = sorted(str(p) for p in folder.iterdir())
+    options = IndexOptions(batch_size=4, decode_timeout_s=float(SLOW_LIMIT))
+    got = {
+        e.path: e
+        for batch in ray_embedded_batches(paths, "facebook/dinov2-small", Recipe(), options, None)
+        for e in batch
+    }
+    assert f"longer than {SLOW_LIMIT}s" in got[paths[0]].error and got[paths[0]].vector is None
+    assert all(got[p].error is None and got[p].vector is not None for p in paths[1:])
