@@ -242,9 +242,7 @@ class Collection:
         from .calibrate import DEFAULT_SAMPLE
         from .finder import run_calibration
 
-        calibration, _ = run_calibration(
-            self, precision, sample or DEFAULT_SAMPLE, progress, seed
-        )
+        calibration, _ = run_calibration(self, precision, sample or DEFAULT_SAMPLE, progress, seed)
         return calibration
 
     # --- facts ----------------------------------------------------------------------------------
