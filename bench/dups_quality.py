@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sqlite3
 import subprocess
 import sys
 import time
@@ -42,6 +41,8 @@ from dups_eval import (  # noqa: E402
     upper_pairs,
 )
 from make_neardup_set import TRANSFORMS, load_rgb, make_copy  # noqa: E402
+
+from indexer.store import Store  # noqa: E402
 
 Vectors = np.ndarray  # (N, D) float32, one row per image
 RESULTS = BENCH / "results"
@@ -119,10 +120,13 @@ def fit(method: Method, library: Vectors, fit_vectors: Vectors | None = None) ->
 
 def read_library(lib: Path) -> tuple[list[str], Vectors]:
     """Paths and vectors of the library's decoded images."""
-    db = sqlite3.connect(f"file:{lib / 'library.db'}?mode=ro", uri=True)
-    rows = db.execute("SELECT path, vector FROM images WHERE status = 'ok' ORDER BY id").fetchall()
-    vectors = np.stack([np.frombuffer(v, np.float32) for _, v in rows])
-    return [p for p, _ in rows], vectors
+    store = Store.open(lib)
+    try:
+        ids, vectors = store.vectors()
+        paths = store.images_by_ids(ids, "id, path")
+    finally:
+        store.close()
+    return [paths[int(i)]["path"] for i in ids], np.array(vectors)
 
 
 def set_scores(f: Fitted, ts: TruthSet, row_of: dict[str, int]) -> np.ndarray:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from indexer.store import Store  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "testdata"
 FOLDERS = [SHARED / "photos", SHARED / "photos-more"]
 # After a kill only the derived FAISS file may lag (a query or the next run rebuilds it).
@@ -53,9 +55,12 @@ def run_to_end(library: Path) -> float:
 
 
 def rows(library: Path) -> dict:
-    with sqlite3.connect(library / "library.db") as conn:
-        got = conn.execute("select id, path, hash, status, vector from images order by path")
-        return {p: (i, h, s, v) for i, p, h, s, v in got}
+    store = Store.open(library)
+    try:
+        got = store.all_images()
+    finally:
+        store.close()
+    return {r["path"]: (r["id"], r["hash"], r["status"], r["vector"]) for r in got}
 
 
 def integrity(library: Path) -> str:

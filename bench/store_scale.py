@@ -1,18 +1,19 @@
-"""What the library does at 1M-10M images: SQLite store measurements and an IVF-PQ index study.
+"""What the library does at 1M-10M images: store measurements and an IVF-PQ index study.
 
 Store part: generated rows (paths, stats, hashes, 384-d float32 vectors) written through
 `indexer.store.Store.write_rows` in batches, then, each in a fresh process: open time, the
-incremental run's `known_under` scan, `Store.vectors()` load time and peak RSS. Rows with vectors
-cost ~1.7 KB each, so a 10M-row store with vectors needs ~17 GB of disk; this bench keeps disk use
-under 10 GB by building 10M rows *without* vectors (metadata, indexes, open, scan) and adding the
-vector share measured at 1M.
+incremental run's `known_under` scan, `Store.vectors()` (the memory map), a pass that reads every
+vector (what a FAISS build or dups costs on top), and peak RSS. A 10M-row library with vectors
+needs ~23 GB of disk (15.4 GB of them the vector file). Results are kept per layout: "blobs"
+(vectors inside the SQLite rows, before schema m004; measured with that code) and "file" (the
+memory-mapped vector file, today's).
 
 Index part: IVF-PQ on 1M realistic vectors (bench/perf_common.realistic_vectors): recall@10
 against exact search, bytes per vector, and the same index built as 4 shards merged into on-disk
 inverted lists and memory-mapped.
 
     python bench/store_scale.py store --rows 1000000
-    python bench/store_scale.py store --rows 10000000 --no-vectors
+    python bench/store_scale.py store --rows 10000000
     python bench/store_scale.py ivfpq --rows 1000000
     python bench/store_scale.py report          # -> bench/results/scale_store.md
 
@@ -113,16 +114,36 @@ def measure_child(directory: str, vectors: bool) -> None:
         ids, vecs = store.vectors()
         out["vectors_s"] = time.perf_counter() - t
         out["vectors_shape"] = list(vecs.shape)
+        t = time.perf_counter()
+        total = 0.0
+        for i in range(0, len(vecs), 65536):  # touch every vector, as a FAISS build would
+            total += float(vecs[i : i + 65536].sum())
+        out["read_all_s"] = time.perf_counter() - t
+        out["anon_rss_mb"] = _anon_rss_mb()
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
+
+
+def _anon_rss_mb() -> float | None:
+    """Private memory of this process (Linux): a memory map's pages are the page cache's, not
+    counted here, and the kernel drops them under pressure."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def bench_store(rows: int, vectors: bool) -> dict:
     directory = WORK / f"scale-store-{rows}"
     shutil.rmtree(directory, ignore_errors=True)
     try:
-        result = {"rows": rows, "vectors": vectors, **fill(directory, rows, vectors)}
-        result["db_bytes"] = sum(p.stat().st_size for p in directory.iterdir())
+        result = {"rows": rows, "vectors": vectors, "layout": "file"}
+        result.update(fill(directory, rows, vectors))
+        result["db_bytes"] = sum(p.stat().st_size for p in directory.glob("library.db*"))
+        result["vector_file_bytes"] = sum(p.stat().st_size for p in directory.glob("vectors-*.f32"))
         # each measurement in its own process: open time and RSS are a cold start's
         child = [sys.executable, __file__, "measure", str(directory)]
         child += [] if vectors else ["--no-vectors"]
@@ -243,26 +264,33 @@ TARGET_ROWS = 10_000_000
 
 
 def store_table(runs: list[dict]) -> str:
-    """Measured rows, then each scaled linearly to TARGET_ROWS."""
-    head = ["rows", "SQLite GB", "bulk rows/s", "incr. rows/s", "open s", "known_under s"]
-    head += ["vectors() s", "peak RSS GB"]
+    """Every measured run (layout, rows); a blobs run is also scaled linearly to TARGET_ROWS."""
+    head = ["layout", "rows", "SQLite GB", "vector file GB", "bulk rows/s", "incr. rows/s"]
+    head += ["open s", "known_under s", "vectors() s", "read all s", "private RSS GB"]
+    head += ["peak RSS GB"]
     rows = []
-    for r in runs:
-        scale = TARGET_ROWS / r["rows"]
+    for r in sorted(runs, key=lambda r: (r.get("layout", "blobs"), r["rows"])):
         rows.append(_store_row(r, 1.0, str(r["rows"])))
-        rows.append(_store_row(r, scale, f"{TARGET_ROWS} (x{scale:g}, extrapolated)"))
+        if r.get("layout", "blobs") == "blobs" and r["rows"] < TARGET_ROWS:
+            scale = TARGET_ROWS / r["rows"]
+            rows.append(_store_row(r, scale, f"{TARGET_ROWS} (x{scale:g}, extrapolated)"))
     return table(head, rows)
 
 
 def _store_row(r: dict, scale: float, label: str) -> list:
+    anon = r.get("anon_rss_mb")
     return [
+        r.get("layout", "blobs"),
         label,
         r["db_bytes"] * scale / 1e9,
+        r.get("vector_file_bytes", 0) * scale / 1e9,
         r["bulk_rows_per_s"],
         r["incremental_rows_per_s"],
         r["open_s"],
         r["known_under_s"] * scale,
         r.get("vectors_s", 0) * scale,
+        r.get("read_all_s", "-") if scale == 1.0 else "-",
+        "-" if anon is None else anon * scale / 1024,
         r["peak_rss_mb"] * scale / 1024,
     ]
 
@@ -287,7 +315,8 @@ def write_report() -> None:
     md = "# The store at 1M-10M images (simulated)\n\n"
     md += f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average']} (shared). "
     md += "Generated by `bench/store_scale.py` (its docstring says how).\n\n"
-    md += "## SQLite with vectors in blobs\n\n" + store_table(runs) + "\n"
+    md += "## The store: vectors in SQLite blobs (before m004) and in the vector file\n\n"
+    md += store_table(runs) + "\n"
     for r in ivf:
         md += f"## IVF{r['nlist']},PQ{r['m']} at {r['rows']} rows (4 shards merged, mmapped)\n\n"
         md += f"Train {r['train_s']:.0f} s, build + merge {r['build_merge_s']:.0f} s, "
@@ -324,7 +353,7 @@ def main() -> None:
     if args.what == "measure":
         return measure_child(args.directory, not args.no_vectors)
     if args.what == "store":
-        key = f"store-{args.rows}-{'meta' if args.no_vectors else 'vectors'}"
+        key = f"store-{args.rows}-{'meta' if args.no_vectors else 'vectors'}-file"
         return save_result(key, bench_store(args.rows, not args.no_vectors))
     if args.what == "ivfpq":
         key = f"ivfpq-{args.rows}-m{args.m}"

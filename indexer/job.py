@@ -215,6 +215,7 @@ def run(
         finally:
             if early is not None:
                 early.close()
+    store.compact_vectors()  # reclaims the vectors of removed and re-embedded files, if many
     summary.seconds = time.perf_counter() - started
     return summary
 

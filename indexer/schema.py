@@ -1,11 +1,18 @@
 """Every table of the library and every migration, in order. No other module creates tables."""
 
+import json
+from pathlib import Path
+
+import numpy as np
 import sqlite_utils
 
 SCHEMA_VERSION_KEY = "schema_version"
+MIGRATION_CHUNK_ROWS = 10_000
+
+# Each step gets the database and the library's directory (for steps that move data out of it).
 
 
-def m001_images_and_meta(db: sqlite_utils.Database) -> None:
+def m001_images_and_meta(db: sqlite_utils.Database, directory: Path) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
     db["images"].create(
         {
@@ -21,7 +28,7 @@ def m001_images_and_meta(db: sqlite_utils.Database) -> None:
             "status": str,  # "ok" or "failed"
             "error": str,
             "indexed_at": str,
-            "vector": bytes,  # float32, L2-normalised, model's dimension; null when failed
+            "vector": bytes,  # float32, L2-normalised; null when failed (moved out by m004)
         },
         pk="id",
         not_null={"path", "status"},
@@ -30,7 +37,7 @@ def m001_images_and_meta(db: sqlite_utils.Database) -> None:
     db["images"].create_index(["hash"])
 
 
-def m002_calibration(db: sqlite_utils.Database) -> None:
+def m002_calibration(db: sqlite_utils.Database, directory: Path) -> None:
     """Score normalisation and duplicate threshold, fitted on the library's own images."""
     db["calibration"].create(
         {
@@ -45,7 +52,7 @@ def m002_calibration(db: sqlite_utils.Database) -> None:
     )
 
 
-def m003_decisions_and_journal(db: sqlite_utils.Database) -> None:
+def m003_decisions_and_journal(db: sqlite_utils.Database, directory: Path) -> None:
     """Duplicate decisions keyed by content hash, and the journal of file actions (apply/undo)."""
     db["decisions"].create(
         {
@@ -93,10 +100,51 @@ def m003_decisions_and_journal(db: sqlite_utils.Database) -> None:
     db["journal"].create_index(["plan_id", "path"], unique=True)
 
 
-MIGRATIONS = [m001_images_and_meta, m002_calibration, m003_decisions_and_journal]
+def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
+    """Vectors leave the `images` rows for the memory-mapped file (vectorfile.py); rows keep a
+    `slot`. A blob of the wrong length gets no slot (`dinosearch check` reports it, `--repair`
+    drops it and the next index run embeds the file again). The file is written and synced
+    before this transaction commits; a kill before that leaves the blobs, and this step runs
+    again from the start."""
+    from . import vectorfile
+
+    db["images"].add_column("slot", int)
+    raw = db.execute("select value from meta where key = 'model'").fetchone()
+    dim = int(json.loads(raw[0])["dim"]) if raw else 0
+    ids = [r[0] for r in db.execute("select id from images where vector is not null order by id")]
+    slots: list[tuple[int, int]] = []  # (slot, id)
+
+    def sound_vectors():
+        for i in range(0, len(ids), MIGRATION_CHUNK_ROWS):
+            chunk = ids[i : i + MIGRATION_CHUNK_ROWS]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"select id, vector from images where id in ({marks}) order by id", chunk
+            ).fetchall()
+            sound = [(image_id, v) for image_id, v in rows if dim and len(v) == 4 * dim]
+            base = len(slots)
+            slots.extend((base + n, image_id) for n, (image_id, _) in enumerate(sound))
+            yield np.frombuffer(b"".join(v for _, v in sound), "<f4").reshape(-1, dim)
+
+    name = vectorfile.file_name(0)
+    vectorfile.write_new(directory / name, sound_vectors())
+    db.conn.executemany("update images set slot = ? where id = ?", slots)
+    db["meta"].upsert_all(
+        [{"key": "vector_file", "value": name}, {"key": "vector_slots", "value": str(len(slots))}],
+        pk="key",
+    )
+    db["images"].transform(drop={"vector"})
 
 
-def migrate(db: sqlite_utils.Database) -> int:
+MIGRATIONS = [
+    m001_images_and_meta,
+    m002_calibration,
+    m003_decisions_and_journal,
+    m004_vectors_in_a_file,
+]
+
+
+def migrate(db: sqlite_utils.Database, directory: Path) -> int:
     """Apply pending migrations, each in its own transaction; returns the schema version."""
     version = 0
     if db["meta"].exists():
@@ -111,6 +159,6 @@ def migrate(db: sqlite_utils.Database) -> int:
         )
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         with db.atomic():
-            step(db)
+            step(db, directory)
             db["meta"].upsert({"key": SCHEMA_VERSION_KEY, "value": str(number)}, pk="key")
     return len(MIGRATIONS)

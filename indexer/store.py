@@ -2,7 +2,8 @@
 
 Every write goes through one Store in one process at a time (the indexing job), each batch in one
 transaction, so a kill at any moment leaves the last committed batch and nothing half-written.
-WAL mode lets readers (queries, the API) go on while a job writes.
+WAL mode lets readers (queries, the API) go on while a job writes. The vectors themselves live in
+a memory-mapped file beside the database, committed through it (vectorfile.py).
 """
 
 import contextlib
@@ -10,6 +11,7 @@ import datetime as dt
 import errno
 import json
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from . import config, schema
+from . import config, schema, vectorfile
 from .errors import DiskFull, LibraryError, ModelMismatch, NoLibrary
 
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
 BUSY_TIMEOUT_S = 30  # how long a reader or writer waits for another's transaction
+COMPACT_DEAD_FRACTION = 0.25  # rewrite the vector file once this share of its rows is dead
+COMPACT_MIN_DEAD = 1024  # ... and at least this many (small libraries: never worth it)
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,10 @@ class Store:
             db = sqlite_utils.Database(conn)
             db.enable_wal()
             db.execute("PRAGMA synchronous=NORMAL")  # with WAL: consistent after any crash
-            schema.migrate(db)
+            schema.migrate(db, directory)
         except sqlite3.DatabaseError as exc:
+            if _out_of_space(directory):  # WAL's shared-memory file could not be made
+                raise DiskFull(directory) from None
             raise LibraryError(f"cannot open library {path}: {exc}") from None
         return cls(directory, db)
 
@@ -159,28 +165,54 @@ class Store:
         """One ok row (with its vector) for each content hash the library already has."""
         out: dict[str, dict] = {}
         hashes = list(set(hashes))
-        for i in range(0, len(hashes), 500):
-            chunk = hashes[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.query(
-                f"select * from images where status = 'ok' and hash in ({marks})", chunk
-            ):
-                out.setdefault(row["hash"], row)
+        with self.db.atomic():  # rows and vector file from one snapshot
+            for i in range(0, len(hashes), 500):
+                chunk = hashes[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self.db.query(
+                    f"select * from images where status = 'ok' and hash in ({marks})", chunk
+                ):
+                    out.setdefault(row["hash"], row)
+            self._attach_vectors(out.values())
         return out
 
     def image(self, image_id: int) -> dict | None:
-        rows = list(self.db.query("select * from images where id = ?", [image_id]))
-        return rows[0] if rows else None
+        """The row with its vector (bytes, or None), as `images_by_ids` gives them."""
+        return self.images_by_ids([image_id]).get(image_id)
 
     def images_by_ids(self, ids: Iterable[int], columns: str = "*") -> dict[int, dict]:
+        """Rows by id; `vector` may be among the columns (read from the vector file)."""
+        names = [c.strip() for c in columns.split(",")]
+        with_vector = "*" in names or "vector" in names
+        sql_columns = ", ".join("slot" if c == "vector" else c for c in names)
         ids = [int(i) for i in ids]
         out: dict[int, dict] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"select {columns} from images where id in ({marks})", chunk):
-                out[row["id"]] = row
+        with self.db.atomic():
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"select {sql_columns} from images where id in ({marks})"
+                for row in self.db.query(query, chunk):
+                    out[row["id"]] = row
+            if with_vector:
+                self._attach_vectors(out.values())
         return out
+
+    def all_images(self) -> list[dict]:
+        """Every row with its vector (bytes, or None), by id: for tests and benchmarks."""
+        ids = [r[0] for r in self.db.execute("select id from images order by id")]
+        found = self.images_by_ids(ids)
+        return [found[i] for i in ids if i in found]
+
+    def _attach_vectors(self, rows: Iterable[dict]) -> None:
+        """Replace each row's `slot` by its `vector` bytes (None without one)."""
+        rows = list(rows)
+        if not rows:
+            return
+        space = self.vector_map()
+        for row in rows:
+            slot = row.pop("slot")
+            row["vector"] = None if slot is None else space[slot].tobytes()
 
     def id_for_path(self, path: str) -> int | None:
         row = self.db.execute(
@@ -198,20 +230,48 @@ class Store:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def vectors(self) -> tuple[np.ndarray, VectorArray]:
-        """All ok vectors, ordered by id: (ids int64, vectors float32)."""
-        info = self.model()
-        dim = info.dim if info else 0
-        rows = self.db.execute(
-            "select id, vector from images where status = 'ok' order by id"
-        ).fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-        return ids, vecs.reshape(len(rows), dim)
+        """All ok vectors, ordered by id: (ids int64, vectors float32, read-only).
+
+        When the rows' slots run in id order without gaps (a library written once, or just
+        compacted) the vectors are a view of the memory map: no copy, nothing read until used.
+        """
+        with self.db.atomic():
+            rows = self.db.execute(
+                "select id, slot from images where status = 'ok' and slot is not null order by id"
+            )
+            pairs = np.fromiter(rows, dtype=[("id", np.int64), ("slot", np.int64)])
+            space = self.vector_map()
+        ids, slots = pairs["id"].copy(), pairs["slot"]
+        if len(slots) and slots[-1] - slots[0] == len(slots) - 1 and _ascending(slots):
+            return ids, np.asarray(space[slots[0] : slots[-1] + 1])
+        return ids, np.asarray(space[slots])
 
     def vectors_snapshot(self) -> tuple[int, np.ndarray, VectorArray]:
         """(generation, ids, vectors) read in one transaction, so they agree while a job writes."""
         with self.db.atomic():
             return (self.generation, *self.vectors())
+
+    def vector_slots(self) -> int:
+        """Rows of the vector file committed so far (live or dead)."""
+        return int(self.get_meta(VECTOR_SLOTS_KEY) or 0)
+
+    def _vector_path(self) -> Path:
+        return self.directory / (self.get_meta(VECTOR_FILE_KEY) or vectorfile.file_name(0))
+
+    def _dim(self) -> int:
+        info = self.model()
+        return info.dim if info else 0
+
+    def vector_map(self) -> np.ndarray:
+        """The committed rows of the vector file (call inside a transaction: one snapshot)."""
+        try:
+            return vectorfile.read_map(self._vector_path(), self.vector_slots(), self._dim())
+        except (OSError, ValueError) as exc:
+            raise LibraryError(
+                f"the vectors of library {self.directory} are damaged ({exc}); "
+                "`dinosearch check --repair` drops the rows without one, `dinosearch index` "
+                "embeds their files again"
+            ) from None
 
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("select status, count(*) from images group by status").fetchall()
@@ -225,14 +285,106 @@ class Store:
     # --- writes ---------------------------------------------------------------------------------
 
     def write_rows(self, rows: list[ImageRow]) -> None:
-        """Insert or replace rows (by path) in one transaction."""
+        """Insert or replace rows (by path) in one transaction, their vectors appended first."""
         if not rows:
             return
         now = _now()
         records = [{**row.__dict__, "indexed_at": now} for row in rows]
         with self.transaction():
+            self._hold_write_lock()
+            self._store_vectors(records)
             self.db["images"].upsert_all(records, pk="path", alter=False)
             self._bump()
+
+    def _hold_write_lock(self) -> None:
+        """Take SQLite's write lock now: the vector file is ours until the commit."""
+        self.db.execute(
+            "insert or ignore into meta (key, value) values (?, '0')", [VECTOR_SLOTS_KEY]
+        )
+
+    def _store_vectors(self, records: list[dict]) -> None:
+        """Append the records' `vector` bytes to the file, durably; each record gets its `slot`.
+
+        Call with the write lock held. Every record gets a slot key (None without a vector), so
+        an upsert never leaves a path pointing at the vector of its previous content."""
+        with_vector = [r for r in records if r.get("vector") is not None]
+        committed, dim = self.vector_slots(), self._dim()
+        if with_vector:
+            block = np.frombuffer(b"".join(r["vector"] for r in with_vector), dtype="<f4")
+            vectorfile.append(self._vector_path(), committed, dim, block.reshape(-1, dim))
+            self.set_meta(VECTOR_SLOTS_KEY, str(committed + len(with_vector)))
+        slots = iter(range(committed, committed + len(with_vector)))
+        for record in records:
+            record["slot"] = next(slots) if record.pop("vector", None) is not None else None
+
+    def trim_vector_slots(self) -> int:
+        """After damage (`check --repair`): commit only the rows the vector file still holds.
+
+        Rows pointing past them must be gone already; returns the new count."""
+        with self.transaction():
+            self._hold_write_lock()
+            path, dim = self._vector_path(), self._dim()
+            held = path.stat().st_size // (4 * dim) if dim and path.exists() else 0
+            slots = min(held, self.vector_slots())
+            self.set_meta(VECTOR_SLOTS_KEY, str(slots))
+        return slots
+
+    def dead_vector_slots(self) -> int:
+        live = self.db.execute(
+            "select count(distinct slot) from images where slot is not null"
+        ).fetchone()[0]
+        return self.vector_slots() - live
+
+    def compact_vectors(self, force: bool = False) -> bool:
+        """Rewrite the live vectors into a new file once enough rows are dead; True if it did.
+
+        The new file is written and synced first, then one transaction points every row at its
+        new slot and names the file; a kill before the commit leaves the old file in charge.
+        The file before the previous one is removed (readers map a file only briefly)."""
+        with self.transaction():
+            self._hold_write_lock()
+            dead = self.dead_vector_slots()
+            total = self.vector_slots()
+            if not force and (dead < COMPACT_MIN_DEAD or dead < COMPACT_DEAD_FRACTION * total):
+                return False
+            if dead == 0:
+                return False
+            old = self._vector_path()
+            slots = np.array(
+                [
+                    r[0]
+                    for r in self.db.execute(
+                        "select distinct slot from images where slot is not null order by slot"
+                    )
+                ],
+                dtype=np.int64,
+            )
+            space = self.vector_map()
+            new = self.directory / vectorfile.file_name(vectorfile.file_number(old.name) + 1)
+            step = 65536
+            vectorfile.write_new(
+                new, (space[slots[i : i + step]] for i in range(0, len(slots), step))
+            )
+            self.db.execute(
+                "create temp table if not exists moved (old integer primary key, new integer)"
+            )
+            self.db.execute("delete from moved")
+            self.db.conn.executemany(
+                "insert into moved values (?, ?)", ((int(s), i) for i, s in enumerate(slots))
+            )
+            self.db.execute(
+                "update images set slot = (select new from moved where old = images.slot) "
+                "where slot is not null"
+            )
+            self.db.execute("delete from moved")
+            self.set_meta(VECTOR_FILE_KEY, new.name)
+            self.set_meta(VECTOR_SLOTS_KEY, str(len(slots)))
+        keep = {new.name, old.name}
+        for path in self.directory.iterdir():
+            if vectorfile.FILE_RE.match(path.name) and path.name not in keep:
+                with contextlib.suppress(OSError):  # still mapped (Windows): the next time
+                    path.unlink()
+        return True
 
     def apply_moves(
         self,
@@ -287,7 +439,10 @@ class Store:
     # --- file actions (search/actions.py): rows follow files the user moved or removed ----------
 
     def image_by_path(self, path: str) -> dict | None:
-        rows = list(self.db.query("select * from images where path = ?", [path]))
+        """The row with its vector (bytes, or None)."""
+        with self.db.atomic():
+            rows = list(self.db.query("select * from images where path = ?", [path]))
+            self._attach_vectors(rows)
         return rows[0] if rows else None
 
     def move_image(self, old: str, new: str, size: int, mtime_ns: int) -> None:
@@ -313,9 +468,27 @@ class Store:
 
     def restore_image(self, row: dict) -> None:
         """Put back a row removed earlier (same vector: no re-embedding)."""
+        record = {k: v for k, v in row.items() if k != "slot"}
         with self.transaction():
-            self.db["images"].upsert(row, pk="path", alter=False)
+            self._hold_write_lock()
+            self._store_vectors([record])
+            self.db["images"].upsert(record, pk="path", alter=False)
             self._bump()
+
+
+VECTOR_FILE_KEY = "vector_file"  # meta: the vector file in charge (vectorfile.py)
+VECTOR_SLOTS_KEY = "vector_slots"  # meta: its committed rows
+
+
+def _out_of_space(directory: Path, margin: int = 1 << 20) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < margin
+    except OSError:
+        return False
+
+
+def _ascending(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] > values[:-1]))
 
 
 def _now() -> str:

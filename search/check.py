@@ -38,6 +38,7 @@ REPAIRABLE = {
     "changed_file": False,  # needs the model: re-run dinosearch index
     "changed_content": False,
     "integrity": False,  # SQLite itself is damaged: restore a backup or .recover
+    "vectors_damaged": True,  # the vector file lost rows: those rows go (bad_vector), count fixed
     "bad_row": False,
 }
 
@@ -102,12 +103,16 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
         meta = dict(conn.execute("select key, value from meta").fetchall())
         report.generation = int(meta.get("generation") or 0)
         dim = _dim(meta)
-        rows = [
-            _Row(*r)
-            for r in conn.execute(
-                "select id, path, size, mtime_ns, hash, status, vector from images order by id"
-            )
-        ]
+        columns = {r[1] for r in conn.execute("pragma table_info(images)")}
+        select = "select id, path, size, mtime_ns, hash, status, {} from images order by id"
+        if "slot" in columns:
+            space = _vector_map(directory, meta, dim or 0, report)
+            rows = [
+                _Row(*r[:6], _vector_bytes(space, r[6]))
+                for r in conn.execute(select.format("slot"))
+            ]
+        else:  # a library not opened since vectors moved out of SQLite (schema m004)
+            rows = [_Row(*r) for r in conn.execute(select.format("vector"))]
     except sqlite3.DatabaseError as exc:
         report.problems.append(Problem("integrity", f"cannot read {DB_NAME}: {exc}"))
         return report
@@ -129,6 +134,24 @@ def _connect_readonly(directory: Path) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:
         raise LibraryError(f"cannot open library {path}: {exc}") from None
+
+
+def _vector_map(directory: Path, meta: dict, dim: int, report: CheckReport) -> np.ndarray:
+    """The committed rows of the vector file; what it lacks is reported (its rows get none)."""
+    from indexer import vectorfile
+
+    path = directory / meta.get("vector_file", vectorfile.file_name(0))
+    slots = int(meta.get("vector_slots") or 0)
+    try:
+        return vectorfile.read_map(path, slots, dim)
+    except (OSError, ValueError) as exc:
+        report.problems.append(Problem("vectors_damaged", str(exc), str(path)))
+        held = path.stat().st_size // (4 * dim) if dim and path.exists() else 0
+        return vectorfile.read_map(path, min(held, slots), dim) if held else np.zeros((0, dim))
+
+
+def _vector_bytes(space: np.ndarray, slot: int | None) -> bytes | None:
+    return space[slot].tobytes() if slot is not None and 0 <= slot < len(space) else None
 
 
 def _check_integrity(conn: sqlite3.Connection, report: CheckReport) -> None:
@@ -309,6 +332,8 @@ def repair_library(directory: str | Path, deep: bool = False) -> CheckReport:
     fixable = [p for p in before.problems if REPAIRABLE.get(p.kind)]
     if fixable:
         _drop_rows(directory, [p.path for p in fixable if p.kind in ("missing_file", "bad_vector")])
+        if any(p.kind == "vectors_damaged" for p in fixable):
+            _trim_vectors(directory)
         for p in fixable:
             if p.kind in ("temp_file", "stale_index_file") and p.path:
                 Path(p.path).unlink(missing_ok=True)
@@ -335,6 +360,16 @@ def _drop_rows(directory: Path, paths: list[str]) -> None:
             for r in store.db.execute("select id from images where path = ?", [p]).fetchall()
         ]
         store.apply_moves([], [], ids)  # one transaction, bumps the generation
+    finally:
+        store.close()
+
+
+def _trim_vectors(directory: Path) -> None:
+    from indexer.store import Store
+
+    store = Store.open(directory)
+    try:
+        store.trim_vector_slots()
     finally:
         store.close()
 

@@ -170,15 +170,13 @@ class Collection:
         """An image's vector: the stored one when the file is indexed and unchanged, else embed."""
         path = os.path.abspath(path)
         store = self.store()
-        row = store.db.execute(
-            "select size, mtime_ns, vector from images where path = ? and status = 'ok'", [path]
-        ).fetchone()
+        row = store.image_by_path(path)
         try:
             st = os.stat(path)
         except OSError as exc:
             raise BadQuery(f"cannot read query image {path}: {exc.strerror or exc}") from None
-        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-            return np.frombuffer(row[2], dtype=np.float32)
+        if row and row["vector"] and (row["size"], row["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+            return np.frombuffer(row["vector"], dtype=np.float32)
         embedder = self.embedder()
         try:
             decoded = decode_file(path, embedder.recipe, max_pixels=_query_max_pixels())

@@ -32,7 +32,7 @@ from indexer.store import Store
 
 ROWS_PER_CHUNK = 50_000  # rows read from SQLite and written as one row group (~80 MB at 384-d)
 CHUNKS_PER_FILE = 20  # 1M rows per part file: big enough for engines, small enough to list
-COLUMNS = "id, path, size, mtime_ns, hash, width, height, format, taken, indexed_at, vector"
+COLUMNS = "id, path, size, mtime_ns, hash, width, height, format, taken, indexed_at, slot"
 
 
 @dataclass
@@ -69,12 +69,12 @@ def schema(dim: int, model: str, recipe: str):
     return pa.schema(fields, metadata=meta)
 
 
-def _table(rows: list[tuple], arrow_schema, dim: int):
-    """SQLite rows (COLUMNS order) -> one Arrow table."""
+def _table(rows: list[tuple], space: np.ndarray, arrow_schema, dim: int):
+    """SQLite rows (COLUMNS order) and the vector file's map -> one Arrow table."""
     import pyarrow as pa
 
     columns = list(zip(*rows, strict=True)) if rows else [()] * 11
-    flat = np.frombuffer(b"".join(columns[10]), dtype="<f4")
+    flat = space[np.array(columns[10], dtype=np.int64)].reshape(-1)
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)
     arrays = [pa.array(col, arrow_schema.field(i).type) for i, col in enumerate(columns[:10])]
     return pa.Table.from_arrays([*arrays, vectors], schema=arrow_schema)
@@ -85,7 +85,8 @@ def _chunks(store: Store):
     last = -1
     while True:
         rows = store.db.execute(
-            f"select {COLUMNS} from images where status = 'ok' and id > ? order by id limit ?",
+            f"select {COLUMNS} from images where status = 'ok' and slot is not null and id > ? "
+            "order by id limit ?",
             [last, ROWS_PER_CHUNK],
         ).fetchall()
         if not rows:
@@ -100,14 +101,16 @@ def _write_parts(store: Store, directory: Path, arrow_schema, dim: int) -> tuple
 
     rows = files = 0
     writer = None
-    for number, chunk in enumerate(_chunks(store)):
-        if number % CHUNKS_PER_FILE == 0:
-            if writer:
-                writer.close()
-            writer = pq.ParquetWriter(directory / f"part-{files:05d}.parquet", arrow_schema)
-            files += 1
-        writer.write_table(_table(chunk, arrow_schema, dim))
-        rows += len(chunk)
+    with store.db.atomic():  # one snapshot: rows and vectors agree while a job writes
+        space = store.vector_map()
+        for number, chunk in enumerate(_chunks(store)):
+            if number % CHUNKS_PER_FILE == 0:
+                if writer:
+                    writer.close()
+                writer = pq.ParquetWriter(directory / f"part-{files:05d}.parquet", arrow_schema)
+                files += 1
+            writer.write_table(_table(chunk, space, arrow_schema, dim))
+            rows += len(chunk)
     if writer is None:  # an empty library still exports its schema
         writer = pq.ParquetWriter(directory / "part-00000.parquet", arrow_schema)
         files = 1

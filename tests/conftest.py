@@ -65,3 +65,14 @@ def run_cli(*args, check=True, env=None, **kwargs) -> subprocess.CompletedProces
     if check and proc.returncode != 0:
         raise AssertionError(f"dinosearch {args} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def stored_rows(library: Path) -> list[dict]:
+    """Every row of a library with its vector (bytes, or None), ordered by path."""
+    from indexer.store import Store
+
+    store = Store.open(library)
+    try:
+        return sorted(store.all_images(), key=lambda r: r["path"])
+    finally:
+        store.close()

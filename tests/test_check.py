@@ -6,10 +6,10 @@ import os
 import shutil
 import sqlite3
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from indexer.store import Store
 from search.cli import cli
 from search.cli_check import check
 from tests.conftest import PHOTOS
@@ -49,6 +49,17 @@ def sql(library, statement, params=()):
         conn.execute(statement, params)
 
 
+def damage_vector(library, path) -> None:
+    """Zeros over one row of the vector file (a torn write or bit rot: not a unit vector)."""
+    with sqlite3.connect(library / "library.db") as conn:
+        (slot,) = conn.execute("select slot from images where path = ?", [str(path)]).fetchone()
+        meta = dict(conn.execute("select key, value from meta").fetchall())
+    dim = json.loads(meta["model"])["dim"]
+    with open(library / meta["vector_file"], "r+b") as f:
+        f.seek(slot * dim * 4)
+        f.write(b"\0" * dim * 4)
+
+
 def test_fresh_library_is_clean(indexed):
     _, library = indexed
     code, report = run_check(library)
@@ -62,9 +73,7 @@ def test_every_repairable_problem_is_listed_then_mended(indexed):
     folder, library = indexed
     names = sorted(p.name for p in folder.iterdir())
     (folder / names[0]).unlink()  # a file that is gone
-    sql(
-        library, "update images set vector = ? where path = ?", [b"\0" * 12, str(folder / names[1])]
-    )
+    damage_vector(library, folder / names[1])
     (library / ".vectors.1.faiss.999999.tmp").write_bytes(b"half an index")  # a dead writer's
     code, report = run_check(library, expect=1)
     found = kinds(report)
@@ -108,13 +117,7 @@ def test_damaged_and_stale_index_files(indexed):
 def test_index_that_disagrees_with_sqlite(indexed):
     """A readable index file of the right generation but other vectors is caught and rebuilt."""
     _, library = indexed
-    rows = (
-        sqlite3.connect(library / "library.db")
-        .execute("select id, vector from images where status = 'ok' order by id")
-        .fetchall()
-    )
-    ids = np.array([r[0] for r in rows], np.int64)
-    vectors = np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+    ids, vectors = Store.open(library).vectors()
     from search.knn import VectorIndex
 
     generation = int(next(library.glob("vectors.*.faiss")).name.split(".")[1])

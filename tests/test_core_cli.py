@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from indexer.store import Store
 from search.cli import cli
-from tests.conftest import HEIF, IMAGEDEDUP, PHOTOS
+from tests.conftest import HEIF, IMAGEDEDUP, PHOTOS, stored_rows
 
 
 def invoke(*args, expect=0):
@@ -25,10 +25,11 @@ def index_json(*args):
 
 
 def stored_vectors(library) -> dict[str, np.ndarray]:
-    store = Store.open(library)
-    rows = store.db.execute("select path, vector from images where status = 'ok'").fetchall()
-    store.close()
-    return {p: np.frombuffer(v, dtype=np.float32) for p, v in rows}
+    return {
+        r["path"]: np.frombuffer(r["vector"], dtype=np.float32)
+        for r in stored_rows(library)
+        if r["status"] == "ok"
+    }
 
 
 def test_index_then_query_round_trip(photos, library):
@@ -304,8 +305,8 @@ def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
         store = Store.open(directory, create=True)
         opts = job.IndexOptions(workers=1)
         summary = job.run(store, [str(photos)], load_embedder, opts, None, recipe_hint)
-        vectors = {r["path"]: r["vector"] for r in store.db["images"].rows}
         store.close()
+        vectors = {r["path"]: r["vector"] for r in stored_rows(directory)}
         return summary, vectors
 
     wrong = Recipe(shortest_edge=64, crop=(56, 56))

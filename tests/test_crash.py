@@ -1,7 +1,6 @@
 """kill -9 in the middle of indexing leaves a consistent library; a re-run finishes the job and
 the result equals an uninterrupted run."""
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -11,23 +10,26 @@ import time
 import numpy as np
 import pytest
 
-from indexer.store import Store
 from search.collection import Collection
-from tests.conftest import PHOTOS, ROOT, run_cli
+from tests.conftest import PHOTOS, ROOT, run_cli, stored_rows
 
 
 def library_state(library):
-    store = Store.open(library)
-    rows = store.db.execute(
-        "select path, hash, status, vector from images order by path"
-    ).fetchall()
-    store.close()
-    return {p: (h, s, None if v is None else np.frombuffer(v, np.float32)) for p, h, s, v in rows}
+    return {
+        r["path"]: (
+            r["hash"],
+            r["status"],
+            None if r["vector"] is None else np.frombuffer(r["vector"], np.float32),
+        )
+        for r in stored_rows(library)
+    }
 
 
 def committed_rows(library) -> int:
     try:
-        with sqlite3.connect(library / "library.db", timeout=5) as conn:
+        # read-only: never create the database before the job does
+        uri = f"file:{library / 'library.db'}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=5) as conn:
             return conn.execute("select count(*) from images").fetchone()[0]
     except sqlite3.Error:
         return 0
@@ -68,7 +70,7 @@ def test_kill_9_mid_index_then_resume_equals_uninterrupted(tmp_path, kill_after_
     while committed_rows(library) < kill_after_rows and proc.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # a no-op if the job already finished (then: resume == run)
     proc.wait()
 
     with sqlite3.connect(library / "library.db") as conn:

@@ -15,7 +15,7 @@ import pytest
 
 from search.check import check_library
 from search.collection import Collection
-from tests.conftest import PHOTOS, ROOT, run_cli
+from tests.conftest import PHOTOS, ROOT, run_cli, stored_rows
 
 # Runs the real CLI with an audit hook that SIGKILLs the process at one moment of the index save.
 # No product code changes: Python's audit events fire inside os.replace / open / os.unlink.
@@ -38,9 +38,7 @@ main()
 
 
 def state(library) -> dict:
-    with sqlite3.connect(library / "library.db") as conn:
-        rows = conn.execute("select path, hash, status, vector from images order by path")
-        return {p: (h, s, v) for p, h, s, v in rows}
+    return {r["path"]: (r["hash"], r["status"], r["vector"]) for r in stored_rows(library)}
 
 
 def integrity(library) -> str:
@@ -117,7 +115,7 @@ def test_kill_9_leaves_no_leftover_files_after_rerun(tmp_path, moment):
             sys.executable,
             "-c",
             KILL_AT,
-            "before_rename",
+            moment,
             "index",
             str(folder),
             "--index",
