@@ -102,13 +102,16 @@ def m003_decisions_and_journal(db: sqlite_utils.Database, directory: Path) -> No
 
 def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
     """Vectors leave the `images` rows for the memory-mapped file (vectorfile.py); rows keep a
-    `slot`. A blob of the wrong length gets no slot (`dinosearch check` reports it, `--repair`
-    drops it and the next index run embeds the file again). The file is written and synced
+    `slot`, and the store `generation` that last wrote their vector (so the FAISS file can be
+    brought up to date with what changed since it was built). A blob of the wrong length gets no
+    slot (`dinosearch check` reports it, `--repair` drops it and the next index run embeds the
+    file again). The file is written and synced
     before this transaction commits; a kill before that leaves the blobs, and this step runs
     again from the start."""
     from . import vectorfile
 
     db["images"].add_column("slot", int)
+    db["images"].add_column("generation", int, not_null_default=0)
     raw = db.execute("select value from meta where key = 'model'").fetchone()
     dim = int(json.loads(raw[0])["dim"]) if raw else 0
     ids = [r[0] for r in db.execute("select id from images where vector is not null order by id")]
@@ -134,6 +137,7 @@ def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
         pk="key",
     )
     db["images"].transform(drop={"vector"})
+    db["images"].create_index(["generation"])
 
 
 MIGRATIONS = [

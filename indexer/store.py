@@ -36,9 +36,10 @@ class ModelInfo:
     recipe: str  # Recipe.to_json()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
-    """What the library holds about one path."""
+    """What the library holds about one path (slots: an incremental run over 10M files holds
+    10M of these)."""
 
     id: int
     path: str
@@ -235,21 +236,28 @@ class Store:
         When the rows' slots run in id order without gaps (a library written once, or just
         compacted) the vectors are a view of the memory map: no copy, nothing read until used.
         """
+        ids, slots, space = self.vector_rows()
+        return ids, gather(space, slots)
+
+    def vector_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, slots, map) of all ok vectors, by id: vector i is map[slots[i]]; no copy."""
         with self.db.atomic():
             rows = self.db.execute(
                 "select id, slot from images where status = 'ok' and slot is not null order by id"
             )
             pairs = np.fromiter(rows, dtype=[("id", np.int64), ("slot", np.int64)])
             space = self.vector_map()
-        ids, slots = pairs["id"].copy(), pairs["slot"]
-        if len(slots) and slots[-1] - slots[0] == len(slots) - 1 and _ascending(slots):
-            return ids, np.asarray(space[slots[0] : slots[-1] + 1])
-        return ids, np.asarray(space[slots])
+        return pairs["id"].copy(), pairs["slot"].copy(), space
 
     def vectors_snapshot(self) -> tuple[int, np.ndarray, VectorArray]:
         """(generation, ids, vectors) read in one transaction, so they agree while a job writes."""
         with self.db.atomic():
             return (self.generation, *self.vectors())
+
+    def changed_since(self, generation: int) -> np.ndarray:
+        """Ids of rows whose vector (or status) was written after `generation`."""
+        rows = self.db.execute("select id from images where generation > ?", [generation])
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def vector_slots(self) -> int:
         """Rows of the vector file committed so far (live or dead)."""
@@ -309,6 +317,7 @@ class Store:
         an upsert never leaves a path pointing at the vector of its previous content."""
         with_vector = [r for r in records if r.get("vector") is not None]
         committed, dim = self.vector_slots(), self._dim()
+        written = self.generation + 1  # the generation this transaction's bump makes
         if with_vector:
             block = np.frombuffer(b"".join(r["vector"] for r in with_vector), dtype="<f4")
             vectorfile.append(self._vector_path(), committed, dim, block.reshape(-1, dim))
@@ -316,6 +325,7 @@ class Store:
         slots = iter(range(committed, committed + len(with_vector)))
         for record in records:
             record["slot"] = next(slots) if record.pop("vector", None) is not None else None
+            record["generation"] = written
 
     def trim_vector_slots(self) -> int:
         """After damage (`check --repair`): commit only the rows the vector file still holds.
@@ -350,11 +360,12 @@ class Store:
             if dead == 0:
                 return False
             old = self._vector_path()
+            # in id order: afterwards `vectors()` is a view of the map again, not a copy
             slots = np.array(
                 [
                     r[0]
                     for r in self.db.execute(
-                        "select distinct slot from images where slot is not null order by slot"
+                        "select slot from images where slot is not null order by id"
                     )
                 ],
                 dtype=np.int64,
@@ -485,6 +496,13 @@ def _out_of_space(directory: Path, margin: int = 1 << 20) -> bool:
         return shutil.disk_usage(directory).free < margin
     except OSError:
         return False
+
+
+def gather(space: np.ndarray, slots: np.ndarray) -> VectorArray:
+    """space[slots]: a read-only view when the slots run without gaps, else a copy."""
+    if len(slots) and slots[-1] - slots[0] == len(slots) - 1 and _ascending(slots):
+        return np.asarray(space[slots[0] : slots[-1] + 1])
+    return np.asarray(space[slots])
 
 
 def _ascending(values: np.ndarray) -> bool:

@@ -96,8 +96,10 @@ def test_compaction_keeps_every_vector_and_drops_dead_rows(store):
     store.apply_moves([], [], [int(i) for i in store.vectors()[0][:5]])
     before = by_path(store)
     assert store.dead_vector_slots() == 100 - 35
+    assert store.vectors()[1].flags.writeable  # re-embedded rows are out of id order: a copy
     assert not store.compact_vectors()  # too few dead rows to be worth it...
     assert store.compact_vectors(force=True)  # ...unless asked
+    assert not store.vectors()[1].flags.writeable  # rewritten in id order: a view of the map
     assert store.get_meta("vector_file") == "vectors-1.f32"
     assert store.vector_slots() == 35 and store.dead_vector_slots() == 0
     assert (store.directory / "vectors-1.f32").stat().st_size == 35 * DIM * 4
