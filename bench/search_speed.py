@@ -1,6 +1,8 @@
-"""Exact (IndexFlatIP) vs HNSW, through the product's search.knn.VectorIndex, at 100k and 1M
-realistic 384-d vectors (perf_common.realistic_vectors): build time, bytes per vector, single and
-batched query latency p50/p99, recall@10 against exact, and HNSW efSearch trade-offs.
+"""Exact (IndexFlatIP) vs HNSW vs IVF-PQ, through the product's search.knn.VectorIndex, at 100k
+and 1M realistic 384-d vectors (perf_common.realistic_vectors): build time, bytes per vector,
+single and batched query latency p50/p99, recall@10 against exact, HNSW efSearch trade-offs, and
+IVF-PQ with its candidates re-scored from the exact vectors (as a library does from its
+memory-mapped vector file).
 
 Queries are library vectors moved to cosine ~0.9 (an image similar to one in the library).
 
@@ -52,7 +54,9 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
 
 
-def bench_size(n: int, nq: int, ef_values: list[int]) -> tuple[dict, list]:
+def bench_size(
+    n: int, nq: int, ef_values: list[int], hnsw: bool = True, ivf_settings=()
+) -> tuple[dict, list]:
     vectors, _ = pc.vectors_cached(n)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.arange(n, dtype=np.int64)
@@ -76,6 +80,39 @@ def bench_size(n: int, nq: int, ef_values: list[int]) -> tuple[dict, list]:
         ]
     )
     del flat
+    ivf = knn.VectorIndex.build(ids, vectors, "ivfpq", 0)
+    ivf.exact = lambda wanted: vectors[wanted]  # ids are row numbers here
+    lists, m = knn.ivfpq_shape(n, vectors.shape[1])
+    size = index_bytes(ivf) / n
+    out["ivfpq"] = {"build_s": ivf.build_seconds, "bytes_per_vector": size, "settings": {}}
+    shipped = (knn.IVFPQ_NPROBE, knn.IVFPQ_CANDIDATES)
+    import faiss
+
+    inner = faiss.downcast_index(ivf.index.index)
+    for nprobe, candidates in sorted(set(ivf_settings) | {shipped}):
+        inner.nprobe, knn.IVFPQ_CANDIDATES = nprobe, candidates
+        lat = latencies_ms(ivf, queries)
+        r = recall(lat.pop("ids"), truth)
+        out["ivfpq"]["settings"][f"{nprobe}/{candidates}"] = {**lat, "recall_at_10": r}
+        mark = " (shipped)" if (nprobe, candidates) == shipped else ""
+        rows.append(
+            [
+                n,
+                f"ivfpq IVF{lists},PQ{m} + re-rank {candidates}",
+                f"nprobe {nprobe}{mark}",
+                ivf.build_seconds,
+                size,
+                lat["p50"],
+                lat["p99"],
+                lat["batched_per_query"],
+                r,
+            ]
+        )
+        print(rows[-1], flush=True)
+    inner.nprobe, knn.IVFPQ_CANDIDATES = shipped
+    del ivf
+    if not hnsw:
+        return out, rows
     hnsw = knn.VectorIndex.build(ids, vectors, "hnsw", 0)
     size = index_bytes(hnsw) / n
     out["hnsw"] = {"build_s": hnsw.build_seconds, "bytes_per_vector": size, "ef": {}}
@@ -114,12 +151,19 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--ef", default="32,64,128,256")
     ap.add_argument("--name", default="search_speed", help="results file: perf_<name>.*")
+    ap.add_argument("--no-hnsw", action="store_true", help="skip HNSW (its 1M build is ~10 min)")
+    ap.add_argument(
+        "--ivf", default="", help="IVF-PQ nprobe/candidates pairs to try, e.g. 128/100,256/200"
+    )
     args = ap.parse_args()
     sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     ef_values = [int(e) for e in args.ef.split(",")]
     data, rows = {}, []
     for n in sizes:
-        data[n], r = bench_size(n, 50 if args.quick else args.queries, ef_values)
+        ivf = [tuple(int(x) for x in s.split("/")) for s in args.ivf.split(",") if s]
+        data[n], r = bench_size(
+            n, 50 if args.quick else args.queries, ef_values, not args.no_hnsw, ivf
+        )
         rows += r
     md = (
         f"{args.queries} queries (library vectors moved to cosine ~0.9), k={K}, faiss "

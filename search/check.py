@@ -273,7 +273,10 @@ def _compare_index(path: Path, report: CheckReport, good: dict, dim: int | None)
         index = faiss.read_index(str(path))
         ids = faiss.vector_to_array(index.id_map).astype(np.int64)
         inner = faiss.downcast_index(index.index)
-        vectors = inner.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, 1))
+        if isinstance(inner, faiss.IndexIVF):  # PQ codes: only the ids can be compared
+            vectors = None
+        else:
+            vectors = inner.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, 1))
     except (RuntimeError, AttributeError) as exc:
         report.problems.append(Problem("index_damaged", f"cannot read: {exc}", str(path)))
         return
@@ -288,6 +291,12 @@ def _compare_index(path: Path, report: CheckReport, good: dict, dim: int | None)
                 str(path),
             )
         )
+        return
+    if vectors is None:
+        if index.d != dim:
+            report.problems.append(
+                Problem("index_mismatch", f"index is {index.d}-d, the library {dim}-d", str(path))
+            )
         return
     if len(ids) and (vectors.shape[1] != dim or not _same_vectors(ids, vectors, good)):
         report.problems.append(

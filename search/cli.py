@@ -123,9 +123,10 @@ def cli():
 )
 @click.option(
     "--index-type",
-    type=click.Choice(["auto", "flat", "hnsw"]),
+    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
     default=None,
-    help="FAISS index, kept for the library: auto = exact up to 200k vectors, HNSW above.",
+    help="FAISS index, kept for the library: auto = exact up to 200k vectors, HNSW up to 5M, "
+    "IVF-PQ (re-ranked with the exact vectors) above.",
 )
 @ray_option
 @json_option

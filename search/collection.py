@@ -11,7 +11,7 @@ from indexer import job
 from indexer.config import default_library_dir, default_model
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
-from indexer.store import Store
+from indexer.store import Store, gather
 
 from . import knn
 
@@ -144,11 +144,32 @@ class Collection:
             if wanted != loaded.kind:  # the user chose another --index-type: rebuild
                 self._vindex = None
         if self._vindex is None:
-            generation, ids, vectors = store.vectors_snapshot()
-            kind = knn.choose_index_type(len(ids), vectors.shape[1], self._index_type())
-            self._vindex = knn.VectorIndex.build(ids, vectors, kind, generation)
+            self._vindex = self._updated_or_built(store)
             self._vindex.save(self.directory)
+        if self._vindex.kind == "ivfpq":
+            self._vindex.exact = _exact_vectors(store)
         return self._vindex
+
+    def _updated_or_built(self, store: Store) -> knn.VectorIndex:
+        """The previous index file brought up to date with what changed since, when it is of the
+        right kind and the change is small; else a new index from all the vectors."""
+        with store.db.atomic():  # rows and the list of changed ones from one snapshot
+            generation = store.generation
+            ids, slots, space = store.vector_rows()
+            kind = knn.choose_index_type(len(ids), space.shape[1], self._index_type())
+            previous = knn.VectorIndex.load_latest(self.directory, generation)
+            if previous is not None and previous.kind != kind:
+                previous = None
+            changed = store.changed_since(previous.generation) if previous else None
+        # outside the read transaction (an HNSW build takes minutes); the memory map stays
+        # valid: the file is append-only and compaction keeps the previous file
+        if previous is not None:
+            updated = previous.updated(
+                ids, lambda rows: space[slots[rows]], space.shape[1], changed, generation
+            )
+            if updated is not None:
+                return updated
+        return knn.VectorIndex.build(ids, gather(space, slots), kind, generation)
 
     def set_index_type(self, kind: str) -> None:
         """Keep `kind` (auto, flat, hnsw) as this library's index type for every later command."""
@@ -289,6 +310,23 @@ def _mean_direction(vectors: np.ndarray) -> np.ndarray:
     if norm < 1e-6:
         raise BadQuery("the query images cancel out (their mean vector is zero)")
     return mean / norm
+
+
+def _exact_vectors(store: Store):
+    """ids -> their stored vectors, for re-scoring IVF-PQ candidates; a row deleted meanwhile
+    scores 0 (and is dropped with the other vanished rows by search_vector)."""
+    dim = store.model().dim
+
+    def fetch(ids: np.ndarray) -> np.ndarray:
+        rows = store.images_by_ids(ids, "id, vector")
+        out = np.zeros((len(ids), dim), np.float32)
+        for n, image_id in enumerate(ids):
+            row = rows.get(int(image_id))
+            if row and row["vector"]:
+                out[n] = np.frombuffer(row["vector"], np.float32)
+        return out
+
+    return fetch
 
 
 def _vectors_for(store: Store, ids: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +25,43 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 # recall@10 at 1M realistic vectors: 0.941 at 64, 0.979 at 128 (p50 1.8 ms on 2 cores); 100k: 0.999
 HNSW_EF_SEARCH = 128
-INDEX_TYPES = ("auto", "flat", "hnsw")
+# Above this HNSW's RAM (the full vectors plus ~256 B/vector of graph: ~9 GB at 5M 384-d) is more
+# than a workstation has: IVF-PQ holds ~100 B/vector, and its candidates are re-scored with the
+# exact vectors from the library's memory-mapped file (bench/results/scale_store.md).
+IVFPQ_MIN_VECTORS = 5_000_000
+IVFPQ_DIMS_PER_BYTE = 4  # PQ: one 8-bit code per 4 dimensions (96 B for 384-d, 192 B for 768-d)
+# 1M realistic vectors, IVF4000,PQ96 (bench/results/perf_search_speed_ivfpq.md): recall@10 0.932 at
+# nprobe 128 / 100 candidates, 0.948 at 128/200, 0.964 at 256/100, 0.983 at 256/200 (p50 4.9 ms)
+IVFPQ_NPROBE = 256
+IVFPQ_CANDIDATES = 200  # PQ candidates per query re-scored exactly
+IVFPQ_TRAIN_PER_LIST = 40  # k-means wants >= 39 training vectors per list
+IVFPQ_ADD_CHUNK = 65_536
+# An index is brought up to date in place (rows removed and added) unless more than this share of
+# the library changed, or HNSW would have to remove rows (it cannot): then it is rebuilt.
+UPDATE_MAX_FRACTION = 0.5
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
 TMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")
 STALE_TMP_S = 600  # a temp file this old belongs to no live writer
 
 
 def choose_index_type(count: int, dim: int, requested: str = "auto") -> str:
-    """The index for a library of `count` vectors: exact when that is fast enough, else HNSW."""
+    """The index for a library of `count` vectors: exact when that is fast enough, then HNSW,
+    then IVF-PQ when HNSW would not fit in RAM."""
     if requested != "auto":
         return requested
-    return "flat" if count <= EXACT_MAX_VECTORS else "hnsw"
+    if count <= EXACT_MAX_VECTORS:
+        return "flat"
+    return "hnsw" if count < IVFPQ_MIN_VECTORS else "ivfpq"
+
+
+def ivfpq_shape(count: int, dim: int) -> tuple[int, int]:
+    """(lists, PQ bytes) for `count` vectors: ~4·sqrt(n) lists, each trainable; one byte per
+    IVFPQ_DIMS_PER_BYTE dimensions (the largest divisor of dim at or below that)."""
+    lists = max(1, min(int(4 * np.sqrt(count)), count // IVFPQ_TRAIN_PER_LIST))
+    target = max(1, dim // IVFPQ_DIMS_PER_BYTE)
+    m = max(d for d in range(1, target + 1) if dim % d == 0)
+    return lists, m
 
 
 @dataclass
@@ -43,6 +70,8 @@ class VectorIndex:
     kind: str
     generation: int
     build_seconds: float = 0.0
+    # ivfpq: the exact vectors of given ids (the library's), to re-score the PQ candidates
+    exact: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def count(self) -> int:
@@ -56,11 +85,14 @@ class VectorIndex:
 
         started = time.perf_counter()
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
+        if kind == "ivfpq" and len(ids):
+            index = _build_ivfpq(ids, vectors, dim)
+            return cls(index, kind, generation, time.perf_counter() - started)
         if kind == "hnsw":
             inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             inner.hnsw.efSearch = HNSW_EF_SEARCH
-        elif kind == "flat":
+        elif kind in ("flat", "ivfpq"):  # an empty library: nothing to train IVF-PQ on
             inner = faiss.IndexFlatIP(dim)
         else:
             raise ValueError(f"unknown index type {kind!r}; choose one of {INDEX_TYPES}")
@@ -73,12 +105,26 @@ class VectorIndex:
         return cls(index, kind, generation, time.perf_counter() - started)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (Q, k); missing results have id -1."""
+        """(scores, ids), each (Q, k); missing results have id -1.
+
+        IVF-PQ with `exact` set: the best IVFPQ_CANDIDATES by PQ code, re-scored with the exact
+        vectors, so the scores are true cosines like the other kinds'."""
         k = max(1, min(k, self.count)) if self.count else 1
         if not self.count:
             q = len(queries)
             return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.kind != "ivfpq" or self.exact is None:
+            return self.index.search(queries, k)
+        _, candidates = self.index.search(queries, max(k, IVFPQ_CANDIDATES))
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        found = np.full((len(queries), k), -1, np.int64)
+        for row, (query, cand) in enumerate(zip(queries, candidates, strict=True)):
+            cand = cand[cand >= 0]
+            exact = self.exact(cand) @ query
+            top = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(top)], found[row, : len(top)] = exact[top], cand[top]
+        return scores, found
 
     def save(self, directory: Path) -> Path:
         """Write atomically (temp file, fsync, rename), then drop files of older generations."""
@@ -108,6 +154,68 @@ class VectorIndex:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
 
+    def ids(self) -> np.ndarray:
+        import faiss
+
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def updated(
+        self,
+        ids: np.ndarray,
+        take: Callable[[np.ndarray], np.ndarray],
+        dim: int,
+        changed: np.ndarray,
+        generation: int,
+    ) -> "VectorIndex | None":
+        """This index brought to `generation` in place, or None when rebuilding is better.
+
+        `ids` are the library's now and `take(positions)` their vectors (only the added ones are
+        read), `changed` the ids written since this index's generation (re-embedded files keep
+        their id: they are removed and added again)."""
+        have = self.ids()
+        if not len(have) or self.index.d != dim:
+            return None
+        remove = have[~np.isin(have, ids) | np.isin(have, changed)]
+        add = ~np.isin(ids, have) | np.isin(ids, changed)
+        if len(remove) + int(add.sum()) > UPDATE_MAX_FRACTION * len(ids):
+            return None
+        if self.kind == "hnsw" and len(remove):
+            return None
+        if self.kind == "ivfpq" and self._outgrown(len(ids)):
+            return None
+        started = time.perf_counter()
+        if len(remove):
+            self.index.remove_ids(np.ascontiguousarray(remove, dtype=np.int64))
+        where = np.flatnonzero(add)
+        for start in range(0, len(where), IVFPQ_ADD_CHUNK):
+            rows = where[start : start + IVFPQ_ADD_CHUNK]
+            self.index.add_with_ids(
+                np.ascontiguousarray(take(rows), dtype=np.float32),
+                np.ascontiguousarray(ids[rows], dtype=np.int64),
+            )
+        self.generation = generation
+        self.build_seconds = time.perf_counter() - started
+        return self
+
+    def _outgrown(self, count: int) -> bool:
+        """IVF-PQ trained for far fewer vectors than it would now hold (lists < 2·sqrt(n))."""
+        import faiss
+
+        lists = faiss.downcast_index(self.index.index).nlist
+        return lists < min(ivfpq_shape(count, self.index.d)[0], 2 * np.sqrt(count))
+
+    @classmethod
+    def load_latest(cls, directory: Path, generation: int) -> "VectorIndex | None":
+        """The newest readable saved index of `generation` or an older one (to update)."""
+        older = sorted(
+            (int(m.group(1)) for p in directory.iterdir() if (m := FILE_RE.match(p.name))),
+            reverse=True,
+        )
+        for found in older:
+            if found <= generation and (index := cls.load(directory, found)) is not None:
+                return index
+        return None
+
     @classmethod
     def load(cls, directory: Path, generation: int) -> "VectorIndex | None":
         """The saved index for exactly this generation, or None (missing, stale or damaged)."""
@@ -121,14 +229,42 @@ class VectorIndex:
         except RuntimeError:
             return None  # damaged: the caller rebuilds it from SQLite
         inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-        kind = "hnsw" if "HNSW" in type(inner).__name__ else "flat"
+        name = type(inner).__name__
+        kind = "hnsw" if "HNSW" in name else "ivfpq" if "IVFPQ" in name else "flat"
         if kind == "hnsw":
             inner.hnsw.efSearch = HNSW_EF_SEARCH
+        if kind == "ivfpq":
+            inner.nprobe = IVFPQ_NPROBE
         try:
             remove_leftovers(directory, generation)  # e.g. after a writer killed before cleanup
         except OSError:
             pass  # a read-only library still answers queries
         return cls(index, kind, generation)
+
+
+def _build_ivfpq(ids: np.ndarray, vectors: np.ndarray, dim: int):
+    """IVF-PQ trained on a sample, then filled chunk by chunk (the vectors may be a memory map:
+    no full copy is made)."""
+    import faiss
+
+    lists, m = ivfpq_shape(len(ids), dim)
+    bits = int(min(8, np.log2(len(ids))))  # 256 codes need 256+ training vectors
+    inner = faiss.IndexIVFPQ(
+        faiss.IndexFlatIP(dim), dim, lists, m, bits, faiss.METRIC_INNER_PRODUCT
+    )
+    rng = np.random.default_rng(0)
+    train = min(len(ids), max(lists * IVFPQ_TRAIN_PER_LIST, 256 * IVFPQ_TRAIN_PER_LIST))
+    sample = np.sort(rng.choice(len(ids), train, replace=False))  # in file order
+    inner.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+    inner.nprobe = IVFPQ_NPROBE
+    index = faiss.IndexIDMap2(inner)
+    for start in range(0, len(ids), IVFPQ_ADD_CHUNK):
+        end = start + IVFPQ_ADD_CHUNK
+        index.add_with_ids(
+            np.ascontiguousarray(vectors[start:end], dtype=np.float32),
+            np.ascontiguousarray(ids[start:end], dtype=np.int64),
+        )
+    return index
 
 
 def saved_files(directory: Path) -> list[Path]:

@@ -317,6 +317,32 @@ def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
     assert with_hint == without  # byte-identical vectors either way
 
 
+def test_the_index_is_updated_not_rebuilt_after_a_small_change(photos, library, monkeypatch):
+    """Adding a file and re-embedding another brings the FAISS file up to date in place (no
+    build), and it then agrees with SQLite as a fresh build would (check compares vectors)."""
+    from search import knn
+
+    names = sorted(p.name for p in photos.iterdir())
+    extra = photos.parent / "held-back.png"
+    (photos / names[-1]).rename(extra)
+    index_json(photos, "--index", library)
+    (photos / names[-1]).write_bytes(extra.read_bytes())  # a new file
+    changed = photos / names[0]
+    shutil.copy(sorted(PHOTOS.glob("*.png"))[-1], changed)  # new content under an indexed path
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the index was rebuilt, not updated")
+
+    monkeypatch.setattr(knn.VectorIndex, "build", no_build)
+    summary = index_json(photos, "--index", library)
+    assert summary["embedded"] == 2
+    monkeypatch.undo()
+    report = CliRunner().invoke(cli, ["check", "--index", str(library), "--json"])
+    assert report.exit_code == 0 and json.loads(report.stdout)["ok"], report.stdout
+    hit = json.loads(invoke("query", changed, "--index", library, "-k", "1", "--json").stdout)
+    assert hit["results"][0]["path"] == str(changed) and hit["results"][0]["score"] > 0.9999
+
+
 def test_index_type_is_chosen_by_the_user_and_kept(photos, library):
     """--index-type overrides the size rule, is kept for later commands, and a change rebuilds
     the FAISS file; queries answer the same neighbours either way."""
@@ -339,3 +365,11 @@ def test_index_type_is_chosen_by_the_user_and_kept(photos, library):
     assert [r["path"] for r in via_flat["results"]] == [r["path"] for r in via_hnsw["results"]]
     invoke("index", photos, "--index", library)  # no option: the library keeps "flat"
     assert kind() == "flat"
+    invoke("index", photos, "--index", library, "--index-type", "ivfpq")
+    assert kind() == "ivfpq"  # its candidates re-scored exactly: the same neighbours and scores
+    via_ivfpq = json.loads(invoke("query", query, "--index", library, "-k", "4", "--json").stdout)
+    assert [r["path"] for r in via_ivfpq["results"]] == [r["path"] for r in via_flat["results"]]
+    scores = [[r["score"] for r in run["results"]] for run in (via_ivfpq, via_flat)]
+    np.testing.assert_allclose(*scores, atol=1e-5)
+    check = CliRunner().invoke(cli, ["check", "--index", str(library), "--json"])
+    assert check.exit_code == 0 and json.loads(check.stdout)["ok"], check.stdout

@@ -1,0 +1,103 @@
+"""The approximate indexes against exact search, through search.knn.VectorIndex."""
+
+import numpy as np
+import pytest
+
+from search import knn
+
+
+def clustered_unit_vectors(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Vectors in tight clusters of ~20, like photo embeddings (the hard case for PQ codes)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n // 20 + 1, dim)).astype(np.float32)
+    v = centres[rng.integers(0, len(centres), n)] + 0.35 * rng.standard_normal((n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+
+
+def test_ivfpq_reranked_with_exact_vectors_finds_the_true_neighbours():
+    space = clustered_unit_vectors(20_000)
+    ids = np.arange(100, 100 + len(space), dtype=np.int64)  # ids are not row numbers
+    queries = space[:200] + 0.05 * np.random.default_rng(1).standard_normal((200, 64))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    truth_scores, truth = knn.VectorIndex.build(ids, space, "flat", 0).search(queries, 10)
+
+    approx = knn.VectorIndex.build(ids, space, "ivfpq", 0)
+    assert approx.kind == "ivfpq"
+    _, pq_only = approx.search(queries, 10)  # no exact vectors given: PQ codes alone
+    approx.exact = lambda wanted: space[wanted - 100]
+    scores, found = approx.search(queries, 10)
+    reranked = recall_at_10(found, truth)
+    assert reranked >= 0.95 and reranked > recall_at_10(pq_only, truth)
+    hit = found == truth
+    np.testing.assert_allclose(scores[hit], truth_scores[hit], atol=1e-5)  # true cosines
+
+
+def test_ivfpq_round_trips_through_its_file(tmp_path):
+    space = clustered_unit_vectors(3000, seed=2)
+    ids = np.arange(len(space), dtype=np.int64)
+    built = knn.VectorIndex.build(ids, space, "ivfpq", 7)
+    built.save(tmp_path)
+    loaded = knn.VectorIndex.load(tmp_path, 7)
+    assert loaded.kind == "ivfpq" and loaded.count == 3000
+    loaded.exact = built.exact = lambda wanted: space[wanted]
+    assert np.array_equal(loaded.search(space[:5], 10)[1], built.search(space[:5], 10)[1])
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(1000, "flat"), (knn.EXACT_MAX_VECTORS + 1, "hnsw"), (knn.IVFPQ_MIN_VECTORS, "ivfpq")],
+)
+def test_auto_picks_the_index_by_size(count, expected):
+    assert knn.choose_index_type(count, 384) == expected
+    assert knn.choose_index_type(count, 384, "flat") == "flat"
+
+
+def test_ivfpq_shape_fits_the_dimension_and_the_count():
+    assert knn.ivfpq_shape(10_000_000, 384) == (12649, 96)
+    assert knn.ivfpq_shape(10_000_000, 768)[1] == 192
+    lists, m = knn.ivfpq_shape(50, 37)  # tiny and prime: one list, one byte
+    assert lists == 1 and m == 1
+
+
+def as_dict(index: knn.VectorIndex) -> dict[int, np.ndarray]:
+    """id -> stored vector, for exact (flat) indexes."""
+    import faiss
+
+    inner = faiss.downcast_index(index.index.index)
+    vectors = inner.reconstruct_n(0, index.count)
+    return dict(zip(index.ids().tolist(), vectors, strict=True))
+
+
+def test_an_update_equals_a_rebuild():
+    space = clustered_unit_vectors(200, seed=3)
+    ids = np.arange(200, dtype=np.int64)
+    index = knn.VectorIndex.build(ids, space, "flat", 1)
+    # then: 10 rows removed, 10 re-embedded (same id, new vector), 10 new
+    now_ids = np.concatenate([ids[10:], np.arange(500, 510)])
+    now = np.concatenate([space[10:], clustered_unit_vectors(10, seed=4)])
+    now[:10] = clustered_unit_vectors(10, seed=5)
+    changed = np.concatenate([now_ids[:10], np.arange(500, 510)])
+    updated = index.updated(now_ids, lambda rows: now[rows], 64, changed, 2)
+    assert updated is index and updated.generation == 2
+    fresh = knn.VectorIndex.build(now_ids, now, "flat", 2)
+    got, want = as_dict(updated), as_dict(fresh)
+    assert got.keys() == want.keys()
+    assert all(np.array_equal(got[i], want[i]) for i in want)
+
+
+def test_an_update_gives_way_to_a_rebuild_when_it_should():
+    space = clustered_unit_vectors(300, seed=6)
+    ids = np.arange(300, dtype=np.int64)
+    none = np.array([], np.int64)
+    flat = knn.VectorIndex.build(ids, space, "flat", 1)
+    assert flat.updated(ids[:100], lambda r: space[r], 64, none, 2) is None  # 2/3 gone
+    assert flat.updated(ids, lambda r: space[r], 32, none, 2) is None  # another dimension
+    hnsw = knn.VectorIndex.build(ids, space, "hnsw", 1)
+    assert hnsw.updated(ids[1:], lambda r: space[1:][r], 64, none, 2) is None  # cannot remove
+    more = np.concatenate([space, clustered_unit_vectors(10, seed=7)])
+    grown = hnsw.updated(np.arange(310), lambda r: more[r], 64, np.arange(300, 310), 2)
+    assert grown is hnsw and hnsw.count == 310  # adding is fine
