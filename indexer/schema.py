@@ -103,9 +103,9 @@ def m003_decisions_and_journal(db: sqlite_utils.Database, directory: Path) -> No
 def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
     """Vectors leave the `images` rows for the memory-mapped file (vectorfile.py); rows keep a
     `slot`, and the store `generation` that last wrote their vector (so the FAISS file can be
-    brought up to date with what changed since it was built). A blob of the wrong length gets no
-    slot (`dinosearch check` reports it, `--repair` drops it and the next index run embeds the
-    file again). The file is written and synced
+    brought up to date with what changed since it was built). A row whose blob has the wrong
+    length is marked failed, so `dinosearch index --retry-failed` embeds its file again. The file
+    is written and synced
     before this transaction commits; a kill before that leaves the blobs, and this step runs
     again from the start."""
     from . import vectorfile
@@ -132,6 +132,13 @@ def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
     name = vectorfile.file_name(0)
     vectorfile.write_new(directory / name, sound_vectors())
     db.conn.executemany("update images set slot = ? where id = ?", slots)
+    db.execute(
+        "update images set status = 'failed', error = ? where vector is not null and slot is null",
+        [
+            "its stored vector was damaged (found when the library was upgraded); re-run with "
+            "--retry-failed to embed it again"
+        ],
+    )
     db["meta"].upsert_all(
         [{"key": "vector_file", "value": name}, {"key": "vector_slots", "value": str(len(slots))}],
         pk="key",

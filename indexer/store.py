@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import errno
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -23,6 +24,7 @@ import sqlite_utils
 from . import config, schema, vectorfile
 from .errors import DiskFull, LibraryError, ModelMismatch, NoLibrary
 
+log = logging.getLogger(__name__)
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
 BUSY_TIMEOUT_S = 30  # how long a reader or writer waits for another's transaction
 COMPACT_DEAD_FRACTION = 0.25  # rewrite the vector file once this share of its rows is dead
@@ -275,11 +277,14 @@ class Store:
         try:
             return vectorfile.read_map(self._vector_path(), self.vector_slots(), self._dim())
         except (OSError, ValueError) as exc:
-            raise LibraryError(
-                f"the vectors of library {self.directory} are damaged ({exc}); "
-                "`dinosearch check --repair` drops the rows without one, `dinosearch index` "
-                "embeds their files again"
-            ) from None
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: Exception) -> LibraryError:
+        return LibraryError(
+            f"the vectors of library {self.directory} are damaged ({exc}); "
+            "`dinosearch check --repair` drops the rows without one, `dinosearch index` "
+            "embeds their files again"
+        )
 
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("select status, count(*) from images group by status").fetchall()
@@ -320,7 +325,10 @@ class Store:
         written = self.generation + 1  # the generation this transaction's bump makes
         if with_vector:
             block = np.frombuffer(b"".join(r["vector"] for r in with_vector), dtype="<f4")
-            vectorfile.append(self._vector_path(), committed, dim, block.reshape(-1, dim))
+            try:
+                vectorfile.append(self._vector_path(), committed, dim, block.reshape(-1, dim))
+            except ValueError as exc:
+                raise self._damaged(exc) from None
             self.set_meta(VECTOR_SLOTS_KEY, str(committed + len(with_vector)))
         slots = iter(range(committed, committed + len(with_vector)))
         for record in records:
@@ -350,7 +358,9 @@ class Store:
 
         The new file is written and synced first, then one transaction points every row at its
         new slot and names the file; a kill before the commit leaves the old file in charge.
-        The file before the previous one is removed (readers map a file only briefly)."""
+        The file before the previous one is removed once that commit is checkpointed (readers
+        map a file only briefly). Without room for the new file it is skipped with a warning:
+        the library stays as it was. The write lock is held while it runs (~15 GB at 10M)."""
         with self.transaction():
             self._hold_write_lock()
             dead = self.dead_vector_slots()
@@ -373,9 +383,16 @@ class Store:
             space = self.vector_map()
             new = self.directory / vectorfile.file_name(vectorfile.file_number(old.name) + 1)
             step = 65536
-            vectorfile.write_new(
-                new, (space[slots[i : i + step]] for i in range(0, len(slots), step))
-            )
+            try:
+                if _out_of_space(self.directory, margin=2 * space[:1].nbytes * len(slots)):
+                    raise OSError(errno.ENOSPC, "not enough free space")
+                vectorfile.write_new(
+                    new, (space[slots[i : i + step]] for i in range(0, len(slots), step))
+                )
+            except OSError as exc:
+                new.unlink(missing_ok=True)
+                log.warning("vector file not compacted (%s); the library is unchanged", exc)
+                return False
             self.db.execute(
                 "create temp table if not exists moved (old integer primary key, new integer)"
             )
@@ -390,6 +407,11 @@ class Store:
             self.db.execute("delete from moved")
             self.set_meta(VECTOR_FILE_KEY, new.name)
             self.set_meta(VECTOR_SLOTS_KEY, str(len(slots)))
+        # WAL commits are durable only once checkpointed (synchronous=NORMAL): until then a power
+        # cut could bring back a database naming an older file, so keep it
+        busy = self.db.execute("pragma wal_checkpoint(full)").fetchone()[0]
+        if busy:
+            return True
         keep = {new.name, old.name}
         for path in self.directory.iterdir():
             if vectorfile.FILE_RE.match(path.name) and path.name not in keep:

@@ -57,7 +57,14 @@ def append(path: Path, committed: int, dim: int, vectors: np.ndarray) -> None:
     if data.shape[1:] != (dim,):
         raise ValueError(f"expected {dim}-d vectors, got shape {data.shape}")
     created = not path.exists()
+    if created and committed:
+        raise ValueError(f"{path.name} is missing; the library commits {committed} vectors")
     with open(path, "r+b" if not created else "w+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < committed * row_bytes:  # never pad lost rows with zeros
+            raise ValueError(
+                f"{path.name} holds {size // row_bytes} vectors, the library commits {committed}"
+            )
         f.truncate(committed * row_bytes)
         f.seek(committed * row_bytes)
         f.write(memoryview(data).cast("B"))

@@ -100,6 +100,9 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
     conn = _connect_readonly(directory)
     try:
         _check_integrity(conn, report)
+        # one snapshot: meta (the vector file and its committed length) and the rows agree
+        # even while an index job commits or compacts
+        conn.execute("begin")
         meta = dict(conn.execute("select key, value from meta").fetchall())
         report.generation = int(meta.get("generation") or 0)
         dim = _dim(meta)
@@ -113,6 +116,7 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
             ]
         else:  # a library not opened since vectors moved out of SQLite (schema m004)
             rows = [_Row(*r) for r in conn.execute(select.format("vector"))]
+        conn.execute("commit")
     except sqlite3.DatabaseError as exc:
         report.problems.append(Problem("integrity", f"cannot read {DB_NAME}: {exc}"))
         return report

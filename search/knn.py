@@ -36,8 +36,10 @@ IVFPQ_NPROBE = 256
 IVFPQ_CANDIDATES = 200  # PQ candidates per query re-scored exactly
 IVFPQ_TRAIN_PER_LIST = 40  # k-means wants >= 39 training vectors per list
 IVFPQ_ADD_CHUNK = 65_536
+IVFPQ_MIN_VECTORS_TO_TRAIN = 256  # 8-bit PQ codes need 256 training vectors; fewer: exact search
 # An index is brought up to date in place (rows removed and added) unless more than this share of
-# the library changed, or HNSW would have to remove rows (it cannot): then it is rebuilt.
+# the library changed, or it would have to remove rows from HNSW (it cannot) or IVF-PQ (inside
+# IndexIDMap2 a removal shifts the ids of later rows): then it is rebuilt.
 UPDATE_MAX_FRACTION = 0.5
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
@@ -48,6 +50,8 @@ STALE_TMP_S = 600  # a temp file this old belongs to no live writer
 def choose_index_type(count: int, dim: int, requested: str = "auto") -> str:
     """The index for a library of `count` vectors: exact when that is fast enough, then HNSW,
     then IVF-PQ when HNSW would not fit in RAM."""
+    if requested == "ivfpq" and count < IVFPQ_MIN_VECTORS_TO_TRAIN:
+        return "flat"  # nothing to train codes on: exact search, which is also instant here
     if requested != "auto":
         return requested
     if count <= EXACT_MAX_VECTORS:
@@ -85,14 +89,16 @@ class VectorIndex:
 
         started = time.perf_counter()
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
-        if kind == "ivfpq" and len(ids):
+        if kind == "ivfpq":
+            if len(ids) < IVFPQ_MIN_VECTORS_TO_TRAIN:
+                raise ValueError(f"IVF-PQ needs {IVFPQ_MIN_VECTORS_TO_TRAIN} vectors to train")
             index = _build_ivfpq(ids, vectors, dim)
             return cls(index, kind, generation, time.perf_counter() - started)
         if kind == "hnsw":
             inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             inner.hnsw.efSearch = HNSW_EF_SEARCH
-        elif kind in ("flat", "ivfpq"):  # an empty library: nothing to train IVF-PQ on
+        elif kind == "flat":
             inner = faiss.IndexFlatIP(dim)
         else:
             raise ValueError(f"unknown index type {kind!r}; choose one of {INDEX_TYPES}")
@@ -179,7 +185,7 @@ class VectorIndex:
         add = ~np.isin(ids, have) | np.isin(ids, changed)
         if len(remove) + int(add.sum()) > UPDATE_MAX_FRACTION * len(ids):
             return None
-        if self.kind == "hnsw" and len(remove):
+        if self.kind in ("hnsw", "ivfpq") and len(remove):
             return None
         if self.kind == "ivfpq" and self._outgrown(len(ids)):
             return None
@@ -198,11 +204,12 @@ class VectorIndex:
         return self
 
     def _outgrown(self, count: int) -> bool:
-        """IVF-PQ trained for far fewer vectors than it would now hold (lists < 2·sqrt(n))."""
+        """IVF-PQ trained for far fewer vectors than it would now hold: under half the lists a
+        fresh build would make (~4x fewer vectors)."""
         import faiss
 
         lists = faiss.downcast_index(self.index.index).nlist
-        return lists < min(ivfpq_shape(count, self.index.d)[0], 2 * np.sqrt(count))
+        return 2 * lists < ivfpq_shape(count, self.index.d)[0]
 
     @classmethod
     def load_latest(cls, directory: Path, generation: int) -> "VectorIndex | None":
@@ -248,10 +255,7 @@ def _build_ivfpq(ids: np.ndarray, vectors: np.ndarray, dim: int):
     import faiss
 
     lists, m = ivfpq_shape(len(ids), dim)
-    bits = int(min(8, np.log2(len(ids))))  # 256 codes need 256+ training vectors
-    inner = faiss.IndexIVFPQ(
-        faiss.IndexFlatIP(dim), dim, lists, m, bits, faiss.METRIC_INNER_PRODUCT
-    )
+    inner = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, m, 8, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(0)
     train = min(len(ids), max(lists * IVFPQ_TRAIN_PER_LIST, 256 * IVFPQ_TRAIN_PER_LIST))
     sample = np.sort(rng.choice(len(ids), train, replace=False))  # in file order

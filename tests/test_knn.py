@@ -101,3 +101,58 @@ def test_an_update_gives_way_to_a_rebuild_when_it_should():
     more = np.concatenate([space, clustered_unit_vectors(10, seed=7)])
     grown = hnsw.updated(np.arange(310), lambda r: more[r], 64, np.arange(300, 310), 2)
     assert grown is hnsw and hnsw.count == 310  # adding is fine
+
+
+def test_ivfpq_takes_additions_in_place_and_rebuilds_for_removals():
+    """Inside IndexIDMap2 an IVF removal would shift the ids of later rows: never done."""
+    space = clustered_unit_vectors(3000, seed=8)
+    ids = np.arange(3000, dtype=np.int64)
+    index = knn.VectorIndex.build(ids[:2900], space[:2900], "ivfpq", 1)
+    index.exact = lambda wanted: space[wanted]
+    grown = index.updated(ids, lambda rows: space[rows], 64, np.arange(2900, 3000), 2)
+    assert grown is index and index.count == 3000
+    probe = np.array([5, 100, 2000, 2950, 2999])
+    assert np.array_equal(index.search(space[probe], 1)[1][:, 0], probe)
+    none = np.array([], np.int64)
+    assert index.updated(ids[1:], lambda rows: space[1:][rows], 64, none, 3) is None
+    assert index.updated(ids, lambda rows: space[rows], 64, np.array([7]), 3) is None  # re-embedded
+
+
+def test_a_library_too_small_for_ivfpq_gets_exact_search():
+    assert knn.choose_index_type(255, 384, "ivfpq") == "flat"
+    assert knn.choose_index_type(256, 384, "ivfpq") == "ivfpq"
+    with pytest.raises(ValueError, match="needs 256 vectors"):
+        knn.VectorIndex.build(np.arange(3), clustered_unit_vectors(3), "ivfpq", 0)
+
+
+def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
+    """Through the product path: the store's memory-mapped vectors re-score the candidates,
+    so an IVF-PQ library answers as an exact one does."""
+    from indexer.store import ImageRow, ModelInfo, Store
+    from search.collection import Collection
+
+    space = clustered_unit_vectors(2000, seed=9)
+    store = Store.open(tmp_path / "lib", create=True)
+    store.bind_model(ModelInfo("facebook/dinov2-small", 64, "{}"))
+    store.write_rows(
+        [ImageRow(f"/x/{i}.jpg", 1, 1, f"h{i}", vector=v.tobytes()) for i, v in enumerate(space)]
+    )
+    store.close()
+    answers = {}
+    for kind in ("flat", "ivfpq"):
+        coll = Collection(tmp_path / "lib", index_type=kind)
+        assert coll.vector_index().kind == kind
+        answers[kind] = [coll.search_vector(space[i], 5).results for i in (0, 777, 1999)]
+    for flat, ivf in zip(answers["flat"], answers["ivfpq"], strict=True):
+        assert [h.path for h in ivf] == [h.path for h in flat]
+        np.testing.assert_allclose([h.score for h in ivf], [h.score for h in flat], atol=1e-5)
+
+
+def test_ivfpq_is_retrained_once_the_library_outgrows_it():
+    space = clustered_unit_vectors(20_000, seed=10)
+    ids = np.arange(len(space), dtype=np.int64)
+    small = knn.VectorIndex.build(ids[:4000], space[:4000], "ivfpq", 1)  # 100 lists
+    take = lambda rows: space[rows]  # noqa: E731
+    assert small.updated(ids[:6000], take, 64, np.arange(4000, 6000), 2) is small  # 150 lists
+    # each step adds a third, but 9000 vectors would get 225 lists, over twice the 100 it has
+    assert small.updated(ids[:9000], take, 64, np.arange(6000, 9000), 3) is None

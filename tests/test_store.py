@@ -125,8 +125,8 @@ def real_files(folder, names) -> list[tuple[str, int, int]]:
 
 
 def test_migration_moves_blobs_out_of_sqlite(tmp_path):
-    """A library written by the blob layout (schema 3) opens with the same vectors; a blob of
-    the wrong length gets no slot, and check reports it."""
+    """A library written by the blob layout (schema 3) opens with the same vectors; a row with
+    a blob of the wrong length becomes a failure that --retry-failed embeds again."""
     directory = tmp_path / "old"
     directory.mkdir()
     files = real_files(tmp_path / "files", ["0", "1", "2", "3", "short"])
@@ -158,10 +158,11 @@ def test_migration_moves_blobs_out_of_sqlite(tmp_path):
     assert all(np.array_equal(got[f[0]], v) for f, v in zip(files, vecs, strict=False))
     assert "vector" not in {c.name for c in store.db["images"].columns}
     store.close()
-    report = check_library(directory)
-    assert [(p.kind, p.path) for p in report.problems if p.kind == "bad_vector"] == [
-        ("bad_vector", files[4][0])
-    ]
+    store = Store.open(directory)
+    damaged = store.image_by_path(files[4][0])
+    assert damaged["status"] == "failed" and "retry-failed" in damaged["error"]
+    store.close()
+    assert not [p for p in check_library(directory).problems if p.kind == "bad_vector"]
 
 
 def test_a_truncated_vector_file_is_reported_and_repaired(store, tmp_path):
@@ -194,3 +195,32 @@ def test_read_map_refuses_a_short_file(tmp_path):
     assert vectorfile.read_map(path, 2, DIM).shape == (2, DIM)
     with pytest.raises(ValueError, match="holds 2 vectors.*commits 3"):
         vectorfile.read_map(path, 3, DIM)
+
+
+def test_a_writer_never_pads_lost_vectors_with_zeros(store):
+    """A vector file shorter than committed is damage to report, not a gap to fill: the next
+    batch refuses to write (before, it would have zero-filled the lost rows)."""
+    store.write_rows(rows(range(6), unit_vectors(6)))
+    path = store.directory / "vectors-0.f32"
+    with open(path, "r+b") as f:
+        f.truncate(2 * DIM * 4)
+    with pytest.raises(LibraryError, match="holds 2 vectors.*commits 6"):
+        store.write_rows(rows(["new"], unit_vectors(1, seed=1)))
+    path.unlink()
+    with pytest.raises(LibraryError, match="missing"):
+        store.write_rows(rows(["new"], unit_vectors(1, seed=1)))
+
+
+def test_compaction_without_room_leaves_the_library_as_it_was(store, monkeypatch):
+    import indexer.store as store_module
+
+    paths = [f"p{i}" for i in range(10)]
+    store.write_rows(rows(paths, unit_vectors(10)))
+    store.write_rows(rows(paths, unit_vectors(10, seed=1)))  # 10 dead rows
+    before = by_path(store)
+    monkeypatch.setattr(store_module, "_out_of_space", lambda directory, margin=0: True)
+    assert not store.compact_vectors(force=True)
+    assert store.get_meta("vector_file") == "vectors-0.f32" and store.vector_slots() == 20
+    assert sorted(p.name for p in store.directory.glob("vectors-*")) == ["vectors-0.f32"]
+    after = by_path(store)
+    assert all(np.array_equal(after[p], before[p]) for p in before)
