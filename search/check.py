@@ -275,8 +275,10 @@ def _compare_index(path: Path, report: CheckReport, good: dict, dim: int | None)
 
     try:
         index = faiss.read_index(str(path))
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        inner = faiss.downcast_index(index.index)
+        from .knn import index_ids
+
+        ids = index_ids(index)
+        inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
         if isinstance(inner, faiss.IndexIVF):  # PQ codes: only the ids can be compared
             vectors = None
         else:

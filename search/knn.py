@@ -38,8 +38,7 @@ IVFPQ_TRAIN_PER_LIST = 40  # k-means wants >= 39 training vectors per list
 IVFPQ_ADD_CHUNK = 65_536
 IVFPQ_MIN_VECTORS_TO_TRAIN = 256  # 8-bit PQ codes need 256 training vectors; fewer: exact search
 # An index is brought up to date in place (rows removed and added) unless more than this share of
-# the library changed, or it would have to remove rows from HNSW (it cannot) or IVF-PQ (inside
-# IndexIDMap2 a removal shifts the ids of later rows): then it is rebuilt.
+# the library changed, or it would have to remove rows from HNSW (it cannot): then it is rebuilt.
 UPDATE_MAX_FRACTION = 0.5
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
@@ -68,9 +67,28 @@ def ivfpq_shape(count: int, dim: int) -> tuple[int, int]:
     return lists, m
 
 
+def index_ids(index) -> np.ndarray:
+    """The ids a FAISS index holds: an IndexIDMap2's map, or an IVF index's own lists.
+
+    IVF-PQ keeps the ids in its inverted lists (no IndexIDMap2 around it): there a removal is
+    done by the lists themselves, where inside an id map it would shift later rows' ids."""
+    import faiss
+
+    if hasattr(index, "id_map"):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for i in range(ivf.nlist)
+        if lists.list_size(i)
+    ]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
 @dataclass
 class VectorIndex:
-    index: object  # a faiss.IndexIDMap2 around the chosen index
+    index: object  # IndexIDMap2 around a flat or HNSW index; an IndexIVFPQ as it is
     kind: str
     generation: int
     build_seconds: float = 0.0
@@ -161,9 +179,7 @@ class VectorIndex:
             os.fsync(f.fileno())
 
     def ids(self) -> np.ndarray:
-        import faiss
-
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        return index_ids(self.index)
 
     def updated(
         self,
@@ -185,13 +201,16 @@ class VectorIndex:
         add = ~np.isin(ids, have) | np.isin(ids, changed)
         if len(remove) + int(add.sum()) > UPDATE_MAX_FRACTION * len(ids):
             return None
-        if self.kind in ("hnsw", "ivfpq") and len(remove):
+        if self.kind == "hnsw" and len(remove):
             return None
         if self.kind == "ivfpq" and self._outgrown(len(ids)):
             return None
         started = time.perf_counter()
         if len(remove):
-            self.index.remove_ids(np.ascontiguousarray(remove, dtype=np.int64))
+            import faiss
+
+            gone = np.ascontiguousarray(remove, dtype=np.int64)
+            self.index.remove_ids(faiss.IDSelectorBatch(len(gone), faiss.swig_ptr(gone)))
         where = np.flatnonzero(add)
         for start in range(0, len(where), IVFPQ_ADD_CHUNK):
             rows = where[start : start + IVFPQ_ADD_CHUNK]
@@ -208,7 +227,7 @@ class VectorIndex:
         fresh build would make (~4x fewer vectors)."""
         import faiss
 
-        lists = faiss.downcast_index(self.index.index).nlist
+        lists = faiss.extract_index_ivf(self.index).nlist
         return 2 * lists < ivfpq_shape(count, self.index.d)[0]
 
     @classmethod
@@ -235,7 +254,7 @@ class VectorIndex:
             index = faiss.read_index(str(path))
         except RuntimeError:
             return None  # damaged: the caller rebuilds it from SQLite
-        inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+        inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
         name = type(inner).__name__
         kind = "hnsw" if "HNSW" in name else "ivfpq" if "IVFPQ" in name else "flat"
         if kind == "hnsw":
@@ -261,14 +280,13 @@ def _build_ivfpq(ids: np.ndarray, vectors: np.ndarray, dim: int):
     sample = np.sort(rng.choice(len(ids), train, replace=False))  # in file order
     inner.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
     inner.nprobe = IVFPQ_NPROBE
-    index = faiss.IndexIDMap2(inner)
     for start in range(0, len(ids), IVFPQ_ADD_CHUNK):
         end = start + IVFPQ_ADD_CHUNK
-        index.add_with_ids(
+        inner.add_with_ids(
             np.ascontiguousarray(vectors[start:end], dtype=np.float32),
             np.ascontiguousarray(ids[start:end], dtype=np.int64),
         )
-    return index
+    return inner
 
 
 def saved_files(directory: Path) -> list[Path]:

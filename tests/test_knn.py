@@ -103,8 +103,7 @@ def test_an_update_gives_way_to_a_rebuild_when_it_should():
     assert grown is hnsw and hnsw.count == 310  # adding is fine
 
 
-def test_ivfpq_takes_additions_in_place_and_rebuilds_for_removals():
-    """Inside IndexIDMap2 an IVF removal would shift the ids of later rows: never done."""
+def test_ivfpq_takes_additions_in_place():
     space = clustered_unit_vectors(3000, seed=8)
     ids = np.arange(3000, dtype=np.int64)
     index = knn.VectorIndex.build(ids[:2900], space[:2900], "ivfpq", 1)
@@ -113,9 +112,6 @@ def test_ivfpq_takes_additions_in_place_and_rebuilds_for_removals():
     assert grown is index and index.count == 3000
     probe = np.array([5, 100, 2000, 2950, 2999])
     assert np.array_equal(index.search(space[probe], 1)[1][:, 0], probe)
-    none = np.array([], np.int64)
-    assert index.updated(ids[1:], lambda rows: space[1:][rows], 64, none, 3) is None
-    assert index.updated(ids, lambda rows: space[rows], 64, np.array([7]), 3) is None  # re-embedded
 
 
 def test_a_library_too_small_for_ivfpq_gets_exact_search():
@@ -134,9 +130,14 @@ def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
     space = clustered_unit_vectors(2000, seed=9)
     store = Store.open(tmp_path / "lib", create=True)
     store.bind_model(ModelInfo("facebook/dinov2-small", 64, "{}"))
-    store.write_rows(
-        [ImageRow(f"/x/{i}.jpg", 1, 1, f"h{i}", vector=v.tobytes()) for i, v in enumerate(space)]
-    )
+    files = tmp_path / "files"
+    files.mkdir()
+    rows = []
+    for i, v in enumerate(space):
+        f = files / f"{i}.jpg"
+        f.write_bytes(b"x")  # `check` compares rows with files on disk
+        rows.append(ImageRow(str(f), 1, f.stat().st_mtime_ns, f"h{i}", vector=v.tobytes()))
+    store.write_rows(rows)
     store.close()
     answers = {}
     for kind in ("flat", "ivfpq"):
@@ -146,6 +147,9 @@ def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
     for flat, ivf in zip(answers["flat"], answers["ivfpq"], strict=True):
         assert [h.path for h in ivf] == [h.path for h in flat]
         np.testing.assert_allclose([h.score for h in ivf], [h.score for h in flat], atol=1e-5)
+    from search.check import check_library
+
+    assert check_library(tmp_path / "lib").problems == []  # its ids agree with SQLite
 
 
 def test_ivfpq_is_retrained_once_the_library_outgrows_it():
@@ -156,3 +160,19 @@ def test_ivfpq_is_retrained_once_the_library_outgrows_it():
     assert small.updated(ids[:6000], take, 64, np.arange(4000, 6000), 2) is small  # 150 lists
     # each step adds a third, but 9000 vectors would get 225 lists, over twice the 100 it has
     assert small.updated(ids[:9000], take, 64, np.arange(6000, 9000), 3) is None
+
+
+def test_ivfpq_removes_in_place_and_every_other_id_still_finds_its_vector():
+    """The case an id map around IVF gets wrong: after a removal, later rows keep their ids."""
+    space = clustered_unit_vectors(3000, seed=11)
+    ids = np.arange(3000, dtype=np.int64)
+    index = knn.VectorIndex.build(ids, space, "ivfpq", 1)
+    now = space.copy()
+    now[0] = clustered_unit_vectors(1, seed=12)[0]  # id 0 re-embedded
+    keep = np.setdiff1d(ids, np.arange(10, 60))  # 50 files removed
+    updated = index.updated(keep, lambda rows: now[keep[rows]], 64, np.array([0]), 2)
+    assert updated is index and index.count == len(keep)
+    assert set(index.ids().tolist()) == set(keep.tolist())
+    index.exact = lambda wanted: now[wanted]
+    probe = np.array([0, 5, 100, 2000, 2999])
+    assert np.array_equal(index.search(now[probe], 1)[1][:, 0], probe)
