@@ -85,9 +85,15 @@ def time_limit(seconds: float | None):
 
 def decode_task(path: str, recipe: Recipe, max_pixels: int | None, timeout_s: float | None = None):
     """Runs in a worker: never raises for a bad image, returns its reason instead."""
+    return guarded_decode(decode_file, path, recipe, max_pixels, timeout_s)
+
+
+def guarded_decode(decode: Callable, source, recipe: Recipe, max_pixels, timeout_s):
+    """(Decoded, None) or (None, reason) from `decode(source, ...)` within the time limit; a
+    decoder bug costs one file, never the job (local workers and Ray tasks alike)."""
     try:
         with time_limit(timeout_s):
-            return decode_file(path, recipe, max_pixels), None
+            return decode(source, recipe, max_pixels), None
     except DecodeTimeout:
         return None, too_slow(timeout_s)
     except ImageError as exc:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decode import Decoded, Recipe, decode_bytes
-from .embed import DecodeTimeout, Embedded, time_limit, too_slow
-from .errors import DinosearchError, ImageError
+from .embed import Embedded, guarded_decode
+from .errors import DinosearchError
 
 DECODE_BLOCK_FILES = 32  # files per decode task: big enough to amortise task overhead
 CPUS_PER_GPU_ACTOR = 1.0
@@ -103,15 +103,7 @@ def decode_on_worker(
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         return None, f"cannot read file on Ray worker {socket.gethostname()}: {reason}; {READ_HINT}"
-    try:
-        with time_limit(timeout_s):
-            return decode_bytes(data, recipe, max_pixels), None
-    except DecodeTimeout:
-        return None, too_slow(timeout_s)
-    except ImageError as exc:
-        return None, str(exc)
-    except Exception as exc:  # a decoder bug costs one file, as in decode_task
-        return None, f"unexpected decoder error: {type(exc).__name__}: {exc}"
+    return guarded_decode(decode_bytes, data, recipe, max_pixels, timeout_s)
 
 
 def decode_batch(

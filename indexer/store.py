@@ -69,6 +69,7 @@ class ImageRow:
 class Store:
     def __init__(self, directory: Path, db: sqlite_utils.Database):
         self.directory, self.db = directory, db
+        self._map: tuple | None = None  # ((path, slots, dim, size), memory map) of vector_map()
 
     @classmethod
     def open(cls, directory: str | Path, create: bool = False) -> "Store":
@@ -251,11 +252,6 @@ class Store:
             space = self.vector_map()
         return pairs["id"].copy(), pairs["slot"].copy(), space
 
-    def vectors_snapshot(self) -> tuple[int, np.ndarray, VectorArray]:
-        """(generation, ids, vectors) read in one transaction, so they agree while a job writes."""
-        with self.db.atomic():
-            return (self.generation, *self.vectors())
-
     def changed_since(self, generation: int) -> np.ndarray:
         """Ids of rows whose vector (or status) was written after `generation`."""
         rows = self.db.execute("select id from images where generation > ?", [generation])
@@ -273,11 +269,34 @@ class Store:
         return info.dim if info else 0
 
     def vector_map(self) -> np.ndarray:
-        """The committed rows of the vector file (call inside a transaction: one snapshot)."""
+        """The committed rows of the vector file (call inside a transaction: one snapshot).
+
+        Kept while the file, its size and its committed length stay the same: a query's lookups
+        do not reopen the map each time, and a file cut short is still caught."""
+        path, slots, dim = self._vector_path(), self.vector_slots(), self._dim()
         try:
-            return vectorfile.read_map(self._vector_path(), self.vector_slots(), self._dim())
+            key = (path, slots, dim, path.stat().st_size if slots else 0)
+            if self._map is None or self._map[0] != key:
+                self._map = (key, vectorfile.read_map(path, slots, dim))
         except (OSError, ValueError) as exc:
             raise self._damaged(exc) from None
+        return self._map[1]
+
+    def vectors_by_ids(self, ids: Iterable[int]) -> np.ndarray:
+        """The stored vectors of ids, in order (a copy); an id without one gets zeros."""
+        ids = [int(i) for i in ids]
+        slot_of: dict[int, int] = {}
+        with self.db.atomic():
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"select id, slot from images where slot is not null and id in ({marks})"
+                slot_of.update(self.db.execute(query, chunk).fetchall())
+            space = self.vector_map()
+        out = np.zeros((len(ids), space.shape[1]), np.float32)
+        found = [n for n, i in enumerate(ids) if i in slot_of]
+        out[found] = space[[slot_of[ids[n]] for n in found]]
+        return out
 
     def _damaged(self, exc: Exception) -> LibraryError:
         return LibraryError(

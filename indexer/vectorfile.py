@@ -88,14 +88,13 @@ def write_new(path: Path, chunks) -> int:
 
 
 def sync_directory(directory: Path) -> None:
-    """Make a file's creation or removal durable (a no-op where directories cannot be opened)."""
+    """Make a file's creation, rename or removal durable (skipped where a directory cannot be
+    opened, as on Windows)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)

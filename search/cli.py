@@ -81,6 +81,21 @@ def collection(index_dir, model=None, device="auto", dtype="auto"):
     return Collection(index_dir, model=model, device=device, dtype=dtype)
 
 
+class LocalPath(click.Path):
+    """A local path; an object-store URI gets the way to index it instead of "does not exist"."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "://" in value:
+            self.fail(
+                f"{value}: dinosearch lists and hashes files on the local filesystem only. Mount "
+                "the bucket (e.g. mountpoint-s3, gcsfuse) and index the mount; with --ray, mount "
+                "it at the same path on every worker (README: Beyond one machine)",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dinosearch")
 def cli():
@@ -88,7 +103,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=LocalPath(exists=True))
 @library_options
 @model_options
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))

@@ -235,7 +235,7 @@ class Collection:
         query = vector.astype(np.float32)[None]
         if within:
             ids = store.ids_under(within)
-            vecs = _vectors_for(store, ids)
+            vecs = store.vectors_by_ids(ids)
             scores, found = knn.exact_search(query, vecs, ids, k)
         else:
             scores, found = self.vector_index().search(query, k)
@@ -314,27 +314,8 @@ def _mean_direction(vectors: np.ndarray) -> np.ndarray:
 
 def _exact_vectors(store: Store):
     """ids -> their stored vectors, for re-scoring IVF-PQ candidates; a row deleted meanwhile
-    scores 0 (and is dropped with the other vanished rows by search_vector)."""
-    dim = store.model().dim
-
-    def fetch(ids: np.ndarray) -> np.ndarray:
-        rows = store.images_by_ids(ids, "id, vector")
-        out = np.zeros((len(ids), dim), np.float32)
-        for n, image_id in enumerate(ids):
-            row = rows.get(int(image_id))
-            if row and row["vector"]:
-                out[n] = np.frombuffer(row["vector"], np.float32)
-        return out
-
-    return fetch
-
-
-def _vectors_for(store: Store, ids: np.ndarray) -> np.ndarray:
-    dim = store.model().dim
-    rows = store.images_by_ids(ids, "id, vector")
-    return np.frombuffer(b"".join(rows[int(i)]["vector"] for i in ids), dtype=np.float32).reshape(
-        len(ids), dim
-    )
+    gets zeros (scores 0, and search_vector drops it with the other vanished rows)."""
+    return store.vectors_by_ids
 
 
 def _query_max_pixels() -> int:

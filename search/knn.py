@@ -17,6 +17,7 @@ import numpy as np
 
 from indexer.config import INDEX_PREFIX
 from indexer.errors import DiskFull, LibraryError
+from indexer.vectorfile import sync_directory
 
 # Exact search below this many vectors: one query over 200k x 768 floats is ~10 ms on 2 cores, and
 # exact is what users trust. Above it HNSW (graph search, recall@10 >= 0.95 as measured in bench/).
@@ -167,7 +168,7 @@ class VectorIndex:
             raise LibraryError(f"cannot write the vector index in {directory}: {exc}") from None
         finally:
             os.close(fd)
-        _fsync_dir(directory)
+        sync_directory(directory)
         remove_leftovers(directory, self.generation)
         return final
 
@@ -353,14 +354,3 @@ def _age_s(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except FileNotFoundError:  # another writer renamed its temp file meanwhile
         return 0.0
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform (Windows)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

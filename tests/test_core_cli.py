@@ -369,3 +369,10 @@ def test_index_type_is_chosen_by_the_user_and_kept(photos, library):
     assert kind() == "flat"  # 8 vectors are too few to train PQ codes on: exact search
     check = CliRunner().invoke(cli, ["check", "--index", str(library), "--json"])
     assert check.exit_code == 0 and json.loads(check.stdout)["ok"], check.stdout
+
+
+def test_an_object_store_uri_gets_the_way_to_index_it(library):
+    result = CliRunner().invoke(cli, ["index", "s3://bucket/photos", "--index", str(library)])
+    assert result.exit_code == 2
+    assert "local filesystem only" in result.output and "Mount" in result.output
+    assert not library.exists()
