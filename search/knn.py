@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
 TMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")
 STALE_TMP_S = 600  # a temp file this old belongs to no live writer
+# A writer creates its temp file, then locks it; between the two it looks abandoned. Threads of
+# one process (the API's, an index job's) take this lock for both steps and for the cleanup check.
+_TMP_LOCK = threading.Lock()
 
 
 def choose_index_type(count: int, dim: int, requested: str = "auto") -> str:
@@ -155,10 +159,11 @@ class VectorIndex:
         """Write atomically (temp file, fsync, rename), then drop files of older generations."""
         final = directory / f"{INDEX_PREFIX}.{self.generation}.faiss"
         # A unique temp name: two threads (an API query and an index job) may save one generation.
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
+        with _TMP_LOCK:  # made and locked before this process's cleanup can look at it
+            fd, name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
+            _lock(fd)  # held while writing: cleanup never removes a live writer's file
         tmp = Path(name)
         try:
-            _lock(fd)  # held while writing: cleanup never removes a live writer's file
             self._write(tmp)
             os.replace(tmp, final)
         except (OSError, RuntimeError) as exc:
@@ -239,12 +244,14 @@ class VectorIndex:
             reverse=True,
         )
         for found in older:
-            if found <= generation and (index := cls.load(directory, found)) is not None:
+            if found > generation:
+                continue
+            if (index := cls.load(directory, found, cleanup=False)) is not None:
                 return index
         return None
 
     @classmethod
-    def load(cls, directory: Path, generation: int) -> "VectorIndex | None":
+    def load(cls, directory: Path, generation: int, cleanup: bool = True) -> "VectorIndex | None":
         """The saved index for exactly this generation, or None (missing, stale or damaged)."""
         import faiss
 
@@ -262,10 +269,11 @@ class VectorIndex:
             inner.hnsw.efSearch = HNSW_EF_SEARCH
         if kind == "ivfpq":
             inner.nprobe = IVFPQ_NPROBE
-        try:
-            remove_leftovers(directory, generation)  # e.g. after a writer killed before cleanup
-        except OSError:
-            pass  # a read-only library still answers queries
+        if cleanup:
+            try:
+                remove_leftovers(directory, generation)  # e.g. a writer killed before cleanup
+            except OSError:
+                pass  # a read-only library still answers queries
         return cls(index, kind, generation)
 
 
@@ -312,8 +320,10 @@ def remove_leftovers(directory: Path, generation: int) -> None:
         m = FILE_RE.match(old.name)
         if m and int(m.group(1)) < generation:
             old.unlink(missing_ok=True)
-        elif TMP_RE.match(old.name) and _abandoned(old):
-            old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
+        elif TMP_RE.match(old.name):
+            with _TMP_LOCK:
+                if _abandoned(old):
+                    old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
 
 
 def _lock(fd: int) -> None:
