@@ -29,13 +29,21 @@ from .normalise import Whitening
 
 SOURCE_MAX_SIDE = 1024  # sources are shrunk first: transforms on 12 MP would dominate the time
 NEGATIVES_PER_COPY = 3
-DEFAULT_SAMPLE = 60  # sources; x 15 transforms = 900 copies to embed (~2 min on 2 CPU cores)
+DEFAULT_SAMPLE = 60  # sources at most; x 15 transforms = 900 copies (~2 min on 2 CPU cores)
+MIN_SAMPLE = 12  # sources at least (180 copies): fewer leave the 99 % precision point unsettled
+IMAGES_PER_SOURCE = 10  # the sample grows with the library: one source per 10 indexed images
 TRANSFORMS_PER_SOURCE = 15  # all of them: each is a bridge to the library's own such copies
 LINK_QUANTILE = 0.10  # link pairs scoring at least this quantile of the copies' scores
 LINK_HOPS = 2  # how far a linked set grows beyond its starting images
 LINK_MAX = 256  # a linked set stops growing at this size: bigger, it is leaking
 LEAK_FRACTION = 0.5  # a median linked set this share of the library: linking is not working
 METHOD = "linked-set-exclusion/1"  # stored with a calibration: another method refits it
+
+
+def sample_for(images: int) -> int:
+    """Sources to calibrate on for a library of this many images: the cost grows with the
+    library (a first `dups` on 120 photos embeds 180 copies, not 900) up to DEFAULT_SAMPLE."""
+    return max(MIN_SAMPLE, min(DEFAULT_SAMPLE, -(-images // IMAGES_PER_SOURCE)))
 
 
 def _jpeg(img: Image.Image, quality: int) -> Image.Image:

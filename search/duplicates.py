@@ -1,14 +1,19 @@
-"""Vectors -> duplicate groups, in tiers, without chaining.
+"""Vectors -> duplicate groups, in tiers, without chaining; each file in at most one group.
 
-Grouping rule (leader clustering): images are taken in order of how many neighbours they have
-above the threshold (then resolution, then id); each image not yet grouped becomes the
-representative of a new group holding every still-ungrouped image within the threshold *of the
-representative*. So every member is within the threshold of its group's first member, and a
-series of images each close only to the next cannot merge into one long group.
+Grouping rule. Identical files come first: files with the same bytes (SHA-256), and files with the
+same decoded pixels (a PNG and its lossless WebP), form a *twin set* with one representative (the
+largest file). Only representatives take part in the near-duplicate search, by leader clustering:
+they are taken in order of how many neighbours they have above the threshold (then resolution,
+then id); each one not yet grouped becomes the first member of a new group holding every
+still-ungrouped representative within the threshold *of the first member*. So every `copy` member
+is within the threshold of its group's first member, and a series of images each close only to
+the next cannot merge into one long group. Then every representative brings its twins into its
+group (match `exact` or `pixels`, `twin_of` naming the member it is identical to), and a twin set
+in no near group is a group of its own (tier `exact`, or `pixels` when not all bytes agree). A
+group's tier is its loosest link: exact < pixels < copy < similar.
 """
 
 import csv
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,7 +40,8 @@ class Member:
     height: int | None
     bytes: int | None
     similarity: float | None = None  # score in the calibrated (whitened) space
-    match: str = "first"  # how it matches the first member: exact/pixels/copy/similar
+    match: str = "first"  # how it joined the group: exact/pixels/copy/similar
+    twin_of: str | None = None  # exact/pixels: the member whose bytes/pixels it has
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +54,7 @@ class Member:
             "id": self.id,
             "similarity": None if self.similarity is None else round(self.similarity, 6),
             "match": self.match,
+            "twin_of": self.twin_of,
         }
 
 
@@ -273,6 +280,45 @@ def leader_groups(
     return groups
 
 
+@dataclass
+class TwinUnits:
+    """Each row's twin-set representative (rep[i] == i: a representative)."""
+
+    rep: np.ndarray
+
+    def twins_of(self) -> dict[int, list[int]]:
+        """Representative -> its other rows, for sets of two or more."""
+        out: dict[int, list[int]] = {}
+        for row, rep in enumerate(self.rep.tolist()):
+            if row != rep:
+                out.setdefault(rep, []).append(row)
+        return out
+
+
+def twin_units(
+    hashes: list[str | None], pixel_pairs: list[tuple[int, int]], sizes: list[int]
+) -> TwinUnits:
+    """Union of byte-identical rows and pixel-identical pairs; the largest file (then the first
+    row) represents its set."""
+    parent = list(range(len(hashes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    links = [(rows[0], r) for rows in exact_groups(hashes) for r in rows[1:]]
+    for a, b in links + list(pixel_pairs):
+        parent[root(b)] = root(a)
+    best: dict[int, int] = {}
+    for row in range(len(hashes)):
+        r, b = root(row), best.get(root(row))
+        if b is None or (sizes[row], -row) > (sizes[b], -b):
+            best[r] = row
+    return TwinUnits(np.array([best[root(i)] for i in range(len(hashes))], np.int64))
+
+
 def exact_groups(hashes: list[str | None]) -> list[list[int]]:
     """Row indices of files with identical bytes, in groups of two or more."""
     by_hash: dict[str, list[int]] = {}
@@ -280,8 +326,3 @@ def exact_groups(hashes: list[str | None]) -> list[list[int]]:
         if digest:
             by_hash.setdefault(digest, []).append(row)
     return [rows for rows in by_hash.values() if len(rows) > 1]
-
-
-def timer() -> Callable[[], float]:
-    started = time.perf_counter()
-    return lambda: time.perf_counter() - started

@@ -6,13 +6,17 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from indexer.decode import pixel_digest
 from indexer.errors import BadQuery, ImageError
+from indexer.job import sha256_file
+from indexer.walk import walk
 
 from . import calibrate as cal
+from . import lowinfo
 from .decisions import respect_decisions
-from .duplicates import DupReport, Group, Member, exact_groups, leader_groups, neighbour_pairs
+from .duplicates import TIERS, DupReport, Group, Member, leader_groups, neighbour_pairs, twin_units
 from .normalise import Whitening, fit_whitening
 
 REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
@@ -28,7 +32,7 @@ class DupOptions:
     of: str | None = None
     include_similar: bool = False
     similar_threshold: float | None = None
-    sample: int = cal.DEFAULT_SAMPLE
+    sample: int | None = None  # calibration sources; None: grows with the library
     ray: str | None = None  # Ray cluster address or "auto": neighbour search on Ray tasks
 
 
@@ -43,6 +47,10 @@ class Library:
     @property
     def hashes(self) -> list[str | None]:
         return [r["hash"] for r in self.rows]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [r["size"] or 0 for r in self.rows]
 
 
 def load_library(coll, within: str | None = None) -> Library:
@@ -75,13 +83,26 @@ def stored_calibration(coll) -> tuple[cal.Calibration, dict, Whitening | None] |
     return cal.Calibration(**params["calibration"]), params["scores"], whitening
 
 
+def calibration_due(coll, options: DupOptions) -> int | None:
+    """Known copies the next `dups` run must embed to calibrate, or None (nothing to do)."""
+    if options.threshold != "auto" or stored_calibration(coll) is not None:
+        return None
+    images = coll.store().counts().get("ok", 0)
+    return (
+        None
+        if images < 2
+        else (options.sample or cal.sample_for(images)) * cal.TRANSFORMS_PER_SOURCE
+    )
+
+
 def run_calibration(
-    coll, precision: float, sample: int, progress=None, seed: int = 0
+    coll, precision: float, sample: int | None, progress=None, seed: int = 0
 ) -> tuple[cal.Calibration, Whitening | None]:
     """Fit whitening on all library vectors and calibrate the threshold; store both."""
     lib = load_library(coll)
     if len(lib.ids) < 2:
         raise BadQuery("calibration needs at least two indexed images")
+    sample = sample or cal.sample_for(len(lib.ids))
     whitening = fit_whitening(lib.vectors)
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
     embedder = coll.embedder()
@@ -128,7 +149,7 @@ def run_calibration(
 
 
 def ensure_calibration(
-    coll, precision: float, sample: int, progress=None, force=False
+    coll, precision: float, sample: int | None, progress=None, force=False
 ) -> tuple[cal.Calibration, Whitening | None]:
     stored = None if force else stored_calibration(coll)
     if stored is None:
@@ -184,15 +205,11 @@ def _similar_threshold(options, calibration, threshold) -> float:
 
 
 def _whole_library(coll, options, calibration, whitening, threshold, progress) -> DupReport:
+    """Groups over the library under the one-file-one-group rule (see duplicates.py)."""
     lib = load_library(coll, options.within)
     report = DupReport(
         threshold, calibration.to_json() if calibration else None, images=len(lib.ids)
     )
-    exact = exact_groups(lib.hashes)
-    report.groups += [_identical_group(lib, rows, "exact") for rows in exact]
-    twins = np.zeros(len(lib.ids), bool)  # identical files after the first: grouped already
-    for rows in exact:
-        twins[rows[1:]] = True
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
     low = (
         _similar_threshold(options, calibration, threshold)
@@ -200,23 +217,57 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         else threshold
     )
     rows, cols, sims = _pairs(space, min(low, threshold), options.ray, progress)
-    for same in _pixel_identical(lib, rows, cols, sims >= threshold, twins):
-        report.groups.append(_identical_group(lib, same, "pixels"))
-        twins[same[1:]] = True
+    units = twin_units(lib.hashes, _pixel_pairs(lib, rows, cols, sims >= threshold), lib.sizes)
+    twins = units.twins_of()
+    is_twin = units.rep != np.arange(len(lib.ids))  # grouped through their representative
+    rows, cols, sims = _with_pixel_evidence(lib, rows, cols, sims, is_twin)
     priority = np.array(
         [(r["width"] or 0) * (r["height"] or 0) + (r["size"] or 0) / 1e12 for r in lib.rows]
     )  # resolution, then file size (less compressed)
-    copy = leader_groups(len(lib.ids), rows, cols, sims, threshold, priority, twins)
-    taken = twins.copy()
-    for leader, members in copy:
-        report.groups.append(_near_group(lib, leader, members, "copy", calibration, whitening))
-        taken[[leader] + [m for m, _ in members]] = True
-    if options.include_similar:
-        for leader, members in leader_groups(len(lib.ids), rows, cols, sims, low, priority, taken):
-            report.groups.append(
-                _near_group(lib, leader, members, "similar", calibration, whitening)
-            )
+    taken = is_twin.copy()
+    near = []
+    tiers = [("copy", threshold)] + ([("similar", low)] if options.include_similar else [])
+    for tier, level in tiers:
+        for leader, members in leader_groups(
+            len(lib.ids), rows, cols, sims, level, priority, taken
+        ):
+            near.append(_near_group(lib, leader, members, tier, calibration, whitening, twins))
+            taken[[leader] + [m for m, _ in members]] = True
+    alone = [rep for rep in twins if not taken[rep]]  # twin sets in no near group
+    report.groups = [_identical_group(lib, rep, twins[rep]) for rep in alone] + near
+    report.groups.sort(key=lambda g: TIERS.index(g.tier))  # stable: exact, pixels, copy, similar
     return report
+
+
+def _pixel_pairs(lib: Library, rows, cols, close) -> list[tuple[int, int]]:
+    """Close same-size pairs of different content whose decoded pixels are identical (a full
+    decode of each candidate, once; byte twins are represented by their first copy)."""
+    hashes, first = lib.hashes, {}
+    for row, digest in enumerate(hashes):
+        first.setdefault(digest or row, row)
+    return [
+        (int(a), int(b))
+        for a, b in zip(rows[close], cols[close], strict=True)
+        if hashes[a] != hashes[b]
+        and first[hashes[a] or a] == a
+        and first[hashes[b] or b] == b
+        and _same_pixels(lib.rows[a], lib.rows[b])
+    ]
+
+
+def _with_pixel_evidence(lib: Library, rows, cols, sims, is_twin):
+    """Pairs between representatives, without those where a low-information image (flat colour,
+    gradient, pattern, tiny) meets one it does not look like at the pixel level: embeddings of
+    such images sit close together whatever they show (search/lowinfo.py)."""
+    keep = ~(is_twin[rows] | is_twin[cols])
+    rows, cols, sims = rows[keep], cols[keep], sims[keep]
+    involved = np.unique(np.concatenate([rows, cols]))
+    low = np.zeros(len(lib.ids), bool)
+    low[involved] = lowinfo.low_information_flags([lib.rows[i]["path"] for i in involved])
+    ok = ~(low[rows] | low[cols])
+    for k in np.flatnonzero(~ok):
+        ok[k] = lowinfo.look_alike(lib.rows[rows[k]]["path"], lib.rows[cols[k]]["path"])
+    return rows[ok], cols[ok], sims[ok]
 
 
 def _pairs(space: np.ndarray, threshold: float, ray: str | None, progress):
@@ -228,7 +279,7 @@ def _pairs(space: np.ndarray, threshold: float, ray: str | None, progress):
     return neighbour_pairs(space, threshold, progress)
 
 
-def _member(lib: Library, row: int, score: float, confidence, similarity, match) -> Member:
+def _member(lib: Library, row, score, confidence, similarity, match, twin_of=None) -> Member:
     r = lib.rows[row]
     return Member(
         int(lib.ids[row]),
@@ -240,49 +291,37 @@ def _member(lib: Library, row: int, score: float, confidence, similarity, match)
         r["size"],
         similarity,
         match,
+        twin_of,
     )
 
 
-def _identical_group(lib: Library, rows: list[int], tier: str) -> Group:
-    first = lib.vectors[rows[0]]
-    out = [_member(lib, rows[0], 1.0, 1.0, 1.0, "first")]
-    for r in rows[1:]:
-        out.append(_member(lib, r, float(lib.vectors[r] @ first), 1.0, 1.0, tier))
-    return Group(tier, out)
+def _identical_group(lib: Library, rep: int, twins: list[int]) -> Group:
+    """A set of identical files (bytes or pixels) in no near group: its own exact/pixels group."""
+    members = [_member(lib, rep, 1.0, 1.0, 1.0, "first")]
+    members += _twin_members(lib, rep, twins, lib.vectors[rep], 1.0, 1.0)
+    tier = "pixels" if any(m.match == "pixels" for m in members) else "exact"
+    return Group(tier, members)
 
 
-def _pixel_identical(lib: Library, rows, cols, close, twins) -> list[list[int]]:
-    """Sets of images with the same decoded pixels, among close same-size pairs (a full decode
-    of each candidate, once)."""
-    parent: dict[int, int] = {}
-
-    def root(i: int) -> int:
-        while parent.get(i, i) != i:
-            i = parent[i]
-        return i
-
-    for a, b in zip(rows[close], cols[close], strict=True):
-        a, b = int(a), int(b)
-        if twins[a] or twins[b] or not _same_pixels(lib.rows[a], lib.rows[b]):
-            continue
-        parent.setdefault(a, a)
-        parent.setdefault(b, b)
-        parent[root(b)] = root(a)
-    sets: dict[int, list[int]] = {}
-    for i in parent:
-        sets.setdefault(root(i), []).append(i)
-    return [
-        sorted(v, key=lambda r: -(lib.rows[r]["size"] or 0)) for v in sets.values() if len(v) > 1
-    ]
+def _twin_members(lib, rep, twins, lead_vec, confidence, similarity) -> list[Member]:
+    """The identical twins of a group member, each marked with whom it is identical to."""
+    out = []
+    for t in twins:
+        match = "exact" if lib.rows[t]["hash"] == lib.rows[rep]["hash"] else "pixels"
+        cosine = float(lib.vectors[t] @ lead_vec)
+        out.append(_member(lib, t, cosine, confidence, similarity, match, lib.rows[rep]["path"]))
+    return out
 
 
-def _near_group(lib, leader, members, tier, calibration, whitening) -> Group:
-    out = [_member(lib, leader, 1.0, None, 1.0, "first")]
+def _near_group(lib, leader, members, tier, calibration, whitening, twins) -> Group:
     lead_vec = lib.vectors[leader]
+    out = [_member(lib, leader, 1.0, None, 1.0, "first")]
+    out += _twin_members(lib, leader, twins.get(leader, []), lead_vec, 1.0, 1.0)
     for row, similarity in members:
         cosine = float(lib.vectors[row] @ lead_vec)
         confidence = _confidence(calibration, similarity, whitening)
         out.append(_member(lib, row, cosine, confidence, similarity, tier))
+        out += _twin_members(lib, row, twins.get(row, []), lead_vec, confidence, similarity)
     return Group(tier, out)
 
 
@@ -320,75 +359,120 @@ def _digest(path: str) -> str:
 def _against(coll, options, calibration, whitening, threshold, progress) -> DupReport:
     """Which images under the given paths already have a duplicate in the library.
 
-    Time grows with the number of query images: each is looked up in the library's index.
+    Time grows with the number of query images: each is looked up in the library's index. Query
+    images that match the same library file share one group (one file, one group): the first
+    query leads it, the later ones join it matched through that library file.
     """
-    from indexer.job import sha256_file
-    from indexer.walk import walk
-
     roots = list(options.against) + ([options.of] if options.of else [])
     files = [f.path for f in walk(roots)]
     if not files:
         raise BadQuery(f"no images under {', '.join(roots)}")
     store = coll.store()
-    outside = set(files)
     report = DupReport(
         threshold,
         calibration.to_json() if calibration else None,
         images=store.counts().get("ok", 0),
     )
+    inside = set(store.ids_under(options.within).tolist()) if options.within else None
+    found = []  # (group, query vector)
     for done, path in enumerate(files, 1):
-        group = _match_one(
-            coll, path, sha256_file(path), outside, calibration, whitening, threshold, options
-        )
-        if group:
-            report.groups.append(group)
+        match = _match_one(coll, path, set(files), calibration, whitening, threshold, inside)
+        if match:
+            found.append(match)
         if progress:
             progress("dups", done, len(files))
+    report.groups = _merge_by_library_file(found, whitening)
     return report
 
 
-def _match_one(coll, path, digest, outside, calibration, whitening, threshold, options):
-    store = coll.store()
+def _match_one(coll, path, outside, calibration, whitening, threshold, inside):
+    """(the group of one query image and its library duplicates, its vector), or None."""
     query = coll.vector_for_file(path)
-    scores, found = coll.vector_index().search(query[None], AGAINST_CANDIDATES)
-    ids = [int(i) for i in found[0] if i >= 0]
-    rows = store.images_by_ids(ids, "id, path, hash, width, height, size, vector")
+    _, found = coll.vector_index().search(query[None], AGAINST_CANDIDATES)
+    ids = [int(i) for i in found[0] if i >= 0 and (inside is None or int(i) in inside)]
+    rows = coll.store().images_by_ids(ids, "id, path, hash, width, height, size, vector")
     rows = {i: r for i, r in rows.items() if r["path"] not in outside}
-    if options.within:
-        inside = set(store.ids_under(options.within).tolist())
-        rows = {i: r for i, r in rows.items() if i in inside}
-    st = os.stat(path)
+    if not rows:
+        return None
+    vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows.values()])
+    cosines = vectors @ query
+    sims = _similarities(whitening, vectors, query) if whitening else cosines
+    digest = sha256_file(path)
     members = []
-    for i, r in rows.items():
-        vec = np.frombuffer(r["vector"], np.float32)
-        cosine = float(vec @ query)
-        sim = (
-            float(whitening.apply(vec[None]) @ whitening.apply(query[None]).T)
-            if whitening
-            else cosine
-        )
+    for r, cosine, sim in zip(rows.values(), cosines.tolist(), sims.tolist(), strict=True):
         if r["hash"] == digest:
             match, conf = "exact", 1.0
-        elif sim >= threshold:
-            match = "pixels" if _same_pixels({"path": path, **_dims(coll, path)}, r) else "copy"
+        elif sim >= threshold and _with_evidence(path, r["path"]):
+            match = "pixels" if _same_pixels({"path": path, **_dims(path)}, r) else "copy"
             conf = 1.0 if match == "pixels" else _confidence(calibration, sim, whitening)
         else:
             continue
         members.append(
-            Member(i, r["path"], cosine, conf, r["width"], r["height"], r["size"], sim, match)
+            Member(r["id"], r["path"], cosine, conf, r["width"], r["height"], r["size"], sim, match)
         )
     if not members:
         return None
     members.sort(key=lambda m: (-(m.match == "exact"), -m.score))
-    first = Member(-1, os.path.abspath(path), 1.0, None, None, None, st.st_size, 1.0, "first")
-    tiers = {m.match for m in members}
-    tier = next(t for t in ("copy", "pixels", "exact") if t in tiers)
-    return Group(tier, [first] + members)
+    size = os.stat(path).st_size
+    first = Member(-1, os.path.abspath(path), 1.0, None, None, None, size, 1.0, "first")
+    return Group(_loosest(members), [first] + members), query
 
 
-def _dims(coll, path: str) -> dict:
-    from PIL import Image, ImageOps
+def _similarities(whitening: Whitening, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Scores of library vectors against one query in the whitened space."""
+    return whitening.apply(vectors) @ whitening.apply(query[None])[0]
 
+
+def _with_evidence(a: str, b: str) -> bool:
+    """A near match is believed unless a low-information image lacks pixel-level evidence."""
+    return not lowinfo.needs_pixel_evidence(a, b) or lowinfo.look_alike(a, b)
+
+
+def _loosest(members: list[Member]) -> str:
+    matches = {m.match for m in members}
+    return next(t for t in reversed(TIERS) if t in matches)
+
+
+def _merge_by_library_file(found: list[tuple[Group, np.ndarray]], whitening) -> list[Group]:
+    """Groups sharing a library file become one, led by the earliest query."""
+    groups: list[tuple[Group, np.ndarray]] = []
+    home: dict[int, int] = {}  # library id -> index into groups
+    for group, query in found:
+        shared = next((home[m.id] for m in group.members[1:] if m.id in home), None)
+        if shared is None:
+            home.update({m.id: len(groups) for m in group.members[1:]})
+            groups.append((group, query))
+            continue
+        lead, lead_query = groups[shared]
+        via = next(m for m in group.members[1:] if m.id in home)
+        lead.members.append(_joined(group.members[0], via, query, lead_query, whitening))
+        for m in group.members[1:]:
+            if m.id not in home:
+                home[m.id] = shared
+                lead.members.append(m)
+        lead.tier = _loosest(lead.members[1:])
+    return [g for g, _ in groups]
+
+
+def _joined(first: Member, via: Member, query, lead_query, whitening) -> Member:
+    """A later query image as a member of an earlier one's group, matched through `via`."""
+    cosine = float(query @ lead_query)
+    sim = float(_similarities(whitening, query[None], lead_query)[0]) if whitening else cosine
+    return Member(
+        first.id,
+        first.path,
+        cosine,
+        via.confidence,
+        None,
+        None,
+        first.bytes,
+        sim,
+        via.match,
+        via.path,
+    )
+
+
+def _dims(path: str) -> dict:
     with Image.open(path) as img:
         w, h = ImageOps.exif_transpose(img).size if img.getexif().get(274, 1) != 1 else img.size
     return {"width": w, "height": h}

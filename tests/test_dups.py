@@ -15,7 +15,7 @@ from search.cli import cli
 from search.collection import Collection
 from search.duplicates import leader_groups, neighbour_pairs
 from search.finder import stored_calibration
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, SHARED
 
 
 def invoke(*args, expect=0):
@@ -52,7 +52,12 @@ def test_exact_and_pixel_tiers(dup_folder, library):
     out = dups_json(library, "--threshold", "0.999")
     tiers = {g["tier"]: members(g) for g in out["groups"]}
     assert tiers["exact"] == ["exact-copy.png", "kodim01.png"]
-    assert "lossless.webp" in tiers["pixels"] and "kodim02.png" in tiers["pixels"]
+    [twins] = [g for g in out["groups"] if "kodim02.png" in members(g)]
+    assert "lossless.webp" in members(twins)  # the same pixels in another container
+    match = {m["path"].rsplit("/", 1)[1]: m["match"] for m in twins["members"]}
+    assert sorted([match["kodim02.png"], match["lossless.webp"]]) == ["first", "pixels"]
+    # with a random-init model the JPEG copy clears 0.999 too: then the group's tier is copy
+    assert twins["tier"] == ("copy" if "jpeg-copy.jpg" in match else "pixels")
     assert set(out) >= {"threshold", "calibration", "groups", "stats"}
     assert out["threshold"] == 0.999 and out["stats"]["images"] == 9
     for group in out["groups"]:
@@ -308,3 +313,87 @@ def test_calibrate_seed_picks_another_sample(dup_folder, library):
     assert runs["0"]["method"] == runs["5"]["method"] == "linked-set-exclusion/1"
     # a different sample of sources and copies: different positive scores
     assert runs["0"]["table"] != runs["5"]["table"]
+
+
+def one_group_each(report: dict) -> None:
+    paths = [m["path"] for g in report["groups"] for m in g["members"]]
+    assert len(paths) == len(set(paths)), "a file is in two groups"
+
+
+def test_twins_join_the_group_their_file_is_in(tmp_path, library):
+    """The issue's repro: a PNG, its JPEG in backup/ and the same JPEG bytes in phone/. The
+    JPEG twins and the PNG are one group (tier copy, the loosest link), and the product's own
+    plan applies."""
+    folder = tmp_path / "lib"
+    for sub in ("backup", "phone"):
+        (folder / sub).mkdir(parents=True)
+    shutil.copy(PHOTOS / "kodim02.png", folder / "kodim02.png")
+    with Image.open(PHOTOS / "kodim02.png") as img:
+        img.convert("RGB").save(folder / "backup" / "kodim02.jpg", quality=90)
+    shutil.copy(folder / "backup" / "kodim02.jpg", folder / "phone" / "kodim02.jpg")
+    shutil.copy(PHOTOS / "kodim05.png", folder / "other.png")
+    invoke("index", folder, "--index", library, "--workers", "0")
+    out = dups_json(library, "--threshold", "0.95")
+    one_group_each(out)
+    [group] = out["groups"]
+    assert group["tier"] == "copy"
+    matches = sorted(m["match"] for m in group["members"])
+    assert matches == ["copy", "exact", "first"]
+    twin = next(m for m in group["members"] if m["match"] == "exact")
+    assert twin["twin_of"] in {m["path"] for m in group["members"] if m["match"] != "exact"}
+    plan = tmp_path / "p.json"
+    invoke("dups", "--index", library, "--threshold", "0.95", "--plan", plan)
+    dry = json.loads(invoke("apply", plan, "--index", library, "--dry-run", "--json").stdout)
+    assert dry["counts"] == {"would": 2}
+
+
+def test_twin_units_merge_bytes_and_pixels():
+    hashes = ["a", "b", "a", "c", "b", None]
+    units = duplicates.twin_units(hashes, [(1, 3)], sizes=[10, 5, 10, 7, 5, 1])
+    # {0, 2} by bytes (first row represents equal sizes); {1, 3, 4} by bytes + pixels: 3 is largest
+    assert units.rep.tolist() == [0, 3, 0, 3, 3, 5]
+    assert units.twins_of() == {0: [2], 3: [1, 4]}
+
+
+def quadrants(folder, count: int) -> list:
+    """`count` distinct real pictures: quarters of the Kodak photos and then of the others."""
+    made = []
+    for src in sorted(PHOTOS.glob("*.png")) + sorted((SHARED / "photos-more").glob("*")):
+        with Image.open(src) as img:
+            w, h = img.width // 2, img.height // 2
+            for i, (x, y) in enumerate([(0, 0), (w, 0), (0, h), (w, h)]):
+                path = folder / f"{src.stem}-{i}.jpg"
+                img.crop((x, y, x + w, y + h)).resize((w // 2, h // 2)).convert("RGB").save(path)
+                made.append(path)
+                if len(made) == count:
+                    return made
+    return made
+
+
+def test_of_and_against_with_the_default_threshold_on_a_whitened_library(tmp_path, library):
+    """Over MIN_VECTORS_TO_WHITEN images the default threshold is calibrated in the whitened
+    space: --of and --against score single queries there (this crashed)."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    pictures = quadrants(folder, 104)
+    shutil.copy(pictures[0], folder / "copy-of-first.jpg")
+    invoke("index", folder, "--index", library, "--workers", "0")
+    card = tmp_path / "card"
+    card.mkdir()
+    shutil.copy(pictures[0], card / "IMG_1.jpg")  # in the library twice already
+    shutil.copy(pictures[1], card / "IMG_2.jpg")
+    shutil.copy(pictures[1], card / "IMG_2 (1).jpg")  # two card files, one library file
+    result = invoke("dups", "--index", library, "--against", card, "--json")
+    out = json.loads(result.stdout)
+    assert out["stats"]["mode"] == "auto" and out["calibration"]["normalisation"] != "none"
+    one_group_each(out)
+    by_first = {g["members"][0]["path"]: g for g in out["groups"]}
+    assert set(members(by_first[str(card / "IMG_1.jpg")])) == {
+        "IMG_1.jpg",
+        pictures[0].name,
+        "copy-of-first.jpg",
+    }
+    [merged] = [g for g in out["groups"] if str(pictures[1]) in {m["path"] for m in g["members"]}]
+    assert set(members(merged)) == {"IMG_2.jpg", "IMG_2 (1).jpg", pictures[1].name}
+    of = dups_json(library, "--of", pictures[0])
+    assert [members(g) for g in of["groups"]] == [sorted([pictures[0].name, "copy-of-first.jpg"])]
