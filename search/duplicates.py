@@ -42,6 +42,8 @@ class Member:
     similarity: float | None = None  # score in the calibrated (whitened) space
     match: str = "first"  # how it joined the group: exact/pixels/copy/similar
     twin_of: str | None = None  # exact/pixels: the member whose bytes/pixels it has
+    verified: str | None = None  # copy below the threshold confirmed by pixels: "tone" or "crop"
+    via: str | None = None  # a verified copy of this member rather than of the first one
 
     def to_json(self) -> dict:
         return {
@@ -55,6 +57,8 @@ class Member:
             "similarity": None if self.similarity is None else round(self.similarity, 6),
             "match": self.match,
             "twin_of": self.twin_of,
+            "verified": self.verified,
+            "via": self.via,
         }
 
 
@@ -278,6 +282,26 @@ def leader_groups(
             taken[m] = True
         groups.append((int(leader), members))
     return groups
+
+
+def nearest_pairs(
+    vectors: np.ndarray, rows: np.ndarray, k: int, min_score: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each of `rows`' k nearest others among `rows` scoring >= min_score, as pairs (i < j) of
+    row numbers, each once: exact search, for libraries small enough to verify by pixels."""
+    import faiss
+
+    if len(rows) < 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+    scores, found = index.search(np.ascontiguousarray(vectors[rows], dtype=np.float32), k + 1)
+    a = np.repeat(np.arange(len(rows)), found.shape[1])
+    b, s = found.ravel(), scores.ravel()
+    keep = (b >= 0) & (b != a) & (s >= min_score)
+    a, b, s = rows[a[keep]], rows[b[keep]], s[keep]
+    return merge_join(len(vectors), np.minimum(a, b), np.maximum(a, b), s)
 
 
 @dataclass

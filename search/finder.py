@@ -14,11 +14,23 @@ from indexer.job import sha256_file
 from indexer.walk import walk
 
 from . import calibrate as cal
-from . import lowinfo
+from . import lowinfo, verify
 from .decisions import respect_decisions
-from .duplicates import TIERS, DupReport, Group, Member, leader_groups, neighbour_pairs, twin_units
+from .duplicates import (
+    TIERS,
+    DupReport,
+    Group,
+    Member,
+    leader_groups,
+    nearest_pairs,
+    neighbour_pairs,
+    twin_units,
+)
 from .normalise import Whitening, fit_whitening
 
+VERIFY_MAX_IMAGES = 10_000  # pixel confirmation decodes a thumbnail per candidate (~10 ms)
+VERIFY_NEIGHBOURS = 16  # raw-cosine neighbours of each image whose grey pictures are compared
+VERIFY_MIN_COSINE = 0.85  # grey copies score 0.68-0.98 raw (most above this), crops 0.88-0.98
 REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
 AGAINST_CANDIDATES = 32  # library neighbours looked at per --against image
 
@@ -216,25 +228,42 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         if options.include_similar
         else threshold
     )
-    rows, cols, sims = _pairs(space, min(low, threshold), options.ray, progress)
+    verifying = whitening is not None and len(lib.ids) <= VERIFY_MAX_IMAGES
+    band = min(calibration.similar_threshold, threshold) if verifying else threshold
+    rows, cols, sims = _pairs(space, min(low, threshold, band), options.ray, progress)
     units = twin_units(lib.hashes, _pixel_pairs(lib, rows, cols, sims >= threshold), lib.sizes)
     twins = units.twins_of()
     is_twin = units.rep != np.arange(len(lib.ids))  # grouped through their representative
-    rows, cols, sims = _with_pixel_evidence(lib, rows, cols, sims, is_twin)
+    banded = (sims < threshold) & ~(is_twin[rows] | is_twin[cols])  # candidate crops
+    crop_candidates = list(zip(rows[banded].tolist(), cols[banded].tolist(), strict=True))
+    keep = sims >= min(low, threshold)
+    rows, cols, sims = _with_pixel_evidence(lib, rows[keep], cols[keep], sims[keep], is_twin)
+    confirmed: dict[tuple[int, int], tuple[float, str]] = {}
+    if verifying:  # the calibrated default: confirm hard copies by their pixels
+        above = sims >= threshold
+        linked = set(zip(rows[above].tolist(), cols[above].tolist(), strict=True))
+        confirmed = _confirmed_pairs(lib, space, linked, is_twin, crop_candidates)
+        extra = np.array(sorted(confirmed), np.int64).reshape(-1, 2)
+        rows, cols = np.concatenate([rows, extra[:, 0]]), np.concatenate([cols, extra[:, 1]])
+        sims = np.concatenate([sims, np.full(len(extra), threshold, np.float32)])
     priority = np.array(
         [(r["width"] or 0) * (r["height"] or 0) + (r["size"] or 0) / 1e12 for r in lib.rows]
     )  # resolution, then file size (less compressed)
     taken = is_twin.copy()
-    near = []
+    near = []  # (tier, leader, [(member, similarity)], {attached member: the member it copies})
     tiers = [("copy", threshold)] + ([("similar", low)] if options.include_similar else [])
     for tier, level in tiers:
         for leader, members in leader_groups(
             len(lib.ids), rows, cols, sims, level, priority, taken
         ):
-            near.append(_near_group(lib, leader, members, tier, calibration, whitening, twins))
+            near.append((tier, leader, members, {}))
             taken[[leader] + [m for m, _ in members]] = True
+        if tier == "copy":
+            _attach_confirmed(near, confirmed, taken)
     alone = [rep for rep in twins if not taken[rep]]  # twin sets in no near group
-    report.groups = [_identical_group(lib, rep, twins[rep]) for rep in alone] + near
+    report.groups = [_identical_group(lib, rep, twins[rep]) for rep in alone] + [
+        _near_group(lib, *g, calibration, whitening, twins, confirmed) for g in near
+    ]
     report.groups.sort(key=lambda g: TIERS.index(g.tier))  # stable: exact, pixels, copy, similar
     return report
 
@@ -253,6 +282,42 @@ def _pixel_pairs(lib: Library, rows, cols, close) -> list[tuple[int, int]]:
         and first[hashes[b] or b] == b
         and _same_pixels(lib.rows[a], lib.rows[b])
     ]
+
+
+def _attach_confirmed(near: list, confirmed: dict, taken: np.ndarray) -> None:
+    """An image left out of every group but confirmed by pixels as a copy of a group's member
+    joins that group (a grey copy of the original that a phone export leads): a pixel-level copy
+    of a copy is the same picture, so this one step is not chaining."""
+    home = {
+        row: k for k, (_, leader, members, _) in enumerate(near) for row in [leader, *dict(members)]
+    }
+    for (i, j), (similarity, _) in sorted(confirmed.items(), key=lambda c: -c[1][0]):
+        for row, via in ((i, j), (j, i)):
+            if not taken[row] and via in home:
+                _, _, members, attached = near[home[via]]
+                members.append((row, similarity))
+                attached[row] = via
+                taken[row] = True
+
+
+def _confirmed_pairs(lib: Library, space, linked: set, is_twin, crop_candidates) -> dict:
+    """Pairs below the threshold that pixels confirm as copies (search/verify.py), when not
+    linked already: a grey or re-toned copy among each image's nearest raw-cosine neighbours
+    (whitening scatters grey copies, raw cosine keeps them near), a crop among the pairs just
+    below the threshold in the whitened space. {(i, j): (similarity, "tone" | "crop")}."""
+    reps = np.flatnonzero(~is_twin)
+    a, b, _ = nearest_pairs(lib.vectors, reps, VERIFY_NEIGHBOURS, VERIFY_MIN_COSINE)
+    todo = {pair: False for pair in zip(a.tolist(), b.tolist(), strict=True)}
+    todo.update({pair: True for pair in crop_candidates})  # True: look for a crop too
+    todo = {pair: crops for pair, crops in todo.items() if pair not in linked}
+    paths = [r["path"] for r in lib.rows]
+    verify.warm([paths[i] for i in sorted({i for pair in todo for i in pair})])
+    out = {}
+    for (i, j), crops in todo.items():
+        how = verify.confirm(paths[i], paths[j], crops)
+        if how and _with_evidence(paths[i], paths[j]):
+            out[(i, j)] = (float(space[i] @ space[j]), how)
+    return out
 
 
 def _with_pixel_evidence(lib: Library, rows, cols, sims, is_twin):
@@ -313,14 +378,23 @@ def _twin_members(lib, rep, twins, lead_vec, confidence, similarity) -> list[Mem
     return out
 
 
-def _near_group(lib, leader, members, tier, calibration, whitening, twins) -> Group:
+def _near_group(
+    lib, tier, leader, members, attached, calibration, whitening, twins, confirmed
+) -> Group:
     lead_vec = lib.vectors[leader]
     out = [_member(lib, leader, 1.0, None, 1.0, "first")]
     out += _twin_members(lib, leader, twins.get(leader, []), lead_vec, 1.0, 1.0)
     for row, similarity in members:
-        cosine = float(lib.vectors[row] @ lead_vec)
-        confidence = _confidence(calibration, similarity, whitening)
-        out.append(_member(lib, row, cosine, confidence, similarity, tier))
+        via = attached.get(row, leader)
+        how = confirmed.get((min(via, row), max(via, row)))
+        if how:  # below the threshold, confirmed by pixels: no calibrated confidence applies
+            similarity, confidence = how[0], None
+        else:
+            confidence = _confidence(calibration, similarity, whitening)
+        member = _member(lib, row, float(lib.vectors[row] @ lead_vec), confidence, similarity, tier)
+        member.verified = how[1] if how else None
+        member.via = lib.rows[via]["path"] if row in attached else None
+        out.append(member)
         out += _twin_members(lib, row, twins.get(row, []), lead_vec, confidence, similarity)
     return Group(tier, out)
 
@@ -400,16 +474,21 @@ def _match_one(coll, path, outside, calibration, whitening, threshold, inside):
     digest = sha256_file(path)
     members = []
     for r, cosine, sim in zip(rows.values(), cosines.tolist(), sims.tolist(), strict=True):
+        how = None
         if r["hash"] == digest:
             match, conf = "exact", 1.0
         elif sim >= threshold and _with_evidence(path, r["path"]):
             match = "pixels" if _same_pixels({"path": path, **_dims(path)}, r) else "copy"
             conf = 1.0 if match == "pixels" else _confidence(calibration, sim, whitening)
+        elif whitening is not None and (how := _confirmed(path, r["path"], cosine)):
+            match, conf = "copy", None
         else:
             continue
-        members.append(
-            Member(r["id"], r["path"], cosine, conf, r["width"], r["height"], r["size"], sim, match)
+        member = Member(
+            r["id"], r["path"], cosine, conf, r["width"], r["height"], r["size"], sim, match
         )
+        member.verified = how
+        members.append(member)
     if not members:
         return None
     members.sort(key=lambda m: (-(m.match == "exact"), -m.score))
@@ -421,6 +500,14 @@ def _match_one(coll, path, outside, calibration, whitening, threshold, inside):
 def _similarities(whitening: Whitening, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Scores of library vectors against one query in the whitened space."""
     return whitening.apply(vectors) @ whitening.apply(query[None])[0]
+
+
+def _confirmed(a: str, b: str, cosine: float) -> str | None:
+    """How pixels confirm a close pair below the threshold as copies ("tone", "crop"), or None."""
+    if cosine < VERIFY_MIN_COSINE:
+        return None
+    how = verify.confirm(a, b)
+    return how if how and _with_evidence(a, b) else None
 
 
 def _with_evidence(a: str, b: str) -> bool:

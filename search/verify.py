@@ -1,0 +1,126 @@
+"""Pixel-level confirmation of the copies embeddings are least sure of: grey, brightness and
+contrast edits, and crops.
+
+Whitened DINOv2 scores are what tell copies from look-alikes in general, but a grey copy can score
+as low as an unrelated photo (colour is much of what the whitening weights), and a 20 % crop loses
+a fifth of what the model saw. At the pixel level both are easy: a grey, brightened or contrasted
+copy has the same grey picture up to a linear change of intensity, and a crop is that picture
+inside a window of the other. So a candidate pair that the embeddings put close (raw cosine), but
+below the threshold, is confirmed when the normalised cross-correlation (NCC) of small grey
+thumbnails is high over the whole frame, or over the best window at one of a few crop scales.
+
+Distinct photos, even the nearest ones, correlate far lower (bench/results/hard_copies.md).
+"""
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from indexer.decode import to_rgb
+
+THUMB_PX = 64  # long side of the grey thumbnail: enough structure, ~1 ms to compare
+ASPECT_TOLERANCE = 0.04  # |log aspect ratio| for a whole-frame match (resizes round to < 0.01)
+NCC_WHOLE = 0.95  # grey / brightness / contrast copies >= 0.97; nearest distinct photos <= 0.76
+NCC_CROP = 0.95  # the best window at a crop scale: crops >= ?; distinct photos <= ?
+CROP_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)  # share of the larger picture's width kept
+MIN_STD = 4.0  # grey levels: a window flatter than this has no structure to correlate
+CACHE_ENTRIES = 8192  # thumbnails of <= 64x64 bytes: 32 MB at most
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError)
+
+
+def warm(paths: list[str]) -> None:
+    """Decode the thumbnails of many files ahead, a thread per core (decoding releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(thumbnail, paths, chunksize=16))
+
+
+def confirm(path_a: str, path_b: str, crops: bool = True) -> str | None:
+    """How the two files are the same picture at the pixel level: "tone" (the same grey picture
+    up to gain and offset: grey, brightness, contrast, colour edits) or "crop"; else None."""
+    a, b = thumbnail(path_a), thumbnail(path_b)
+    if a is None or b is None:
+        return None
+    if _same_frame(a, b) and ncc(a.astype(np.float32), _resized(b, a.shape)) >= NCC_WHOLE:
+        return "tone"
+    return "crop" if crops and best_crop_ncc(a, b) >= NCC_CROP else None
+
+
+def _same_frame(a: np.ndarray, b: np.ndarray) -> bool:
+    return abs(np.log((a.shape[1] / a.shape[0]) / (b.shape[1] / b.shape[0]))) <= ASPECT_TOLERANCE
+
+
+def best_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """The best NCC of either thumbnail, shrunk to a crop scale, over every window of the other."""
+    return max(
+        (_best_window(big, small, s) for big, small in ((a, b), (b, a)) for s in CROP_SCALES),
+        default=-1.0,
+    )
+
+
+def _best_window(big: np.ndarray, small: np.ndarray, scale: float) -> float:
+    """`small` taken as the part of `big` that keeps `scale` of its width: best NCC over every
+    offset (a cross-correlation by FFT; window statistics from integral images)."""
+    H, W = big.shape
+    w = max(8, round(W * scale))
+    h = max(8, round(w * small.shape[0] / small.shape[1]))
+    if h > H or w > W:
+        return -1.0
+    template = _resized(small, (h, w))
+    template -= template.mean()
+    t_norm = float(np.linalg.norm(template))
+    if t_norm < MIN_STD * np.sqrt(template.size):
+        return -1.0
+    image = big.astype(np.float64)
+    spectrum = np.fft.rfft2(image) * np.fft.rfft2(template[::-1, ::-1], s=(H, W))
+    sums = np.fft.irfft2(spectrum, s=(H, W))[h - 1 :, w - 1 :]  # template zero-mean: no offset
+    n = template.size
+    mean, square = _window_sums(image, h, w) / n, _window_sums(image**2, h, w) / n
+    std = np.sqrt(np.maximum(square - mean**2, 0.0))
+    scores = np.where(std >= MIN_STD, sums / (np.maximum(std, 1e-6) * np.sqrt(n) * t_norm), -1.0)
+    return float(scores.max())
+
+
+def _window_sums(values: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Sum over every h x w window (valid positions), from an integral image."""
+    s = np.pad(values, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
+
+
+def ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two equal-shape arrays (1: same up to gain and offset)."""
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float((a * b).sum() / denom) if denom > MIN_STD**2 * a.size else -1.0
+
+
+def _resized(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    img = Image.fromarray(grey).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(img, np.float32)
+
+
+def thumbnail(path: str) -> np.ndarray | None:
+    """Upright grey thumbnail (long side THUMB_PX), cached by (path, size, mtime); None if the
+    file cannot be read."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return _thumbnail_at(path, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=CACHE_ENTRIES)
+def _thumbnail_at(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.draft("RGB", (THUMB_PX * 4, THUMB_PX * 4))
+                img = to_rgb(ImageOps.exif_transpose(img))
+                img.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                return np.asarray(img.convert("L"), np.uint8)
+    except IMAGE_ERRORS:
+        return None
