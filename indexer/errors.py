@@ -33,6 +33,18 @@ class DiskFull(LibraryError):
         )
 
 
+class ReadOnlyLibrary(LibraryError):
+    """A command that writes was asked to write into a library that cannot be written."""
+
+    def __init__(self, directory, why: str, doing: str, way_out: str | None = None):
+        way_out = way_out or (
+            "run it where the library can be written, or copy the library to writable storage"
+        )
+        super().__init__(
+            f"library {directory} is read-only ({why}): {doing} needs to write to it; {way_out}"
+        )
+
+
 class NoLibrary(LibraryError):
     """No library at the given path (nothing indexed yet)."""
 

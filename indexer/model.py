@@ -9,6 +9,7 @@ Backends and the tensor each returns:
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ REGISTRY = {
 HF_MODEL_TYPES = {"dinov2", "dinov2_with_registers", "vit"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 PIL_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, "hamming": 5}
+# Before anything is fetched, one request tells whether the hub answers at all: unreachable, the
+# hub client would retry each file with backoff for ~30 s, printing a line per retry.
+HUB_PROBE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ def pick_dtype(dtype: str, device: str) -> str:
 def load(text: str, device: str = "auto", dtype: str = "auto") -> Embedder:
     """Load a model for embedding; raises WeightsUnavailable with a way out when it can't."""
     spec = resolve(text)
+    _require_fetchable(spec)
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
     if spec.backend == "timm":
@@ -167,12 +172,16 @@ def _load_hf(spec: ModelSpec):
     # The cache first: a cached model loads without touching the network (an offline machine
     # would otherwise wait ~30 s in the hub client's retries before falling back to the cache).
     try:
-        config = AutoConfig.from_pretrained(spec.source, local_files_only=True)
+        with _offline():
+            config = AutoConfig.from_pretrained(spec.source, local_files_only=True)
         cached = True
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
         cached = False
+        if why := hub_unreachable():
+            raise _unavailable(spec, exc, why) from None
         try:
-            config = AutoConfig.from_pretrained(spec.source)
+            with _quiet_retries():
+                config = AutoConfig.from_pretrained(spec.source)
         except (OSError, ValueError) as exc:
             raise _unavailable(spec, exc) from None
     if config.model_type not in HF_MODEL_TYPES:
@@ -182,10 +191,68 @@ def _load_hf(spec: ModelSpec):
         )
     kwargs = {"add_pooling_layer": False} if config.model_type == "vit" else {}
     try:
-        net = _from_pretrained(AutoModel, spec.source, config, cached, kwargs)
+        with _offline(cached), _quiet_retries():
+            net = _from_pretrained(AutoModel, spec.source, config, cached, kwargs)
     except (OSError, ValueError) as exc:
         raise _unavailable(spec, exc) from None
     return net, _hf_recipe(spec, config.model_type)
+
+
+def _require_fetchable(spec: ModelSpec) -> None:
+    """A hub model neither cached nor fetchable fails now, before torch and transformers are
+    imported (seconds of a command that cannot succeed)."""
+    if spec.backend != "hf" or os.path.exists(spec.source):
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(spec.source, "config.json"), str):
+            return
+    except Exception:  # not a valid hub id, say: the loader's own error says more
+        return
+    if why := hub_unreachable():
+        raise _unavailable(spec, OSError(f"{spec.source} is not in the cache"), why)
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be asked for files now (None: it answers), found with one
+    request of at most HUB_PROBE_TIMEOUT_S; any HTTP answer counts as reachable."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as exc:  # the client's own errors: connection refused, timeout, DNS, TLS
+        return f"no answer from {constants.ENDPOINT} within {HUB_PROBE_TIMEOUT_S:g} s ({exc})"
+    return None
+
+
+@contextlib.contextmanager
+def _offline(when: bool = True):
+    """The hub client in offline mode for a cache-only load: it would otherwise still fetch its
+    own registry from the hub first (waiting out a hub that does not answer)."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = previous or when
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+@contextlib.contextmanager
+def _quiet_retries():
+    """The hub client's per-retry warnings would bury our own error: keep them off stderr."""
+    http_log = logging.getLogger("huggingface_hub.utils._http")
+    previous = http_log.level
+    http_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        http_log.setLevel(previous)
 
 
 def _from_pretrained(auto, source: str, config, cached: bool, kwargs: dict):
@@ -208,12 +275,16 @@ def _hf_recipe(spec: ModelSpec, model_type: str) -> Recipe:
         try:
             from huggingface_hub import hf_hub_download
 
-            path = Path(
-                hf_hub_download(spec.source, "preprocessor_config.json", local_files_only=True)
-            )
+            with _offline():
+                path = Path(
+                    hf_hub_download(spec.source, "preprocessor_config.json", local_files_only=True)
+                )
         except Exception:
             try:
-                path = Path(hf_hub_download(spec.source, "preprocessor_config.json"))
+                if hub_unreachable():
+                    raise OSError("the hub cannot be reached")
+                with _quiet_retries():
+                    path = Path(hf_hub_download(spec.source, "preprocessor_config.json"))
             except Exception:  # no processor config published: the DINO default below
                 path = None
     if path is None or not path.exists():
@@ -353,18 +424,15 @@ def _load_timm(spec: ModelSpec):
 
 @contextlib.contextmanager
 def _offline_if_cached(spec: ModelSpec):
-    """timm always asks the hub first; when the weights are cached, don't (see _load_hf)."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    """timm always asks the hub first; when the weights are cached, or the hub does not answer,
+    don't (see _load_hf)."""
+    from huggingface_hub import try_to_load_from_cache
 
     cached = isinstance(
         try_to_load_from_cache(f"timm/{spec.source}", "model.safetensors"), str
     ) or isinstance(try_to_load_from_cache(f"timm/{spec.source}", "pytorch_model.bin"), str)
-    previous = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = previous or cached
-    try:
+    with _offline(cached or bool(hub_unreachable())), _quiet_retries():
         yield
-    finally:
-        constants.HF_HUB_OFFLINE = previous
 
 
 def _timm_arch_for_file(path: Path) -> str:
@@ -380,13 +448,17 @@ def _timm_arch_for_file(path: Path) -> str:
 # --- errors -------------------------------------------------------------------------------------
 
 
-def _unavailable(spec: ModelSpec, exc: BaseException) -> WeightsUnavailable:
+def _unavailable(
+    spec: ModelSpec, exc: BaseException, unreachable: str | None = None
+) -> WeightsUnavailable:
     if os.path.exists(spec.source):
         return WeightsUnavailable(f"cannot load model from {spec.source}: {exc}")
     from huggingface_hub import constants
 
     hub_id = spec.source if spec.backend == "hf" else f"timm/{spec.source}"
     offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+    if unreachable and not offline:
+        exc = OSError(unreachable)
     return WeightsUnavailable(
         f"weights for {spec.id} are not available{offline}: not in the Hugging Face cache at "
         f"{constants.HF_HUB_CACHE} and the hub could not be reached.\n"

@@ -155,20 +155,26 @@ MIGRATIONS = [
 ]
 
 
-def migrate(db: sqlite_utils.Database, directory: Path) -> int:
-    """Apply pending migrations, each in its own transaction; returns the schema version."""
-    version = 0
+def version(db: sqlite_utils.Database) -> int:
+    """The library's schema version (0: a new database); refuses one newer than this code."""
+    found = 0
     if db["meta"].exists():
         row = db.execute("select value from meta where key = ?", [SCHEMA_VERSION_KEY]).fetchone()
-        version = int(row[0]) if row else 0
-    if version > len(MIGRATIONS):
+        found = int(row[0]) if row else 0
+    if found > len(MIGRATIONS):
         from .errors import LibraryError
 
         raise LibraryError(
-            f"this library has schema version {version}, newer than this dinosearch understands "
+            f"this library has schema version {found}, newer than this dinosearch understands "
             f"({len(MIGRATIONS)}); upgrade dinosearch"
         )
-    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+    return found
+
+
+def migrate(db: sqlite_utils.Database, directory: Path) -> int:
+    """Apply pending migrations, each in its own transaction; returns the schema version."""
+    current = version(db)
+    for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
         with db.atomic():
             step(db, directory)
             db["meta"].upsert({"key": SCHEMA_VERSION_KEY, "value": str(number)}, pk="key")

@@ -22,7 +22,7 @@ import numpy as np
 import sqlite_utils
 
 from . import config, schema, vectorfile
-from .errors import DiskFull, LibraryError, ModelMismatch, NoLibrary
+from .errors import DiskFull, LibraryError, ModelMismatch, NoLibrary, ReadOnlyLibrary
 
 log = logging.getLogger(__name__)
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
@@ -67,12 +67,15 @@ class ImageRow:
 
 
 class Store:
-    def __init__(self, directory: Path, db: sqlite_utils.Database):
+    def __init__(self, directory: Path, db: sqlite_utils.Database, read_only: str | None = None):
         self.directory, self.db = directory, db
+        self.read_only = read_only  # why the library cannot be written; None: it can
         self._map: tuple | None = None  # ((path, slots, dim, size), memory map) of vector_map()
 
     @classmethod
     def open(cls, directory: str | Path, create: bool = False) -> "Store":
+        """The library at `directory`; on read-only storage opened read-only (`read_only` says
+        why), so every reading command works and every write raises ReadOnlyLibrary."""
         directory = Path(directory).expanduser().absolute()
         path = directory / config.DB_NAME
         if not path.exists():
@@ -81,7 +84,11 @@ class Store:
                     f"no library at {directory}: index a folder first (dinosearch index PATH), "
                     "or point --index / DINOSEARCH_INDEX at an existing library"
                 )
-            directory.mkdir(parents=True, exist_ok=True)
+            _make_directory(directory)
+        if why := read_only_reason(directory):
+            if not path.exists():
+                raise ReadOnlyLibrary(directory, why, "creating a library")
+            return cls._open_read_only(directory, why)
         try:
             conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
@@ -96,18 +103,40 @@ class Store:
             raise LibraryError(f"cannot open library {path}: {exc}") from None
         return cls(directory, db)
 
+    @classmethod
+    def _open_read_only(cls, directory: Path, why: str) -> "Store":
+        path = directory / config.DB_NAME
+        db = sqlite_utils.Database(connect_read_only(path))
+        try:
+            current = schema.version(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise LibraryError(f"cannot open library {path}: {exc}") from None
+        if current < len(schema.MIGRATIONS):
+            db.close()
+            raise ReadOnlyLibrary(directory, why, "upgrading it to this version of dinosearch")
+        return cls(directory, db, why)
+
     def close(self) -> None:
         self.db.close()
+
+    def require_writable(self, doing: str, way_out: str | None = None) -> None:
+        """Refuse, before starting, a command that would write into a read-only library."""
+        if self.read_only:
+            raise ReadOnlyLibrary(self.directory, self.read_only, doing, way_out)
 
     @contextlib.contextmanager
     def transaction(self):
         """One write transaction; a full disk becomes one readable error, nothing half-written."""
+        self.require_writable("this command")
         try:
             with self.db.atomic():
                 yield
         except sqlite3.OperationalError as exc:
             if "full" in str(exc):
                 raise DiskFull(self.directory) from None
+            if "readonly" in str(exc):
+                raise ReadOnlyLibrary(self.directory, str(exc), "this command") from None
             raise
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
@@ -530,6 +559,58 @@ class Store:
 
 VECTOR_FILE_KEY = "vector_file"  # meta: the vector file in charge (vectorfile.py)
 VECTOR_SLOTS_KEY = "vector_slots"  # meta: its committed rows
+
+
+def read_only_reason(directory: Path) -> str | None:
+    """Why the library directory cannot be written (read-only media, permissions), else None;
+    asks the system, writes nothing."""
+    with contextlib.suppress(OSError, AttributeError):  # no statvfs (Windows)
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    for target in (directory, directory / config.DB_NAME):
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"no write permission on {target}"
+    return None
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that never writes: `mode=ro`, or `immutable=1` where WAL mode's shared-memory
+    file cannot be made (a read-only directory the library was closed cleanly in)."""
+    wal = path.with_name(path.name + "-wal")
+    failure: sqlite3.Error | None = None
+    for flags in ("mode=ro", "immutable=1"):
+        if flags == "immutable=1" and wal.exists() and wal.stat().st_size:
+            # immutable would ignore the commits still in the log: never answer from stale data
+            raise LibraryError(
+                f"cannot open library {path} read-only ({failure}): its log {wal.name} holds "
+                "commits only a writable copy can fold in; open the library once where it can "
+                "be written"
+            )
+        conn = sqlite3.connect(
+            f"{path.as_uri()}?{flags}",
+            uri=True,
+            timeout=BUSY_TIMEOUT_S,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        try:
+            conn.execute("select count(*) from sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:  # e.g. WAL's -shm file cannot be made
+            conn.close()
+            failure = exc
+        except sqlite3.DatabaseError:
+            return conn  # not a database, or damaged: the caller's first query says so
+    raise LibraryError(f"cannot open library {path} read-only: {failure}")
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise ReadOnlyLibrary(directory, exc.strerror or str(exc), "creating a library") from None
 
 
 def _out_of_space(directory: Path, margin: int = 1 << 20) -> bool:

@@ -53,6 +53,7 @@ ERROR_STATUS: list[tuple[type[errors.DinosearchError], int, str]] = [
     (errors.NotFound, 404, "not_found"),
     (errors.NoLibrary, 409, "no_library"),
     (errors.ModelMismatch, 409, "model_mismatch"),
+    (errors.ReadOnlyLibrary, 409, "read_only_library"),
     (errors.LibraryError, 500, "library_error"),
     (errors.BadQuery, 400, "bad_query"),
     (errors.WeightsUnavailable, 503, "weights_unavailable"),
@@ -528,6 +529,7 @@ def decide(state: State, body: DecisionRequest) -> dict[str, Any]:
         raise errors.BadQuery("ids: two different images")
     a, b = (_row(state, i)["path"] for i in body.ids)
     with state.reading() as coll:
+        coll.store().require_writable("recording a decision")
         if body.action == "unmark":
             removed = decisions.unmark(coll.store(), a, b)
             return {"action": "unmark", "ids": body.ids, "removed": removed}
@@ -646,9 +648,12 @@ def _destination(state: AppState, given: str | None) -> str:
 
 def _keep_plan(state: AppState, plan) -> None:
     """Keep the plan in memory and under the library's plans/ (so `dinosearch undo` finds it)."""
+    from indexer.store import read_only_reason
+
     folder = state.collection.directory / "plans"
-    folder.mkdir(exist_ok=True)
-    plan.write(str(folder / f"{plan.id}.json"))
+    if not read_only_reason(state.collection.directory):  # else in memory: it can't be applied
+        folder.mkdir(exist_ok=True)
+        plan.write(str(folder / f"{plan.id}.json"))
     with state.jobs_lock:
         state.plans.pop(plan.id, None)
         state.plans[plan.id] = plan
@@ -793,11 +798,13 @@ def _run_actions(state: AppState, run: Run, plan) -> None:
     coll = state.job_collection()
     try:
         store = coll.store()
+        store.require_writable(run.kind)
         if run.kind == "apply":
             path = str(_plan_file_path(state, plan.id))
             result = apply_plan(store, plan, dry_run=False, plan_path=path)
         else:
             result = undo_plan(store, plan)
+        coll.vector_index()  # the FAISS file follows the rows now, as after an index job
         run.result, run.state = result.to_json(), "done"
     except Exception as exc:
         _, code, message = _describe(exc)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.config import DB_NAME, INDEX_PREFIX
-from indexer.errors import LibraryError, NoLibrary
+from indexer.errors import NoLibrary, ReadOnlyLibrary
 
 HASH_CHUNK_BYTES = 1 << 20
 VECTOR_ATOL = 1e-5  # FAISS stores float32 copies: equal to the blobs up to rounding
@@ -131,13 +131,12 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
 
 
 def _connect_readonly(directory: Path) -> sqlite3.Connection:
+    from indexer.store import connect_read_only
+
     path = directory / DB_NAME
     if not path.exists():
         raise NoLibrary(f"no library at {directory}: nothing to check")
-    try:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise LibraryError(f"cannot open library {path}: {exc}") from None
+    return connect_read_only(path)  # also on read-only media
 
 
 def _vector_map(directory: Path, meta: dict, dim: int, report: CheckReport) -> np.ndarray:
@@ -340,11 +339,15 @@ def _in_use(path: Path) -> bool:
 
 def repair_library(directory: str | Path, deep: bool = False) -> CheckReport:
     """Mend what can be mended without the model, then check again."""
+    from indexer.store import read_only_reason
+
     directory = Path(directory).expanduser().absolute()
     before = check_library(directory, deep)
     if any(p.kind == "integrity" for p in before.problems):
         return before  # never write into a damaged database
     fixable = [p for p in before.problems if REPAIRABLE.get(p.kind)]
+    if fixable and (why := read_only_reason(directory)):
+        raise ReadOnlyLibrary(directory, why, "check --repair")
     if fixable:
         _drop_rows(directory, [p.path for p in fixable if p.kind in ("missing_file", "bad_vector")])
         if any(p.kind == "vectors_damaged" for p in fixable):

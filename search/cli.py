@@ -4,12 +4,13 @@ Heavy libraries (torch, transformers, faiss) are imported inside commands so --h
 """
 
 import json
+import os
 import sys
 
 import click
 
-from indexer.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_MODEL
-from indexer.errors import DinosearchError
+from indexer.config import DB_NAME, DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_MODEL
+from indexer.errors import BadQuery, DinosearchError
 
 from .cli_actions import apply_cmd, undo_cmd
 from .cli_check import check
@@ -186,9 +187,7 @@ def index(
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     coll = collection(index_dir, model, device, dtype)
-    if index_type:
-        coll.set_index_type(index_type)
-    summary = coll.index(paths, options, progress)
+    summary = coll.index(paths, options, progress, index_type)
     progress.finish()
     if as_json:
         return emit_json(summary.to_json())
@@ -199,7 +198,10 @@ def index(
         f"{summary.moved} moved, {summary.removed} removed, {len(summary.failed)} failed "
         f"in {summary.seconds:.1f}s with {summary.model or 'no model needed'}"
     )
-    click.echo(f"library: {coll.directory}")
+    if (coll.directory / DB_NAME).exists():
+        click.echo(f"library: {coll.directory}")
+    else:
+        click.echo(f"no library made at {coll.directory}: nothing was embedded")
 
 
 @cli.command()
@@ -243,7 +245,8 @@ def info(index_dir, as_json):
     if as_json:
         return emit_json(data)
     click.echo(f"library: {data['library']}")
-    click.echo(f"model:   {data['model']} ({data['dim']}-d)")
+    model = f"{data['model']} ({data['dim']}-d)" if data["model"] else "none yet (nothing embedded)"
+    click.echo(f"model:   {model}")
     click.echo(f"images:  {data['images']} indexed, {data['failed']} failed")
     click.echo(f"index:   {data['index']['type']}, {data['index']['vectors']} vectors")
     click.echo(f"size:    {data['bytes'] / 1e6:.1f} MB")
@@ -363,6 +366,8 @@ def dups(
 
     if mark_distinct or keep_both:
         return _mark_decisions(index_dir, mark_distinct, keep_both, as_json)
+    for path in (csv_path, plan_path, html_path):
+        _check_writable(path)  # before the run, not after minutes of work
     policy = parse_policy(keep_policy) if plan_path or html_path else None
 
     options = DupOptions(
@@ -377,6 +382,13 @@ def dups(
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     coll = collection(index_dir)
+    if (copies := coll.calibration_due(options)) and not as_json:
+        click.echo(
+            f"calibrating the threshold on this library first: {copies} known copies of its own "
+            "photos to embed (once; stored for later runs). A fixed --threshold, e.g. 0.95, "
+            "skips this",
+            err=True,
+        )
     report = coll.duplicates(options, progress)
     progress.finish()
     if csv_path:
@@ -388,10 +400,22 @@ def dups(
     _print_dups(report)
 
 
+def _check_writable(path: str | None) -> None:
+    """A clear error now for an output file that cannot be written."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadQuery(f"cannot write {path}: folder {folder} does not exist")
+    if os.path.isdir(path) or not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise BadQuery(f"cannot write {path}: not a writable file")
+
+
 def _mark_decisions(index_dir, distinct, keep_both, as_json) -> None:
     from .decisions import mark
 
     store = collection(index_dir).store()
+    store.require_writable("recording a decision")
     pairs = [(distinct, "distinct"), (keep_both, "keep-both")]
     done = [mark(store, a, b, kind) for (a, b), kind in ((p, k) for p, k in pairs if p)]
     if as_json:
@@ -436,10 +460,9 @@ def _print_dups(report) -> None:
 @cli.command()
 @click.option(
     "--sample",
-    default=60,
-    show_default=True,
     type=click.IntRange(2),
-    help="Library images to make known copies of (15 copies each).",
+    help="Library images to make known copies of (15 copies each) "
+    "[default: one per 10 indexed images, 12 to 60].",
 )
 @click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
 @click.option(

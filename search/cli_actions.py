@@ -13,11 +13,12 @@ VERBS["delete"] = "deleted"
 index_option = library_option("the plan's library")
 
 
-def _store(index_dir: str | None, plan_library: str | None = None):
+def _collection(index_dir: str | None, plan_library: str | None = None):
     from indexer.config import default_library_dir
-    from indexer.store import Store
 
-    return Store.open(index_dir or plan_library or default_library_dir())
+    from .collection import Collection
+
+    return Collection(index_dir or plan_library or default_library_dir())
 
 
 @click.command("apply")
@@ -38,10 +39,15 @@ def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json):
     from .plan import read_plan
 
     plan = read_plan(plan_path)
-    store = _store(index_dir, plan.library)
+    coll = _collection(index_dir, plan.library)
+    store = coll.store()
+    if not dry_run:
+        store.require_writable("apply")
     if not dry_run and not yes:
         _confirm(plan, move_to)
     result = apply_plan(store, plan, move_to, dry_run, plan_path)
+    if not dry_run:
+        coll.vector_index()  # the FAISS file follows the rows now, as after `index`
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -98,11 +104,14 @@ def undo_cmd(plan_path, last, index_dir, as_json):
     if bool(plan_path) == bool(last):
         raise BadQuery("undo: give a PLAN file or --last")
     plan_id, library = _undo_target(plan_path)
-    store = _store(index_dir, library)
+    coll = _collection(index_dir, library)
+    store = coll.store()
+    store.require_writable("undo")
     plan_id = plan_id or last_plan_id(store)
     if not plan_id:
         raise BadQuery(f"no applied plan in {store.directory} to undo")
     result = undo_plan(store, plan_id)
+    coll.vector_index()  # the FAISS file follows the rows now, as after `index`
     if as_json:
         return click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     _print_undo(result)

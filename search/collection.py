@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import job
-from indexer.config import default_library_dir, default_model
+from indexer import job, vectorfile
+from indexer.config import DB_NAME, default_library_dir, default_model
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
 from indexer.store import Store, gather
@@ -122,15 +122,52 @@ class Collection:
     # --- indexing -------------------------------------------------------------------------------
 
     def index(
-        self, paths, options: job.IndexOptions | None = None, progress=None
+        self,
+        paths,
+        options: job.IndexOptions | None = None,
+        progress=None,
+        index_type: str | None = None,
     ) -> job.IndexSummary:
+        """Index paths (keeping `index_type` for the library when given). A run that creates
+        the library but embeds nothing, or fails before it does, leaves no library behind."""
         self.model_id()  # refuse a model mismatch before walking anything
+        if self.model_arg:
+            from indexer.model import resolve
+
+            resolve(self.model_arg)  # an unknown --model fails before a library is made
+        new, missing = not self._library_exists(), _outermost_missing(self.directory)
         store = self.store(create=True)
-        summary = job.run(
-            store, [str(p) for p in paths], self.embedder, options, progress, self._recipe_hint()
-        )
+        try:
+            store.require_writable("index")
+            if index_type:
+                self.set_index_type(index_type)
+            roots, hint = [str(p) for p in paths], self._recipe_hint()
+            summary = job.run(store, roots, self.embedder, options, progress, hint)
+        except BaseException:
+            if new:
+                self._discard_unbound(missing)
+            raise
+        if new and self._discard_unbound(missing):
+            return summary
         self.vector_index()  # bring the derived FAISS file up to date now, not at first query
         return summary
+
+    def _discard_unbound(self, missing: Path | None) -> bool:
+        """Remove the library this run made if no model was bound to it (nothing embedded); and
+        the folders made for it (`missing`: the outermost). True when it did."""
+        if self._store is None or self._store.model() is not None:
+            return False
+        self.close()
+        for path in self.directory.iterdir():
+            if path.name.startswith(DB_NAME) or _library_file(path.name):
+                path.unlink(missing_ok=True)
+        for folder in (self.directory, *self.directory.parents) if missing else ():
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
+            if folder == missing:
+                break
+        return True
 
     def vector_index(self) -> knn.VectorIndex:
         store = self.store()
@@ -145,7 +182,8 @@ class Collection:
                 self._vindex = None
         if self._vindex is None:
             self._vindex = self._updated_or_built(store)
-            self._vindex.save(self.directory)
+            if not store.read_only:  # read-only media: the index lives in memory only
+                self._vindex.save(self.directory)
         if self._vindex.kind == "ivfpq":
             self._vindex.exact = _exact_vectors(store)
         return self._vindex
@@ -189,32 +227,50 @@ class Collection:
 
     def vector_for_file(self, path: str) -> np.ndarray:
         """An image's vector: the stored one when the file is indexed and unchanged, else embed."""
+        return self.vectors_for_files([path])[0]
+
+    def vectors_for_files(self, paths: list[str]) -> np.ndarray:
+        """Each image's vector, as vector_for_file. Those to embed are all decoded before the
+        model loads: a file that is no image fails at once, not after seconds of loading."""
+        vectors = [self._stored_vector(p) for p in paths]
+        todo = [n for n, v in enumerate(vectors) if v is None]
+        if not todo:
+            return np.stack(vectors)
+        recipe = self._recipe_hint() or Recipe()
+        decoded = {n: _decode_query(paths[n], recipe) for n in todo}
+        embedder = self.embedder()
+        for n in todo:
+            if embedder.recipe != recipe:  # the hint was wrong: decode with the model's own
+                decoded[n] = _decode_query(paths[n], embedder.recipe)
+            vectors[n] = embedder.embed(decoded[n].pixels[None])[0]
+        return np.stack(vectors)
+
+    def _stored_vector(self, path: str) -> np.ndarray | None:
+        """The library's vector of an indexed, unchanged file; None when it must be embedded."""
         path = os.path.abspath(path)
-        store = self.store()
-        row = store.image_by_path(path)
+        row = self.store().image_by_path(path)
         try:
             st = os.stat(path)
         except OSError as exc:
             raise BadQuery(f"cannot read query image {path}: {exc.strerror or exc}") from None
         if row and row["vector"] and (row["size"], row["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
             return np.frombuffer(row["vector"], dtype=np.float32)
-        embedder = self.embedder()
-        try:
-            decoded = decode_file(path, embedder.recipe, max_pixels=_query_max_pixels())
-        except ImageError as exc:
-            raise BadQuery(f"query image {path}: {exc}") from None
-        return embedder.embed(decoded.pixels[None])[0]
+        return None
 
     def vector_for_bytes(self, data: bytes, max_pixels: int | None) -> np.ndarray:
+        """An uploaded image's vector, decoded first: a bad upload fails before the model loads."""
+        recipe = self._recipe_hint() or Recipe()
+        decoded = decode_bytes(data, recipe, max_pixels)
         embedder = self.embedder()
-        decoded = decode_bytes(data, embedder.recipe, max_pixels)
+        if embedder.recipe != recipe:
+            decoded = decode_bytes(data, embedder.recipe, max_pixels)
         return embedder.embed(decoded.pixels[None])[0]
 
     def query(self, images: list[str], k: int = 10, within: str | None = None) -> QueryResult:
         if not images:
             raise BadQuery("give at least one query image")
         started = time.perf_counter()
-        vectors = np.stack([self.vector_for_file(p) for p in images])
+        vectors = self.vectors_for_files(images)
         result = self.search_vector(_mean_direction(vectors), k, within)
         result.query = [os.path.abspath(p) for p in images]
         result.seconds = time.perf_counter() - started
@@ -252,16 +308,39 @@ class Collection:
         """Duplicate groups in tiers (see search/finder.py); options: finder.DupOptions."""
         from .finder import DupOptions, find_duplicates
 
-        return find_duplicates(self, options or DupOptions(), progress)
+        options = options or DupOptions()
+        self._refuse_calibrating_read_only(options)
+        return find_duplicates(self, options, progress)
+
+    def calibration_due(self, options) -> int | None:
+        """Known copies a `duplicates(options)` call would embed first, or None (a read-only
+        library that would need them is refused here, before anything is said or done)."""
+        from .finder import calibration_due
+
+        self._refuse_calibrating_read_only(options)
+        return calibration_due(self, options)
+
+    def _refuse_calibrating_read_only(self, options) -> None:
+        """--threshold auto fits and stores a calibration when none is stored: on a read-only
+        library say so before any work."""
+        from .finder import stored_calibration
+
+        if options.threshold == "auto" and self.store().read_only:
+            if stored_calibration(self) is None:
+                self.store().require_writable(
+                    "calibrating the duplicate threshold",
+                    "a fixed --threshold (a cosine, e.g. 0.95) only reads",
+                )
 
     def calibrate(
         self, precision: float = 0.99, sample: int | None = None, progress=None, seed: int = 0
     ):
-        """Refit score normalisation and the duplicate threshold on this library's images."""
-        from .calibrate import DEFAULT_SAMPLE
+        """Refit score normalisation and the duplicate threshold on this library's images
+        (sample None: one source per 10 images, 12 to 60)."""
         from .finder import run_calibration
 
-        calibration, _ = run_calibration(self, precision, sample or DEFAULT_SAMPLE, progress, seed)
+        self.store().require_writable("calibrate")  # refuse before embedding the copies
+        calibration, _ = run_calibration(self, precision, sample, progress, seed)
         return calibration
 
     # --- facts ----------------------------------------------------------------------------------
@@ -316,6 +395,29 @@ def _exact_vectors(store: Store):
     """ids -> their stored vectors, for re-scoring IVF-PQ candidates; a row deleted meanwhile
     gets zeros (scores 0, and search_vector drops it with the other vanished rows)."""
     return store.vectors_by_ids
+
+
+def _decode_query(path: str, recipe: Recipe):
+    path = os.path.abspath(path)
+    try:
+        return decode_file(path, recipe, max_pixels=_query_max_pixels())
+    except ImageError as exc:
+        raise BadQuery(f"query image {path}: {exc}") from None
+
+
+def _outermost_missing(directory: Path) -> Path | None:
+    """The outermost of `directory` and its parents that does not exist yet; None if it does."""
+    missing = None
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _library_file(name: str) -> bool:
+    """A vector file, or a FAISS file or its temp file."""
+    return any(r.match(name) for r in (vectorfile.FILE_RE, knn.FILE_RE, knn.TMP_RE))
 
 
 def _query_max_pixels() -> int:

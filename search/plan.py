@@ -228,6 +228,7 @@ def facts_for(row: dict) -> Facts:
         taken=row.get("taken"),
         exif_fields=exif_field_count(row["path"]),
         capture_formats=captures.capture_formats(row["path"]),
+        hash=row.get("hash"),
     )
 
 

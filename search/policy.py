@@ -57,6 +57,7 @@ class Facts:
     taken: str | None = None  # EXIF capture time, ISO 8601
     exif_fields: int = 0  # how many of EXIF_KEYS are present
     capture_formats: tuple[str, ...] = ()  # extensions of the capture's other files (RAW + JPEG)
+    hash: str | None = None  # SHA-256 of the bytes: a complete tie between copies says so
 
     @property
     def pixels(self) -> int:
@@ -80,6 +81,12 @@ class Criterion:
     name: str  # as written in the policy, e.g. "format:raw,jpeg"
     key: Callable[[Facts], float | tuple]  # higher is better
     show: Callable[[Facts], str]
+    # two candidates' values precise enough to tell apart, where `show` may print equal ones
+    pair: Callable[[Facts, Facts], tuple[str, str]] | None = None
+
+    def shown(self, a: Facts, b: Facts) -> tuple[str, str]:
+        """The values of two candidates this criterion tells apart, as they differ."""
+        return self.pair(a, b) if self.pair else (self.show(a), self.show(b))
 
 
 @dataclass
@@ -100,9 +107,13 @@ class Policy:
             return {"criterion": None, "text": "the only candidate (the others are kept anyway)"}
         for c in self.criteria:
             if c.key(kept) != c.key(runner_up):
-                a, b = c.show(kept), c.show(runner_up)
+                a, b = c.shown(kept, runner_up)
                 return _reason(c.name, a, b, runner_up, f"{c.name}: {a} beats {b}")
         text = "every criterion ties; kept the shortest path"
+        if kept.hash and kept.hash == runner_up.hash:
+            text = (
+                "byte-identical copies (same SHA-256): every criterion ties; kept the shortest path"
+            )
         return _reason("path", kept.path, runner_up.path, runner_up, text)
 
 
@@ -186,11 +197,29 @@ def _age(oldest: bool) -> Criterion:
             return float("-inf")
         return -when.timestamp() if oldest else when.timestamp()
 
-    def show(f: Facts) -> str:
+    def show(f: Facts, digits: int | None = None) -> str:
         when, source = f.date
-        return f"{when:%Y-%m-%d %H:%M} ({source})" if when else "no date"
+        return f"{_stamp(when, digits)} ({source})" if when else "no date"
 
-    return Criterion("oldest" if oldest else "newest", key, show)
+    def pair(a: Facts, b: Facts) -> tuple[str, str]:
+        """Minutes, else seconds, milliseconds, microseconds: the first at which they differ
+        (the key compares the exact times)."""
+        for digits in (None, 0, 3):
+            if _stamp(a.date[0], digits) != _stamp(b.date[0], digits):
+                return show(a, digits), show(b, digits)
+        return show(a, 6), show(b, 6)
+
+    return Criterion("oldest" if oldest else "newest", key, show, pair)
+
+
+def _stamp(when: dt.datetime | None, digits: int | None) -> str:
+    """The time to the minute (digits None) or the second and `digits` decimals."""
+    if when is None:
+        return ""
+    if digits is None:
+        return f"{when:%Y-%m-%d %H:%M}"
+    fraction = f"{when.microsecond:06d}"[:digits]
+    return f"{when:%Y-%m-%d %H:%M:%S}" + (f".{fraction}" if digits else "")
 
 
 def _file_size(largest: bool) -> Criterion:

@@ -4,6 +4,15 @@ import sys
 import time
 
 REDRAW_EVERY_S = 0.2
+RATE_AFTER_S = 0.5  # a rate over less time (or one item) says nothing: "-" until then
+
+
+def rate(counted: int, elapsed: float) -> float | None:
+    """Items per second, or None while that says nothing (under RATE_AFTER_S, or no item timed):
+    the first tick of a stage comes right after its first item, over ~0 s."""
+    if elapsed < RATE_AFTER_S or counted < 1:
+        return None
+    return counted / elapsed
 
 
 def format_seconds(seconds: float) -> str:
@@ -24,6 +33,7 @@ class TerminalProgress:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.stage, self.started, self.last = None, 0.0, 0.0
+        self.first = 0  # items already done at the stage's first tick: not timed by us
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
@@ -31,15 +41,15 @@ class TerminalProgress:
         now = time.monotonic()
         if stage != self.stage:
             self.finish()
-            self.stage, self.started = stage, now
+            self.stage, self.started, self.first = stage, now, done
         if now - self.last < REDRAW_EVERY_S and done < total:
             return
         self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        rate = done / elapsed
-        eta = format_seconds((total - done) / rate) if rate > 0 and done < total else "-"
+        per_s = rate(done - self.first, now - self.started)
+        eta = format_seconds((total - done) / per_s) if per_s and done < total else "-"
+        shown = "-/s" if per_s is None else f"{per_s:.1f}/s"
         label = self.LABELS.get(stage, stage)
-        self.stream.write(f"\r{label} {done}/{total}  {rate:.1f}/s  ETA {eta}   ")
+        self.stream.write(f"\r{label} {done}/{total}  {shown}  ETA {eta}   ")
         self.stream.flush()
 
     def finish(self) -> None:
