@@ -1,0 +1,196 @@
+"""The first `dinosearch dups` on a messy library, against that library's own `index` time.
+
+Builds the messy folder of tests/messy_library.py (originals, backup, phone export, downloads,
+edits, graphics, junk), then times whole processes, side by side in one run: `index` (cold), the
+first `dups` (default options: it calibrates), and a second `dups` (the stored calibration). The
+duplicate quality of each report is measured against the planted truth: recall per kind of copy,
+pair precision, files in two groups, groups mixing distinct graphics.
+
+    python bench/first_dups.py [--model DIR] [--sizes 14x1,55x2] [--name first_dups]
+    python bench/first_dups.py --sweep 8,12,25,60 --seeds 0,1,2   # quality per calibration sample
+
+--model defaults to $DINOSEARCH_REAL_WEIGHTS, else the real DINOv2-S/14 directory that
+../shared/tools/real_dinov2_small.sh makes. Results: bench/results/<name>.{md,json}.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from perf_common import PYTHON, REAL_WEIGHTS, RESULTS, ROOT, WORK, machine
+
+sys.path.insert(0, str(ROOT))
+from tests import messy_library as messy  # noqa: E402
+
+# Different files of the shared photos that show the same picture (bench/README.md).
+NATURAL = {frozenset({"set14_img_006_SRF_2_HR.png", "set5_img_004_SRF_2_HR.png"})}
+
+
+def dinosearch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Run the real CLI as a user does; (wall seconds, process)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [PYTHON, "-m", "search.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"dinosearch {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    return seconds, proc
+
+
+def picture_of(manifest: messy.Manifest) -> dict[str, str]:
+    """Absolute path -> the picture it shows (its original's source photo, or its graphic)."""
+    by_rel = {e.path: e for e in manifest.files}
+
+    def root(rel: str) -> str:
+        while by_rel[rel].of:
+            rel = by_rel[rel].of
+        return rel
+
+    out = {}
+    for e in manifest.files:
+        top = by_rel[root(e.path)]
+        name = os.path.basename(top.source) if top.source else top.path
+        twin = next((min(n) for n in NATURAL if name in n), name)
+        out[manifest.abs(e.path)] = twin
+    return out
+
+
+def quality(report: dict, manifest: messy.Manifest) -> dict:
+    """Recall per kind of planted copy, and the precision of every pair the report groups."""
+    picture = picture_of(manifest)
+    pairs = [
+        (a["path"], b["path"])
+        for g in report["groups"]
+        for a, b in itertools.combinations(g["members"], 2)
+    ]
+    right = sum(picture.get(a) is not None and picture.get(a) == picture.get(b) for a, b in pairs)
+    return {
+        "recall": messy.recall(report, manifest),
+        "pair_precision": round(right / len(pairs), 4) if pairs else 1.0,
+        "pairs": len(pairs),
+        "wrong_pairs": len(pairs) - right,
+        "in_two_groups": len(messy.one_group_violations(report)),
+        "mixed_graphics": len(messy.mixed_graphics(report, manifest)),
+    }
+
+
+def journey(model: str, photos: int, copies: int) -> dict:
+    folder = WORK / "first_dups" / f"messy-{photos}x{copies}"
+    library = WORK / "first_dups" / f"lib-{photos}x{copies}"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(library, ignore_errors=True)
+    manifest = messy.build(folder, photos, seed=0, copies=copies)
+    index_s, proc = dinosearch(
+        "index", str(folder), "--index", str(library), "--model", model, "--json"
+    )
+    images = json.loads(proc.stdout)["indexed"]
+    first_s, proc = dinosearch("dups", "--index", str(library), "--json")
+    first = json.loads(proc.stdout)
+    second_s, proc = dinosearch("dups", "--index", str(library), "--json")
+    cal = first["calibration"] or {}
+    return {
+        "files": len(manifest.files),
+        "images": images,
+        "index_s": round(index_s, 1),
+        "first_dups_s": round(first_s, 1),
+        "second_dups_s": round(second_s, 1),
+        "ratio": round(first_s / index_s, 2),
+        "calibration": {
+            "sample": cal.get("sample"),
+            "copies": cal.get("positives"),
+            "seconds": round(cal.get("seconds", 0), 1),
+            "threshold": cal.get("threshold"),
+            "normalisation": cal.get("normalisation"),
+        },
+        "quality": quality(first, manifest),
+    }
+
+
+def sweep(model: str, photos: int, copies: int, samples: list[int], seeds: list[int]) -> list:
+    """Quality and calibration time per --sample and --seed, on one indexed messy library."""
+    folder = WORK / "first_dups" / f"messy-{photos}x{copies}"
+    library = WORK / "first_dups" / f"lib-{photos}x{copies}"
+    if not (folder / "manifest.json").exists():
+        shutil.rmtree(library, ignore_errors=True)
+        messy.build(folder, photos, seed=0, copies=copies)
+    manifest = messy.Manifest.load(folder / "manifest.json")
+    if not (library / "library.db").exists():
+        dinosearch("index", str(folder), "--index", str(library), "--model", model)
+    rows = []
+    for sample, seed in itertools.product(samples, seeds):
+        seconds, _ = dinosearch(
+            "calibrate", "--index", str(library), "--sample", str(sample), "--seed", str(seed)
+        )
+        _, proc = dinosearch("dups", "--index", str(library), "--json")
+        report = json.loads(proc.stdout)
+        row = {"sample": sample, "seed": seed, "calibrate_s": round(seconds, 1)}
+        rows.append({**row, "threshold": report["threshold"], **quality(report, manifest)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def write(name: str, data: dict) -> None:
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    lines = [f"# {name}", "", f"`python bench/first_dups.py {' '.join(sys.argv[1:])}`", ""]
+    lines += [f"Machine: {json.dumps(data['machine'])}", ""]
+    if data.get("journeys"):
+        lines += [
+            "| files | images | index s | first dups s | ratio | second dups s | sample | copies "
+            "| calibration s | threshold | pair precision | recall per kind | in two groups "
+            "| mixed graphics |",
+            "|---" * 14 + "|",
+        ]
+        for j in data["journeys"]:
+            c, q = j["calibration"], j["quality"]
+            lines.append(
+                f"| {j['files']} | {j['images']} | {j['index_s']} | {j['first_dups_s']} "
+                f"| {j['ratio']} | {j['second_dups_s']} | {c['sample']} | {c['copies']} "
+                f"| {c['seconds']} | {c['threshold']} | {q['pair_precision']} "
+                f"| {q['recall']} | {q['in_two_groups']} | {q['mixed_graphics']} |"
+            )
+    if data.get("sweep"):
+        lines += ["", "| sample | seed | calibrate s | threshold | pair precision | recall |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for r in data["sweep"]:
+            lines.append(
+                f"| {r['sample']} | {r['seed']} | {r['calibrate_s']} | {r['threshold']:.4f} "
+                f"| {r['pair_precision']} | {r['recall']} |"
+            )
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.environ.get("DINOSEARCH_REAL_WEIGHTS"))
+    parser.add_argument("--sizes", default="14x1,55x2", help="PHOTOSxCOPIES of the messy folder")
+    parser.add_argument("--sweep", help="comma-separated --sample values to compare")
+    parser.add_argument("--seeds", default="0", help="calibration seeds for --sweep")
+    parser.add_argument("--name", default="first_dups")
+    args = parser.parse_args()
+    model = args.model or str(REAL_WEIGHTS)
+    if not Path(model, "config.json").exists():
+        raise SystemExit(f"no model at {model}: run ../shared/tools/real_dinov2_small.sh first")
+    sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    data: dict = {"machine": machine(), "model": model}
+    if args.sweep:
+        samples = [int(x) for x in args.sweep.split(",")]
+        seeds = [int(x) for x in args.seeds.split(",")]
+        data["sweep"] = sweep(model, *sizes[-1], samples, seeds)
+    else:
+        data["journeys"] = []
+        for photos, copies in sizes:
+            data["journeys"].append(journey(model, photos, copies))
+            print(json.dumps(data["journeys"][-1]), flush=True)
+    write(args.name, data)
+
+
+if __name__ == "__main__":
+    main()
