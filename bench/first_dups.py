@@ -28,9 +28,6 @@ from perf_common import PYTHON, REAL_WEIGHTS, RESULTS, ROOT, WORK, machine
 sys.path.insert(0, str(ROOT))
 from tests import messy_library as messy  # noqa: E402
 
-# Different files of the shared photos that show the same picture (bench/README.md).
-NATURAL = {frozenset({"set14_img_006_SRF_2_HR.png", "set5_img_004_SRF_2_HR.png"})}
-
 
 def dinosearch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     """Run the real CLI as a user does; (wall seconds, process)."""
@@ -43,43 +40,6 @@ def dinosearch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     if proc.returncode != 0:
         raise SystemExit(f"dinosearch {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
     return seconds, proc
-
-
-def picture_of(manifest: messy.Manifest) -> dict[str, str]:
-    """Absolute path -> the picture it shows (its original's source photo, or its graphic)."""
-    by_rel = {e.path: e for e in manifest.files}
-
-    def root(rel: str) -> str:
-        while by_rel[rel].of:
-            rel = by_rel[rel].of
-        return rel
-
-    out = {}
-    for e in manifest.files:
-        top = by_rel[root(e.path)]
-        name = os.path.basename(top.source) if top.source else top.path
-        twin = next((min(n) for n in NATURAL if name in n), name)
-        out[manifest.abs(e.path)] = twin
-    return out
-
-
-def quality(report: dict, manifest: messy.Manifest) -> dict:
-    """Recall per kind of planted copy, and the precision of every pair the report groups."""
-    picture = picture_of(manifest)
-    pairs = [
-        (a["path"], b["path"])
-        for g in report["groups"]
-        for a, b in itertools.combinations(g["members"], 2)
-    ]
-    right = sum(picture.get(a) is not None and picture.get(a) == picture.get(b) for a, b in pairs)
-    return {
-        "recall": messy.recall(report, manifest),
-        "pair_precision": round(right / len(pairs), 4) if pairs else 1.0,
-        "pairs": len(pairs),
-        "wrong_pairs": len(pairs) - right,
-        "in_two_groups": len(messy.one_group_violations(report)),
-        "mixed_graphics": len(messy.mixed_graphics(report, manifest)),
-    }
 
 
 def journey(model: str, photos: int, copies: int) -> dict:
@@ -110,7 +70,7 @@ def journey(model: str, photos: int, copies: int) -> dict:
             "threshold": cal.get("threshold"),
             "normalisation": cal.get("normalisation"),
         },
-        "quality": quality(first, manifest),
+        "quality": messy.quality(first, manifest),
     }
 
 
@@ -132,7 +92,7 @@ def sweep(model: str, photos: int, copies: int, samples: list[int], seeds: list[
         _, proc = dinosearch("dups", "--index", str(library), "--json")
         report = json.loads(proc.stdout)
         row = {"sample": sample, "seed": seed, "calibrate_s": round(seconds, 1)}
-        rows.append({**row, "threshold": report["threshold"], **quality(report, manifest)})
+        rows.append({**row, "threshold": report["threshold"], **messy.quality(report, manifest)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -284,26 +284,6 @@ def leader_groups(
     return groups
 
 
-def nearest_pairs(
-    vectors: np.ndarray, rows: np.ndarray, k: int, min_score: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each of `rows`' k nearest others among `rows` scoring >= min_score, as pairs (i < j) of
-    row numbers, each once: exact search, for libraries small enough to verify by pixels."""
-    import faiss
-
-    if len(rows) < 2:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0, np.float32)
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors[rows], dtype=np.float32))
-    scores, found = index.search(np.ascontiguousarray(vectors[rows], dtype=np.float32), k + 1)
-    a = np.repeat(np.arange(len(rows)), found.shape[1])
-    b, s = found.ravel(), scores.ravel()
-    keep = (b >= 0) & (b != a) & (s >= min_score)
-    a, b, s = rows[a[keep]], rows[b[keep]], s[keep]
-    return merge_join(len(vectors), np.minimum(a, b), np.maximum(a, b), s)
-
-
 @dataclass
 class TwinUnits:
     """Each row's twin-set representative (rep[i] == i: a representative)."""

@@ -22,15 +22,13 @@ from .duplicates import (
     Group,
     Member,
     leader_groups,
-    nearest_pairs,
     neighbour_pairs,
     twin_units,
 )
 from .normalise import Whitening, fit_whitening
 
 VERIFY_MAX_IMAGES = 10_000  # pixel confirmation decodes a thumbnail per candidate (~10 ms)
-VERIFY_NEIGHBOURS = 16  # raw-cosine neighbours of each image whose grey pictures are compared
-VERIFY_MIN_COSINE = 0.85  # grey copies score 0.68-0.98 raw (most above this), crops 0.88-0.98
+VERIFY_MIN_COSINE = 0.85  # --of/--against: raw cosine of a candidate for pixel confirmation
 REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
 AGAINST_CANDIDATES = 32  # library neighbours looked at per --against image
 
@@ -240,6 +238,7 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     rows, cols, sims = _with_pixel_evidence(lib, rows[keep], cols[keep], sims[keep], is_twin)
     confirmed: dict[tuple[int, int], tuple[float, str]] = {}
     if verifying:  # the calibrated default: confirm hard copies by their pixels
+        rows, cols, sims = _grey_pairs_with_evidence(lib, rows, cols, sims, is_twin)
         above = sims >= threshold
         linked = set(zip(rows[above].tolist(), cols[above].tolist(), strict=True))
         confirmed = _confirmed_pairs(lib, space, linked, is_twin, crop_candidates)
@@ -300,20 +299,35 @@ def _attach_confirmed(near: list, confirmed: dict, taken: np.ndarray) -> None:
                 taken[row] = True
 
 
+def _grey_pairs_with_evidence(lib: Library, rows, cols, sims, is_twin):
+    """Pairs that involve a picture without colour, kept only with pixel evidence (a tone or crop
+    match): whitening sets grey pictures apart from colour ones and close to each other, so a
+    grey copy of one photo scores like a copy of another (measured: bench/results/)."""
+    paths = [r["path"] for r in lib.rows]
+    verify.warm([paths[i] for i in np.flatnonzero(~is_twin)])
+    grey = np.array([verify.is_greyscale(p) for p in paths])
+    ok = ~(grey[rows] | grey[cols])
+    for k in np.flatnonzero(~ok):
+        ok[k] = verify.confirm(paths[rows[k]], paths[cols[k]]) is not None
+    return rows[ok], cols[ok], sims[ok]
+
+
 def _confirmed_pairs(lib: Library, space, linked: set, is_twin, crop_candidates) -> dict:
     """Pairs below the threshold that pixels confirm as copies (search/verify.py), when not
-    linked already: a grey or re-toned copy among each image's nearest raw-cosine neighbours
-    (whitening scatters grey copies, raw cosine keeps them near), a crop among the pairs just
+    linked already: a grey or re-toned copy among the pairs whose small grey layouts correlate
+    (whitening scatters grey copies; their pixels do not change), a crop among the pairs just
     below the threshold in the whitened space. {(i, j): (similarity, "tone" | "crop")}."""
     reps = np.flatnonzero(~is_twin)
-    a, b, _ = nearest_pairs(lib.vectors, reps, VERIFY_NEIGHBOURS, VERIFY_MIN_COSINE)
-    todo = {pair: False for pair in zip(a.tolist(), b.tolist(), strict=True)}
-    todo.update({pair: True for pair in crop_candidates})  # True: look for a crop too
-    todo = {pair: crops for pair, crops in todo.items() if pair not in linked}
     paths = [r["path"] for r in lib.rows]
-    verify.warm([paths[i] for i in sorted({i for pair in todo for i in pair})])
+    layout, found = verify.descriptors([paths[i] for i in reps])
+    a, b, _ = neighbour_pairs(layout, verify.DESCRIPTOR_MIN)
+    a, b = reps[found[a]], reps[found[b]]
+    todo = {(min(i, j), max(i, j)): False for i, j in zip(a.tolist(), b.tolist(), strict=True)}
+    todo.update({pair: True for pair in crop_candidates})  # True: look for a crop too
     out = {}
     for (i, j), crops in todo.items():
+        if (i, j) in linked:
+            continue
         how = verify.confirm(paths[i], paths[j], crops)
         if how and _with_evidence(paths[i], paths[j]):
             out[(i, j)] = (float(space[i] @ space[j]), how)

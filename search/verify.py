@@ -27,9 +27,32 @@ ASPECT_TOLERANCE = 0.04  # |log aspect ratio| for a whole-frame match (resizes r
 NCC_WHOLE = 0.95  # grey / brightness / contrast copies >= 0.97; nearest distinct photos <= 0.76
 NCC_CROP = 0.95  # the best window at a crop scale: crops >= ?; distinct photos <= ?
 CROP_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)  # share of the larger picture's width kept
+DESCRIPTOR_PX = 16  # the grey layout that finds tone candidates (squashed: aspect checked later)
+DESCRIPTOR_MIN = 0.85  # NCC at 16 px: tone copies >= 0.97 (they pass 0.95 at 64 px too)
+GREY_CHROMA = 8  # levels between channels in 99 % of a thumbnail's pixels: no colour (JPEG noise)
 MIN_STD = 4.0  # grey levels: a window flatter than this has no structure to correlate
 CACHE_ENTRIES = 8192  # thumbnails of <= 64x64 bytes: 32 MB at most
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError)
+
+
+def descriptors(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Grey layout of each file as a unit vector (DESCRIPTOR_PX squared, mean removed), so that
+    inner products are whole-frame NCCs at that scale: (vectors, rows that have one). Flat or
+    unreadable files have none."""
+    warm(paths)
+    rows, out = [], []
+    for row, path in enumerate(paths):
+        grey = thumbnail(path)
+        if grey is None:
+            continue
+        small = _resized(grey, (DESCRIPTOR_PX, DESCRIPTOR_PX)).ravel()
+        small -= small.mean()
+        norm = float(np.linalg.norm(small))
+        if norm >= MIN_STD * DESCRIPTOR_PX:
+            rows.append(row)
+            out.append(small / norm)
+    dim = DESCRIPTOR_PX * DESCRIPTOR_PX
+    return np.array(out, np.float32).reshape(-1, dim), np.array(rows, np.int64)
 
 
 def warm(paths: list[str]) -> None:
@@ -105,6 +128,17 @@ def _resized(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def thumbnail(path: str) -> np.ndarray | None:
     """Upright grey thumbnail (long side THUMB_PX), cached by (path, size, mtime); None if the
     file cannot be read."""
+    seen = _seen(path)
+    return None if seen is None else seen[0]
+
+
+def is_greyscale(path: str) -> bool:
+    """Whether the picture has no colour (a grey copy, a black-and-white photo or scan)."""
+    seen = _seen(path)
+    return seen is not None and seen[1]
+
+
+def _seen(path: str) -> tuple[np.ndarray, bool] | None:
     try:
         st = os.stat(path)
     except (OSError, ValueError):
@@ -113,7 +147,7 @@ def thumbnail(path: str) -> np.ndarray | None:
 
 
 @lru_cache(maxsize=CACHE_ENTRIES)
-def _thumbnail_at(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
+def _thumbnail_at(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, bool] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -121,6 +155,9 @@ def _thumbnail_at(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
                 img.draft("RGB", (THUMB_PX * 4, THUMB_PX * 4))
                 img = to_rgb(ImageOps.exif_transpose(img))
                 img.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR, reducing_gap=2.0)
-                return np.asarray(img.convert("L"), np.uint8)
+                rgb = np.asarray(img, np.int16)
+                chroma = rgb.max(axis=2) - rgb.min(axis=2)
+                grey = float(np.percentile(chroma, 99)) <= GREY_CHROMA
+                return np.asarray(img.convert("L"), np.uint8), grey
     except IMAGE_ERRORS:
         return None

@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import os
 import random
@@ -519,6 +520,47 @@ def recall(report: dict, manifest: Manifest) -> dict[str, float]:
         if total:
             out[how] = round(1 - len(missed_pairs(report, manifest, (how,))) / len(total), 3)
     return out
+
+
+# Different files of the shared photos that show the same picture (bench/README.md).
+NATURAL = {frozenset({"set14_img_006_SRF_2_HR.png", "set5_img_004_SRF_2_HR.png"})}
+
+
+def picture_of(manifest: Manifest) -> dict[str, str]:
+    """Absolute path -> the picture it shows (its original's source photo, or its graphic)."""
+    by_rel = {e.path: e for e in manifest.files}
+
+    def root(rel: str) -> str:
+        while by_rel[rel].of:
+            rel = by_rel[rel].of
+        return rel
+
+    out = {}
+    for e in manifest.files:
+        top = by_rel[root(e.path)]
+        name = os.path.basename(top.source) if top.source else top.path
+        twin = next((min(n) for n in NATURAL if name in n), name)
+        out[manifest.abs(e.path)] = twin
+    return out
+
+
+def quality(report: dict, manifest: Manifest) -> dict:
+    """Recall per kind of planted copy, and the precision of every pair the report groups."""
+    picture = picture_of(manifest)
+    pairs = [
+        (a["path"], b["path"])
+        for g in report["groups"]
+        for a, b in itertools.combinations(g["members"], 2)
+    ]
+    right = sum(picture.get(a) is not None and picture.get(a) == picture.get(b) for a, b in pairs)
+    return {
+        "recall": recall(report, manifest),
+        "pair_precision": round(right / len(pairs), 4) if pairs else 1.0,
+        "pairs": len(pairs),
+        "wrong_pairs": len(pairs) - right,
+        "in_two_groups": len(one_group_violations(report)),
+        "mixed_graphics": len(mixed_graphics(report, manifest)),
+    }
 
 
 def sha256_tree(root: str | Path) -> dict[str, str]:
