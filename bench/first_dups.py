@@ -67,7 +67,7 @@ def journey(model: str, photos: int, copies: int) -> dict:
             "sample": cal.get("sample"),
             "copies": cal.get("positives"),
             "seconds": round(cal.get("seconds", 0), 1),
-            "threshold": cal.get("threshold"),
+            "threshold": round(cal["threshold"], 4) if cal.get("threshold") else None,
             "normalisation": cal.get("normalisation"),
         },
         "quality": messy.quality(first, manifest),
@@ -97,9 +97,10 @@ def sweep(model: str, photos: int, copies: int, samples: list[int], seeds: list[
     return rows
 
 
-def write(name: str, data: dict) -> None:
+def write(name: str, data: dict, command: str | None = None) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    lines = [f"# {name}", "", f"`python bench/first_dups.py {' '.join(sys.argv[1:])}`", ""]
+    command = command or f"python bench/first_dups.py {' '.join(sys.argv[1:])}"
+    lines = [f"# {name}", "", f"`{command}`", ""]
     lines += [f"Machine: {json.dumps(data['machine'])}", ""]
     if data.get("journeys"):
         lines += [

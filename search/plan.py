@@ -43,6 +43,7 @@ class PlanFile:
     score: float | None = None
     confidence: float | None = None
     match: str = "first"
+    verified: str | None = None  # a copy confirmed by pixels: "tone" or "crop"
     note: str | None = None
     deltas: dict | None = None  # against the kept file
     companions: list[dict] = field(default_factory=list)  # {path, role, follows, size, mtime_ns}
@@ -283,6 +284,7 @@ def _plan_file(m: Member, row: dict, kept: dict, facts: dict, action: str, key) 
         score=round(m.score, 6),
         confidence=None if m.confidence is None else round(m.confidence, 4),
         match=m.match,
+        verified=m.verified,
         note=note,
         deltas=None if m.path == kept["path"] else _deltas(facts[m.path], facts[kept["path"]]),
     )

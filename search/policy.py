@@ -108,17 +108,19 @@ class Policy:
         for c in self.criteria:
             if c.key(kept) != c.key(runner_up):
                 a, b = c.shown(kept, runner_up)
-                return _reason(c.name, a, b, runner_up, f"{c.name}: {a} beats {b}")
+                return _reason(c.name, a, b, runner_up, f"{c.name}: {a} beats {b}", kept.path)
         text = "every criterion ties; kept the shortest path"
         if kept.hash and kept.hash == runner_up.hash:
             text = (
                 "byte-identical copies (same SHA-256): every criterion ties; kept the shortest path"
             )
-        return _reason("path", kept.path, runner_up.path, runner_up, text)
+        return _reason("path", kept.path, runner_up.path, runner_up, text, kept.path)
 
 
-def _reason(criterion: str, kept: str, other: str, runner_up: Facts, text: str) -> dict:
-    name = os.path.basename(runner_up.path)
+def _reason(
+    criterion: str, kept: str, other: str, runner_up: Facts, text: str, kept_path: str = ""
+) -> dict:
+    name = _distinct_name(runner_up.path, kept_path)
     return {
         "criterion": criterion,
         "kept": kept,
@@ -126,6 +128,15 @@ def _reason(criterion: str, kept: str, other: str, runner_up: Facts, text: str) 
         "runner_up_path": runner_up.path,
         "text": f"{text} (runner-up {name})",
     }
+
+
+def _distinct_name(path: str, other: str) -> str:
+    """The file's name, with as many folders as it takes to tell it from `other`."""
+    parts, others = path.split(os.sep), other.split(os.sep)
+    for n in range(1, len(parts) + 1):
+        if parts[-n:] != others[-n:]:
+            return os.path.join(*parts[-n:])
+    return path
 
 
 def _negate(key):

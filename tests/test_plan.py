@@ -319,3 +319,13 @@ def test_sidecars_and_live_video_follow_their_image(tmp_path):
         "IMG_0006.xmp",
         "IMG_0007.xmp",
     ]
+
+
+def test_a_reason_names_the_runner_up_so_it_can_be_told_from_the_kept_file():
+    from search.policy import Facts, parse_policy
+
+    kept = Facts(path="/p/DCIM/IMG_1.jpg", width=10, height=10, bytes=5, hash="h")
+    other = Facts(path="/p/Backup/2015/IMG_1.jpg", width=10, height=10, bytes=5, hash="h")
+    reason = parse_policy(None).explain(kept, other)
+    assert reason["text"].endswith("(runner-up 2015/IMG_1.jpg)")
+    assert "byte-identical" in reason["text"]

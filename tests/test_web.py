@@ -146,6 +146,7 @@ def test_duplicates_view_shows_the_plan_and_keeper_choice(page):
     assert group.locator(".tier").inner_text().lower() == "exact"
     assert group.locator("li.kept .name").inner_text() == "kodim01.png"
     assert group.locator(".kept-name").inner_text() == "kodim01.png"
+    assert group.locator(".folder").all_inner_texts() == ["./", "./"]  # under the plan's folder
     assert group.locator(".why").inner_text()  # the policy's reason
     assert group.locator("li:not(.kept) .action").inner_text().lower() == "trash"
     assert "1 to trash" in page.locator("#plan-summary").inner_text()

@@ -303,6 +303,7 @@ async function findDuplicates(event) {
 
 function showPlan(newPlan) {
   plan = newPlan;
+  plan.folder = commonFolder(plan.groups.flatMap((g) => g.files.map((f) => f.path)));
   $("groups").replaceChildren(...plan.groups.map(planGroup));
   const acts = Object.entries(plan.summary.actions)
     .filter(([action, n]) => n && action !== "keep")
@@ -339,6 +340,26 @@ function baseName(path) {
   return path.split(/[\\/]/).pop();
 }
 
+// The folder every file of the plan lies under, so each card can say where its file is:
+// byte copies in DCIM/ and Backup/2015/ have the same name.
+function commonFolder(paths) {
+  if (!paths.length) return "";
+  let parts = paths[0].split("/").slice(0, -1);
+  for (const path of paths.slice(1)) {
+    const other = path.split("/");
+    let n = 0;
+    while (n < parts.length && n < other.length - 1 && parts[n] === other[n]) n += 1;
+    parts = parts.slice(0, n);
+  }
+  return parts.join("/");
+}
+
+function folderOf(path, root) {
+  const folder = path.split("/").slice(0, -1).join("/");
+  const inside = root && folder.startsWith(root) ? folder.slice(root.length + 1) : folder;
+  return `${inside || "."}/`;
+}
+
 function planFileItem(group, file) {
   const id = plan.image_ids[file.path];
   const kept = file.path === group.keep;
@@ -348,7 +369,9 @@ function planFileItem(group, file) {
   const size = file.width ? `${file.width}×${file.height} · ` : "";
   const kb = file.size == null ? "" : `${Math.round(file.size / 1024)} KB · `;
   const conf = file.confidence == null ? "" : ` · conf ${file.confidence.toFixed(2)}`;
-  hit.append(element("span", `${size}${kb}${file.match}${conf}`, "reference"));
+  const pixels = file.verified ? ` · ${file.verified} confirmed by pixels` : "";
+  hit.append(element("span", folderOf(file.path, plan.folder), "folder"));
+  hit.append(element("span", `${size}${kb}${file.match}${pixels}${conf}`, "reference"));
   const label = kept ? "kept" : file.action === "keep" ? "stays" : VERB[file.action] || file.action;
   hit.append(element("span", label, `action ${file.action === "keep" ? "keep" : "remove"}`));
   if (file.note) hit.append(element("span", file.note, "note"));
