@@ -813,3 +813,32 @@ def test_posted_plans_act_only_on_library_files(dup_lib, tmp_path, trash):
         assert run["result"]["counts"] == {"done": 1}, run
     assert outsider.exists()
     assert not os.path.exists(plan["groups"][0]["files"][1]["path"])
+
+
+def test_keeper_choices_and_decisions_on_a_messy_folder_keep_every_plan_applicable(tmp_path):
+    """The page's journey with default options: whatever file of a group is chosen to keep, and
+    after "not a duplicate", the plan still passes the dry run (one file, one group)."""
+    from tests.messy_library import build, plan_violations
+
+    manifest = build(tmp_path / "messy")
+    library = tmp_path / "library"
+    Collection(library).index([manifest.root], IndexOptions(workers=0))
+    with dup_client(library) as c:
+        plan = c.post("/api/plan", json={}).json()
+        assert plan["groups"] and plan_violations(plan) == {}
+        for group in plan["groups"]:  # keep the last file of every group instead
+            path = group["files"][-1]["path"]
+            body = {"group": group["group"], "id": plan["image_ids"][path]}
+            r = c.post(f"/api/plan/{plan['id']}/keep", json=body)
+            assert r.status_code == 200, r.text
+        dry = c.post("/api/apply", json={"plan_id": plan["id"]})
+        assert dry.status_code == 200, dry.text
+        assert set(dry.json()["counts"]) == {"would"}, dry.json()["counts"]
+        group = max(plan["groups"], key=lambda g: len(g["files"]))
+        ids = [plan["image_ids"][group["keep"]], plan["image_ids"][group["files"][1]["path"]]]
+        r = c.post("/api/duplicates/decisions", json={"action": "distinct", "ids": ids})
+        assert r.status_code == 200, r.text
+        again = c.post("/api/plan", json={}).json()
+        assert plan_violations(again) == {}
+        dry = c.post("/api/apply", json={"plan_id": again["id"]})
+        assert dry.status_code == 200 and set(dry.json()["counts"]) == {"would"}, dry.text
