@@ -222,8 +222,8 @@ def calibrate(
         embedded = _embed_copies(paths[int(ids[row])], embed_bytes, whitening, rng)
         if embedded is not None:
             sources.append((int(row), *embedded))
-        if progress:
-            progress("calibrate", done, len(chosen))
+        if progress:  # counted in copies: what costs the time
+            progress("calibrate", done * TRANSFORMS_PER_SOURCE, len(chosen) * TRANSFORMS_PER_SOURCE)
     pos_parts = [copies @ space[row] for row, _, copies in sources]
     pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0)
     link = float(np.quantile(pos, LINK_QUANTILE)) if len(pos) else None

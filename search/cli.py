@@ -440,14 +440,25 @@ def _write_plan(coll, report, policy, action, move_to, plan_path, html_path) -> 
     click.echo(f"plan {plan.id[:8]} ({counts or 'no groups'}) written to {written}", err=True)
 
 
+def _how(member: dict) -> str:
+    """How a member matched, in a few words: `copy 0.99`, `copy (crop)`, `exact`."""
+    if member["verified"]:
+        return f"{member['match']} ({member['verified']})"
+    if member["confidence"] is not None and member["match"] in ("copy", "similar"):
+        return f"{member['match']} {member['confidence']:.2f}"
+    return member["match"]
+
+
 def _print_dups(report) -> None:
     data = report.to_json()
     for number, group in enumerate(data["groups"], 1):
         click.echo(f"group {number} [{group['tier']}]")
+        first = group["members"][0]["path"]
         for m in group["members"]:
-            conf = "" if m["confidence"] is None else f"  conf {m['confidence']:.2f}"
             size = f"{m['width']}x{m['height']}" if m["width"] else ""
-            click.echo(f"  {m['score']:6.3f}{conf}  {size:>11}  {m['path']}")
+            twin = m["twin_of"] or m["via"]
+            of = f"  (of {os.path.basename(twin)})" if twin and twin != first else ""
+            click.echo(f"  {m['score']:6.3f}  {_how(m):<15}  {size:>11}  {m['path']}{of}")
     stats = data["stats"]
     how = "calibrated" if stats["mode"] == "auto" else "cosine"
     click.echo(

@@ -27,7 +27,12 @@ def format_seconds(seconds: float) -> str:
 class TerminalProgress:
     """A callable (stage, done, total) that draws one line; silent when stderr is not a TTY."""
 
-    LABELS = {"hash": "hashing", "embed": "embedding", "dups": "searching"}
+    LABELS = {
+        "hash": "hashing",
+        "embed": "embedding",
+        "dups": "searching",
+        "calibrate": "calibrating: known copies embedded",
+    }
 
     def __init__(self, stream=None, enabled: bool | None = None):
         self.stream = stream or sys.stderr
