@@ -79,6 +79,7 @@ class DupReport:
     images: int = 0
     seconds: float = 0.0
     mode: str = "auto"  # "auto" (calibrated, whitened space) or "cosine" (fixed raw threshold)
+    pixel_checks: bool = False  # hard copies confirmed by pixels (search/verify.py) in this run
 
     def to_json(self) -> dict:
         return {
@@ -91,6 +92,7 @@ class DupReport:
                 "duplicates": sum(len(g.members) - 1 for g in self.groups),
                 "seconds": round(self.seconds, 3),
                 "mode": self.mode,
+                "pixel_checks": self.pixel_checks,
                 "tiers": {t: sum(g.tier == t for g in self.groups) for t in TIERS},
             },
         }

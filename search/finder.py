@@ -27,7 +27,8 @@ from .duplicates import (
 )
 from .normalise import Whitening, fit_whitening
 
-VERIFY_MAX_IMAGES = 10_000  # pixel confirmation decodes a thumbnail per candidate (~10 ms)
+VERIFY_MAX_IMAGES = 5_000  # pixel checks decode a thumbnail per image (~10 ms a core) each run
+LOWINFO_MAX_IMAGES = 20_000  # images in candidate pairs checked for low information (~10 ms each)
 VERIFY_MIN_COSINE = 0.85  # --of/--against: raw cosine of a candidate for pixel confirmation
 REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
 AGAINST_CANDIDATES = 32  # library neighbours looked at per --against image
@@ -264,6 +265,7 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         _near_group(lib, *g, calibration, whitening, twins, confirmed) for g in near
     ]
     report.groups.sort(key=lambda g: TIERS.index(g.tier))  # stable: exact, pixels, copy, similar
+    report.pixel_checks = verifying
     return report
 
 
@@ -337,10 +339,13 @@ def _confirmed_pairs(lib: Library, space, linked: set, is_twin, crop_candidates)
 def _with_pixel_evidence(lib: Library, rows, cols, sims, is_twin):
     """Pairs between representatives, without those where a low-information image (flat colour,
     gradient, pattern, tiny) meets one it does not look like at the pixel level: embeddings of
-    such images sit close together whatever they show (search/lowinfo.py)."""
+    such images sit close together whatever they show (search/lowinfo.py). Above
+    LOWINFO_MAX_IMAGES images in pairs the check is skipped (a thumbnail decode each)."""
     keep = ~(is_twin[rows] | is_twin[cols])
     rows, cols, sims = rows[keep], cols[keep], sims[keep]
     involved = np.unique(np.concatenate([rows, cols]))
+    if len(involved) > LOWINFO_MAX_IMAGES:
+        return rows, cols, sims
     low = np.zeros(len(lib.ids), bool)
     low[involved] = lowinfo.low_information_flags([lib.rows[i]["path"] for i in involved])
     ok = ~(low[rows] | low[cols])

@@ -60,6 +60,7 @@ def test_exact_and_pixel_tiers(dup_folder, library):
     assert twins["tier"] == ("copy" if "jpeg-copy.jpg" in match else "pixels")
     assert set(out) >= {"threshold", "calibration", "groups", "stats"}
     assert out["threshold"] == 0.999 and out["stats"]["images"] == 9
+    assert out["stats"]["pixel_checks"] is False  # a fixed threshold means that raw cosine
     for group in out["groups"]:
         assert group["tier"] in {"exact", "pixels", "copy", "similar"}
         first = group["members"][0]
@@ -413,6 +414,7 @@ def test_grey_copies_and_crops_are_confirmed_by_their_pixels(tmp_path, library):
     invoke("index", folder, "--index", library, "--workers", "0")
     out = dups_json(library)
     assert out["calibration"]["normalisation"] == "pca-whitening"
+    assert out["stats"]["pixel_checks"] is True
     one_group_each(out)
     [group] = [g for g in out["groups"] if str(folder / "parrots.jpg") in members_paths(g)]
     assert {"parrots.jpg", "parrots-crop.jpg"} <= set(members(group))
