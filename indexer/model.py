@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,11 +223,20 @@ def hub_unreachable() -> str | None:
 
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
+    seen = _PROBED.get(constants.ENDPOINT)
+    if seen and time.monotonic() - seen[0] < HUB_PROBE_REUSE_S:
+        return seen[1]  # one load asks up to three times: one probe answers them all
+    why = None
     try:
         get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
     except Exception as exc:  # the client's own errors: connection refused, timeout, DNS, TLS
-        return f"no answer from {constants.ENDPOINT} within {HUB_PROBE_TIMEOUT_S:g} s ({exc})"
-    return None
+        why = f"no answer from {constants.ENDPOINT} within {HUB_PROBE_TIMEOUT_S:g} s ({exc})"
+    _PROBED[constants.ENDPOINT] = (time.monotonic(), why)
+    return why
+
+
+HUB_PROBE_REUSE_S = 60.0  # a probe's answer stands this long within one process
+_PROBED: dict[str, tuple[float, str | None]] = {}  # endpoint -> (when, why unreachable)
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ METHOD = "linked-set-exclusion/1"  # stored with a calibration: another method r
 
 def sample_for(images: int) -> int:
     """Sources to calibrate on for a library of this many images: the cost grows with the
-    library (a first `dups` on 120 photos embeds 180 copies, not 900) up to DEFAULT_SAMPLE."""
+    library (a first `dups` on 120 photos embeds 120 copies, not 900) up to DEFAULT_SAMPLE."""
     return max(MIN_SAMPLE, min(DEFAULT_SAMPLE, -(-images // IMAGES_PER_SOURCE)))
 
 

@@ -473,7 +473,7 @@ def _print_dups(report) -> None:
     "--sample",
     type=click.IntRange(2),
     help="Library images to make known copies of (15 copies each) "
-    "[default: one per 10 indexed images, 12 to 60].",
+    "[default: one per 20 indexed images, 8 to 60].",
 )
 @click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
 @click.option(

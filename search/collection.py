@@ -336,7 +336,7 @@ class Collection:
         self, precision: float = 0.99, sample: int | None = None, progress=None, seed: int = 0
     ):
         """Refit score normalisation and the duplicate threshold on this library's images
-        (sample None: one source per 10 images, 12 to 60)."""
+        (sample None: one source per 20 images, 8 to 60)."""
         from .finder import run_calibration
 
         self.store().require_writable("calibrate")  # refuse before embedding the copies

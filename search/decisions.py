@@ -14,7 +14,7 @@ import os
 from indexer.errors import BadQuery
 from indexer.store import Store
 
-from .duplicates import DupReport, Group
+from .duplicates import DupReport, Group, loosest_tier
 
 KINDS = ("distinct", "keep-both")
 
@@ -97,7 +97,9 @@ def _filter_group(group: Group, hashes: dict, pairs: set) -> Group:
         if h and any(pair_key(h, hashes.get((o.id, o.path)) or "") in pairs for o in members):
             continue
         members.append(m)
-    return Group(group.tier, members)
+    kept = {m.path for m in members}  # a member matched through one that left goes with it
+    members = [m for m in members if not (m.via or m.twin_of) or (m.via or m.twin_of) in kept]
+    return Group(loosest_tier(members) if len(members) > 1 else group.tier, members)
 
 
 def _member_hashes(store: Store, report: DupReport) -> dict[tuple[int, str], str | None]:

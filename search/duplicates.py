@@ -71,6 +71,12 @@ class Group:
         return {"tier": self.tier, "members": [m.to_json() for m in self.members]}
 
 
+def loosest_tier(members: list[Member]) -> str:
+    """A group's tier: the loosest way any member after the first matched."""
+    matches = {m.match for m in members[1:]}
+    return next((t for t in reversed(TIERS) if t in matches), "exact")
+
+
 @dataclass
 class DupReport:
     threshold: float
@@ -106,6 +112,9 @@ class DupReport:
             "confidence",
             "similarity",
             "match",
+            "twin_of",
+            "verified",
+            "via",
             "width",
             "height",
             "bytes",

@@ -22,6 +22,7 @@ from .duplicates import (
     Group,
     Member,
     leader_groups,
+    loosest_tier,
     neighbour_pairs,
     twin_units,
 )
@@ -102,7 +103,7 @@ def calibration_due(coll, options: DupOptions) -> int | None:
     return (
         None
         if images < 2
-        else (options.sample or cal.sample_for(images)) * cal.TRANSFORMS_PER_SOURCE
+        else min(options.sample or cal.sample_for(images), images) * cal.TRANSFORMS_PER_SOURCE
     )
 
 
@@ -221,6 +222,8 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     report = DupReport(
         threshold, calibration.to_json() if calibration else None, images=len(lib.ids)
     )
+    if len(lib.ids) < 2:
+        return report  # nothing to compare (an empty --within folder, a one-image library)
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
     low = (
         _similar_threshold(options, calibration, threshold)
@@ -233,7 +236,8 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     units = twin_units(lib.hashes, _pixel_pairs(lib, rows, cols, sims >= threshold), lib.sizes)
     twins = units.twins_of()
     is_twin = units.rep != np.arange(len(lib.ids))  # grouped through their representative
-    banded = (sims < threshold) & ~(is_twin[rows] | is_twin[cols])  # candidate crops
+    raw = np.einsum("ij,ij->i", lib.vectors[rows], lib.vectors[cols])
+    banded = (sims < threshold) & (raw >= VERIFY_MIN_COSINE) & ~(is_twin[rows] | is_twin[cols])
     crop_candidates = list(zip(rows[banded].tolist(), cols[banded].tolist(), strict=True))
     keep = sims >= min(low, threshold)
     rows, cols, sims = _with_pixel_evidence(lib, rows[keep], cols[keep], sims[keep], is_twin)
@@ -306,8 +310,10 @@ def _grey_pairs_with_evidence(lib: Library, rows, cols, sims, is_twin):
     match): whitening sets grey pictures apart from colour ones and close to each other, so a
     grey copy of one photo scores like a copy of another (measured: bench/results/)."""
     paths = [r["path"] for r in lib.rows]
-    verify.warm([paths[i] for i in np.flatnonzero(~is_twin)])
-    grey = np.array([verify.is_greyscale(p) for p in paths])
+    reps = np.flatnonzero(~is_twin)  # pairs are between representatives only
+    verify.warm([paths[i] for i in reps])
+    grey = np.zeros(len(paths), bool)
+    grey[reps] = [verify.is_greyscale(paths[i]) for i in reps]
     ok = ~(grey[rows] | grey[cols])
     for k in np.flatnonzero(~ok):
         ok[k] = verify.confirm(paths[rows[k]], paths[cols[k]]) is not None
@@ -457,7 +463,7 @@ def _against(coll, options, calibration, whitening, threshold, progress) -> DupR
     query leads it, the later ones join it matched through that library file.
     """
     roots = list(options.against) + ([options.of] if options.of else [])
-    files = [f.path for f in walk(roots)]
+    files = list(dict.fromkeys(f.path for f in walk(roots)))  # a file named twice: once
     if not files:
         raise BadQuery(f"no images under {', '.join(roots)}")
     store = coll.store()
@@ -467,9 +473,10 @@ def _against(coll, options, calibration, whitening, threshold, progress) -> DupR
         images=store.counts().get("ok", 0),
     )
     inside = set(store.ids_under(options.within).tolist()) if options.within else None
+    outside = set(files)
     found = []  # (group, query vector)
     for done, path in enumerate(files, 1):
-        match = _match_one(coll, path, set(files), calibration, whitening, threshold, inside)
+        match = _match_one(coll, path, outside, calibration, whitening, threshold, inside)
         if match:
             found.append(match)
         if progress:
@@ -496,7 +503,7 @@ def _match_one(coll, path, outside, calibration, whitening, threshold, inside):
         how = None
         if r["hash"] == digest:
             match, conf = "exact", 1.0
-        elif sim >= threshold and _with_evidence(path, r["path"]):
+        elif sim >= threshold and _with_evidence(path, r["path"], grey_too=whitening is not None):
             match = "pixels" if _same_pixels({"path": path, **_dims(path)}, r) else "copy"
             conf = 1.0 if match == "pixels" else _confidence(calibration, sim, whitening)
         elif whitening is not None and (how := _confirmed(path, r["path"], cosine)):
@@ -513,7 +520,7 @@ def _match_one(coll, path, outside, calibration, whitening, threshold, inside):
     members.sort(key=lambda m: (-(m.match == "exact"), -m.score))
     size = os.stat(path).st_size
     first = Member(-1, os.path.abspath(path), 1.0, None, None, None, size, 1.0, "first")
-    return Group(_loosest(members), [first] + members), query
+    return Group(loosest_tier([first, *members]), [first] + members), query
 
 
 def _similarities(whitening: Whitening, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -529,14 +536,14 @@ def _confirmed(a: str, b: str, cosine: float) -> str | None:
     return how if how and _with_evidence(a, b) else None
 
 
-def _with_evidence(a: str, b: str) -> bool:
-    """A near match is believed unless a low-information image lacks pixel-level evidence."""
-    return not lowinfo.needs_pixel_evidence(a, b) or lowinfo.look_alike(a, b)
-
-
-def _loosest(members: list[Member]) -> str:
-    matches = {m.match for m in members}
-    return next(t for t in reversed(TIERS) if t in matches)
+def _with_evidence(a: str, b: str, grey_too: bool = False) -> bool:
+    """A near match is believed unless a low-information image lacks pixel-level evidence (or,
+    with grey_too, a colourless picture: see _grey_pairs_with_evidence)."""
+    if lowinfo.needs_pixel_evidence(a, b) and not lowinfo.look_alike(a, b):
+        return False
+    if grey_too and (verify.is_greyscale(a) or verify.is_greyscale(b)):
+        return verify.confirm(a, b) is not None
+    return True
 
 
 def _merge_by_library_file(found: list[tuple[Group, np.ndarray]], whitening) -> list[Group]:
@@ -556,26 +563,18 @@ def _merge_by_library_file(found: list[tuple[Group, np.ndarray]], whitening) -> 
             if m.id not in home:
                 home[m.id] = shared
                 lead.members.append(m)
-        lead.tier = _loosest(lead.members[1:])
+        lead.tier = loosest_tier(lead.members)
     return [g for g, _ in groups]
 
 
 def _joined(first: Member, via: Member, query, lead_query, whitening) -> Member:
-    """A later query image as a member of an earlier one's group, matched through `via`."""
+    """A later query image as a member of an earlier one's group, matched through the library
+    file `via` (so it has no calibrated confidence of its own against the group's first)."""
     cosine = float(query @ lead_query)
     sim = float(_similarities(whitening, query[None], lead_query)[0]) if whitening else cosine
-    return Member(
-        first.id,
-        first.path,
-        cosine,
-        via.confidence,
-        None,
-        None,
-        first.bytes,
-        sim,
-        via.match,
-        via.path,
-    )
+    member = Member(first.id, first.path, cosine, None, None, None, first.bytes, sim, via.match)
+    member.verified, member.via = via.verified, via.path
+    return member
 
 
 def _dims(path: str) -> dict:
