@@ -58,7 +58,7 @@ dups_spec = st.fixed_dictionaries(
         "action": st.sampled_from(["trash", "hardlink", "symlink"]),
     }
 )
-# Known today to put one file in two groups: a PNG, its byte copy and its lossless WebP twin.
+# Put one file in two groups before the one-group rule: a PNG, its byte copy and its lossless WebP twin.
 OVERLAP = {"sources": [0, 1], "png": True, "ops": [("byte-copy", 0, "Backup/2015", 90, 0.5)]}
 OVERLAP["ops"].append(("webp", 0, "Exports", 90, 0.5))
 
@@ -134,3 +134,62 @@ def test_the_products_own_plan_is_accepted_and_one_group_per_file(tmp_path_facto
     assert dry["counts"] == ({"would": acted} if acted else {})
     assert one_group_violations(report) == {}, report["groups"]
     assert plan_violations(plan) == {}
+
+
+# --- the grouping itself, on synthetic graphs: fast, so many more examples ----------------------
+
+
+graph = st.integers(3, 40).flatmap(
+    lambda n: st.fixed_dictionaries(
+        {
+            "n": st.just(n),
+            "hashes": st.lists(st.integers(0, n // 2), min_size=n, max_size=n),
+            "pixels": st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1))),
+            "pairs": st.lists(
+                st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.floats(0.5, 1.0))
+            ),
+            "confirmed": st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1))),
+        }
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(graph)
+def test_twin_sets_leaders_and_confirmed_copies_put_every_row_in_one_group(g):
+    """What `_whole_library` does with the pairs (twin sets, leader groups, pixel-confirmed pairs
+    attached, twins following), on random graphs: no row in two groups, every member linked to
+    its group's first member, its twin or the member it was confirmed against."""
+    import numpy as np
+
+    from search.duplicates import leader_groups, twin_units
+    from search.finder import _attach_confirmed
+
+    n, threshold = g["n"], 0.8
+    pixels = [(a, b) for a, b in g["pixels"] if a != b]
+    units = twin_units([str(h) for h in g["hashes"]], pixels, list(range(n)))
+    twins = units.twins_of()
+    is_twin = units.rep != np.arange(n)
+    pairs = {(min(a, b), max(a, b)): s for a, b, s in g["pairs"] if a != b}
+    confirmed = {(min(a, b), max(a, b)): (0.1, "tone") for a, b in g["confirmed"] if a != b}
+    edges = {**pairs, **{p: threshold for p in confirmed}}
+    edges = {p: s for p, s in edges.items() if not (is_twin[p[0]] or is_twin[p[1]])}
+    rows = np.array([p[0] for p in edges], np.int64)
+    cols = np.array([p[1] for p in edges], np.int64)
+    sims = np.array(list(edges.values()), np.float32)
+    taken = is_twin.copy()
+    near = []
+    for leader, members in leader_groups(n, rows, cols, sims, threshold, np.zeros(n), taken):
+        near.append(("copy", leader, members, {}))
+        taken[[leader] + [m for m, _ in members]] = True
+    _attach_confirmed(near, confirmed, taken)
+    groups = [[leader, *[m for m, _ in members]] for _, leader, members, _ in near]
+    groups = [[r for rep in grp for r in [rep, *twins.get(rep, [])]] for grp in groups]
+    groups += [[rep, *ts] for rep, ts in twins.items() if not taken[rep]]
+    flat = [r for grp in groups for r in grp]
+    assert len(flat) == len(set(flat)), groups
+    linked = {p for p, s in edges.items() if s >= threshold}
+    for _, leader, members, attached in near:
+        for m, _ in members:
+            via = attached.get(m, leader)
+            assert (min(via, m), max(via, m)) in linked
