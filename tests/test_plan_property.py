@@ -58,7 +58,7 @@ dups_spec = st.fixed_dictionaries(
         "action": st.sampled_from(["trash", "hardlink", "symlink"]),
     }
 )
-# Put one file in two groups before the one-group rule: a PNG, its byte copy and its lossless WebP twin.
+# Before the one-group rule this put a file in two groups: a PNG, its byte copy, its WebP twin.
 OVERLAP = {"sources": [0, 1], "png": True, "ops": [("byte-copy", 0, "Backup/2015", 90, 0.5)]}
 OVERLAP["ops"].append(("webp", 0, "Exports", 90, 0.5))
 
