@@ -25,6 +25,10 @@ class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # one line, as every other error, with where to look
+            hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            ctx.exit(exc.exit_code)
         except DinosearchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -254,7 +258,7 @@ def info(index_dir, as_json):
     if c:
         click.echo(
             f"dups:    threshold {c['threshold']:.4f} ({c['normalisation']}), precision "
-            f"{c['precision']:.3f}, recall {c['recall']:.3f} on {c['sample']} sampled"
+            f"{c['precision']:.3f}, recall {c['recall']:.3f} on {c['sample']} sampled images"
         )
     else:
         click.echo("dups:    not calibrated yet (dinosearch calibrate, or the first dups run)")
@@ -440,6 +444,9 @@ def _write_plan(coll, report, policy, action, move_to, plan_path, html_path) -> 
     click.echo(f"plan {plan.id[:8]} ({counts or 'no groups'}) written to {written}", err=True)
 
 
+NEW_SHOWN = 20  # new files listed after a --against run (all of them with --json)
+
+
 def _how(member: dict) -> str:
     """How a member matched, in a few words: `copy 0.99`, `copy (crop)`, `exact`."""
     if member["verified"]:
@@ -461,11 +468,22 @@ def _print_dups(report) -> None:
             click.echo(f"  {m['score']:6.3f}  {_how(m):<15}  {size:>11}  {m['path']}{of}")
     stats = data["stats"]
     how = "calibrated" if stats["mode"] == "auto" else "cosine"
+    groups = f"{stats['groups']} group{'' if stats['groups'] == 1 else 's'}"
     click.echo(
-        f"{stats['groups']} groups, {stats['duplicates']} duplicates among "
+        f"{groups}, {stats['duplicates']} duplicates among "
         f"{stats['images']} images (threshold {data['threshold']:.3f}, {how}) "
         f"in {stats['seconds']:.1f}s"
     )
+    if "checked" in stats:  # --against / --of: say what is new, not only what is known
+        new = data["new"]
+        click.echo(
+            f"{stats['checked']} checked: {stats['checked'] - len(new)} already in the library, "
+            f"{len(new)} new" + (":" if new else "")
+        )
+        for path in new[:NEW_SHOWN]:
+            click.echo(f"  new  {path}")
+        if len(new) > NEW_SHOWN:
+            click.echo(f"  ... and {len(new) - NEW_SHOWN} more (--json lists them all)")
 
 
 @cli.command()

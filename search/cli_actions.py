@@ -67,7 +67,14 @@ def _confirm(plan, move_to) -> None:
         f"plan {plan.id[:8]}: {acts}{where} in {summary['groups']} groups, "
         f"{summary['bytes_freed'] / 1e6:.1f} MB freed; kept files are not touched"
     )
-    click.confirm("Apply it?", abort=True)
+    try:
+        agreed = click.confirm("Apply it?")
+    except click.Abort:  # no answer: standard input closed (a script, a pipe)
+        raise click.ClickException(
+            "no answer to 'Apply it?': run apply in a terminal, or add --yes"
+        ) from None
+    if not agreed:
+        raise click.ClickException("not applied: nothing was changed")
 
 
 def _print_apply(result) -> None:
@@ -82,7 +89,11 @@ def _print_apply(result) -> None:
         else:
             click.echo(f"{o.state} {o.path}: {o.detail}", err=True)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
-    click.echo(f"{'dry run: ' if result.dry_run else ''}{counts or 'nothing to do'}")
+    if result.dry_run:
+        counts = counts.replace(" would", " would be done")
+        click.echo(f"dry run, nothing changed: {counts or 'nothing to do'}")
+    else:
+        click.echo(counts or "nothing to do")
 
 
 @click.command("undo")

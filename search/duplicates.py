@@ -86,8 +86,17 @@ class DupReport:
     seconds: float = 0.0
     mode: str = "auto"  # "auto" (calibrated, whitened space) or "cosine" (fixed raw threshold)
     pixel_checks: bool = False  # hard copies confirmed by pixels (search/verify.py) in this run
+    checked: list[str] | None = None  # --against / --of: every query file looked up
 
     def to_json(self) -> dict:
+        out = self._to_json()
+        if self.checked is not None:  # --against / --of: which query files have no duplicate
+            grouped = {m.path for g in self.groups for m in g.members}
+            out["stats"]["checked"] = len(self.checked)
+            out["new"] = [p for p in self.checked if p not in grouped]
+        return out
+
+    def _to_json(self) -> dict:
         return {
             "threshold": round(self.threshold, 6),
             "calibration": self.calibration,

@@ -222,8 +222,10 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     report = DupReport(
         threshold, calibration.to_json() if calibration else None, images=len(lib.ids)
     )
+    if options.within and not len(lib.ids):
+        raise BadQuery(f"--within {options.within}: no indexed image lies under that folder")
     if len(lib.ids) < 2:
-        return report  # nothing to compare (an empty --within folder, a one-image library)
+        return report  # nothing to compare (a one-image library)
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
     low = (
         _similar_threshold(options, calibration, threshold)
@@ -482,6 +484,7 @@ def _against(coll, options, calibration, whitening, threshold, progress) -> DupR
         if progress:
             progress("dups", done, len(files))
     report.groups = _merge_by_library_file(found, whitening)
+    report.checked = [os.path.abspath(p) for p in files]
     return report
 
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from search.cli import cli
 from search.policy import Facts, parse_policy
 from search.progress import TerminalProgress
-from tests.conftest import ROOT
+from tests.conftest import PHOTOS, ROOT, run_cli
 
 
 def invoke(*args, expect=0):
@@ -441,3 +441,47 @@ def test_a_cached_model_loads_without_asking_a_hub_that_hangs(photos, library, s
     proc = cli_process("index", photos, "--index", library, env=online_env(silent_hub.url))
     assert proc.returncode == 0 and "8 indexed" in proc.stdout, proc.stderr
     assert silent_hub.accepted == [], "a cached model load connected to the hub"
+
+
+def test_a_usage_mistake_is_one_error_line_too(tmp_path):
+    proc = run_cli("apply", tmp_path / "nosuchplan.json", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "nosuchplan.json" in lines[0]
+    assert "dinosearch apply --help" in lines[0]
+
+
+def test_dups_within_a_folder_with_nothing_indexed_says_so(photos, library, tmp_path):
+    run_cli("index", photos, "--index", library, "--workers", "0")
+    (tmp_path / "empty").mkdir()
+    for within in (tmp_path / "typo", tmp_path / "empty"):
+        proc = run_cli(
+            "dups", "--index", library, "--threshold", "0.9", "--within", within, check=False
+        )
+        assert proc.returncode == 1 and "no indexed image lies under" in proc.stderr, proc.stderr
+
+
+def test_against_names_the_new_files(photos, library, tmp_path):
+    run_cli("index", photos, "--index", library, "--workers", "0")
+    card = tmp_path / "card"
+    card.mkdir()
+    known = sorted(photos.iterdir())[0]
+    shutil.copy(known, card / "DSC_0001.png")
+    shutil.copy(PHOTOS / "kodim20.png", card / "DSC_0002.png")  # not among the 8 indexed
+    args = ("dups", "--index", library, "--threshold", "0.999", "--against", card)
+    out = json.loads(run_cli(*args, "--json").stdout)
+    assert out["stats"]["checked"] == 2 and out["new"] == [str(card / "DSC_0002.png")]
+    human = run_cli(*args).stdout
+    assert "2 checked: 1 already in the library, 1 new:" in human and "DSC_0002.png" in human
+
+
+def test_apply_without_an_answer_says_how_to_go_on(photos, library, tmp_path):
+    shutil.copy(sorted(photos.iterdir())[0], photos / "copy.png")
+    run_cli("index", photos, "--index", library, "--workers", "0")
+    plan = tmp_path / "plan.json"
+    run_cli("dups", "--index", library, "--threshold", "0.999", "--plan", plan)
+    proc = run_cli("apply", plan, "--index", library, check=False, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "add --yes" in proc.stderr, proc.stderr
+    assert (photos / "copy.png").exists()
+    dry = run_cli("apply", plan, "--index", library, "--dry-run").stdout
+    assert "dry run, nothing changed: 1 would be done" in dry
