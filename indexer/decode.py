@@ -37,6 +37,23 @@ EXTREME_ASPECT_AREA = 16  # resized area over crop area beyond which only the cr
 REDUCING_GAP = 3.0  # box-reduce first when shrinking > 3x: ~10x faster, visually identical
 
 
+# What Pillow and pillow-heif raise for a bad, truncated or odd file (a corrupt file is data).
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    struct.error,
+    RuntimeError,
+    ZeroDivisionError,
+)
+# ... and for a thumbnail, where a bomb or no memory also just means "cannot look at it".
+IMAGE_ERRORS = (*DECODE_ERRORS, MemoryError, Image.DecompressionBombError)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A model's preprocessing: resize, centre crop, normalise (from its own config)."""
@@ -99,18 +116,7 @@ def decode_bytes(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded
         raise DecompressionBomb(str(exc)) from None
     except MemoryError:
         raise ImageError("out of memory while decoding (over the decoder's memory cap?)") from None
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        TypeError,
-        IndexError,
-        KeyError,
-        EOFError,
-        struct.error,
-        RuntimeError,
-        ZeroDivisionError,
-    ) as exc:
+    except DECODE_ERRORS as exc:
         raise ImageError(_describe(exc)) from None
 
 

@@ -14,7 +14,6 @@ as its mean colour: such fine patterns look like each other and like their flat 
 
 import math
 import os
-import struct
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageOps
 
-from indexer.decode import to_rgb  # importing indexer.decode also registers the HEIF opener
+# importing indexer.decode also registers the HEIF opener
+from indexer.decode import IMAGE_ERRORS, to_rgb
 
 BASE_PX = 128  # every measure starts from an upright RGB thumbnail fitting 128x128
 REDUCING_GAP = 4.0  # JPEG DCT-draft and box-reduce only down to 4x the thumbnail, then filter:
@@ -58,20 +58,6 @@ TEXTURE_RATIO = 2.0  # (more + 1) / (less + 1) residual energy: copies <= 1.62, 
 CACHE_ENTRIES = 1024  # about 18 KB each (1.7 KB colour + 16 KB detail): under 20 MB in all
 
 EXIF_ORIENTATION = 274
-IMAGE_ERRORS = (  # what Pillow and pillow-heif raise for a bad or odd file (as indexer.decode)
-    OSError,
-    SyntaxError,
-    ValueError,
-    TypeError,
-    IndexError,
-    KeyError,
-    EOFError,
-    struct.error,
-    RuntimeError,
-    ZeroDivisionError,
-    MemoryError,
-    Image.DecompressionBombError,
-)
 
 
 @dataclass(frozen=True)

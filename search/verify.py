@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageOps
 
-from indexer.decode import to_rgb
+from indexer.decode import IMAGE_ERRORS, to_rgb
 
 THUMB_PX = 64  # long side of the grey thumbnail: enough structure, ~1 ms to compare
 ASPECT_TOLERANCE = 0.04  # |log aspect ratio| for a whole-frame match (resizes round to < 0.01)
@@ -32,7 +32,6 @@ DESCRIPTOR_MIN = 0.85  # NCC at 16 px: tone copies >= 0.97 (they pass 0.95 at 64
 GREY_CHROMA = 8  # levels between channels in 99 % of a thumbnail's pixels: no colour (JPEG noise)
 MIN_STD = 4.0  # grey levels: a window flatter than this has no structure to correlate
 CACHE_ENTRIES = 8192  # thumbnails of <= 64x64 bytes: 32 MB at most
-IMAGE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError)
 
 
 def descriptors(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
