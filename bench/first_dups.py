@@ -6,7 +6,10 @@ first `dups` (default options: it calibrates), and a second `dups` (the stored c
 duplicate quality of each report is measured against the planted truth: recall per kind of copy,
 pair precision, files in two groups, groups mixing distinct graphics.
 
-    python bench/first_dups.py [--model DIR] [--sizes 14x1,55x2] [--name first_dups]
+    python bench/first_dups.py [--model DIR] [--sizes 14x1,55x2] [--repeat 3] [--name first_dups]
+
+Each size runs --repeat times, each on a fresh library; timings are medians, the ratio is the
+median of each run's own ratio (the per-run ratios are listed too).
     python bench/first_dups.py --sweep 8,12,25,60 --seeds 0,1,2   # quality per calibration sample
 
 --model defaults to $DINOSEARCH_REAL_WEIGHTS, else the real DINOv2-S/14 directory that
@@ -18,6 +21,7 @@ import itertools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -74,6 +78,17 @@ def journey(model: str, photos: int, copies: int) -> dict:
     }
 
 
+def median_journey(runs: list[dict]) -> dict:
+    """The first run's facts with the timings as medians over the runs (each a fresh library),
+    and the ratio as the median of each run's own first-dups / index ratio."""
+    out = dict(runs[0])
+    for key in ("index_s", "first_dups_s", "second_dups_s", "ratio"):
+        out[key] = round(statistics.median(r[key] for r in runs), 2)
+    out["runs"] = len(runs)
+    out["ratios"] = [r["ratio"] for r in runs]
+    return out
+
+
 def sweep(model: str, photos: int, copies: int, samples: list[int], seeds: list[int]) -> list:
     """Quality and calibration time per --sample and --seed, on one indexed messy library."""
     folder = WORK / "first_dups" / f"messy-{photos}x{copies}"
@@ -104,16 +119,17 @@ def write(name: str, data: dict, command: str | None = None) -> None:
     lines += [f"Machine: {json.dumps(data['machine'])}", ""]
     if data.get("journeys"):
         lines += [
-            "| files | images | index s | first dups s | ratio | second dups s | sample | copies "
-            "| calibration s | threshold | pair precision | recall per kind | in two groups "
-            "| mixed graphics |",
-            "|---" * 14 + "|",
+            "| files | images | runs | index s | first dups s | ratio (per run) | second dups s "
+            "| sample | copies | calibration s | threshold | pair precision | recall per kind "
+            "| in two groups | mixed graphics |",
+            "|---" * 15 + "|",
         ]
         for j in data["journeys"]:
             c, q = j["calibration"], j["quality"]
             lines.append(
-                f"| {j['files']} | {j['images']} | {j['index_s']} | {j['first_dups_s']} "
-                f"| {j['ratio']} | {j['second_dups_s']} | {c['sample']} | {c['copies']} "
+                f"| {j['files']} | {j['images']} | {j.get('runs', 1)} | {j['index_s']} "
+                f"| {j['first_dups_s']} | {j['ratio']} ({j.get('ratios', [j['ratio']])}) "
+                f"| {j['second_dups_s']} | {c['sample']} | {c['copies']} "
                 f"| {c['seconds']} | {c['threshold']} | {q['pair_precision']} "
                 f"| {q['recall']} | {q['in_two_groups']} | {q['mixed_graphics']} |"
             )
@@ -135,6 +151,7 @@ def main() -> None:
     parser.add_argument("--sweep", help="comma-separated --sample values to compare")
     parser.add_argument("--seeds", default="0", help="calibration seeds for --sweep")
     parser.add_argument("--name", default="first_dups")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size (medians reported)")
     args = parser.parse_args()
     model = args.model or str(REAL_WEIGHTS)
     if not Path(model, "config.json").exists():
@@ -148,7 +165,8 @@ def main() -> None:
     else:
         data["journeys"] = []
         for photos, copies in sizes:
-            data["journeys"].append(journey(model, photos, copies))
+            runs = [journey(model, photos, copies) for _ in range(args.repeat)]
+            data["journeys"].append(median_journey(runs))
             print(json.dumps(data["journeys"][-1]), flush=True)
     write(args.name, data)
 
