@@ -3,7 +3,7 @@
 usage: python bench/api_fuzz.py [--max-examples 20]   (needs `pip install schemathesis`)
 
 Builds a small library of real photos with the tests' tiny real-architecture DINOv2 (no weights
-needed), serves it with `python -m search.serve --root <folder>`, runs `st run` with every check
+needed), serves it with `python -m search.cli.serve --root <folder>`, runs `st run` with every check
 (no 5xx, responses match the schema, ...) and writes bench/results/reliability_api_fuzz.md.
 """
 
@@ -38,7 +38,7 @@ def prepare(work: Path) -> tuple[Path, Path]:
         [
             sys.executable,
             "-m",
-            "search.cli",
+            "search.cli.app",
             "index",
             str(photos),
             "--index",

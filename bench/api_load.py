@@ -172,7 +172,7 @@ def render(seconds, clients, similar, search, keeper, busy, images) -> str:
             f"--clients {clients}`",
             "",
             f"Machine: {os.cpu_count()} cores, {platform.machine()}, {platform.python_version()},"
-            " CPU only. Real server (`python -m search.serve`) on 127.0.0.1; clients are httpx"
+            " CPU only. Real server (`python -m search.cli.serve`) on 127.0.0.1; clients are httpx"
             " threads in the benchmark process.",
             "Model: the tests' tiny random-init DINOv2 (real architecture), so these figures are"
             " the serving stack (HTTP, locks, SQLite, FAISS, PNG decode), not DINOv2-S compute.",

@@ -42,7 +42,7 @@ from dups_eval import (  # noqa: E402
 )
 from make_neardup_set import TRANSFORMS, load_rgb, make_copy  # noqa: E402
 
-from indexer.store import Store  # noqa: E402
+from indexer.library.store import Store  # noqa: E402
 
 Vectors = np.ndarray  # (N, D) float32, one row per image
 RESULTS = BENCH / "results"

@@ -1,4 +1,4 @@
-"""The core of `dinosearch dups` at scale: search.duplicates.neighbour_pairs + leader_groups over
+"""The core of `dinosearch dups` at scale: search.dups.groups.neighbour_pairs + leader_groups over
 100k and 1M realistic vectors with 3 % planted near-copies. Each size runs in its own process so
 its peak RSS (ru_maxrss) is its own; the vectors are loaded into RAM (not memory-mapped).
 
@@ -23,7 +23,7 @@ import perf_common as pc
 
 def child(args) -> None:
     """Runs in a fresh process: load vectors, find pairs, group; print JSON."""
-    from search import duplicates as D
+    from search.dups import groups as D
 
     # Read into anonymous memory, like the product's store.vectors(): a copy of a memory map
     # would count the file's pages in the peak RSS as well.

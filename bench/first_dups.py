@@ -38,7 +38,7 @@ def dinosearch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
     proc = subprocess.run(
-        [PYTHON, "-m", "search.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env
+        [PYTHON, "-m", "search.cli.app", *args], capture_output=True, text=True, cwd=ROOT, env=env
     )
     seconds = time.perf_counter() - started
     if proc.returncode != 0:

@@ -1,5 +1,5 @@
 """SIGKILL `dinosearch index` at random moments on a real folder; after each kill check the
-library (PRAGMA integrity_check + search.check), resume, and finally compare with an
+library (PRAGMA integrity_check + search.upkeep.check), resume, and finally compare with an
 uninterrupted run: ids, vectors and neighbours must not differ.
 
     python bench/kill_index.py [--kills 20] [--seed 1] [--out bench/results/reliability_kill.md]
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from indexer.store import Store  # noqa: E402
+from indexer.library.store import Store  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "testdata"
 FOLDERS = [SHARED / "photos", SHARED / "photos-more"]
@@ -35,7 +35,7 @@ def index_cmd(library: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "search.cli",
+        "search.cli.app",
         "index",
         *map(str, FOLDERS),
         "--index",
@@ -130,7 +130,7 @@ def main() -> int:
             HF_HOME=str(work / "hf"), HF_HUB_CACHE=str(work / "hf/hub"), HF_HUB_OFFLINE="1"
         )
         populate_hub_cache(work / "hf/hub")
-    from search.check import check_library
+    from search.upkeep.check import check_library
 
     reference, library = work / "reference", work / "killed"
     full = run_to_end(reference)

@@ -26,13 +26,13 @@ RAY_CPUS = 2  # this machine's cores: the cluster never claims more
 
 
 def photo_paths() -> list[str]:
-    from indexer.walk import walk
+    from indexer.files import walk
 
     return sorted(f.path for f in walk([str(p) for p in FOLDERS]))
 
 
 def run_local(paths: list[str], embedder, batch: int) -> tuple[float, dict]:
-    from indexer.embed import decode_all, default_workers, embed_batches
+    from indexer.decode_pool import decode_all, default_workers, embed_batches
 
     started = time.perf_counter()
     decoded = decode_all(paths, embedder.recipe, None, default_workers())

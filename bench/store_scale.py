@@ -1,7 +1,7 @@
 """What the library does at 1M-10M images: store measurements and an IVF-PQ index study.
 
 Store part: generated rows (paths, stats, hashes, 384-d float32 vectors) written through
-`indexer.store.Store.write_rows` in batches, then, each in a fresh process: open time, the
+`indexer.library.store.Store.write_rows` in batches, then, each in a fresh process: open time, the
 incremental run's `known_under` scan, `Store.vectors()` (the memory map), a pass that reads every
 vector (what a FAISS build or dups costs on top), and peak RSS. A 10M-row library with vectors
 needs ~23 GB of disk (15.4 GB of them the vector file). Results are kept per layout: "blobs"
@@ -46,7 +46,7 @@ JSON_OUT = WORK / "scale_store.json"
 
 def generated_rows(start: int, count: int, rng, vectors: bool) -> list:
     """Rows shaped like a photo library: 1000 files per folder, random hashes and vectors."""
-    from indexer.store import ImageRow
+    from indexer.library.store import ImageRow
 
     vecs = rng.standard_normal((count, DIM), dtype=np.float32) if vectors else None
     if vecs is not None:
@@ -75,7 +75,7 @@ def generated_rows(start: int, count: int, rng, vectors: bool) -> list:
 
 def fill(directory: Path, rows: int, vectors: bool) -> dict:
     """Write `rows` generated rows in WRITE_BATCH_ROWS transactions; returns rates."""
-    from indexer.store import ModelInfo, Store
+    from indexer.library.store import ModelInfo, Store
 
     store = Store.open(directory, create=True)
     store.bind_model(ModelInfo("facebook/dinov2-small", DIM, "{}"))
@@ -99,7 +99,7 @@ def fill(directory: Path, rows: int, vectors: bool) -> dict:
 
 def measure_child(directory: str, vectors: bool) -> None:
     """In a fresh process: open, known_under, vectors(); prints one JSON line."""
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     out = {}
     t = time.perf_counter()

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from .errors import DecompressionBomb, ImageError, UnsupportedImage
+from indexer.errors import DecompressionBomb, ImageError, UnsupportedImage
 
 try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
     import pillow_heif

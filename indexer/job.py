@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
-from .decode import Recipe
-from .embed import (
+from indexer.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
+from indexer.decode import Recipe
+from indexer.decode_pool import (
     DEFAULT_DECODE_MEMORY_BYTES,
     DEFAULT_DECODE_TIMEOUT_S,
     DecodeStream,
@@ -17,9 +17,9 @@ from .embed import (
     default_workers,
     embed_batches,
 )
-from .model import Embedder
-from .store import ImageRow, Known, ModelInfo, Store
-from .walk import FileStat, walk
+from indexer.files import FileStat, walk
+from indexer.library.store import ImageRow, Known, ModelInfo, Store
+from indexer.model import Embedder
 
 HASH_CHUNK_BYTES = 1 << 20
 HASH_THREADS = 4  # hashing is I/O bound and hashlib releases the GIL
@@ -295,7 +295,7 @@ def _batches(
 ):
     """Embedded batches: on a Ray cluster with --ray (any order), else locally (input order)."""
     if options.ray:
-        from .ray_backend import ray_embedded_batches
+        from indexer.ray_backend import ray_embedded_batches
 
         return ray_embedded_batches(paths, embedder.id, embedder.recipe, options, options.ray)
     decoded = early or _decode_stream(paths, embedder.recipe, options)

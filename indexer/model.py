@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode import Recipe
-from .errors import UnknownModel, WeightsUnavailable
+from indexer.decode import Recipe
+from indexer.errors import UnknownModel, WeightsUnavailable
 
 REGISTRY = {
     "dinov2-small": "facebook/dinov2-small",

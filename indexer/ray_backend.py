@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import Decoded, Recipe, decode_bytes
-from .embed import Embedded, guarded_decode
-from .errors import DinosearchError
+from indexer.decode import Decoded, Recipe, decode_bytes
+from indexer.decode_pool import Embedded, guarded_decode
+from indexer.errors import DinosearchError
 
 DECODE_BLOCK_FILES = 32  # files per decode task: big enough to amortise task overhead
 CPUS_PER_GPU_ACTOR = 1.0
@@ -133,7 +133,7 @@ class EmbedActor:
     def __init__(self, model: str, recipe: Recipe, device: str, dtype: str, threads: int):
         import torch
 
-        from .model import load
+        from indexer.model import load
 
         if device in ("auto", "cpu") and not torch.cuda.is_available():
             torch.set_num_threads(threads)

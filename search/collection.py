@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import job, vectorfile
+from indexer import job
 from indexer.config import DB_NAME, default_library_dir, default_model
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
-from indexer.store import Store, gather
-
-from . import knn
+from indexer.library import vectorfile
+from indexer.library.store import Store, gather
+from search import knn
 
 
 @dataclass
@@ -306,7 +306,7 @@ class Collection:
 
     def duplicates(self, options=None, progress=None):
         """Duplicate groups in tiers (see search/finder.py); options: finder.DupOptions."""
-        from .finder import DupOptions, find_duplicates
+        from search.dups.run import DupOptions, find_duplicates
 
         options = options or DupOptions()
         self._refuse_calibrating_read_only(options)
@@ -315,7 +315,7 @@ class Collection:
     def calibration_due(self, options) -> int | None:
         """Known copies a `duplicates(options)` call would embed first, or None (a read-only
         library that would need them is refused here, before anything is said or done)."""
-        from .finder import calibration_due
+        from search.dups.run import calibration_due
 
         self._refuse_calibrating_read_only(options)
         return calibration_due(self, options)
@@ -323,7 +323,7 @@ class Collection:
     def _refuse_calibrating_read_only(self, options) -> None:
         """--threshold auto fits and stores a calibration when none is stored: on a read-only
         library say so before any work."""
-        from .finder import stored_calibration
+        from search.dups.run import stored_calibration
 
         if options.threshold == "auto" and self.store().read_only:
             if stored_calibration(self) is None:
@@ -337,7 +337,7 @@ class Collection:
     ):
         """Refit score normalisation and the duplicate threshold on this library's images
         (sample None: one source per 20 images, 8 to 60)."""
-        from .finder import run_calibration
+        from search.dups.run import run_calibration
 
         self.store().require_writable("calibrate")  # refuse before embedding the copies
         calibration, _ = run_calibration(self, precision, sample, progress, seed)
@@ -366,7 +366,7 @@ class Collection:
         }
 
     def _calibration_summary(self) -> dict | None:
-        from .finder import stored_calibration
+        from search.dups.run import stored_calibration
 
         stored = stored_calibration(self)
         if stored is None:

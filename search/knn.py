@@ -18,7 +18,7 @@ import numpy as np
 
 from indexer.config import INDEX_PREFIX
 from indexer.errors import DiskFull, LibraryError
-from indexer.vectorfile import sync_directory
+from indexer.library.vectorfile import sync_directory
 
 # Exact search below this many vectors: one query over 200k x 768 floats is ~10 ms on 2 cores, and
 # exact is what users trust. Above it HNSW (graph search, recall@10 >= 0.95 as measured in bench/).

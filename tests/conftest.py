@@ -55,7 +55,7 @@ def photos(tmp_path) -> Path:
 def run_cli(*args, check=True, env=None, **kwargs) -> subprocess.CompletedProcess:
     """Run the real console entry point in a subprocess."""
     proc = subprocess.run(
-        [sys.executable, "-m", "search.cli", *map(str, args)],
+        [sys.executable, "-m", "search.cli.app", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -69,7 +69,7 @@ def run_cli(*args, check=True, env=None, **kwargs) -> subprocess.CompletedProces
 
 def stored_rows(library: Path) -> list[dict]:
     """Every row of a library with its vector (bytes, or None), ordered by path."""
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     store = Store.open(library)
     try:

@@ -26,10 +26,10 @@ def free_port() -> int:
 def live_server(
     library: Path, *args: str, env: dict[str, str] | None = None, log_path: Path | None = None
 ) -> Iterator[str]:
-    """Run `python -m search.serve` with args (and extra environment variables); yield its base
+    """Run `python -m search.cli.serve` with args (and extra environment variables); yield its base
     URL until the block ends. The server's stderr goes to `log_path` if given."""
     port = free_port()
-    cmd = [sys.executable, "-m", "search.serve", "--index", str(library), "--port", str(port)]
+    cmd = [sys.executable, "-m", "search.cli.serve", "--index", str(library), "--port", str(port)]
     # a file, not a pipe: a chatty server never blocks
     log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from indexer.job import IndexOptions
-from search.api import create_app
+from search.cli.serve import serve
 from search.collection import Collection
-from search.serve import serve
+from search.web.app import create_app
 from tests.conftest import PHOTOS
 from tests.live_server import live_server
 
@@ -525,7 +525,7 @@ def without_seconds(report: dict) -> dict:
 
 
 def test_duplicates_is_the_dups_json(tmp_path):
-    from search.finder import DupOptions
+    from search.dups.run import DupOptions
 
     folder, library = tmp_path / "p", tmp_path / "lib"
     folder.mkdir()
@@ -587,7 +587,7 @@ def group_names(report: dict) -> list[list[str]]:
 
 
 def library_paths(library: Path) -> set[str]:
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     return {r[0] for r in Store.open(library).db.execute("select path from images")}
 
@@ -686,7 +686,7 @@ def test_apply_without_confirm_is_a_dry_run(dup_lib, trash):
         assert_error(c.post("/api/apply", json={"plan_id": "0" * 32}), 404, "not_found")
     assert sorted(os.listdir(folder)) == before and library_paths(library) == rows_before
     assert not trash.exists() or not any(trash.rglob("*.png"))
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     assert Store.open(library).db["journal"].count == 0
 

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from indexer.store import Store
-from search.actions import PAUSE_ENV, apply_plan, undo_plan
-from search.plan import read_plan
+from indexer.library.store import Store
+from search.cleanup.apply import PAUSE_ENV, apply_plan, undo_plan
+from search.cleanup.plan import read_plan
 from tests.conftest import ROOT
 from tests.test_plan import invoke, make_dup_lib, make_plan
 
@@ -164,7 +164,7 @@ def test_delete_cannot_be_undone_and_says_so(dup_lib, tmp_path):
 
 
 APPLY_SCRIPT = (
-    "import sys; from search.cli_actions import apply_cmd; "
+    "import sys; from search.cli.cleanup import apply_cmd; "
     "apply_cmd(sys.argv[1:], prog_name='dinosearch')"
 )
 

@@ -9,9 +9,9 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from indexer.store import Store
-from search.cli import cli
-from search.cli_check import check
+from indexer.library.store import Store
+from search.cli.app import cli
+from search.cli.upkeep import check
 from tests.conftest import PHOTOS
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from indexer.store import Store
-from search.cli import cli
+from indexer.library.store import Store
+from search.cli.app import cli
 from tests.conftest import HEIF, IMAGEDEDUP, PHOTOS, stored_rows
 
 
@@ -260,7 +260,7 @@ def test_a_file_that_hangs_the_decoder_costs_one_file(tmp_path):
     """A FIFO blocks read() forever: a real hang inside a decode worker, cut by the time limit.
     (The walk itself only yields regular files; this drives the decode pool directly.)"""
     from indexer.decode import Recipe
-    from indexer.embed import Isolation, decode_all
+    from indexer.decode_pool import Isolation, decode_all
 
     fifo = tmp_path / "hangs.jpg"
     os.mkfifo(fifo)
@@ -294,7 +294,7 @@ def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
     preprocesses differently the head start is thrown away, never used."""
     from indexer import job, model
     from indexer.decode import Recipe
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     embedder = model.load("dinov2-small", device="cpu")
 

@@ -40,7 +40,7 @@ def start_index(folder, library):
         [
             sys.executable,
             "-m",
-            "search.cli",
+            "search.cli.app",
             "index",
             str(folder),
             "--index",

@@ -2,7 +2,7 @@
 
 import re
 
-from search.cli import cli
+from search.cli.app import cli
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

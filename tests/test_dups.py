@@ -9,12 +9,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from indexer.store import Store
-from search import calibrate, duplicates, finder
-from search.cli import cli
+from indexer.library.store import Store
+from search.cli.app import cli
 from search.collection import Collection
-from search.duplicates import leader_groups, neighbour_pairs
-from search.finder import stored_calibration
+from search.dups import calibration as calibrate
+from search.dups import groups as duplicates
+from search.dups import run as finder
+from search.dups.groups import leader_groups, neighbour_pairs
+from search.dups.run import stored_calibration
 from tests.conftest import PHOTOS, SHARED
 
 

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from indexer.decode import Recipe, decode_file
-from indexer.store import Store
-from search.check import check_library
-from search.cli import cli
+from indexer.library.store import Store
+from search.cli.app import cli
+from search.upkeep.check import check_library
 from tests.conftest import PHOTOS, ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -238,7 +238,7 @@ def test_a_decode_past_the_time_limit_costs_one_file(tmp_path):
 def test_the_time_limit_counts_decoding_not_the_parents_wait(tmp_path):
     """Decoding starts before the model loads: a slow file that finishes while the parent is
     still busy (here: asleep) is cut all the same, so its fate does not depend on start-up."""
-    from indexer.embed import DecodeStream, Isolation
+    from indexer.decode_pool import DecodeStream, Isolation
 
     folder = slow_folder(tmp_path, photos=2)
     paths = sorted(str(p) for p in folder.iterdir())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from search.normalise import MIN_VECTORS_TO_WHITEN
+from search.dups.whitening import MIN_VECTORS_TO_WHITEN
 from tests.conftest import ROOT, run_cli
 from tests.messy_library import (
     Manifest,
@@ -214,7 +214,7 @@ def test_read_only_library_answers_queries_and_refuses_to_index(journey):
     before = sha256_tree(ro)
 
     def ro_cli(*args, expect: int | None = 0) -> subprocess.CompletedProcess:
-        cmd = [*prefix, sys.executable, "-m", "search.cli", *map(str, args), "--index", str(ro)]
+        cmd = [*prefix, sys.executable, "-m", "search.cli.app", *map(str, args), "--index", str(ro)]
         env = {**os.environ, **journey.env}
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         return checked(proc, args, expect)

@@ -124,7 +124,7 @@ def test_a_library_too_small_for_ivfpq_gets_exact_search():
 def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
     """Through the product path: the store's memory-mapped vectors re-score the candidates,
     so an IVF-PQ library answers as an exact one does."""
-    from indexer.store import ImageRow, ModelInfo, Store
+    from indexer.library.store import ImageRow, ModelInfo, Store
     from search.collection import Collection
 
     space = clustered_unit_vectors(2000, seed=9)
@@ -147,7 +147,7 @@ def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
     for flat, ivf in zip(answers["flat"], answers["ivfpq"], strict=True):
         assert [h.path for h in ivf] == [h.path for h in flat]
         np.testing.assert_allclose([h.score for h in ivf], [h.score for h in flat], atol=1e-5)
-    from search.check import check_library
+    from search.upkeep.check import check_library
 
     assert check_library(tmp_path / "lib").problems == []  # its ids agree with SQLite
 

@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from search.cli import cli
-from search.cli_actions import apply_cmd, undo_cmd
+from search.cleanup.plan import PlanError, build_plan, read_plan
+from search.cleanup.policy import DEFAULT_POLICY, Facts, PolicyError, is_edit_name, parse_policy
+from search.cli.app import cli
+from search.cli.cleanup import apply_cmd, undo_cmd
 from search.collection import Collection
-from search.decisions import list_decisions, mark, respect_decisions, unmark
-from search.finder import DupOptions, find_duplicates
-from search.plan import PlanError, build_plan, read_plan
-from search.policy import DEFAULT_POLICY, Facts, PolicyError, is_edit_name, parse_policy
+from search.dups.decisions import list_decisions, mark, respect_decisions, unmark
+from search.dups.run import DupOptions, find_duplicates
 from tests.conftest import PHOTOS
 
 cli.add_command(apply_cmd)  # what search/cli.py registers; harmless once it does
@@ -322,7 +322,7 @@ def test_sidecars_and_live_video_follow_their_image(tmp_path):
 
 
 def test_a_reason_names_the_runner_up_so_it_can_be_told_from_the_kept_file():
-    from search.policy import Facts, parse_policy
+    from search.cleanup.policy import Facts, parse_policy
 
     kept = Facts(path="/p/DCIM/IMG_1.jpg", width=10, height=10, bytes=5, hash="h")
     other = Facts(path="/p/Backup/2015/IMG_1.jpg", width=10, height=10, bytes=5, hash="h")

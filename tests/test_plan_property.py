@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from search.cli import cli
+from search.cli.app import cli
 from tests.conftest import PHOTOS
 from tests.messy_library import (
     edited,
@@ -162,8 +162,8 @@ def test_twin_sets_leaders_and_confirmed_copies_put_every_row_in_one_group(g):
     its group's first member, its twin or the member it was confirmed against."""
     import numpy as np
 
-    from search.duplicates import leader_groups, twin_units
-    from search.finder import _attach_confirmed
+    from search.dups.groups import leader_groups, twin_units
+    from search.dups.run import _attach_confirmed
 
     n, threshold = g["n"], 0.8
     pixels = [(a, b) for a, b in g["pixels"] if a != b]

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageOps
 
-from search.cli import cli
+from search.cli.app import cli
 from tests.conftest import SHARED
 
 WEIGHTS = os.environ.get("DINOSEARCH_REAL_WEIGHTS")

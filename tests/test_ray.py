@@ -17,13 +17,13 @@ ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from indexer.job import IndexOptions  # noqa: E402
+from indexer.library.store import Store  # noqa: E402
 from indexer.ray_backend import ray_embedded_batches  # noqa: E402
-from indexer.store import Store  # noqa: E402
-from search.cli import cli  # noqa: E402
-from search.cli_export import export  # noqa: E402
+from search.cli.app import cli  # noqa: E402
+from search.cli.export import export  # noqa: E402
 from search.collection import Collection  # noqa: E402
-from search.duplicates import leader_groups, neighbour_pairs  # noqa: E402
-from search.ray_dups import ray_neighbour_pairs  # noqa: E402
+from search.dups.groups import leader_groups, neighbour_pairs  # noqa: E402
+from search.dups.ray import ray_neighbour_pairs  # noqa: E402
 from tests.conftest import PHOTOS, SHARED  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -125,7 +125,8 @@ def test_ray_neighbour_pairs_are_the_local_pairs(ray_cluster):
 def test_ray_clustered_join_is_the_local_join(ray_cluster, monkeypatch):
     """Above the exact size both runs use the clustered join; Ray tasks join ranges of the
     driver's lists, so pairs, order and scores are the local ones."""
-    from search import duplicates, ray_dups
+    from search.dups import groups as duplicates
+    from search.dups import ray as ray_dups
 
     monkeypatch.setattr(duplicates, "EXACT_SEARCH_MAX", 1000)
     monkeypatch.setattr(ray_dups, "EXACT_SEARCH_MAX", 1000)

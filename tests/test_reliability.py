@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from search.check import check_library
 from search.collection import Collection
+from search.upkeep.check import check_library
 from tests.conftest import PHOTOS, ROOT, run_cli, stored_rows
 
 # Runs the real CLI with an audit hook that SIGKILLs the process at one moment of the index save.
@@ -31,7 +31,7 @@ def hook(event, args):
     if moment == "before_cleanup" and event == "os.remove" and name.endswith(".faiss"):
         os.kill(os.getpid(), signal.SIGKILL)
 sys.addaudithook(hook)
-from search.cli import main
+from search.cli.app import main
 sys.argv[0] = "dinosearch"
 main()
 """
@@ -198,7 +198,7 @@ def test_queries_while_an_index_job_writes(tmp_path, readers):
         [
             sys.executable,
             "-m",
-            "search.cli",
+            "search.cli.app",
             "index",
             str(folder),
             "--index",

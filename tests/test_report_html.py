@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from search.report_html import write_html
+from search.cleanup.report_html import write_html
 from tests.conftest import ROOT
 from tests.test_plan import invoke, make_dup_lib, make_plan
 

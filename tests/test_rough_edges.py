@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from search.cli import cli
-from search.policy import Facts, parse_policy
-from search.progress import TerminalProgress
+from search.cleanup.policy import Facts, parse_policy
+from search.cli.app import cli
+from search.cli.progress import TerminalProgress
 from tests.conftest import PHOTOS, ROOT, run_cli
 
 
@@ -74,7 +74,7 @@ def read_only_way() -> str | None:
 
 def run_read_only(library: Path, *args) -> subprocess.CompletedProcess:
     """The real CLI with `library` read-only, as on read-only media."""
-    return read_only_process(library, [sys.executable, "-m", "search.cli", *map(str, args)])
+    return read_only_process(library, [sys.executable, "-m", "search.cli.app", *map(str, args)])
 
 
 def read_only_process(library: Path, command: list[str]) -> subprocess.CompletedProcess:
@@ -175,7 +175,7 @@ def test_writing_commands_on_a_read_only_library_fail_in_one_line(indexed, tmp_p
 SERVE_READ_ONLY = """
 import json, sys
 from fastapi.testclient import TestClient
-from search.api import create_app
+from search.web.app import create_app
 from search.collection import Collection
 
 with TestClient(create_app(Collection(sys.argv[1])), base_url="http://127.0.0.1") as c:
@@ -284,7 +284,7 @@ def test_a_failed_run_keeps_an_existing_empty_folder(photos, tmp_path):
 
 
 def test_info_never_prints_none(tmp_path):
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     library = tmp_path / "library"
     Store.open(library, create=True).close()  # a library without a model (older versions made it)
@@ -297,7 +297,7 @@ def test_info_never_prints_none(tmp_path):
 
 def test_progress_shows_no_rate_until_it_means_something(monkeypatch):
     clock = iter([100.0, 100.0 + 1e-7, 101.0, 102.0])
-    monkeypatch.setattr("search.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("search.cli.progress.time.monotonic", lambda: next(clock))
     stream = io.StringIO()
     progress = TerminalProgress(stream, enabled=True)
     progress("embed", 16, 1000)  # the first batch: done, but over no time we saw
@@ -395,7 +395,7 @@ def silent_hub():
 
 def cli_process(*args, env: dict[str, str]) -> subprocess.CompletedProcess:
     """The real CLI in exactly this environment (run_cli adds to the test's, offline, one)."""
-    command = [sys.executable, "-m", "search.cli", *map(str, args)]
+    command = [sys.executable, "-m", "search.cli.app", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
 
 

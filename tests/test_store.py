@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from indexer import schema, vectorfile
 from indexer.errors import LibraryError
-from indexer.store import ImageRow, ModelInfo, Store
-from search.check import check_library, repair_library
+from indexer.library import schema, vectorfile
+from indexer.library.store import ImageRow, ModelInfo, Store
+from search.upkeep.check import check_library, repair_library
 
 DIM = 8
 
@@ -212,7 +212,7 @@ def test_a_writer_never_pads_lost_vectors_with_zeros(store):
 
 
 def test_compaction_without_room_leaves_the_library_as_it_was(store, monkeypatch):
-    import indexer.store as store_module
+    import indexer.library.store as store_module
 
     paths = [f"p{i}" for i in range(10)]
     store.write_rows(rows(paths, unit_vectors(10)))

@@ -14,7 +14,7 @@ timm = pytest.importorskip("timm", reason="timm not installed (pip install 'dino
 
 from indexer import model  # noqa: E402
 from indexer.decode import decode_file  # noqa: E402
-from search.cli import cli  # noqa: E402
+from search.cli.app import cli  # noqa: E402
 from tests.checkpoints import populate_timm_cache  # noqa: E402
 from tests.conftest import PHOTOS  # noqa: E402
 

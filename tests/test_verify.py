@@ -7,7 +7,7 @@ import random
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from search import verify
+from search.dups import verify
 from tests.conftest import PHOTOS
 
 KODAK = sorted(PHOTOS.glob("*.png"))

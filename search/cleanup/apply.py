@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from indexer.store import Store
-
-from .plan import Plan, PlanError, PlanFile, PlanGroup
+from indexer.library.store import Store
+from search.cleanup.plan import Plan, PlanError, PlanFile, PlanGroup
 
 PAUSE_ENV = "DINOSEARCH_APPLY_PAUSE_S"  # test hook: wait this long between journal and action
 TMP_SUFFIX = ".dinosearch-tmp"  # a link or copy is built here, then renamed over the file

@@ -13,11 +13,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from indexer.errors import BadQuery
-from indexer.store import Store
-
-from . import captures
-from .duplicates import DupReport, Group, Member
-from .policy import EXIF_KEYS, Facts, Policy, parse_policy
+from indexer.library.store import Store
+from search.cleanup import captures
+from search.cleanup.policy import EXIF_KEYS, Facts, Policy, parse_policy
+from search.dups.groups import DupReport, Group, Member
 
 PLAN_VERSION = 1
 ACTIONS = ("keep", "trash", "move", "hardlink", "symlink", "delete")

@@ -131,7 +131,7 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
 
 
 def _connect_readonly(directory: Path) -> sqlite3.Connection:
-    from indexer.store import connect_read_only
+    from indexer.library.store import connect_read_only
 
     path = directory / DB_NAME
     if not path.exists():
@@ -141,7 +141,7 @@ def _connect_readonly(directory: Path) -> sqlite3.Connection:
 
 def _vector_map(directory: Path, meta: dict, dim: int, report: CheckReport) -> np.ndarray:
     """The committed rows of the vector file; what it lacks is reported (its rows get none)."""
-    from indexer import vectorfile
+    from indexer.library import vectorfile
 
     path = directory / meta.get("vector_file", vectorfile.file_name(0))
     slots = int(meta.get("vector_slots") or 0)
@@ -274,7 +274,7 @@ def _compare_index(path: Path, report: CheckReport, good: dict, dim: int | None)
 
     try:
         index = faiss.read_index(str(path))
-        from .knn import index_ids
+        from search.knn import index_ids
 
         ids = index_ids(index)
         inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
@@ -339,7 +339,7 @@ def _in_use(path: Path) -> bool:
 
 def repair_library(directory: str | Path, deep: bool = False) -> CheckReport:
     """Mend what can be mended without the model, then check again."""
-    from indexer.store import read_only_reason
+    from indexer.library.store import read_only_reason
 
     directory = Path(directory).expanduser().absolute()
     before = check_library(directory, deep)
@@ -368,7 +368,7 @@ def _jsons(problems: list[Problem]) -> list[dict]:
 def _drop_rows(directory: Path, paths: list[str]) -> None:
     if not paths:
         return
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     store = Store.open(directory)
     try:
@@ -383,7 +383,7 @@ def _drop_rows(directory: Path, paths: list[str]) -> None:
 
 
 def _trim_vectors(directory: Path) -> None:
-    from indexer.store import Store
+    from indexer.library.store import Store
 
     store = Store.open(directory)
     try:
@@ -394,9 +394,8 @@ def _trim_vectors(directory: Path) -> None:
 
 def _rebuild_index(directory: Path) -> None:
     """Write the FAISS file for the store's generation from SQLite, replacing whatever is there."""
-    from indexer.store import Store
-
-    from . import knn
+    from indexer.library.store import Store
+    from search import knn
 
     store = Store.open(directory)
     try:

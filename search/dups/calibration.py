@@ -24,8 +24,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from indexer.decode import to_rgb
 from indexer.errors import ImageError
-
-from .normalise import Whitening
+from search.dups.whitening import Whitening
 
 SOURCE_MAX_SIDE = 1024  # sources are shrunk first: transforms on 12 MP would dominate the time
 NEGATIVES_PER_COPY = 3

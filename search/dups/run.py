@@ -10,13 +10,12 @@ from PIL import Image, ImageOps
 
 from indexer.decode import pixel_digest
 from indexer.errors import BadQuery, ImageError
+from indexer.files import walk
 from indexer.job import sha256_file
-from indexer.walk import walk
-
-from . import calibrate as cal
-from . import lowinfo, verify
-from .decisions import respect_decisions
-from .duplicates import (
+from search.dups import calibration as cal
+from search.dups import lowinfo, verify
+from search.dups.decisions import respect_decisions
+from search.dups.groups import (
     TIERS,
     DupReport,
     Group,
@@ -26,7 +25,7 @@ from .duplicates import (
     neighbour_pairs,
     twin_units,
 )
-from .normalise import Whitening, fit_whitening
+from search.dups.whitening import Whitening, fit_whitening
 
 VERIFY_MAX_IMAGES = 5_000  # pixel checks decode a thumbnail per image (~10 ms a core) each run
 LOWINFO_MAX_IMAGES = 20_000  # images in candidate pairs checked for low information (~10 ms each)
@@ -365,7 +364,7 @@ def _with_pixel_evidence(lib: Library, rows, cols, sims, is_twin):
 def _pairs(space: np.ndarray, threshold: float, ray: str | None, progress):
     """Neighbour pairs, on Ray tasks with --ray (the same pairs either way)."""
     if ray:
-        from .ray_dups import ray_neighbour_pairs
+        from search.dups.ray import ray_neighbour_pairs
 
         return ray_neighbour_pairs(space, threshold, ray, progress)
     return neighbour_pairs(space, threshold, progress)

@@ -8,8 +8,7 @@ import ipaddress
 import click
 
 from indexer.config import ENV_MODEL
-
-from .options import library_options
+from search.cli.options import library_options
 
 ENV_TOKEN = "DINOSEARCH_TOKEN"
 
@@ -66,8 +65,8 @@ def serve(host, port, token, roots, index_dir, model, device, dtype):
 
     import uvicorn
 
-    from .api import LOOPBACK_HOSTS, create_app
-    from .collection import Collection
+    from search.collection import Collection
+    from search.web.app import LOOPBACK_HOSTS, create_app
 
     coll = Collection(index_dir, model=model, device=device, dtype=dtype)
     app = create_app(

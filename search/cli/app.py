@@ -11,12 +11,11 @@ import click
 
 from indexer.config import DB_NAME, DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, ENV_MODEL
 from indexer.errors import BadQuery, DinosearchError
-
-from .cli_actions import apply_cmd, undo_cmd
-from .cli_check import check
-from .cli_export import export
-from .options import json_option, library_options
-from .serve import serve
+from search.cli.cleanup import apply_cmd, undo_cmd
+from search.cli.export import export
+from search.cli.options import json_option, library_options
+from search.cli.serve import serve
+from search.cli.upkeep import check
 
 
 class Group(click.Group):
@@ -81,7 +80,7 @@ def emit_json(data) -> None:
 
 
 def collection(index_dir, model=None, device="auto", dtype="auto"):
-    from .collection import Collection
+    from search.collection import Collection
 
     return Collection(index_dir, model=model, device=device, dtype=dtype)
 
@@ -175,8 +174,7 @@ def index(
         dinosearch index ~/Pictures --exclude '*/thumbnails/*'
     """
     from indexer.job import IndexOptions
-
-    from .progress import TerminalProgress
+    from search.cli.progress import TerminalProgress
 
     options = IndexOptions(
         batch_size=batch_size,
@@ -364,9 +362,9 @@ def dups(
         dinosearch dups --threshold 0.95 --csv dups.csv
         dinosearch dups --plan plan.json --html review.html --keep 'resolution > oldest'
     """
-    from .finder import DupOptions
-    from .policy import parse_policy
-    from .progress import TerminalProgress
+    from search.cleanup.policy import parse_policy
+    from search.cli.progress import TerminalProgress
+    from search.dups.run import DupOptions
 
     if mark_distinct or keep_both:
         return _mark_decisions(index_dir, mark_distinct, keep_both, as_json)
@@ -416,7 +414,7 @@ def _check_writable(path: str | None) -> None:
 
 
 def _mark_decisions(index_dir, distinct, keep_both, as_json) -> None:
-    from .decisions import mark
+    from search.dups.decisions import mark
 
     store = collection(index_dir).store()
     store.require_writable("recording a decision")
@@ -429,8 +427,8 @@ def _mark_decisions(index_dir, distinct, keep_both, as_json) -> None:
 
 
 def _write_plan(coll, report, policy, action, move_to, plan_path, html_path) -> None:
-    from .plan import build_plan
-    from .report_html import write_html
+    from search.cleanup.plan import build_plan
+    from search.cleanup.report_html import write_html
 
     plan = build_plan(report, coll.store(), policy, action, move_to)
     if plan_path and plan_path.lower().endswith(".csv"):
@@ -510,7 +508,7 @@ def calibrate(sample, precision, seed, index_dir, as_json):
     Example:
         dinosearch calibrate --sample 200
     """
-    from .progress import TerminalProgress
+    from search.cli.progress import TerminalProgress
 
     progress = TerminalProgress(enabled=False if as_json else None)
     result = collection(index_dir).calibrate(precision, sample, progress, seed)

@@ -5,8 +5,7 @@ import json
 import click
 
 from indexer.errors import DinosearchError
-
-from .options import json_option, library_options
+from search.cli.options import json_option, library_options
 
 
 @click.command()
@@ -31,9 +30,8 @@ def export(directory, fmt, overwrite, index_dir, as_json):
         duckdb -c "select path, width from '~/photos-parquet/*.parquet' limit 5"
     """
     from indexer.config import default_library_dir
-    from indexer.store import Store
-
-    from .export import describe, export_parquet
+    from indexer.library.store import Store
+    from search.upkeep.export import describe, export_parquet
 
     try:
         store = Store.open(index_dir or default_library_dir())

@@ -29,9 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import errors
 from indexer.config import DEFAULT_MAX_PIXELS
-
-from . import thumbs
-from .collection import Collection
+from search.collection import Collection
+from search.web import thumbs
 
 log = logging.getLogger("dinosearch.api")
 
@@ -284,7 +283,7 @@ class AppState:
         self.embed_lock = threading.Lock()  # the model: one forward pass at a time
         self.jobs: dict[str, Job] = {}
         self.jobs_lock = threading.Lock()  # also guards plans and runs
-        self.plans: dict[str, Any] = {}  # plan id -> search.plan.Plan (also under plans/)
+        self.plans: dict[str, Any] = {}  # plan id -> search.cleanup.plan.Plan (also under plans/)
         self.runs: dict[str, Run] = {}
 
     def busy(self) -> str | None:
@@ -496,7 +495,7 @@ def duplicates(
     include_similar: bool = False,
 ) -> dict[str, Any]:
     """Duplicate groups in tiers: the `dinosearch dups --json` object."""
-    from .finder import DupOptions
+    from search.dups.run import DupOptions
 
     options = DupOptions(
         threshold=threshold, precision=precision, within=within, include_similar=include_similar
@@ -514,7 +513,7 @@ MAX_PLANS = 50  # plans kept in memory (all are also written under the library's
 
 def list_decisions(state: State) -> dict[str, Any]:
     """Every "not duplicates" / "keep both" decision, keyed by content hash."""
-    from .decisions import list_decisions as listed
+    from search.dups.decisions import list_decisions as listed
 
     with state.reading() as coll:
         return {"decisions": listed(coll.store())}
@@ -523,7 +522,7 @@ def list_decisions(state: State) -> dict[str, Any]:
 def decide(state: State, body: DecisionRequest) -> dict[str, Any]:
     """Mark two images distinct, or duplicates to keep both, or forget that; later duplicate
     searches and plans leave a decided pair out. Stored by content hash (survives renames)."""
-    from . import decisions
+    from search.dups import decisions
 
     if body.ids[0] == body.ids[1]:
         raise errors.BadQuery("ids: two different images")
@@ -541,8 +540,8 @@ def make_plan(state: State, body: PlanRequest) -> dict[str, Any]:
     """Build a plan (the `dups --plan` JSON) for the duplicate groups; nothing is touched.
 
     The plan is kept under its id for POST /api/plan/{id}/keep and POST /api/apply."""
-    from .finder import DupOptions
-    from .plan import build_plan
+    from search.cleanup.plan import build_plan
+    from search.dups.run import DupOptions
 
     policy = _policy(body.keep)
     move_to = _destination(state, body.move_to) if body.action == "move" else None
@@ -589,7 +588,7 @@ def apply(state: State, body: ApplyRequest) -> JSONResponse:
     if body.plan is not None:
         _keep_plan(state, plan)  # an edited plan replaces the stored one of its id
     if not body.confirm:
-        from .actions import apply_plan
+        from search.cleanup.apply import apply_plan
 
         result = apply_plan(None, plan, dry_run=True)  # a dry run reads the disk only
         summary = plan.summary()
@@ -626,7 +625,7 @@ def run_status(state: State, run_id: str) -> RunModel:
 
 
 def _policy(text: str | None):
-    from .policy import parse_policy
+    from search.cleanup.policy import parse_policy
 
     if text is not None and ">" not in text and os.path.exists(os.path.expanduser(text.strip())):
         raise errors.BadQuery("keep: give the criteria themselves, not a file on the server")
@@ -648,7 +647,7 @@ def _destination(state: AppState, given: str | None) -> str:
 
 def _keep_plan(state: AppState, plan) -> None:
     """Keep the plan in memory and under the library's plans/ (so `dinosearch undo` finds it)."""
-    from indexer.store import read_only_reason
+    from indexer.library.store import read_only_reason
 
     folder = state.collection.directory / "plans"
     if not read_only_reason(state.collection.directory):  # else in memory: it can't be applied
@@ -666,7 +665,7 @@ def _plan_file_path(state: AppState, plan_id: str) -> Path:
 
 
 def _stored_plan(state: AppState, plan_id: str):
-    from .plan import read_plan
+    from search.cleanup.plan import read_plan
 
     if not PLAN_ID.match(plan_id):
         raise errors.NotFound(f"no plan {plan_id!r}")
@@ -682,7 +681,7 @@ def _stored_plan(state: AppState, plan_id: str):
 def _posted_plan(state: AppState, data: dict):
     """A whole plan from the client: checked like a plan file, for this library only; its
     sidecars are worked out again here (a posted list of companions is not trusted)."""
-    from .plan import PlanError, _attach_companions, _from_json, check_plan
+    from search.cleanup.plan import PlanError, _attach_companions, _from_json, check_plan
 
     try:
         plan = _from_json(data)
@@ -702,7 +701,7 @@ def _posted_plan(state: AppState, data: dict):
 
 def _check_plan_files(state: AppState, plan) -> None:
     """Only indexed files are acted on (or kept), and `move` only into a --root."""
-    from .plan import check_plan
+    from search.cleanup.plan import check_plan
 
     check_plan(plan)
     paths = {f.path for g in plan.groups for f in g.files}
@@ -721,8 +720,8 @@ def _check_plan_files(state: AppState, plan) -> None:
 
 def _set_keeper(plan, group, path: str) -> None:
     """Make `path` the kept file of `group`; actions, deltas and sidecars follow."""
-    from . import captures
-    from .plan import LINKS, _attach_companions, _common_root, _deltas, facts_for
+    from search.cleanup import captures
+    from search.cleanup.plan import LINKS, _attach_companions, _common_root, _deltas, facts_for
 
     old = group.keep
     facts = {f.path: facts_for(_facts_row(f)) for f in group.files}
@@ -793,7 +792,7 @@ def _start_run(state: AppState, kind: str, plan) -> Run:
 
 def _run_actions(state: AppState, run: Run, plan) -> None:
     """Apply or undo with a Store of its own (the journal makes a killed run resumable)."""
-    from .actions import apply_plan, undo_plan
+    from search.cleanup.apply import apply_plan, undo_plan
 
     coll = state.job_collection()
     try:

@@ -5,8 +5,7 @@ import json
 import click
 
 from indexer.errors import DinosearchError
-
-from .options import json_option, library_options
+from search.cli.options import json_option, library_options
 
 
 @click.command()
@@ -23,8 +22,7 @@ def check(repair, deep, index_dir, as_json):
         dinosearch check --repair --json
     """
     from indexer.config import default_library_dir
-
-    from .check import check_library, repair_library
+    from search.upkeep.check import check_library, repair_library
 
     directory = index_dir or default_library_dir()
     try:

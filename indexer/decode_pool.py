@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import Decoded, Recipe, decode_file
-from .errors import ImageError
+from indexer.decode import Decoded, Recipe, decode_file
+from indexer.errors import ImageError
 
 IN_FLIGHT_PER_WORKER = 8  # files queued per decode worker: enough to hide decode jitter
 # Decoded pixels held ahead of the model, however few workers: when decoding starts first it

@@ -12,8 +12,7 @@ order, so pairs, order and scores are the local ones; grouping runs on the drive
 import numpy as np
 
 from indexer.ray_backend import connect
-
-from .duplicates import (
+from search.dups.groups import (
     EXACT_SEARCH_MAX,
     QUERY_BLOCK,
     Progress,

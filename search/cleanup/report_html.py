@@ -7,8 +7,7 @@ from html import escape
 
 from indexer.config import DEFAULT_MAX_PIXELS
 from indexer.errors import ImageError
-
-from .plan import Plan, PlanFile, PlanGroup
+from search.cleanup.plan import Plan, PlanFile, PlanGroup
 
 THUMB_PX = 256  # thumbnails fit this square; embedded as JPEG data URIs
 
@@ -79,7 +78,7 @@ def _card(g: PlanGroup, f: PlanFile, thumb_px: int) -> str:
 
 
 def _thumb(path: str, size: int) -> str:
-    from .thumbs import render
+    from search.web.thumbs import render
 
     try:
         data = render(path, size, DEFAULT_MAX_PIXELS)

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from .options import json_option, library_option
+from search.cli.options import json_option, library_option
 
 VERBS = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked"}
 VERBS["delete"] = "deleted"
@@ -15,8 +15,7 @@ index_option = library_option("the plan's library")
 
 def _collection(index_dir: str | None, plan_library: str | None = None):
     from indexer.config import default_library_dir
-
-    from .collection import Collection
+    from search.collection import Collection
 
     return Collection(index_dir or plan_library or default_library_dir())
 
@@ -35,8 +34,8 @@ def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json):
     Example:
         dinosearch dups --plan plan.json && dinosearch apply plan.json --dry-run
     """
-    from .actions import apply_plan
-    from .plan import read_plan
+    from search.cleanup.apply import apply_plan
+    from search.cleanup.plan import read_plan
 
     plan = read_plan(plan_path)
     coll = _collection(index_dir, plan.library)
@@ -109,8 +108,7 @@ def undo_cmd(plan_path, last, index_dir, as_json):
         dinosearch undo --last
     """
     from indexer.errors import BadQuery
-
-    from .actions import last_plan_id, undo_plan
+    from search.cleanup.apply import last_plan_id, undo_plan
 
     if bool(plan_path) == bool(last):
         raise BadQuery("undo: give a PLAN file or --last")
@@ -131,7 +129,7 @@ def undo_cmd(plan_path, last, index_dir, as_json):
 def _undo_target(plan_path: str | None) -> tuple[str | None, str | None]:
     if not plan_path:
         return None, None
-    from .plan import read_plan
+    from search.cleanup.plan import read_plan
 
     plan = read_plan(plan_path)
     return plan.id, plan.library

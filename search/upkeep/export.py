@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import BadQuery, DinosearchError
-from indexer.store import Store
+from indexer.library.store import Store
 
 ROWS_PER_CHUNK = 50_000  # rows read from SQLite and written as one row group (~80 MB at 384-d)
 CHUNKS_PER_FILE = 20  # 1M rows per part file: big enough for engines, small enough to list

@@ -12,9 +12,8 @@ import json
 import os
 
 from indexer.errors import BadQuery
-from indexer.store import Store
-
-from .duplicates import DupReport, Group, loosest_tier
+from indexer.library.store import Store
+from search.dups.groups import DupReport, Group, loosest_tier
 
 KINDS = ("distinct", "keep-both")
 

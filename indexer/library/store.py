@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from . import config, schema, vectorfile
-from .errors import DiskFull, LibraryError, ModelMismatch, NoLibrary, ReadOnlyLibrary
+from indexer import config
+from indexer.errors import DiskFull, LibraryError, ModelMismatch, NoLibrary, ReadOnlyLibrary
+from indexer.library import schema, vectorfile
 
 log = logging.getLogger(__name__)
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
