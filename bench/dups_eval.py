@@ -80,6 +80,13 @@ def pair_labels(ts: TruthSet) -> np.ndarray:
     return g[i] == g[j]
 
 
+def pair_scores(ts: TruthSet, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair i < j of ts.paths: its score in `matrix` (rows and columns in ts.paths order)
+    and its label."""
+    i, j = upper_pairs(len(ts.paths))
+    return matrix[i, j], pair_labels(ts)
+
+
 def prf(pred: np.ndarray, labels: np.ndarray, threshold: float) -> PRF:
     """Precision/recall/F1 of boolean pair predictions."""
     tp = int(np.sum(pred & labels))

@@ -37,10 +37,12 @@ from dups_eval import (  # noqa: E402
     best_threshold,
     load_sets,
     pair_labels,
+    pair_scores,
     transform_recall,
     upper_pairs,
 )
 from make_neardup_set import TRANSFORMS, load_rgb, make_copy  # noqa: E402
+from perf_common import prf_cell, recall_table, table  # noqa: E402
 
 from indexer.library.store import Store  # noqa: E402
 
@@ -141,8 +143,7 @@ def evaluate(f: Fitted, ts: TruthSet, row_of: dict[str, int], auto: float | None
     """Best-threshold and auto-threshold pair P/R/F1 plus per-transform recall."""
     ts = ts.subset(set(row_of))
     m = set_scores(f, ts, row_of)
-    i, j = upper_pairs(len(ts.paths))
-    scores, labels = m[i, j], pair_labels(ts)
+    scores, labels = pair_scores(ts, m)
     out = {"best": best_threshold(scores, labels).row()}
     if auto is not None:
         out["auto"] = at_threshold(scores, labels, auto).row()
@@ -352,9 +353,8 @@ def row_md(r: dict) -> str:
     s, mix = r["sets"]["neardup"], r["sets"]["imagededup_mixed"]
     b, a = s["best"], s["auto"]
     return (
-        f"| {r['method']} | {b['threshold']:.3f} | {b['precision']:.3f} / {b['recall']:.3f} / "
-        f"**{b['f1']:.3f}** | {r['auto_threshold']:.3f} | {a['precision']:.3f} / "
-        f"{a['recall']:.3f} / **{a['f1']:.3f}** | {mix['auto']['f1']:.2f} |"
+        f"| {r['method']} | {b['threshold']:.3f} | {prf_cell(b, bold_f1=True)} | "
+        f"{r['auto_threshold']:.3f} | {prf_cell(a, bold_f1=True)} | {mix['auto']['f1']:.2f} |"
     )
 
 
@@ -392,33 +392,25 @@ def render_recall(report: dict) -> list[str]:
         for r in report["methods"]
         if r["method"] in keys
     }
-    lines = [
-        "## Recall per transform at the auto threshold",
-        "",
-        "| transform | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-    ]
-    for t in TRANSFORMS:
-        lines.append(f"| {t} | " + " | ".join(f"{rows[k][t]:.2f}" for k in keys) + " |")
-    return lines + [""]
+    lines = ["## Recall per transform at the auto threshold", ""]
+    return lines + recall_table({k: rows[k] for k in keys}, TRANSFORMS) + [""]
+
+
+def auto_prf(s: dict) -> dict:
+    """A summary()'s auto precision, recall and F1 as a PRF row."""
+    return {"precision": s["auto_p"], "recall": s["auto_r"], "f1": s["auto_f1"]}
 
 
 def render_robustness(report: dict) -> list[str]:
     """Whitening fitted on other collections."""
     lines = ["## Whitening fitted on other collections", ""]
     for name, rows in report["robustness"].items():
-        lines += [
-            f"### {name}",
-            "",
-            "| fitted on | best F1 | auto t | auto P / R / F1 |",
-            "|---|---|---|---|",
+        cells = [
+            [fit, f"{s['best_f1']:.3f}", f"{s['auto_t']:.3f}", prf_cell(auto_prf(s))]
+            for fit, s in rows.items()
         ]
-        for fit_name, s in rows.items():
-            lines.append(
-                f"| {fit_name} | {s['best_f1']:.3f} | {s['auto_t']:.3f} | "
-                f"{s['auto_p']:.3f} / {s['auto_r']:.3f} / {s['auto_f1']:.3f} |"
-            )
-        lines.append("")
+        header = ["fitted on", "best F1", "auto t", "auto P / R / F1"]
+        lines += [f"### {name}", "", *table(header, cells).splitlines(), ""]
     return lines
 
 
@@ -590,7 +582,7 @@ def seeds(args: argparse.Namespace) -> None:
     for seed, t, p, g, cal in rows:
         lines.append(
             f"| {seed} | {t:.4f} | {cal.get('link_threshold')} | {cal.get('linked_median')} | "
-            f"{p['precision']:.3f} / {p['recall']:.3f} / **{p['f1']:.3f}** | {g['precision']:.3f} |"
+            f"{prf_cell(p, bold_f1=True)} | {g['precision']:.3f} |"
         )
     spread = f"min {min(f1):.3f}, median {float(np.median(f1)):.3f}, max {max(f1):.3f}"
     lines += ["", f"Pair F1: {spread}."]
@@ -609,21 +601,16 @@ def render_product(report: dict) -> str:
         "",
     ]
     for name, run in report["runs"].items():
-        lines += [
-            f"## `{name}`: threshold {run['threshold']}, {run['seconds']} s",
-            "",
-            "| set | tiers | pair P / R / F1 | groups | group P | whole-group R | touched R |",
-            "|---|---|---|---|---|---|---|",
+        header = ["set", "tiers", "pair P / R / F1", "groups", "group P"]
+        header += ["whole-group R", "touched R"]
+        rows = [
+            [set_name, tiers, prf_cell(r["pairs"], bold_f1=True), r["groups"]["groups"]]
+            + [f"{r['groups'][k]:.3f}" for k in ("precision", "recall_whole", "recall_touched")]
+            for set_name, per in run["sets"].items()
+            for tiers, r in per.items()
         ]
-        for set_name, per in run["sets"].items():
-            for tiers, r in per.items():
-                p, g = r["pairs"], r["groups"]
-                lines.append(
-                    f"| {set_name} | {tiers} | {p['precision']:.3f} / {p['recall']:.3f} / "
-                    f"**{p['f1']:.3f}** | {g['groups']} | {g['precision']:.3f} | "
-                    f"{g['recall_whole']:.3f} | {g['recall_touched']:.3f} |"
-                )
-        lines.append("")
+        title = f"## `{name}`: threshold {run['threshold']}, {run['seconds']} s"
+        lines += [title, "", *table(header, rows).splitlines(), ""]
     lines += render_product_transforms(report)
     return "\n".join(lines) + "\n"
 
@@ -636,22 +623,12 @@ def render_product_transforms(report: dict) -> list[str]:
     hashes = (report.get("imagededup") or {}).get("sets", {}).get("neardup", {})
     for m, r in hashes.items():
         cols[f"{m} d<=10"] = r["recall_per_transform_at_default"]
-    lines = [
-        "## Recall per transform (neardup set)",
-        "",
-        "| transform | " + " | ".join(cols) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
-    for t in TRANSFORMS:
-        lines.append(
-            f"| {t} | " + " | ".join(f"{c.get(t, float('nan')):.2f}" for c in cols.values()) + " |"
-        )
+    lines = ["## Recall per transform (neardup set)", "", *recall_table(cols, TRANSFORMS)]
     lines += ["", "Pair P / R / F1 of imagededup on the same files (default / best distance):", ""]
     for m, r in hashes.items():
         d, b = r["default"], r["best"]
         lines.append(
-            f"- {m}: {d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f} at d<=10; "
-            f"{b['precision']:.3f} / {b['recall']:.3f} / {b['f1']:.3f} at d<={b['max_distance']} "
+            f"- {m}: {prf_cell(d)} at d<=10; {prf_cell(b)} at d<={b['max_distance']} "
             f"({r['seconds']} s to hash)"
         )
     return lines + [""]

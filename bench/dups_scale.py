@@ -1,9 +1,9 @@
-"""The core of `dinosearch dups` at scale: search.dups.groups.neighbour_pairs + leader_groups over
+"""The core of `dinosearch dups` at scale: search.dups.pairs.neighbour_pairs + leader_groups over
 100k and 1M realistic vectors with 3 % planted near-copies. Each size runs in its own process so
 its peak RSS (ru_maxrss) is its own; the vectors are loaded into RAM (not memory-mapped).
 
-Above duplicates.EXACT_SEARCH_MAX vectors the product uses the clustered join
-(duplicates.clustered_pairs); --nlist-per-sqrt, --nprobe, --train-per-list, --niter override its
+Above pairs.EXACT_SEARCH_MAX vectors the product uses the clustered join
+(pairs.clustered_pairs); --nlist-per-sqrt, --nprobe, --train-per-list, --niter override its
 parameters in the child only. --exact-check also runs the exact range search on the same vectors
 and reports the share of its pairs the shipped search found (slow: minutes at 100k).
 
@@ -23,7 +23,8 @@ import perf_common as pc
 
 def child(args) -> None:
     """Runs in a fresh process: load vectors, find pairs, group; print JSON."""
-    from search.dups import groups as D
+    from search.dups import pairs as D
+    from search.dups.groups import leader_groups
 
     # Read into anonymous memory, like the product's store.vectors(): a copy of a memory map
     # would count the file's pages in the peak RSS as well.
@@ -42,7 +43,7 @@ def child(args) -> None:
     rows, cols, sims = D.neighbour_pairs(vectors, args.threshold)
     pairs_s = time.perf_counter() - t
     t = time.perf_counter()
-    groups = D.leader_groups(len(vectors), rows, cols, sims, args.threshold, np.zeros(len(vectors)))
+    groups = leader_groups(len(vectors), rows, cols, sims, args.threshold, np.zeros(len(vectors)))
     group_s = time.perf_counter() - t
     found = set(zip(rows.tolist(), cols.tolist(), strict=True))
     exact_share = None

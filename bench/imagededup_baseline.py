@@ -31,10 +31,10 @@ from dups_eval import (  # noqa: E402
     at_threshold,
     best_threshold,
     load_sets,
-    pair_labels,
+    pair_scores,
     transform_recall,
-    upper_pairs,
 )
+from perf_common import prf_cell, recall_table, table  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_DISTANCE = 10  # imagededup's find_duplicates max_distance_threshold default (64-bit hash)
@@ -65,8 +65,7 @@ def evaluate(ts: TruthSet, hashes: dict[str, int]) -> dict:
     ts = ts.subset(set(hashes))
     dist = hamming_matrix([hashes[p] for p in ts.paths])
     sim = -dist.astype(np.float64)  # higher = more alike, so the shared helpers apply
-    i, j = upper_pairs(len(ts.paths))
-    scores, labels = sim[i, j], pair_labels(ts)
+    scores, labels = pair_scores(ts, sim)
     default = at_threshold(scores, labels, -DEFAULT_DISTANCE)
     best = best_threshold(scores, labels)
     return {
@@ -99,25 +98,20 @@ def render_md(report: dict) -> str:
         "",
         f"imagededup {report['imagededup_version']}; command: `{report['command']}`",
         "",
-        "| set | method | default d<=10 P / R / F1 | best d | best P / R / F1 | hash s |",
-        "|---|---|---|---|---|---|",
     ]
-    for name, per_set in report["sets"].items():
-        for m, r in per_set.items():
-            d, b = r["default"], r["best"]
-            lines.append(
-                f"| {name} | {m} | {d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f} | "
-                f"{b['max_distance']} | {b['precision']:.3f} / {b['recall']:.3f} / "
-                f"{b['f1']:.3f} | {r['seconds']:.1f} |"
-            )
+    header = ["set", "method", "default d<=10 P / R / F1", "best d", "best P / R / F1", "hash s"]
+    rows = [
+        [name, m, prf_cell(r["default"]), r["best"]["max_distance"], prf_cell(r["best"])]
+        + [f"{r['seconds']:.1f}"]
+        for name, per_set in report["sets"].items()
+        for m, r in per_set.items()
+    ]
+    lines += table(header, rows).splitlines()
     lines += ["", "Recall per transform at the default distance (neardup set):", ""]
     per = report["sets"]["neardup"]
     names = sorted(next(iter(per.values()))["recall_per_transform_at_default"])
-    lines.append("| transform | " + " | ".join(per) + " |")
-    lines.append("|---|" + "---|" * len(per))
-    for t in names:
-        vals = " | ".join(f"{r['recall_per_transform_at_default'][t]:.2f}" for r in per.values())
-        lines.append(f"| {t} | {vals} |")
+    columns = {m: r["recall_per_transform_at_default"] for m, r in per.items()}
+    lines += recall_table(columns, names)
     return "\n".join(lines) + "\n"
 
 

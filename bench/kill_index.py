@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from indexer.library.store import Store  # noqa: E402
+from tests.helpers import index_command  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "testdata"
 FOLDERS = [SHARED / "photos", SHARED / "photos-more"]
@@ -32,20 +33,7 @@ DERIVED = {"index_stale", "index_missing", "index_mismatch", "temp_file", "stale
 
 
 def index_cmd(library: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "search.cli.app",
-        "index",
-        *map(str, FOLDERS),
-        "--index",
-        str(library),
-        "--batch-size",
-        "2",
-        "--workers",
-        "1",
-        "--json",
-    ]
+    return index_command(library, *FOLDERS)
 
 
 def run_to_end(library: Path) -> float:

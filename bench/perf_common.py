@@ -86,6 +86,22 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the duplicate benches' markdown -------------------------------------------
+
+
+def prf_cell(r: dict, bold_f1: bool = False) -> str:
+    """`P / R / F1` of a PRF row, three decimals each (the F1 in bold where asked)."""
+    f1 = f"**{r['f1']:.3f}**" if bold_f1 else f"{r['f1']:.3f}"
+    return f"{r['precision']:.3f} / {r['recall']:.3f} / {f1}"
+
+
+def recall_table(columns: dict[str, dict[str, float]], transforms) -> list[str]:
+    """A markdown table: one row per transform, one column of recalls per method (nan where a
+    method has none for it)."""
+    rows = [[t, *(f"{c.get(t, float('nan')):.2f}" for c in columns.values())] for t in transforms]
+    return table(["transform", *columns], rows).splitlines()
+
+
 def median_time(fn, repeat: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()

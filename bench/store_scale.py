@@ -46,7 +46,7 @@ JSON_OUT = WORK / "scale_store.json"
 
 def generated_rows(start: int, count: int, rng, vectors: bool) -> list:
     """Rows shaped like a photo library: 1000 files per folder, random hashes and vectors."""
-    from indexer.library.store import ImageRow
+    from indexer.library.rows import ImageRow
 
     vecs = rng.standard_normal((count, DIM), dtype=np.float32) if vectors else None
     if vecs is not None:
@@ -75,7 +75,8 @@ def generated_rows(start: int, count: int, rng, vectors: bool) -> list:
 
 def fill(directory: Path, rows: int, vectors: bool) -> dict:
     """Write `rows` generated rows in WRITE_BATCH_ROWS transactions; returns rates."""
-    from indexer.library.store import ModelInfo, Store
+    from indexer.library.rows import ModelInfo
+    from indexer.library.store import Store
 
     store = Store.open(directory, create=True)
     store.bind_model(ModelInfo("facebook/dinov2-small", DIM, "{}"))

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import platformdirs
+
 ENV_INDEX = "DINOSEARCH_INDEX"
 ENV_MODEL = "DINOSEARCH_MODEL"
 DEFAULT_MODEL = "dinov2-small"
@@ -20,8 +22,6 @@ def default_library_dir() -> Path:
     """The per-user data directory, unless DINOSEARCH_INDEX says otherwise."""
     if env := os.environ.get(ENV_INDEX):
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("dinosearch")) / "library"
 
 

@@ -112,7 +112,7 @@ def _limit_memory(limit_bytes: int | None) -> None:
     if not limit_bytes:
         return
     try:
-        import resource
+        import resource  # POSIX only: not importable on Windows
 
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
     except (ImportError, ValueError, OSError):  # not on this platform: no cap

@@ -1,11 +1,14 @@
-"""Image files under a set of roots, with the stat info incremental indexing needs."""
+"""Image files under a set of roots, with the stat info incremental indexing needs, and their
+content hashes."""
 
 import fnmatch
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+HASH_CHUNK_BYTES = 1 << 20
 # Extensions we try to decode: what Pillow (with pillow-heif) opens, minus formats that are
 # documents rather than pictures. Lower-case, with the dot.
 IMAGE_EXTENSIONS = frozenset(
@@ -119,3 +122,12 @@ def _stat(path: str, errors: list[WalkError] | None) -> os.stat_result | None:
             errors.append(WalkError(path, exc.strerror or str(exc)))
         return None
     return st if os.path.isfile(path) else None
+
+
+def sha256_file(path: str) -> str:
+    """The file's content hash, read in 1 MiB chunks (hashlib releases the GIL: threads help)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,6 +1,5 @@
 """An incremental, resumable indexing run: diff disk against the library, embed what is new."""
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -17,11 +16,12 @@ from indexer.decode_pool import (
     default_workers,
     embed_batches,
 )
-from indexer.files import FileStat, walk
-from indexer.library.store import ImageRow, Known, ModelInfo, Store
+from indexer.files import FileStat, sha256_file, walk
+from indexer.library.rows import ImageRow, Known, ModelInfo
+from indexer.library.store import Store
 from indexer.model import Embedder
+from indexer.ray_backend import ray_embedded_batches
 
-HASH_CHUNK_BYTES = 1 << 20
 HASH_THREADS = 4  # hashing is I/O bound and hashlib releases the GIL
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -65,7 +65,7 @@ class IndexSummary:
 
 
 @dataclass
-class Plan:
+class IndexPlan:
     """What a run has to do, worked out before any model is loaded."""
 
     embed: list[tuple[FileStat, str]] = field(default_factory=list)  # (file, content hash)
@@ -77,17 +77,9 @@ class Plan:
     unchanged: int = 0
 
 
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def plan(
     store: Store, roots: list[str], options: IndexOptions, progress: Progress | None = None
-) -> tuple[Plan, list[dict]]:
+) -> tuple[IndexPlan, list[dict]]:
     """Walk, diff against the library and hash what changed; returns the plan and walk errors."""
     walk_errors: list = []
     files = list(
@@ -101,7 +93,7 @@ def plan(
     )
     known = store.known_under(roots)
     seen = {f.path for f in files}
-    result = Plan()
+    result = IndexPlan()
     candidates: list[FileStat] = []
     for f in files:
         row = known.get(f.path)
@@ -126,7 +118,7 @@ def plan(
 
 
 def _hash_all(
-    files: list[FileStat], result: Plan, progress: Progress | None
+    files: list[FileStat], result: IndexPlan, progress: Progress | None
 ) -> list[tuple[FileStat, str]]:
     out = []
     with ThreadPoolExecutor(HASH_THREADS) as pool:
@@ -157,7 +149,7 @@ def _classify(
     gone: dict[str, Known],
     gone_ids: set[int],
     reusable: dict[str, dict],
-    result: Plan,
+    result: IndexPlan,
 ) -> None:
     if row and row.hash == digest and row.status == "ok":
         result.touches.append((row.id, f.size, f.mtime_ns))  # touched, same bytes
@@ -222,23 +214,17 @@ def run(
 
 def _write_reused(store: Store, reuse: list[tuple[FileStat, str, dict]]) -> int:
     rows = [
-        ImageRow(
-            f.path,
-            f.size,
-            f.mtime_ns,
-            digest,
-            "ok",
-            None,
-            src["width"],
-            src["height"],
-            src["format"],
-            src["taken"],
-            src["vector"],
-        )
+        _ok_row(f, digest, src["width"], src["height"], src["format"], src["taken"], src["vector"])
         for f, digest, src in reuse
     ]
     store.write_rows(rows)
     return len(rows)
+
+
+def _ok_row(f: FileStat, digest: str, width, height, fmt, taken, vector: bytes) -> ImageRow:
+    return ImageRow(
+        f.path, f.size, f.mtime_ns, digest, "ok", None, width, height, fmt, taken, vector
+    )
 
 
 def _embed_and_write(
@@ -259,21 +245,8 @@ def _embed_and_write(
                 summary.failed.append({"path": f.path, "error": item.error})
                 continue
             d = item.decoded
-            rows.append(
-                ImageRow(
-                    f.path,
-                    f.size,
-                    f.mtime_ns,
-                    digest,
-                    "ok",
-                    None,
-                    d.width,
-                    d.height,
-                    d.format,
-                    d.taken,
-                    item.vector.astype("<f4").tobytes(),
-                )
-            )
+            vector = item.vector.astype("<f4").tobytes()
+            rows.append(_ok_row(f, digest, d.width, d.height, d.format, d.taken, vector))
             summary.indexed += 1
             summary.embedded += 1
         store.write_rows(rows)  # one transaction per batch: a kill loses at most this batch
@@ -295,8 +268,6 @@ def _batches(
 ):
     """Embedded batches: on a Ray cluster with --ray (any order), else locally (input order)."""
     if options.ray:
-        from indexer.ray_backend import ray_embedded_batches
-
         return ray_embedded_batches(paths, embedder.id, embedder.recipe, options, options.ray)
     decoded = early or _decode_stream(paths, embedder.recipe, options)
     return embed_batches(decoded, embedder.embed, options.batch_size)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +87,7 @@ class Embedder:
     """A loaded model: uint8 pixel batches -> L2-normalised float32 CLS vectors."""
 
     def __init__(self, spec: ModelSpec, net, recipe: Recipe, device: str, dtype: str):
-        import torch
+        import torch  # 1.4 s to import: only once a model is needed
 
         self.spec, self.net, self.recipe = spec, net, recipe
         self.device, self.dtype = torch.device(device), dtype
@@ -103,7 +102,7 @@ class Embedder:
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 -> (B, D) float32, unit length."""
-        import torch
+        import torch  # 1.4 s to import: only once a model is needed
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
@@ -120,7 +119,7 @@ class Embedder:
 
 
 def _autocast(device, dtype: str):
-    import torch
+    import torch  # 1.4 s to import: only once a model is needed
 
     if dtype == "fp32":
         return contextlib.nullcontext()
@@ -128,7 +127,7 @@ def _autocast(device, dtype: str):
 
 
 def pick_device(device: str = "auto") -> str:
-    import torch
+    import torch  # 1.4 s to import: only once a model is needed
 
     if device != "auto":
         return device
@@ -163,8 +162,8 @@ def load(text: str, device: str = "auto", dtype: str = "auto") -> Embedder:
 
 
 def _load_hf(spec: ModelSpec):
-    import transformers
-    from transformers import AutoConfig, AutoModel
+    import transformers  # 0.7 s to import: only on this backend
+    from transformers import AutoConfig, AutoModel  # 0.7 s
 
     transformers.logging.set_verbosity_error()  # "some weights not used" noise for ViT's pooler
     transformers.logging.disable_progress_bar()  # stderr belongs to our own progress line
@@ -205,7 +204,7 @@ def _require_fetchable(spec: ModelSpec) -> None:
     if spec.backend != "hf" or os.path.exists(spec.source):
         return
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # 0.4 s (its HTTP stack)
 
         if isinstance(try_to_load_from_cache(spec.source, "config.json"), str):
             return
@@ -218,8 +217,8 @@ def _require_fetchable(spec: ModelSpec) -> None:
 def hub_unreachable() -> str | None:
     """Why the Hugging Face hub cannot be asked for files now (None: it answers), found with one
     request of at most HUB_PROBE_TIMEOUT_S; any HTTP answer counts as reachable."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
+    from huggingface_hub import constants  # 0.4 s (its HTTP stack)
+    from huggingface_hub.utils import get_session  # 0.4 s (its HTTP stack)
 
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
@@ -243,7 +242,7 @@ _PROBED: dict[str, tuple[float, str | None]] = {}  # endpoint -> (when, why unre
 def _offline(when: bool = True):
     """The hub client in offline mode for a cache-only load: it would otherwise still fetch its
     own registry from the hub first (waiting out a hub that does not answer)."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # 0.4 s (its HTTP stack)
 
     previous = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = previous or when
@@ -283,7 +282,7 @@ def _hf_recipe(spec: ModelSpec, model_type: str) -> Recipe:
     path = Path(spec.source) / "preprocessor_config.json"
     if not path.exists():
         try:
-            from huggingface_hub import hf_hub_download
+            from huggingface_hub import hf_hub_download  # 0.4 s (its HTTP stack)
 
             with _offline():
                 path = Path(
@@ -315,7 +314,7 @@ def local_recipe(text: str) -> Recipe | None:
         path = local / "preprocessor_config.json"
     else:
         try:
-            from huggingface_hub import try_to_load_from_cache
+            from huggingface_hub import try_to_load_from_cache  # 0.4 s (its HTTP stack)
 
             cached = try_to_load_from_cache(REGISTRY.get(text, text), "preprocessor_config.json")
         except Exception:  # not a valid hub id, or no hub client: let the model load decide
@@ -354,7 +353,7 @@ def recipe_from_processor_config(cfg: dict) -> Recipe:
 
 def _load_hf_file(path: Path):
     """A bare weights file in transformers layout: architecture inferred from tensor shapes."""
-    from transformers import Dinov2Config, Dinov2Model, ViTConfig, ViTModel
+    from transformers import Dinov2Config, Dinov2Model, ViTConfig, ViTModel  # 0.7 s
 
     state = _state_dict(path)
     proj = state["embeddings.patch_embeddings.projection.weight"]
@@ -384,10 +383,10 @@ def _load_hf_file(path: Path):
 
 def _state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # imports torch
 
         return load_file(str(path))
-    import torch
+    import torch  # 1.4 s to import: only once a model is needed
 
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     return state.get("model", state.get("state_dict", state))
@@ -398,7 +397,7 @@ def _state_dict(path: Path) -> dict:
 
 def _load_timm(spec: ModelSpec):
     try:
-        import timm
+        import timm  # optional extra (dinosearch[timm])
     except ImportError:
         raise UnknownModel(
             f"{spec.id} needs timm, which is not installed: pip install 'dinosearch[timm]'"
@@ -436,7 +435,7 @@ def _load_timm(spec: ModelSpec):
 def _offline_if_cached(spec: ModelSpec):
     """timm always asks the hub first; when the weights are cached, or the hub does not answer,
     don't (see _load_hf)."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # 0.4 s (its HTTP stack)
 
     cached = isinstance(
         try_to_load_from_cache(f"timm/{spec.source}", "model.safetensors"), str
@@ -463,7 +462,7 @@ def _unavailable(
 ) -> WeightsUnavailable:
     if os.path.exists(spec.source):
         return WeightsUnavailable(f"cannot load model from {spec.source}: {exc}")
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # 0.4 s (its HTTP stack)
 
     hub_id = spec.source if spec.backend == "hf" else f"timm/{spec.source}"
     offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
@@ -478,13 +477,3 @@ def _unavailable(
         "  - point at a local copy: --model /path/to/model-dir (config.json + model.safetensors)"
         f"\n(detail: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
     )
-
-
-def describe_torch() -> dict:
-    import torch
-
-    return {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-    }

@@ -7,6 +7,7 @@ Paths must be readable by every worker under the same name: a shared filesystem 
 place, or an object-store URI (s3://, gs://) that pyarrow can open (README: "Beyond one machine").
 """
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import numpy as np
 from indexer.decode import Decoded, Recipe, decode_bytes
 from indexer.decode_pool import Embedded, guarded_decode
 from indexer.errors import DinosearchError
+from indexer.model import load
 
 DECODE_BLOCK_FILES = 32  # files per decode task: big enough to amortise task overhead
 CPUS_PER_GPU_ACTOR = 1.0
@@ -53,7 +55,7 @@ class Layout:
 def connect(address: str | None = "auto") -> None:
     """Join the Ray cluster at address ("auto": the running one or a new local one)."""
     try:
-        import ray
+        import ray  # optional extra (dinosearch[ray])
     except ImportError:
         raise RayUnavailable(
             "--ray needs Ray: pip install 'dinosearch[ray]' (ray[data] and pyarrow)"
@@ -70,7 +72,7 @@ def connect(address: str | None = "auto") -> None:
 
 def plan_layout(actors: int | None) -> Layout:
     """Replicas from the cluster's resources: one per GPU, else one per spare CPU."""
-    import ray
+    import ray  # optional extra (dinosearch[ray])
 
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 1)), int(res.get("GPU", 0))
@@ -87,7 +89,7 @@ def read_bytes(path: str) -> bytes:
     if "://" not in path:
         with open(path, "rb") as f:
             return f.read()
-    from pyarrow import fs
+    from pyarrow import fs  # optional extra (dinosearch[ray])
 
     filesystem, inner = fs.FileSystem.from_uri(path)
     with filesystem.open_input_stream(inner) as f:
@@ -131,9 +133,7 @@ class EmbedActor:
     """One model replica: loaded once per actor through the product's loader."""
 
     def __init__(self, model: str, recipe: Recipe, device: str, dtype: str, threads: int):
-        import torch
-
-        from indexer.model import load
+        import torch  # on the Ray worker: 1.4 s, only in the actor
 
         if device in ("auto", "cpu") and not torch.cuda.is_available():
             torch.set_num_threads(threads)
@@ -159,7 +159,7 @@ def build_dataset(
     paths: list[str], model: str, recipe: Recipe, options, layout: Layout, device: str, dtype: str
 ):
     """The Ray Data pipeline: paths -> decode tasks -> embedding actors (lazy, streaming)."""
-    import ray.data
+    import ray.data  # optional extra (dinosearch[ray])
 
     quiet()
     # enough blocks to keep every replica fed, even for a small folder
@@ -195,9 +195,8 @@ def build_dataset(
 
 def quiet() -> None:
     """stderr belongs to our own progress line: no Ray Data progress bars or per-stage logs."""
-    import logging
 
-    import ray.data
+    import ray.data  # optional extra (dinosearch[ray])
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -240,7 +239,7 @@ def ray_embedded_batches(
     connect(address)
     layout = plan_layout(options.workers or None)
     ds = build_dataset(paths, model, recipe, options, layout, device, dtype)
-    from ray.exceptions import RayError
+    from ray.exceptions import RayError  # optional extra
 
     try:
         for batch in ds.iter_batches(batch_size=options.batch_size, batch_format="numpy"):

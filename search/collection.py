@@ -1,4 +1,6 @@
-"""The facade the edges (CLI, API) call: index(), query(), info(), duplicates()."""
+"""The facade every edge (the CLI, the web API) calls: indexing, search, duplicates, clean-up
+plans, apply/undo, check and export. Each method opens what it needs of the library lazily and
+hands the work to its room (indexer/, search/dups, search/cleanup, search/upkeep)."""
 
 import os
 import time
@@ -7,13 +9,29 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import job
-from indexer.config import DB_NAME, default_library_dir, default_model
+from indexer import job, model
+from indexer.config import DB_NAME, DEFAULT_MAX_PIXELS, default_library_dir, default_model
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
-from indexer.library import vectorfile
-from indexer.library.store import Store, gather
+from indexer.job import IndexOptions, IndexSummary
+from indexer.library import layout, vectorfile
+from indexer.library.journal import Journal
+from indexer.library.snapshot import read_only_reason
+from indexer.library.store import Store
 from search import knn
+from search.cleanup import editing
+from search.cleanup.apply import Result, apply_plan, undo_plan
+from search.cleanup.plan import Plan, PlanGroup, build_plan, read_plan
+from search.cleanup.policy import Policy, parse_policy
+from search.cleanup.report_html import write_html
+from search.dups import run
+from search.dups.decisions import list_decisions, mark, unmark
+from search.dups.groups import DupReport
+from search.dups.run import DupOptions
+from search.upkeep.check import CheckReport, check_library, repair_library
+from search.upkeep.export import ExportSummary, export_parquet
+
+__all__ = ["Collection", "DupOptions", "Hit", "IndexOptions", "QueryResult"]
 
 
 @dataclass
@@ -71,9 +89,7 @@ class Collection:
         """The model this collection embeds with: the library's, else --model, else the default."""
         info = self.store(create=False).model() if self._library_exists() else None
         if info and self.model_arg:
-            from indexer.model import resolve
-
-            wanted = resolve(self.model_arg).id
+            wanted = model.resolve(self.model_arg).id
             if wanted != info.id:
                 raise ModelMismatch(
                     f"library {self.directory} holds {info.id} vectors; --model {self.model_arg} "
@@ -85,8 +101,6 @@ class Collection:
 
     def embedder(self):
         if self._embedder is None:
-            from indexer import model
-
             self._embedder = model.load(self.model_id(), self.device, self.dtype)
             self._check_recipe(self._embedder.recipe)
         return self._embedder
@@ -99,8 +113,6 @@ class Collection:
         info = self.store().model() if self._library_exists() else None
         if info:
             return Recipe.from_json(info.recipe)
-        from indexer import model
-
         return model.local_recipe(self.model_id())
 
     def _check_recipe(self, recipe: Recipe) -> None:
@@ -112,7 +124,7 @@ class Collection:
             )
 
     def _library_exists(self) -> bool:
-        return self._store is not None or (self.directory / "library.db").exists()
+        return self._store is not None or (self.directory / DB_NAME).exists()
 
     def close(self) -> None:
         if self._store:
@@ -124,18 +136,16 @@ class Collection:
     def index(
         self,
         paths,
-        options: job.IndexOptions | None = None,
+        options: IndexOptions | None = None,
         progress=None,
         index_type: str | None = None,
-    ) -> job.IndexSummary:
+    ) -> IndexSummary:
         """Index paths (keeping `index_type` for the library when given). A run that creates
         the library but embeds nothing, or fails before it does, leaves no library behind."""
         self.model_id()  # refuse a model mismatch before walking anything
         if self.model_arg:
-            from indexer.model import resolve
-
-            resolve(self.model_arg)  # an unknown --model fails before a library is made
-        new, missing = not self._library_exists(), _outermost_missing(self.directory)
+            model.resolve(self.model_arg)  # an unknown --model fails before a library is made
+        new, missing = not self._library_exists(), layout.outermost_missing(self.directory)
         store = self.store(create=True)
         try:
             store.require_writable("index")
@@ -158,15 +168,7 @@ class Collection:
         if self._store is None or self._store.model() is not None:
             return False
         self.close()
-        for path in self.directory.iterdir():
-            if path.name.startswith(DB_NAME) or _library_file(path.name):
-                path.unlink(missing_ok=True)
-        for folder in (self.directory, *self.directory.parents) if missing else ():
-            if any(folder.iterdir()):
-                break
-            folder.rmdir()
-            if folder == missing:
-                break
+        layout.remove_library(self.directory, missing)
         return True
 
     def vector_index(self) -> knn.VectorIndex:
@@ -185,13 +187,14 @@ class Collection:
             if not store.read_only:  # read-only media: the index lives in memory only
                 self._vindex.save(self.directory)
         if self._vindex.kind == "ivfpq":
-            self._vindex.exact = _exact_vectors(store)
+            # re-scores IVF-PQ candidates; a row deleted meanwhile gets zeros (and is dropped)
+            self._vindex.exact = store.vectors_by_ids
         return self._vindex
 
     def _updated_or_built(self, store: Store) -> knn.VectorIndex:
         """The previous index file brought up to date with what changed since, when it is of the
         right kind and the change is small; else a new index from all the vectors."""
-        with store.db.atomic():  # rows and the list of changed ones from one snapshot
+        with store.snapshot():  # rows and the list of changed ones from one snapshot
             generation = store.generation
             ids, slots, space = store.vector_rows()
             kind = knn.choose_index_type(len(ids), space.shape[1], self._index_type())
@@ -207,7 +210,7 @@ class Collection:
             )
             if updated is not None:
                 return updated
-        return knn.VectorIndex.build(ids, gather(space, slots), kind, generation)
+        return knn.VectorIndex.build(ids, vectorfile.gather(space, slots), kind, generation)
 
     def set_index_type(self, kind: str) -> None:
         """Keep `kind` (auto, flat, hnsw) as this library's index type for every later command."""
@@ -271,7 +274,7 @@ class Collection:
             raise BadQuery("give at least one query image")
         started = time.perf_counter()
         vectors = self.vectors_for_files(images)
-        result = self.search_vector(_mean_direction(vectors), k, within)
+        result = self.search_vector(knn.mean_direction(vectors), k, within)
         result.query = [os.path.abspath(p) for p in images]
         result.seconds = time.perf_counter() - started
         return result
@@ -304,29 +307,23 @@ class Collection:
 
     # --- duplicates -----------------------------------------------------------------------------
 
-    def duplicates(self, options=None, progress=None):
-        """Duplicate groups in tiers (see search/finder.py); options: finder.DupOptions."""
-        from search.dups.run import DupOptions, find_duplicates
-
+    def duplicates(self, options: DupOptions | None = None, progress=None) -> DupReport:
+        """Duplicate groups in tiers (search/dups/run.py)."""
         options = options or DupOptions()
         self._refuse_calibrating_read_only(options)
-        return find_duplicates(self, options, progress)
+        return run.find_duplicates(self, options, progress)
 
-    def calibration_due(self, options) -> int | None:
+    def calibration_due(self, options: DupOptions) -> int | None:
         """Known copies a `duplicates(options)` call would embed first, or None (a read-only
         library that would need them is refused here, before anything is said or done)."""
-        from search.dups.run import calibration_due
-
         self._refuse_calibrating_read_only(options)
-        return calibration_due(self, options)
+        return run.calibration_due(self, options)
 
-    def _refuse_calibrating_read_only(self, options) -> None:
+    def _refuse_calibrating_read_only(self, options: DupOptions) -> None:
         """--threshold auto fits and stores a calibration when none is stored: on a read-only
         library say so before any work."""
-        from search.dups.run import stored_calibration
-
         if options.threshold == "auto" and self.store().read_only:
-            if stored_calibration(self) is None:
+            if run.stored_calibration(self) is None:
                 self.store().require_writable(
                     "calibrating the duplicate threshold",
                     "a fixed --threshold (a cosine, e.g. 0.95) only reads",
@@ -337,11 +334,112 @@ class Collection:
     ):
         """Refit score normalisation and the duplicate threshold on this library's images
         (sample None: one source per 20 images, 8 to 60)."""
-        from search.dups.run import run_calibration
-
         self.store().require_writable("calibrate")  # refuse before embedding the copies
-        calibration, _ = run_calibration(self, precision, sample, progress, seed)
+        calibration, _ = run.run_calibration(self, precision, sample, progress, seed)
         return calibration
+
+    def decide(self, a: str, b: str, kind: str = "distinct") -> dict:
+        """Record that files a and b are not duplicates ("distinct") or are to be kept both."""
+        self.store().require_writable("recording a decision")
+        return mark(self.store(), a, b, kind)
+
+    def undecide(self, a: str, b: str) -> bool:
+        """Forget the decision about a and b; True if there was one."""
+        self.store().require_writable("recording a decision")
+        return unmark(self.store(), a, b)
+
+    def decisions(self) -> list[dict]:
+        return list_decisions(self.store())
+
+    # --- clean-up: plans, apply, undo ------------------------------------------------------------
+
+    def policy(self, text: str | None) -> Policy:
+        """A keep policy, checked (a bad one fails before a long dups run)."""
+        return parse_policy(text)
+
+    def plan(
+        self,
+        report: DupReport,
+        policy: Policy | str | None = None,
+        action: str = "trash",
+        move_to: str | None = None,
+    ) -> Plan:
+        """The clean-up plan for a report: the policy's best file of each group is kept."""
+        return build_plan(report, self.store(), policy, action, move_to)
+
+    @staticmethod
+    def read_plan(path: str) -> Plan:
+        """A plan file written by `dups --plan` (its `library` names the library it is for)."""
+        return read_plan(path)
+
+    @staticmethod
+    def write_review_page(plan: Plan, path: str) -> None:
+        """The plan as one self-contained HTML page (thumbnails, the kept file and why)."""
+        write_html(plan, path)
+
+    def require_writable(self, doing: str) -> None:
+        """Refuse `doing` now (before asking or starting) when the library is read-only."""
+        self.store().require_writable(doing)
+
+    def apply(
+        self,
+        plan: Plan,
+        move_to: str | None = None,
+        dry_run: bool = False,
+        plan_path: str | None = None,
+    ) -> Result:
+        """Carry out a plan through the journal (resumable); the FAISS file follows the rows."""
+        store = self.store()
+        if not dry_run:
+            store.require_writable("apply")
+        result = apply_plan(store, plan, move_to, dry_run, plan_path)
+        if not dry_run:
+            self.vector_index()
+        return result
+
+    def last_plan_id(self) -> str | None:
+        """The latest applied plan with something left to undo."""
+        return Journal(self.store()).last_plan_id()
+
+    def was_applied(self, plan_id: str) -> bool:
+        return Journal(self.store()).was_applied(plan_id)
+
+    def undo(self, plan_id: str | None = None) -> Result:
+        """Put back what a plan (default: the last one applied) moved, trashed or linked."""
+        store = self.store()
+        store.require_writable("undo")
+        plan_id = plan_id or self.last_plan_id()
+        if not plan_id:
+            raise BadQuery(f"no applied plan in {store.directory} to undo")
+        result = undo_plan(store, plan_id)
+        self.vector_index()  # the FAISS file follows the rows now, as after `index`
+        return result
+
+    def image(self, image_id: int) -> dict | None:
+        """An image's row (path, size, width, height, hash, status, ...), or None."""
+        return self.store().image(image_id)
+
+    def image_ids(self, paths: list[str]) -> dict[str, int]:
+        """path -> id for the paths the library holds."""
+        store = self.store()
+        return {p: row["id"] for p in paths if (row := store.stat_of(p))}
+
+    def writable(self) -> bool:
+        """Whether the library's directory can be written (checked without writing)."""
+        return read_only_reason(self.directory) is None
+
+    # --- upkeep ---------------------------------------------------------------------------------
+
+    def check(self, deep: bool = False, repair: bool = False) -> CheckReport:
+        """Whether files, SQLite and the FAISS file agree; with repair, mend what can be."""
+        self.close()  # check reads the files as they are, through its own read-only connection
+        if repair:
+            return repair_library(self.directory, deep)
+        return check_library(self.directory, deep)
+
+    def export(self, directory: str, overwrite: bool = False) -> ExportSummary:
+        """Paths, metadata and vectors as Parquet files under `directory`."""
+        return export_parquet(self.store(), directory, overwrite=overwrite)
 
     # --- facts ----------------------------------------------------------------------------------
 
@@ -362,65 +460,37 @@ class Collection:
                 "generation": vindex.generation,
             },
             "bytes": store.bytes_on_disk(),
-            "calibration": self._calibration_summary(),
+            "calibration": stored[0].summary()
+            if (stored := run.stored_calibration(self))
+            else None,
         }
 
-    def _calibration_summary(self) -> dict | None:
-        from search.dups.run import stored_calibration
+    # --- plan editing (the page) ---
 
-        stored = stored_calibration(self)
-        if stored is None:
-            return None
-        c = stored[0]
-        return {
-            "threshold": round(c.threshold, 4),
-            "precision": round(c.precision, 4),
-            "recall": round(c.recall, 4),
-            "precision_target": c.precision_target,
-            "normalisation": c.normalisation,
-            "sample": c.sample,
-            "images": c.images,
-        }
+    def unknown_plan_files(self, plan: Plan) -> list[str]:
+        """The plan's files this library does not hold as indexed images (nor the plan moved)."""
+        return editing.unknown_files(self.store(), plan)
 
+    def plan_file(self, plan_id: str) -> Path:
+        """Where plan `plan_id` is kept: the library's plans/ (`dinosearch undo` looks there)."""
+        return editing.plan_file(self.directory, plan_id)
 
-def _mean_direction(vectors: np.ndarray) -> np.ndarray:
-    mean = vectors.mean(axis=0)
-    norm = np.linalg.norm(mean)
-    if norm < 1e-6:
-        raise BadQuery("the query images cancel out (their mean vector is zero)")
-    return mean / norm
+    def save_plan(self, plan: Plan) -> None:
+        """Keep the plan under plans/ (not on a read-only library); files only, no SQLite."""
+        editing.save_plan(self.directory, plan)
 
+    def posted_plan(self, data: dict) -> Plan:
+        """A whole (edited) plan from a client, checked like a plan file, for this library."""
+        return editing.posted_plan(data, self.directory)
 
-def _exact_vectors(store: Store):
-    """ids -> their stored vectors, for re-scoring IVF-PQ candidates; a row deleted meanwhile
-    gets zeros (scores 0, and search_vector drops it with the other vanished rows)."""
-    return store.vectors_by_ids
+    def set_keeper(self, plan: Plan, group: PlanGroup, path: str) -> None:
+        """Keep `path` in `group`; the old kept file gets the plan's action, sidecars follow."""
+        editing.set_keeper(plan, group, path)
 
 
 def _decode_query(path: str, recipe: Recipe):
     path = os.path.abspath(path)
     try:
-        return decode_file(path, recipe, max_pixels=_query_max_pixels())
+        return decode_file(path, recipe, max_pixels=DEFAULT_MAX_PIXELS)
     except ImageError as exc:
         raise BadQuery(f"query image {path}: {exc}") from None
-
-
-def _outermost_missing(directory: Path) -> Path | None:
-    """The outermost of `directory` and its parents that does not exist yet; None if it does."""
-    missing = None
-    for folder in (directory, *directory.parents):
-        if folder.exists():
-            break
-        missing = folder
-    return missing
-
-
-def _library_file(name: str) -> bool:
-    """A vector file, or a FAISS file or its temp file."""
-    return any(r.match(name) for r in (vectorfile.FILE_RE, knn.FILE_RE, knn.TMP_RE))
-
-
-def _query_max_pixels() -> int:
-    from indexer.config import DEFAULT_MAX_PIXELS
-
-    return DEFAULT_MAX_PIXELS

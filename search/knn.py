@@ -6,7 +6,6 @@ name, so a stale or half-written file is never mistaken for a current one and ca
 
 import errno
 import os
-import re
 import tempfile
 import threading
 import time
@@ -14,10 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows: temp files are judged by their age
+    fcntl = None
+
 from indexer.config import INDEX_PREFIX
-from indexer.errors import DiskFull, LibraryError
+from indexer.errors import BadQuery, DiskFull, LibraryError
+from indexer.library.layout import INDEX_FILE_RE, INDEX_TMP_RE
 from indexer.library.vectorfile import sync_directory
 
 # Exact search below this many vectors: one query over 200k x 768 floats is ~10 ms on 2 cores, and
@@ -43,8 +49,6 @@ IVFPQ_MIN_VECTORS_TO_TRAIN = 256  # 8-bit PQ codes need 256 training vectors; fe
 # the library changed, or it would have to remove rows from HNSW (it cannot): then it is rebuilt.
 UPDATE_MAX_FRACTION = 0.5
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
-FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
-TMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")
 STALE_TMP_S = 600  # a temp file this old belongs to no live writer
 # A writer creates its temp file, then locks it; between the two it looks abandoned. Threads of
 # one process (the API's, an index job's) take this lock for both steps and for the cleanup check.
@@ -77,8 +81,6 @@ def index_ids(index) -> np.ndarray:
 
     IVF-PQ keeps the ids in its inverted lists (no IndexIDMap2 around it): there a removal is
     done by the lists themselves, where inside an id map it would shift later rows' ids."""
-    import faiss
-
     if hasattr(index, "id_map"):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
     ivf = faiss.extract_index_ivf(index)
@@ -89,6 +91,20 @@ def index_ids(index) -> np.ndarray:
         if lists.list_size(i)
     ]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def inner_index(index):
+    """The index inside an IndexIDMap2 (flat or HNSW), or the IVF-PQ index itself."""
+    return faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+
+
+def build_all(store, requested: str = "auto") -> "VectorIndex":
+    """A new index of all the store's vectors, for its generation (no previous file used)."""
+    with store.snapshot():
+        generation = store.generation
+        ids, vectors = store.vectors()
+    kind = choose_index_type(len(ids), vectors.shape[1], requested)
+    return VectorIndex.build(ids, vectors, kind, generation)
 
 
 @dataclass
@@ -108,8 +124,6 @@ class VectorIndex:
     def build(
         cls, ids: np.ndarray, vectors: np.ndarray, kind: str, generation: int
     ) -> "VectorIndex":
-        import faiss
-
         started = time.perf_counter()
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
         if kind == "ivfpq":
@@ -178,8 +192,6 @@ class VectorIndex:
         return final
 
     def _write(self, tmp: Path) -> None:
-        import faiss
-
         faiss.write_index(self.index, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -213,8 +225,6 @@ class VectorIndex:
             return None
         started = time.perf_counter()
         if len(remove):
-            import faiss
-
             gone = np.ascontiguousarray(remove, dtype=np.int64)
             self.index.remove_ids(faiss.IDSelectorBatch(len(gone), faiss.swig_ptr(gone)))
         where = np.flatnonzero(add)
@@ -231,8 +241,6 @@ class VectorIndex:
     def _outgrown(self, count: int) -> bool:
         """IVF-PQ trained for far fewer vectors than it would now hold: under half the lists a
         fresh build would make (~4x fewer vectors)."""
-        import faiss
-
         lists = faiss.extract_index_ivf(self.index).nlist
         return 2 * lists < ivfpq_shape(count, self.index.d)[0]
 
@@ -240,7 +248,7 @@ class VectorIndex:
     def load_latest(cls, directory: Path, generation: int) -> "VectorIndex | None":
         """The newest readable saved index of `generation` or an older one (to update)."""
         older = sorted(
-            (int(m.group(1)) for p in directory.iterdir() if (m := FILE_RE.match(p.name))),
+            (int(m.group(1)) for p in directory.iterdir() if (m := INDEX_FILE_RE.match(p.name))),
             reverse=True,
         )
         for found in older:
@@ -253,8 +261,6 @@ class VectorIndex:
     @classmethod
     def load(cls, directory: Path, generation: int, cleanup: bool = True) -> "VectorIndex | None":
         """The saved index for exactly this generation, or None (missing, stale or damaged)."""
-        import faiss
-
         path = directory / f"{INDEX_PREFIX}.{generation}.faiss"
         if not path.exists():
             return None
@@ -262,7 +268,7 @@ class VectorIndex:
             index = faiss.read_index(str(path))
         except RuntimeError:
             return None  # damaged: the caller rebuilds it from SQLite
-        inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+        inner = inner_index(index)
         name = type(inner).__name__
         kind = "hnsw" if "HNSW" in name else "ivfpq" if "IVFPQ" in name else "flat"
         if kind == "hnsw":
@@ -280,8 +286,6 @@ class VectorIndex:
 def _build_ivfpq(ids: np.ndarray, vectors: np.ndarray, dim: int):
     """IVF-PQ trained on a sample, then filled chunk by chunk (the vectors may be a memory map:
     no full copy is made)."""
-    import faiss
-
     lists, m = ivfpq_shape(len(ids), dim)
     inner = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, m, 8, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(0)
@@ -296,10 +300,6 @@ def _build_ivfpq(ids: np.ndarray, vectors: np.ndarray, dim: int):
             np.ascontiguousarray(ids[start:end], dtype=np.int64),
         )
     return inner
-
-
-def saved_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if FILE_RE.match(p.name))
 
 
 def exact_search(
@@ -317,29 +317,24 @@ def exact_search(
 def remove_leftovers(directory: Path, generation: int) -> None:
     """Index files of older generations, and temp files no live writer holds."""
     for old in directory.iterdir():
-        m = FILE_RE.match(old.name)
+        m = INDEX_FILE_RE.match(old.name)
         if m and int(m.group(1)) < generation:
             old.unlink(missing_ok=True)
-        elif TMP_RE.match(old.name):
+        elif INDEX_TMP_RE.match(old.name):
             with _TMP_LOCK:
-                if _abandoned(old):
+                if is_abandoned(old):
                     old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
 
 
 def _lock(fd: int) -> None:
-    try:
-        import fcntl
-
+    if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:  # Windows: cleanup falls back to the file's age
-        pass
 
 
-def _abandoned(path: Path) -> bool:
-    """True when no process holds the temp file's lock (or, without flock, when it is old)."""
-    try:
-        import fcntl
-    except ImportError:
+def is_abandoned(path: Path) -> bool:
+    """Whether a temp file belongs to no live writer: no process holds its lock (without flock,
+    on Windows: it is old). The one rule for `index` clean-up and `check`."""
+    if fcntl is None:
         return _age_s(path) > STALE_TMP_S
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -364,3 +359,12 @@ def _age_s(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except FileNotFoundError:  # another writer renamed its temp file meanwhile
         return 0.0
+
+
+def mean_direction(vectors: np.ndarray) -> np.ndarray:
+    """The unit direction of several query vectors' mean (a query by many images)."""
+    mean = vectors.mean(axis=0)
+    norm = np.linalg.norm(mean)
+    if norm < 1e-6:
+        raise BadQuery("the query images cancel out (their mean vector is zero)")
+    return mean / norm

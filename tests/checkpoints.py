@@ -44,36 +44,32 @@ def snapshot_dir(hub_cache: Path, repo_id: str) -> Path:
     return snap
 
 
-def tiny_dinov2(seed: int = 0):
+# The real layout at a toy width: 2 layers of 3 heads over 48 features, 224 x 224 input.
+TINY = {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 3, "image_size": 224}
+
+
+def seeded(seed: int, build):
+    """build() in eval mode, its weights drawn after torch.manual_seed(seed)."""
     import torch
-    from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(seed)
-    config = Dinov2Config(
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=3,
-        mlp_ratio=2,
-        patch_size=14,
-        image_size=224,
-    )
-    return Dinov2Model(config).eval()
+    return build().eval()
+
+
+def tiny_dinov2(seed: int = 0, **config):
+    """A random-init DINOv2 (ViT/14); `config` overrides the tiny sizes."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    config = {**TINY, "mlp_ratio": 2, "patch_size": 14, **config}
+    return seeded(seed, lambda: Dinov2Model(Dinov2Config(**config)))
 
 
 def tiny_dino_v1(seed: int = 0):
-    import torch
+    """A random-init DINO v1 ViT-S/16 layout, with its pooler as the hub checkpoint has one."""
     from transformers import ViTConfig, ViTModel
 
-    torch.manual_seed(seed)
-    config = ViTConfig(
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=3,
-        intermediate_size=96,
-        patch_size=16,
-        image_size=224,
-    )
-    return ViTModel(config, add_pooling_layer=True).eval()
+    config = ViTConfig(**TINY, intermediate_size=96, patch_size=16)
+    return seeded(seed, lambda: ViTModel(config, add_pooling_layer=True))
 
 
 def write_hf(directory: Path, model, processor: dict) -> Path:

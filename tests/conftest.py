@@ -1,7 +1,5 @@
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,12 +14,19 @@ os.environ.pop("DINOSEARCH_MODEL", None)
 import pytest  # noqa: E402
 
 from tests.checkpoints import populate_hub_cache  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "testdata"
-PHOTOS = SHARED / "photos"
-IMAGEDEDUP = SHARED / "imagededup"
-HEIF = SHARED / "heif"
+from tests.helpers import (  # noqa: E402, F401  (the names tests once imported from here)
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HEIF,
+    IMAGEDEDUP,
+    PHOTOS,
+    ROOT,
+    SHARED,
+    copy_photos,
+    make_dup_lib,
+    run_cli,
+    stored_rows,
+)
 
 
 def pytest_configure(config):
@@ -46,33 +51,37 @@ def library(tmp_path) -> Path:
 def photos(tmp_path) -> Path:
     """A private copy of a few real photos (tests rename and delete files in it)."""
     folder = tmp_path / "photos"
-    folder.mkdir()
-    for src in sorted(PHOTOS.glob("*.png"))[:8]:
-        shutil.copy2(src, folder / src.name)
+    copy_photos(folder, 8)
     return folder
 
 
-def run_cli(*args, check=True, env=None, **kwargs) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a subprocess."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "search.cli.app", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        **kwargs,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dinosearch {args} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+@pytest.fixture
+def dup_lib(tmp_path) -> tuple[Path, Path]:
+    """(folder, library): 5 photos, an exact copy of kodim01 and a lossless re-encode of kodim02,
+    indexed (helpers.make_dup_lib)."""
+    return make_dup_lib(tmp_path)
 
 
-def stored_rows(library: Path) -> list[dict]:
-    """Every row of a library with its vector (bytes, or None), ordered by path."""
-    from indexer.library.store import Store
+@pytest.fixture
+def trash(tmp_path, monkeypatch):
+    """A private freedesktop trash (send2trash's home trash, redirected)."""
+    from send2trash import plat_other
 
-    store = Store.open(library)
-    try:
-        return sorted(store.all_images(), key=lambda r: r["path"])
-    finally:
-        store.close()
+    data = tmp_path / "home" / ".local" / "share"
+    data.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data))
+    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data / "Trash"))
+    monkeypatch.setattr(plat_other, "HOMETRASH", str(data / "Trash"))
+    return data / "Trash"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's, through Playwright), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -7,9 +7,7 @@ import io
 import json
 import os
 import shutil
-import struct
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from indexer.job import IndexOptions
 from search.cli.serve import serve
 from search.collection import Collection
 from search.web.app import create_app
-from tests.conftest import PHOTOS
+from tests.helpers import PHOTOS, library_paths, png_header_only, wait_until_done
 from tests.live_server import live_server
 
 BASE_URL = "http://127.0.0.1:8000"  # a loopback Host header, as a browser on this machine sends
@@ -37,18 +35,6 @@ def rotated_jpeg() -> bytes:
     out = io.BytesIO()
     img.save(out, "JPEG", exif=exif)
     return out.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A valid PNG header claiming width x height pixels, followed by a few bytes of pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -379,13 +365,7 @@ def test_page_token_link_sets_a_strict_cookie(guarded):
 
 
 def wait_for_job(client: TestClient, job_id: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["state"] != "running":
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still running after {timeout_s}s")
+    return wait_until_done(client, f"/api/jobs/{job_id}", timeout_s, poll_s=0.1)
 
 
 @pytest.fixture
@@ -551,28 +531,6 @@ def test_duplicates_is_the_dups_json(tmp_path):
 # --- acting on duplicates: decisions, plan, apply, undo -------------------------------------------
 
 
-@pytest.fixture
-def trash(tmp_path, monkeypatch):
-    """A private freedesktop trash (send2trash's home trash, redirected), as in test_apply."""
-    from send2trash import plat_other
-
-    data = tmp_path / "home" / ".local" / "share"
-    data.mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data))
-    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data / "Trash"))
-    monkeypatch.setattr(plat_other, "HOMETRASH", str(data / "Trash"))
-    return data / "Trash"
-
-
-@pytest.fixture
-def dup_lib(tmp_path) -> tuple[Path, Path]:
-    """(folder, library): 5 photos, an exact copy of kodim01 and a lossless re-encode of kodim02."""
-    from tests.test_plan import make_dup_lib
-
-    return make_dup_lib(tmp_path)
-
-
 EXACT = {"threshold": "0.999"}  # exact and pixel-identical copies only: no model quality involved
 
 
@@ -586,20 +544,8 @@ def group_names(report: dict) -> list[list[str]]:
     )
 
 
-def library_paths(library: Path) -> set[str]:
-    from indexer.library.store import Store
-
-    return {r[0] for r in Store.open(library).db.execute("select path from images")}
-
-
 def wait_for_run(c: TestClient, run_id: str, timeout_s: float = 60) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = c.get(f"/api/apply/{run_id}").json()
-        if run["state"] != "running":
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} still running after {timeout_s}s")
+    return wait_until_done(c, f"/api/apply/{run_id}", timeout_s, poll_s=0.05)
 
 
 def test_decisions_persist_and_are_respected(dup_lib):

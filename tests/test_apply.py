@@ -14,30 +14,9 @@ import pytest
 from indexer.library.store import Store
 from search.cleanup.apply import PAUSE_ENV, apply_plan, undo_plan
 from search.cleanup.plan import read_plan
-from tests.conftest import ROOT
-from tests.test_plan import invoke, make_dup_lib, make_plan
-
-
-@pytest.fixture
-def dup_lib(tmp_path):
-    return make_dup_lib(tmp_path)
-
+from tests.helpers import ROOT, invoke, library_paths, make_plan
 
 KILL_AFTER_S = 60  # give up waiting for the subprocess to reach the kill point
-
-
-@pytest.fixture
-def trash(tmp_path, monkeypatch):
-    """A private freedesktop trash (send2trash's home trash, redirected)."""
-    from send2trash import plat_other
-
-    data = tmp_path / "home" / ".local" / "share"
-    data.mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data))
-    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data / "Trash"))
-    monkeypatch.setattr(plat_other, "HOMETRASH", str(data / "Trash"))
-    return data / "Trash"
 
 
 def write_plan(library, tmp_path, **kwargs):
@@ -49,11 +28,6 @@ def write_plan(library, tmp_path, **kwargs):
 
 def listing(folder) -> list[str]:
     return sorted(os.listdir(folder))
-
-
-def library_paths(library) -> set[str]:
-    store = Store.open(library)
-    return {r[0] for r in store.db.execute("select path from images")}
 
 
 def apply_json(*args, input=None):

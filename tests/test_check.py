@@ -11,12 +11,11 @@ from click.testing import CliRunner
 
 from indexer.library.store import Store
 from search.cli.app import cli
-from search.cli.upkeep import check
-from tests.conftest import PHOTOS
+from tests.helpers import PHOTOS
 
 
 def run_check(library, *args, expect=None):
-    result = CliRunner().invoke(check, ["--index", str(library), "--json", *args])
+    result = CliRunner().invoke(cli, ["check", "--index", str(library), "--json", *args])
     if expect is not None:
         assert result.exit_code == expect, (result.output, result.exception)
     return result.exit_code, json.loads(result.stdout)
@@ -65,7 +64,7 @@ def test_fresh_library_is_clean(indexed):
     code, report = run_check(library)
     assert code == 0 and report["ok"] and report["problems"] == []
     assert report["images"] == 5 and report["generation"] == report["index_generation"]
-    human = CliRunner().invoke(check, ["--index", str(library)])
+    human = CliRunner().invoke(cli, ["check", "--index", str(library)])
     assert human.exit_code == 0 and "all agree" in human.stdout
 
 
@@ -168,6 +167,6 @@ def test_damaged_database_is_reported_and_never_written(indexed):
 
 
 def test_no_library_is_a_clear_error(tmp_path):
-    result = CliRunner().invoke(check, ["--index", str(tmp_path / "none")])
+    result = CliRunner().invoke(cli, ["check", "--index", str(tmp_path / "none")])
     assert result.exit_code == 1 and "no library" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

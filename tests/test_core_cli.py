@@ -11,13 +11,7 @@ from click.testing import CliRunner
 
 from indexer.library.store import Store
 from search.cli.app import cli
-from tests.conftest import HEIF, IMAGEDEDUP, PHOTOS, stored_rows
-
-
-def invoke(*args, expect=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
+from tests.helpers import HEIF, IMAGEDEDUP, PHOTOS, invoke, stored_rows
 
 
 def index_json(*args):

@@ -4,14 +4,13 @@ the result equals an uninterrupted run."""
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 from search.collection import Collection
-from tests.conftest import PHOTOS, ROOT, run_cli, stored_rows
+from tests.helpers import PHOTOS, ROOT, index_command, run_cli, stored_rows
 
 
 def library_state(library):
@@ -37,20 +36,7 @@ def committed_rows(library) -> int:
 
 def start_index(folder, library):
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "search.cli.app",
-            "index",
-            str(folder),
-            "--index",
-            str(library),
-            "--batch-size",
-            "2",
-            "--workers",
-            "1",
-            "--json",
-        ],
+        index_command(library, folder),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

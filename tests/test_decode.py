@@ -1,37 +1,14 @@
 """The one decoder: odd modes, orientation, and the decompression-bomb guard."""
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import DecompressionBomb, ImageError
-from tests.conftest import IMAGEDEDUP, PHOTOS
+from tests.helpers import IMAGEDEDUP, PHOTOS, hostile_corpus, png_header_only
 
 RECIPE = Recipe()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A tiny valid-looking PNG that claims width x height pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_small_file_claiming_gigapixels_is_refused_before_decoding():
@@ -92,16 +69,7 @@ def test_exif_orientations_decode_upright(orientation, tmp_path):
     with Image.open(PHOTOS / "kodim05.png") as img:
         upright = img.convert("RGB")
     # store the pixels so that applying `orientation` gives the upright picture back
-    inverse = {
-        1: None,
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_90,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_270,
-    }[orientation]
+    inverse = hostile_corpus.STORE[orientation]
     stored = upright if inverse is None else upright.transpose(inverse)  # FLIP_LEFT_RIGHT == 0
     exif = Image.Exif()
     exif[274] = orientation

@@ -3,7 +3,7 @@
 import re
 
 from search.cli.app import cli
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
 

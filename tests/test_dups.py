@@ -6,24 +6,16 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image, ImageOps
 
 from indexer.library.store import Store
-from search.cli.app import cli
 from search.collection import Collection
 from search.dups import calibration as calibrate
-from search.dups import groups as duplicates
-from search.dups import run as finder
-from search.dups.groups import leader_groups, neighbour_pairs
+from search.dups import evidence, pairs
+from search.dups.groups import Library, leader_groups, twin_units
+from search.dups.pairs import neighbour_pairs
 from search.dups.run import stored_calibration
-from tests.conftest import PHOTOS, SHARED
-
-
-def invoke(*args, expect=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
+from tests.helpers import PHOTOS, SHARED, copy_photos, invoke
 
 
 def dups_json(library, *args):
@@ -34,10 +26,7 @@ def dups_json(library, *args):
 def dup_folder(tmp_path):
     """Real photos plus an exact copy, a pixel-identical re-encode and a JPEG copy."""
     folder = tmp_path / "dups"
-    folder.mkdir()
-    originals = sorted(PHOTOS.glob("*.png"))[:6]
-    for src in originals:
-        shutil.copy(src, folder / src.name)
+    originals = copy_photos(folder, 6, copy=shutil.copy)
     shutil.copy(originals[0], folder / "exact-copy.png")
     with Image.open(originals[1]) as img:
         img.save(folder / "lossless.webp", lossless=True)
@@ -254,7 +243,7 @@ def test_clustered_join_finds_the_exact_pairs_at_scale(monkeypatch):
     copies = v[:500] + 0.02 * rng.standard_normal((500, 64)).astype(np.float32)
     v = np.vstack([v, copies / np.linalg.norm(copies, axis=1, keepdims=True)])
     exact = neighbour_pairs(v, 0.9)
-    monkeypatch.setattr(duplicates, "EXACT_SEARCH_MAX", 1000)
+    monkeypatch.setattr(pairs, "EXACT_SEARCH_MAX", 1000)
     rows, cols, sims = neighbour_pairs(v, 0.9)
     found = set(zip(rows.tolist(), cols.tolist(), strict=True))
     truth = set(zip(exact[0].tolist(), exact[1].tolist(), strict=True))
@@ -352,7 +341,7 @@ def test_twins_join_the_group_their_file_is_in(tmp_path, library):
 
 def test_twin_units_merge_bytes_and_pixels():
     hashes = ["a", "b", "a", "c", "b", None]
-    units = duplicates.twin_units(hashes, [(1, 3)], sizes=[10, 5, 10, 7, 5, 1])
+    units = twin_units(hashes, [(1, 3)], sizes=[10, 5, 10, 7, 5, 1])
     # {0, 2} by bytes (first row represents equal sizes); {1, 3, 4} by bytes + pixels: 3 is largest
     assert units.rep.tolist() == [0, 3, 0, 3, 3, 5]
     assert units.twins_of() == {0: [2], 3: [1, 4]}
@@ -442,10 +431,10 @@ def test_a_grey_copy_is_confirmed_whatever_its_score_and_another_photo_is_not(tm
         {"path": str(p), "hash": str(i), "width": 1, "height": 1, "size": 1}
         for i, p in enumerate(paths)
     ]
-    lib = finder.Library(np.arange(3), vectors, rows)
-    confirmed = finder._confirmed_pairs(lib, vectors, set(), np.zeros(3, bool), [])
+    lib = Library(np.arange(3), vectors, rows)
+    confirmed = evidence.confirmed_pairs(lib, vectors, set(), np.zeros(3, bool), [])
     assert {pair: how for pair, (_, how) in confirmed.items()} == {(0, 1): "tone"}
-    assert finder._confirmed_pairs(lib, vectors, {(0, 1)}, np.zeros(3, bool), []) == {}
+    assert evidence.confirmed_pairs(lib, vectors, {(0, 1)}, np.zeros(3, bool), []) == {}
 
 
 def kodak_rgb(name: str) -> Image.Image:
@@ -469,7 +458,7 @@ def test_a_pair_with_a_colourless_picture_needs_pixel_evidence(tmp_path):
         {"path": str(p), "hash": str(i), "width": 1, "height": 1, "size": 1}
         for i, p in enumerate(paths)
     ]
-    lib = finder.Library(np.arange(3), np.eye(3, dtype=np.float32), rows)
+    lib = Library(np.arange(3), np.eye(3, dtype=np.float32), rows)
     pairs = np.array([0, 0, 1]), np.array([1, 2, 2]), np.full(3, 0.9, np.float32)
-    kept, kept_cols, _ = finder._grey_pairs_with_evidence(lib, *pairs, np.zeros(3, bool))
+    kept, kept_cols, _ = evidence.grey_pairs_with_evidence(lib, *pairs, np.zeros(3, bool))
     assert list(zip(kept.tolist(), kept_cols.tolist(), strict=True)) == [(0, 1)]

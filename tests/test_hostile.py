@@ -5,23 +5,18 @@ import json
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from indexer.decode import Recipe, decode_file
 from indexer.library.store import Store
-from search.cli.app import cli
 from search.upkeep.check import check_library
-from tests.conftest import PHOTOS, ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import make_hostile_corpus as corpus  # noqa: E402
+from tests.helpers import PHOTOS, SLOW_DECODE_S, SLOW_LIMIT, invoke, slow_folder
+from tests.helpers import hostile_corpus as corpus
 
 LIBRARY_FILES = {"library.db", "library.db-wal", "library.db-shm"}
 # Findings once, fixed since; still tested on their own below.
@@ -29,8 +24,7 @@ KNOWN_FAILING: set[str] = set()
 
 
 def index(*args, expect=0):
-    result = CliRunner().invoke(cli, ["index", *map(str, args), "--json"])
-    assert result.exit_code == expect, (result.output, result.exception)
+    result = invoke("index", *args, "--json", expect=expect)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     return json.loads(result.stdout) if expect == 0 else result
 
@@ -147,19 +141,6 @@ def test_non_utf8_file_name_costs_at_most_that_file(tmp_path):
 
 
 # --- decode isolation, through the whole job -----------------------------------------------------
-
-SLOW_SIDE_PX = 12_000  # a 144 MP PNG of zeros: 140 KB on disk, ~1 s and ~750 MB to decode
-SLOW_DECODE_S = 1.0  # its decode time here (a Kodak PNG: ~0.03 s)
-SLOW_LIMIT = "0.2"  # a --decode-timeout that cuts it with margin on both sides
-
-
-def slow_folder(tmp_path: Path, photos: int = 3) -> Path:
-    folder = tmp_path / "slow"
-    folder.mkdir()
-    (folder / "000_slow.png").write_bytes(corpus.zero_png(SLOW_SIDE_PX, SLOW_SIDE_PX))
-    for src in sorted(PHOTOS.glob("*.png"))[:photos]:
-        shutil.copy2(src, folder / src.name)
-    return folder
 
 
 def descendants(pid: int) -> list[int]:

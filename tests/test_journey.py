@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from search.dups.whitening import MIN_VECTORS_TO_WHITEN
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tests.messy_library import (
     Manifest,
     build,

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tests.messy_library import build, plan_violations, quality, report_problems, sha256_tree
 
 WEIGHTS = os.environ.get("DINOSEARCH_REAL_WEIGHTS")

@@ -124,7 +124,8 @@ def test_a_library_too_small_for_ivfpq_gets_exact_search():
 def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
     """Through the product path: the store's memory-mapped vectors re-score the candidates,
     so an IVF-PQ library answers as an exact one does."""
-    from indexer.library.store import ImageRow, ModelInfo, Store
+    from indexer.library.rows import ImageRow, ModelInfo
+    from indexer.library.store import Store
     from search.collection import Collection
 
     space = clustered_unit_vectors(2000, seed=9)

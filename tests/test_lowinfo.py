@@ -11,7 +11,7 @@ from PIL import Image
 
 from search.dups import lowinfo
 from search.dups.lowinfo import is_low_information, look_alike, needs_pixel_evidence
-from tests.conftest import HEIF, IMAGEDEDUP, PHOTOS, SHARED
+from tests.helpers import HEIF, IMAGEDEDUP, PHOTOS, SHARED
 
 W, H = 320, 240  # generated graphics: 4:3, big enough that none of them is "tiny"
 

@@ -7,7 +7,8 @@ from PIL import Image
 from indexer import model
 from indexer.decode import decode_file, preprocess, to_rgb
 from indexer.errors import UnknownModel
-from tests.conftest import PHOTOS, run_cli
+from tests.checkpoints import tiny_dinov2
+from tests.helpers import PHOTOS, model_input, run_cli
 
 PHOTO_FILES = sorted(PHOTOS.glob("*.png"))
 
@@ -46,12 +47,8 @@ def test_embedding_is_the_normalised_cls_token_after_the_final_norm():
     embedder = model.load("facebook/dinov2-small")
     pixels = decode_file(str(PHOTO_FILES[0]), embedder.recipe, None).pixels[None]
     ours = embedder.embed(pixels)[0]
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(embedder.recipe.mean).view(1, 3, 1, 1)) / torch.tensor(
-        embedder.recipe.std
-    ).view(1, 3, 1, 1)
     with torch.no_grad():
-        out = embedder.net(pixel_values=x)
+        out = embedder.net(pixel_values=model_input(pixels, embedder.recipe))
     cls = out.last_hidden_state[0, 0].numpy()
     np.testing.assert_allclose(ours, cls / np.linalg.norm(cls), atol=1e-5)
     assert abs(np.linalg.norm(ours) - 1) < 1e-5
@@ -76,21 +73,9 @@ def test_registry_and_name_resolution(tmp_path):
 
 
 def test_local_weights_file_infers_the_architecture(tmp_path):
-    import torch
     from safetensors.torch import save_file
-    from transformers import Dinov2Config, Dinov2Model
 
-    torch.manual_seed(5)
-    net = Dinov2Model(
-        Dinov2Config(
-            hidden_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            mlp_ratio=2,
-            patch_size=14,
-            image_size=224,
-        )
-    )
+    net = tiny_dinov2(5, hidden_size=128, num_attention_heads=2)
     net.save_pretrained(tmp_path / "dir")
     weights = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))

@@ -13,13 +13,11 @@ import random
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from search.cli.app import cli
-from tests.conftest import PHOTOS
+from tests.helpers import PHOTOS, invoke
 from tests.messy_library import (
     edited,
     encode,
@@ -103,12 +101,6 @@ def write_library(folder: Path, spec: dict) -> list[Path]:
         path.write_bytes(data)
         files.append(path)
     return files
-
-
-def invoke(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
 
 
 @settings(

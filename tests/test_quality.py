@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageOps
 
 from search.cli.app import cli
-from tests.conftest import SHARED
+from tests.helpers import SHARED
 
 WEIGHTS = os.environ.get("DINOSEARCH_REAL_WEIGHTS")
 pytestmark = [

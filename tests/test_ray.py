@@ -5,12 +5,10 @@ Hugging Face cache that conftest set up, so they load the same tiny DINOv2 throu
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 ray = pytest.importorskip("ray")
@@ -19,12 +17,11 @@ pq = pytest.importorskip("pyarrow.parquet")
 from indexer.job import IndexOptions  # noqa: E402
 from indexer.library.store import Store  # noqa: E402
 from indexer.ray_backend import ray_embedded_batches  # noqa: E402
-from search.cli.app import cli  # noqa: E402
-from search.cli.export import export  # noqa: E402
 from search.collection import Collection  # noqa: E402
-from search.dups.groups import leader_groups, neighbour_pairs  # noqa: E402
+from search.dups.groups import leader_groups  # noqa: E402
+from search.dups.pairs import neighbour_pairs  # noqa: E402
 from search.dups.ray import ray_neighbour_pairs  # noqa: E402
-from tests.conftest import PHOTOS, SHARED  # noqa: E402
+from tests.helpers import PHOTOS, SHARED, copy_photos, invoke  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 TOLERANCE = 1e-5
@@ -44,21 +41,12 @@ def ray_cluster():
 def dup_photos(tmp_path) -> Path:
     """Real photos, plus resized and recompressed copies of three of them."""
     folder = tmp_path / "photos"
-    folder.mkdir()
-    originals = sorted(PHOTOS.glob("*.png"))[:8]
-    for src in originals:
-        shutil.copy2(src, folder / src.name)
+    originals = copy_photos(folder, 8)
     for src in originals[:3]:
         with Image.open(src) as img:
             img.convert("RGB").save(folder / f"{src.stem}-q60.jpg", quality=60)
             img.resize((img.width // 2, img.height // 2)).save(folder / f"{src.stem}-half.png")
     return folder
-
-
-def invoke(command, *args, expect=0):
-    result = CliRunner().invoke(command, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
 
 
 def vectors_by_path(library: Path) -> dict[str, np.ndarray]:
@@ -125,10 +113,10 @@ def test_ray_neighbour_pairs_are_the_local_pairs(ray_cluster):
 def test_ray_clustered_join_is_the_local_join(ray_cluster, monkeypatch):
     """Above the exact size both runs use the clustered join; Ray tasks join ranges of the
     driver's lists, so pairs, order and scores are the local ones."""
-    from search.dups import groups as duplicates
+    from search.dups import pairs
     from search.dups import ray as ray_dups
 
-    monkeypatch.setattr(duplicates, "EXACT_SEARCH_MAX", 1000)
+    monkeypatch.setattr(pairs, "EXACT_SEARCH_MAX", 1000)
     monkeypatch.setattr(ray_dups, "EXACT_SEARCH_MAX", 1000)
     monkeypatch.setattr(ray_dups, "LISTS_PER_TASK", 8)  # several tasks even for 3000 vectors
     assert_ray_pairs_equal_local(min_pairs=900)
@@ -149,7 +137,7 @@ def test_ray_groups_on_a_real_library_equal_local(ray_cluster, dup_photos, libra
 
 
 def export_dir(library: Path, out: Path, *extra) -> dict:
-    result = invoke(export, "--format", "parquet", out, "--index", library, "--json", *extra)
+    result = invoke("export", "--format", "parquet", out, "--index", library, "--json", *extra)
     return json.loads(result.stdout)
 
 
@@ -175,7 +163,7 @@ def test_export_refuses_to_clobber_unless_asked(photos, library, tmp_path):
     local_library(photos, library)
     out = tmp_path / "export"
     export_dir(library, out)
-    result = invoke(export, out, "--index", library, expect=1)
+    result = invoke("export", out, "--index", library, expect=1)
     assert "exists" in result.output and "--overwrite" in result.output
     assert export_dir(library, out, "--overwrite")["rows"] == len(photos_in(photos))
     assert not list(tmp_path.glob(".export*"))
@@ -186,7 +174,7 @@ def photos_in(folder: Path) -> list[Path]:
 
 
 def test_export_without_library_is_a_clear_error(tmp_path):
-    result = invoke(export, tmp_path / "out", "--index", tmp_path / "none", expect=1)
+    result = invoke("export", tmp_path / "out", "--index", tmp_path / "none", expect=1)
     assert "no library" in result.output
 
 
@@ -195,14 +183,14 @@ def test_export_without_library_is_a_clear_error(tmp_path):
 
 def test_cli_index_with_ray_equals_local(ray_cluster, dup_photos, tmp_path):
     local = local_library(dup_photos, tmp_path / "local")
-    result = invoke(cli, "index", dup_photos, "--index", tmp_path / "ray", "--ray", "--json")
+    result = invoke("index", dup_photos, "--index", tmp_path / "ray", "--ray", "--json")
     summary = json.loads(result.stdout)
     assert summary["indexed"] == summary["embedded"] == len(local) and summary["failed"] == []
     distributed = vectors_by_path(tmp_path / "ray")
     assert set(distributed) == set(local)
     for path, vector in local.items():
         assert np.abs(distributed[path] - vector).max() <= TOLERANCE
-    again = invoke(cli, "index", dup_photos, "--index", tmp_path / "ray", "--ray", "--json")
+    again = invoke("index", dup_photos, "--index", tmp_path / "ray", "--ray", "--json")
     assert json.loads(again.stdout)["unchanged"] == len(local)  # incremental as usual
 
 
@@ -210,7 +198,7 @@ def test_cli_dups_with_ray_equals_local(ray_cluster, dup_photos, library):
     local_library(dup_photos, library)
     runs = [
         json.loads(
-            invoke(cli, "dups", "--index", library, "--threshold", "0.9", "--json", *extra).stdout
+            invoke("dups", "--index", library, "--threshold", "0.9", "--json", *extra).stdout
         )
         for extra in ((), ("--ray",))
     ]
@@ -231,7 +219,7 @@ def test_a_worker_that_cannot_load_the_model_is_a_clear_error(ray_cluster):
 def test_a_decode_past_the_time_limit_costs_one_file_on_ray(ray_cluster, tmp_path):
     """--decode-timeout reaches the Ray decode tasks: the slow file is reported, the rest kept."""
     from indexer.decode import Recipe
-    from tests.test_hostile import SLOW_LIMIT, slow_folder
+    from tests.helpers import SLOW_LIMIT, slow_folder
 
     folder = slow_folder(tmp_path, photos=2)
     paths = sorted(str(p) for p in folder.iterdir())

@@ -15,7 +15,7 @@ import pytest
 
 from search.collection import Collection
 from search.upkeep.check import check_library
-from tests.conftest import PHOTOS, ROOT, run_cli, stored_rows
+from tests.helpers import PHOTOS, ROOT, index_command, run_cli, stored_rows
 
 # Runs the real CLI with an audit hook that SIGKILLs the process at one moment of the index save.
 # No product code changes: Python's audit events fire inside os.replace / open / os.unlink.
@@ -35,6 +35,16 @@ from search.cli.app import main
 sys.argv[0] = "dinosearch"
 main()
 """
+
+
+def index_killed_at(
+    moment: str, folder, library, *extra: str, **run
+) -> subprocess.CompletedProcess:
+    """`dinosearch index FOLDER --workers 0 EXTRA` under KILL_AT's hook, killed at `moment`."""
+    command = ["index", str(folder), "--index", str(library), "--workers", "0", *extra]
+    return subprocess.run(
+        [sys.executable, "-c", KILL_AT, moment, *command], cwd=ROOT, timeout=300, **run
+    )
 
 
 def state(library) -> dict:
@@ -65,25 +75,7 @@ def test_kill_9_while_the_index_file_is_written(tmp_path, moment):
     copy_photos(folder, MORE)
     run_cli("index", folder, "--index", reference, "--workers", "0")
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            KILL_AT,
-            moment,
-            "index",
-            str(folder),
-            "--index",
-            str(library),
-            "--workers",
-            "0",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = index_killed_at(moment, folder, library, "--json", capture_output=True, text=True)
     assert proc.returncode == -9, (moment, proc.returncode, proc.stderr[-2000:])
     assert integrity(library) == "ok"
     assert state(library) == state(reference) or moment != "before_cleanup"
@@ -110,23 +102,7 @@ def test_kill_9_leaves_no_leftover_files_after_rerun(tmp_path, moment):
     library = tmp_path / "lib"
     run_cli("index", folder, "--index", library, "--workers", "0")
     copy_photos(folder, MORE)
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            KILL_AT,
-            moment,
-            "index",
-            str(folder),
-            "--index",
-            str(library),
-            "--workers",
-            "0",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=300,
-    )
+    index_killed_at(moment, folder, library, capture_output=True)
     run_cli("index", folder, "--index", library, "--workers", "0")
     assert not list(library.glob(".*.tmp")) and len(list(library.glob("*.faiss"))) == 1
     assert check_library(library).ok
@@ -195,20 +171,7 @@ def test_queries_while_an_index_job_writes(tmp_path, readers):
     run_cli("index", folder, "--index", library, "--workers", "0")
     copy_photos(folder, [f"kodim{i:02d}.png" for i in range(4, 25)])
     writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "search.cli.app",
-            "index",
-            str(folder),
-            "--index",
-            str(library),
-            "--batch-size",
-            "2",
-            "--workers",
-            "1",
-            "--json",
-        ],
+        index_command(library, folder),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

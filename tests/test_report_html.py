@@ -6,42 +6,10 @@ Needs Debian's `chromium` (/usr/bin/chromium) and the `playwright` Python packag
 
 import json
 import os
-import shutil
 from pathlib import Path
 
-import pytest
-
 from search.cleanup.report_html import write_html
-from tests.conftest import ROOT
-from tests.test_plan import invoke, make_dup_lib, make_plan
-
-
-@pytest.fixture
-def dup_lib(tmp_path):
-    return make_dup_lib(tmp_path)
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+from tests.helpers import ARTIFACTS, invoke, make_plan
 
 
 def test_the_page_is_one_self_contained_file(dup_lib, tmp_path):

@@ -17,18 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from search.cleanup.policy import Facts, parse_policy
-from search.cli.app import cli
 from search.cli.progress import TerminalProgress
-from tests.conftest import PHOTOS, ROOT, run_cli
-
-
-def invoke(*args, expect=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert expect is None or result.exit_code == expect, (result.output, result.exception)
-    return result
+from tests.helpers import PHOTOS, ROOT, invoke, run_cli
+from tests.live_server import free_port
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -354,12 +347,6 @@ def test_a_complete_tie_between_byte_identical_copies_says_so():
 
 
 # --- 7. an unreachable hub is known in seconds --------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SilentHub:

@@ -11,8 +11,9 @@ import pytest
 import sqlite_utils
 
 from indexer.errors import LibraryError
-from indexer.library import schema, vectorfile
-from indexer.library.store import ImageRow, ModelInfo, Store
+from indexer.library import compaction, schema, vectorfile
+from indexer.library.rows import ImageRow, ModelInfo
+from indexer.library.store import Store
 from search.upkeep.check import check_library, repair_library
 
 DIM = 8
@@ -212,13 +213,11 @@ def test_a_writer_never_pads_lost_vectors_with_zeros(store):
 
 
 def test_compaction_without_room_leaves_the_library_as_it_was(store, monkeypatch):
-    import indexer.library.store as store_module
-
     paths = [f"p{i}" for i in range(10)]
     store.write_rows(rows(paths, unit_vectors(10)))
     store.write_rows(rows(paths, unit_vectors(10, seed=1)))  # 10 dead rows
     before = by_path(store)
-    monkeypatch.setattr(store_module, "_out_of_space", lambda directory, margin=0: True)
+    monkeypatch.setattr(compaction, "out_of_space", lambda directory, margin=0: True)
     assert not store.compact_vectors(force=True)
     assert store.get_meta("vector_file") == "vectors-0.f32" and store.vector_slots() == 20
     assert sorted(p.name for p in store.directory.glob("vectors-*")) == ["vectors-0.f32"]

@@ -16,7 +16,7 @@ from indexer import model  # noqa: E402
 from indexer.decode import decode_file  # noqa: E402
 from search.cli.app import cli  # noqa: E402
 from tests.checkpoints import populate_timm_cache  # noqa: E402
-from tests.conftest import PHOTOS  # noqa: E402
+from tests.helpers import PHOTOS, model_input  # noqa: E402
 
 NAME = "vit_small_patch14_dinov2.lvd142m"
 pytestmark = pytest.mark.timm
@@ -36,12 +36,8 @@ def test_timm_embedding_is_the_cls_token_after_the_final_norm(timm_cache):
     assert embedder.recipe.crop == (518, 518)  # timm's own recipe for this checkpoint
     pixels = decode_file(str(PHOTOS / "kodim01.png"), embedder.recipe, None).pixels[None]
     ours = embedder.embed(pixels)[0]
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(embedder.recipe.mean).view(1, 3, 1, 1)) / torch.tensor(
-        embedder.recipe.std
-    ).view(1, 3, 1, 1)
     with torch.no_grad():
-        cls = embedder.net.forward_features(x)[0, 0].numpy()
+        cls = embedder.net.forward_features(model_input(pixels, embedder.recipe))[0, 0].numpy()
     np.testing.assert_allclose(ours, cls / np.linalg.norm(cls), atol=1e-5)
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from search.dups import verify
-from tests.conftest import PHOTOS
+from tests.helpers import PHOTOS
 
 KODAK = sorted(PHOTOS.glob("*.png"))
 

@@ -11,20 +11,9 @@ import pytest
 
 from indexer.job import IndexOptions
 from search.collection import Collection
-from tests.conftest import PHOTOS, ROOT
+from tests.helpers import ARTIFACTS, CHROMIUM, PHOTOS
 from tests.live_server import live_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 60_000
 
 sync_api = pytest.importorskip(
@@ -51,14 +40,6 @@ def server(tmp_path_factory):
     env = {"HOME": str(base / "home"), "XDG_DATA_HOME": str(data)}
     with live_server(library, "--root", str(root.parent), env=env) as url:
         yield url, photos, data / "Trash"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from indexer.errors import LibraryError
+from indexer.library import vectorfile
+
 SCHEMA_VERSION_KEY = "schema_version"
 MIGRATION_CHUNK_ROWS = 10_000
 
@@ -108,8 +111,6 @@ def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
     is written and synced
     before this transaction commits; a kill before that leaves the blobs, and this step runs
     again from the start."""
-    from indexer.library import vectorfile
-
     db["images"].add_column("slot", int)
     db["images"].add_column("generation", int, not_null_default=0)
     raw = db.execute("select value from meta where key = 'model'").fetchone()
@@ -162,8 +163,6 @@ def version(db: sqlite_utils.Database) -> int:
         row = db.execute("select value from meta where key = ?", [SCHEMA_VERSION_KEY]).fetchone()
         found = int(row[0]) if row else 0
     if found > len(MIGRATIONS):
-        from indexer.errors import LibraryError
-
         raise LibraryError(
             f"this library has schema version {found}, newer than this dinosearch understands "
             f"({len(MIGRATIONS)}); upgrade dinosearch"

@@ -12,10 +12,8 @@ import errno
 import json
 import logging
 import os
-import shutil
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,48 +21,14 @@ import sqlite_utils
 
 from indexer import config
 from indexer.errors import DiskFull, LibraryError, ModelMismatch, NoLibrary, ReadOnlyLibrary
-from indexer.library import schema, vectorfile
+from indexer.library import compaction, schema, vectorfile
+from indexer.library.rows import ImageRow, Known, ModelInfo
+from indexer.library.snapshot import connect_read_only, read_only_reason
+from indexer.library.vectorfile import VECTOR_FILE_KEY, VECTOR_SLOTS_KEY, gather
 
 log = logging.getLogger(__name__)
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
 BUSY_TIMEOUT_S = 30  # how long a reader or writer waits for another's transaction
-COMPACT_DEAD_FRACTION = 0.25  # rewrite the vector file once this share of its rows is dead
-COMPACT_MIN_DEAD = 1024  # ... and at least this many (small libraries: never worth it)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    id: str
-    dim: int
-    recipe: str  # Recipe.to_json()
-
-
-@dataclass(frozen=True, slots=True)
-class Known:
-    """What the library holds about one path (slots: an incremental run over 10M files holds
-    10M of these)."""
-
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    hash: str | None
-    status: str
-
-
-@dataclass
-class ImageRow:
-    path: str
-    size: int
-    mtime_ns: int
-    hash: str | None
-    status: str = "ok"
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    taken: str | None = None
-    vector: bytes | None = None
 
 
 class Store:
@@ -99,7 +63,7 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")  # with WAL: consistent after any crash
             schema.migrate(db, directory)
         except sqlite3.DatabaseError as exc:
-            if _out_of_space(directory):  # WAL's shared-memory file could not be made
+            if compaction.out_of_space(directory):  # WAL's shared-memory file could not be made
                 raise DiskFull(directory) from None
             raise LibraryError(f"cannot open library {path}: {exc}") from None
         return cls(directory, db)
@@ -200,13 +164,9 @@ class Store:
         out: dict[str, dict] = {}
         hashes = list(set(hashes))
         with self.db.atomic():  # rows and vector file from one snapshot
-            for i in range(0, len(hashes), 500):
-                chunk = hashes[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for row in self.db.query(
-                    f"select * from images where status = 'ok' and hash in ({marks})", chunk
-                ):
-                    out.setdefault(row["hash"], row)
+            query = "select * from images where status = 'ok' and hash in"
+            for row in self._rows_in(query, hashes):
+                out.setdefault(row["hash"], row)
             self._attach_vectors(out.values())
         return out
 
@@ -222,15 +182,17 @@ class Store:
         ids = [int(i) for i in ids]
         out: dict[int, dict] = {}
         with self.db.atomic():
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                query = f"select {sql_columns} from images where id in ({marks})"
-                for row in self.db.query(query, chunk):
-                    out[row["id"]] = row
+            for row in self._rows_in(f"select {sql_columns} from images where id in", ids):
+                out[row["id"]] = row
             if with_vector:
                 self._attach_vectors(out.values())
         return out
+
+    def _rows_in(self, query: str, values: list, chunk: int = 500):
+        """Rows of `query ... in (values)`, 500 values per statement (SQLite's variable limit)."""
+        for i in range(0, len(values), chunk):
+            part = values[i : i + chunk]
+            yield from self.db.query(f"{query} ({','.join('?' * len(part))})", part)
 
     def all_images(self) -> list[dict]:
         """Every row with its vector (bytes, or None), by id: for tests and benchmarks."""
@@ -317,11 +279,8 @@ class Store:
         ids = [int(i) for i in ids]
         slot_of: dict[int, int] = {}
         with self.db.atomic():
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                query = f"select id, slot from images where slot is not null and id in ({marks})"
-                slot_of.update(self.db.execute(query, chunk).fetchall())
+            query = "select id, slot from images where slot is not null and id in"
+            slot_of.update((r["id"], r["slot"]) for r in self._rows_in(query, ids))
             space = self.vector_map()
         out = np.zeros((len(ids), space.shape[1]), np.float32)
         found = [n for n, i in enumerate(ids) if i in slot_of]
@@ -335,14 +294,37 @@ class Store:
             "embeds their files again"
         )
 
+    def stat_of(self, path: str) -> dict | None:
+        """The row's id, status, hash, size, mtime_ns (no vector); None for a path not indexed."""
+        query = "select id, status, hash, size, mtime_ns from images where path = ?"
+        rows = list(self.db.query(query, [path]))
+        return rows[0] if rows else None
+
+    def ids_for_paths(self, paths: Iterable[str]) -> list[int]:
+        query = "select id from images where path = ?"
+        return [r[0] for p in paths for r in self.db.execute(query, [p]).fetchall()]
+
+    @contextlib.contextmanager
+    def snapshot(self):
+        """Several reads that must agree (rows, meta and the vector file): one read transaction."""
+        with self.db.atomic():
+            yield
+
+    def ok_rows_in_chunks(self, columns: str, size: int):
+        """Tuples of `columns` of the ok rows with a vector, by id, `size` at a time (keyset
+        pagination: flat memory); call inside `snapshot()` for one consistent view."""
+        last = -1
+        query = (
+            f"select {columns} from images where status = 'ok' and slot is not null and id > ? "
+            "order by id limit ?"
+        )
+        while rows := self.db.execute(query, [last, size]).fetchall():
+            yield rows
+            last = rows[-1][0]
+
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("select status, count(*) from images group by status").fetchall()
         return {status: n for status, n in rows}
-
-    def failures(self) -> list[dict]:
-        return list(
-            self.db.query("select path, error from images where status = 'failed' order by path")
-        )
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -396,77 +378,15 @@ class Store:
             self.set_meta(VECTOR_SLOTS_KEY, str(slots))
         return slots
 
+    def compact_vectors(self, force: bool = False) -> bool:
+        """Rewrite the live vectors into a new file once enough rows are dead (compaction.py)."""
+        return compaction.compact(self, force)
+
     def dead_vector_slots(self) -> int:
         live = self.db.execute(
             "select count(distinct slot) from images where slot is not null"
         ).fetchone()[0]
         return self.vector_slots() - live
-
-    def compact_vectors(self, force: bool = False) -> bool:
-        """Rewrite the live vectors into a new file once enough rows are dead; True if it did.
-
-        The new file is written and synced first, then one transaction points every row at its
-        new slot and names the file; a kill before the commit leaves the old file in charge.
-        The file before the previous one is removed once that commit is checkpointed (readers
-        map a file only briefly). Without room for the new file it is skipped with a warning:
-        the library stays as it was. The write lock is held while it runs (~15 GB at 10M)."""
-        with self.transaction():
-            self._hold_write_lock()
-            dead = self.dead_vector_slots()
-            total = self.vector_slots()
-            if not force and (dead < COMPACT_MIN_DEAD or dead < COMPACT_DEAD_FRACTION * total):
-                return False
-            if dead == 0:
-                return False
-            old = self._vector_path()
-            # in id order: afterwards `vectors()` is a view of the map again, not a copy
-            slots = np.array(
-                [
-                    r[0]
-                    for r in self.db.execute(
-                        "select slot from images where slot is not null order by id"
-                    )
-                ],
-                dtype=np.int64,
-            )
-            space = self.vector_map()
-            new = self.directory / vectorfile.file_name(vectorfile.file_number(old.name) + 1)
-            step = 65536
-            try:
-                if _out_of_space(self.directory, margin=2 * space[:1].nbytes * len(slots)):
-                    raise OSError(errno.ENOSPC, "not enough free space")
-                vectorfile.write_new(
-                    new, (space[slots[i : i + step]] for i in range(0, len(slots), step))
-                )
-            except OSError as exc:
-                new.unlink(missing_ok=True)
-                log.warning("vector file not compacted (%s); the library is unchanged", exc)
-                return False
-            self.db.execute(
-                "create temp table if not exists moved (old integer primary key, new integer)"
-            )
-            self.db.execute("delete from moved")
-            self.db.conn.executemany(
-                "insert into moved values (?, ?)", ((int(s), i) for i, s in enumerate(slots))
-            )
-            self.db.execute(
-                "update images set slot = (select new from moved where old = images.slot) "
-                "where slot is not null"
-            )
-            self.db.execute("delete from moved")
-            self.set_meta(VECTOR_FILE_KEY, new.name)
-            self.set_meta(VECTOR_SLOTS_KEY, str(len(slots)))
-        # WAL commits are durable only once checkpointed (synchronous=NORMAL): until then a power
-        # cut could bring back a database naming an older file, so keep it
-        busy = self.db.execute("pragma wal_checkpoint(full)").fetchone()[0]
-        if busy:
-            return True
-        keep = {new.name, old.name}
-        for path in self.directory.iterdir():
-            if vectorfile.FILE_RE.match(path.name) and path.name not in keep:
-                with contextlib.suppress(OSError):  # still mapped (Windows): the next time
-                    path.unlink()
-        return True
 
     def apply_moves(
         self,
@@ -558,53 +478,6 @@ class Store:
             self._bump()
 
 
-VECTOR_FILE_KEY = "vector_file"  # meta: the vector file in charge (vectorfile.py)
-VECTOR_SLOTS_KEY = "vector_slots"  # meta: its committed rows
-
-
-def read_only_reason(directory: Path) -> str | None:
-    """Why the library directory cannot be written (read-only media, permissions), else None;
-    asks the system, writes nothing."""
-    with contextlib.suppress(OSError, AttributeError):  # no statvfs (Windows)
-        if os.statvfs(directory).f_flag & os.ST_RDONLY:
-            return "read-only file system"
-    for target in (directory, directory / config.DB_NAME):
-        if target.exists() and not os.access(target, os.W_OK):
-            return f"no write permission on {target}"
-    return None
-
-
-def connect_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that never writes: `mode=ro`, or `immutable=1` where WAL mode's shared-memory
-    file cannot be made (a read-only directory the library was closed cleanly in)."""
-    wal = path.with_name(path.name + "-wal")
-    failure: sqlite3.Error | None = None
-    for flags in ("mode=ro", "immutable=1"):
-        if flags == "immutable=1" and wal.exists() and wal.stat().st_size:
-            # immutable would ignore the commits still in the log: never answer from stale data
-            raise LibraryError(
-                f"cannot open library {path} read-only ({failure}): its log {wal.name} holds "
-                "commits only a writable copy can fold in; open the library once where it can "
-                "be written"
-            )
-        conn = sqlite3.connect(
-            f"{path.as_uri()}?{flags}",
-            uri=True,
-            timeout=BUSY_TIMEOUT_S,
-            check_same_thread=False,
-            isolation_level=None,
-        )
-        try:
-            conn.execute("select count(*) from sqlite_master").fetchone()
-            return conn
-        except sqlite3.OperationalError as exc:  # e.g. WAL's -shm file cannot be made
-            conn.close()
-            failure = exc
-        except sqlite3.DatabaseError:
-            return conn  # not a database, or damaged: the caller's first query says so
-    raise LibraryError(f"cannot open library {path} read-only: {failure}")
-
-
 def _make_directory(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -612,24 +485,6 @@ def _make_directory(directory: Path) -> None:
         if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise
         raise ReadOnlyLibrary(directory, exc.strerror or str(exc), "creating a library") from None
-
-
-def _out_of_space(directory: Path, margin: int = 1 << 20) -> bool:
-    try:
-        return shutil.disk_usage(directory).free < margin
-    except OSError:
-        return False
-
-
-def gather(space: np.ndarray, slots: np.ndarray) -> VectorArray:
-    """space[slots]: a read-only view when the slots run without gaps, else a copy."""
-    if len(slots) and slots[-1] - slots[0] == len(slots) - 1 and _ascending(slots):
-        return np.asarray(space[slots[0] : slots[-1] + 1])
-    return np.asarray(space[slots])
-
-
-def _ascending(values: np.ndarray) -> bool:
-    return bool(np.all(values[1:] > values[:-1]))
 
 
 def _now() -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 DTYPE = np.dtype("<f4")
+VECTOR_FILE_KEY = "vector_file"  # meta: the vector file in charge
+VECTOR_SLOTS_KEY = "vector_slots"  # meta: its committed rows
 FILE_RE = re.compile(r"^vectors-(\d+)\.f32$")
 
 
@@ -98,3 +100,14 @@ def sync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def gather(space: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """space[slots]: a read-only view when the slots run without gaps, else a copy."""
+    if len(slots) and slots[-1] - slots[0] == len(slots) - 1 and _ascending(slots):
+        return np.asarray(space[slots[0] : slots[-1] + 1])
+    return np.asarray(space[slots])
+
+
+def _ascending(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] > values[:-1]))

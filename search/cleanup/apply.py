@@ -7,17 +7,19 @@ is checked against the disk: done already, or done now) and `undo` restores. Kep
 never touched; a file whose size, mtime or hash differs from the plan is skipped and reported.
 """
 
-import datetime as dt
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
+from send2trash import send2trash
+
+from indexer.files import sha256_file
+from indexer.library.journal import Journal
 from indexer.library.store import Store
 from search.cleanup.plan import Plan, PlanError, PlanFile, PlanGroup
+from search.cleanup.trash import find_in_trash, move_file, restore_from_trash
 
 PAUSE_ENV = "DINOSEARCH_APPLY_PAUSE_S"  # test hook: wait this long between journal and action
 TMP_SUFFIX = ".dinosearch-tmp"  # a link or copy is built here, then renamed over the file
@@ -110,8 +112,6 @@ def changed(path: str, size: int | None, mtime_ns: int | None, digest: str | Non
     if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
         return "modified since the plan (mtime differs)"
     if digest:
-        from indexer.job import sha256_file
-
         if sha256_file(path) != digest:
             return "content changed since the plan (hash differs)"
     return None
@@ -147,63 +147,21 @@ def _kept_hash(step: Step) -> str | None:
 # --- the journal ---------------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def journal_row(store: Store, plan_id: str, path: str) -> dict | None:
-    rows = list(
-        store.db.query("select * from journal where plan_id = ? and path = ?", [plan_id, path])
-    )
-    return rows[0] if rows else None
-
-
 def _journal(store: Store, plan_id: str, step: Step, state: str, detail: str | None = None):
-    image = store.image_by_path(step.file.path)
-    vector = image.pop("vector", None) if image else None
-    record = {
-        "plan_id": plan_id,
-        "grp": step.group.group,
-        "path": step.file.path,
-        "action": step.action,
-        "target": step.target,
-        "hash": step.file.hash,
-        "size": step.file.size,
-        "mtime_ns": step.file.mtime_ns,
-        "state": state,
-        "detail": detail if step.follows is None else (detail or f"follows {step.follows}"),
-        "image": json.dumps(image) if image else None,
-        "vector": vector,
-        "created": _now(),
-        "updated": _now(),
-    }
-    with store.db.atomic():
-        store.db.execute(
-            "delete from journal where plan_id = ? and path = ?", [plan_id, record["path"]]
-        )
-        store.db["journal"].insert(record)
-
-
-def _set_state(store: Store, plan_id: str, path: str, state: str, **cols) -> None:
-    sets = ", ".join(f"{k} = ?" for k in ["state", "updated", *cols])
-    store.db.execute(
-        f"update journal set {sets} where plan_id = ? and path = ?",
-        [state, _now(), *cols.values(), plan_id, path],
+    Journal(store).write_pending(
+        {
+            "plan_id": plan_id,
+            "grp": step.group.group,
+            "path": step.file.path,
+            "action": step.action,
+            "target": step.target,
+            "hash": step.file.hash,
+            "size": step.file.size,
+            "mtime_ns": step.file.mtime_ns,
+            "state": state,
+            "detail": detail if step.follows is None else (detail or f"follows {step.follows}"),
+        }
     )
-
-
-def record_plan(store: Store, plan: Plan, path: str | None) -> None:
-    record = {"id": plan.id, "path": path, "created": plan.created, "applied": _now()}
-    with store.db.atomic():
-        store.db["plans"].upsert(record, pk="id")
-
-
-def last_plan_id(store: Store) -> str | None:
-    row = store.db.execute(
-        "select p.id from plans p where exists (select 1 from journal j where j.plan_id = p.id "
-        "and j.state in ('done', 'pending')) order by p.applied desc, p.rowid desc limit 1"
-    ).fetchone()
-    return row[0] if row else None
 
 
 # --- apply ---------------------------------------------------------------------------------------
@@ -220,7 +178,7 @@ def apply_plan(
     steps = steps_for(plan, move_to)
     result = Result(plan.id, dry_run)
     if not dry_run:
-        record_plan(store, plan, plan_path)
+        Journal(store).record_plan(plan.id, plan_path, plan.created)
     cache: dict = {}
     failed_parents: set[str] = set()
     for step in steps:
@@ -250,7 +208,7 @@ def _dry(step: Step, cache: dict) -> Outcome:
 
 
 def _apply_step(store: Store, plan_id: str, step: Step, cache: dict) -> Outcome:
-    row = journal_row(store, plan_id, step.file.path)
+    row = Journal(store).row(plan_id, step.file.path)
     if row and row["state"] == "done":
         return Outcome(step.file.path, step.action, "already", target=row["target"])
     if row and row["state"] == "pending":
@@ -274,7 +232,7 @@ def _resume(store: Store, plan_id: str, step: Step, row: dict) -> Outcome | None
     _cleanup_partial(step)
     digest = step.file.hash if step.check_hash else None
     if why := changed(step.file.path, step.file.size, step.file.mtime_ns, digest):
-        _set_state(store, plan_id, step.file.path, "skipped", detail=why)
+        Journal(store).set_state(plan_id, step.file.path, "skipped", detail=why)
         return Outcome(step.file.path, step.action, "skipped", why)
     return None
 
@@ -306,7 +264,7 @@ def _perform(store: Store, plan_id: str, step: Step) -> Outcome:
         ACT[step.action](step)
     except OSError as exc:
         detail = f"{exc.strerror or exc}"
-        _set_state(store, plan_id, step.file.path, "failed", detail=detail)
+        Journal(store).set_state(plan_id, step.file.path, "failed", detail=detail)
         return Outcome(step.file.path, step.action, "failed", detail)
     return _finish(store, plan_id, step)
 
@@ -316,8 +274,8 @@ def _finish(store: Store, plan_id: str, step: Step) -> Outcome:
     path = step.file.path
     if step.action == "trash":
         step.target = find_in_trash(path)
-    with store.db.atomic():
-        _set_state(store, plan_id, path, "done", target=step.target)
+    with store.transaction():
+        Journal(store).set_state(plan_id, path, "done", target=step.target)
         _update_library(store, step)
     return Outcome(
         path, step.action, "done", step.follows and f"follows {step.follows}", step.target
@@ -348,22 +306,12 @@ def _pause() -> None:
 
 
 def _trash(step: Step) -> None:
-    from send2trash import send2trash
-
     send2trash(step.file.path)
 
 
 def _move(step: Step) -> None:
     os.makedirs(os.path.dirname(step.target), exist_ok=True)
-    _move_file(step.file.path, step.target)
-
-
-def _move_file(src: str, dst: str) -> None:
-    try:
-        os.rename(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)  # another device: copy (with times), then remove the source
-        os.unlink(src)
+    move_file(step.file.path, step.target)
 
 
 def _hardlink(step: Step) -> None:
@@ -391,102 +339,24 @@ ACT = {
 }
 
 
-# --- the trash (freedesktop.org layout; elsewhere the system's Trash app restores) ---------------
-
-
-def trash_dirs(path: str) -> list[str]:
-    """Where send2trash may have put `path`: the home trash, then the volume's."""
-    if not sys.platform.startswith("linux"):
-        return []
-    from send2trash import plat_other
-
-    home = os.fsdecode(plat_other.HOMETRASH_B)
-    top = plat_other.find_mount_point(os.path.dirname(path))
-    top = os.fsdecode(top) if isinstance(top, bytes) else top
-    uid = str(os.getuid())
-    return [home, os.path.join(top, ".Trash", uid), os.path.join(top, f".Trash-{uid}")]
-
-
-def find_in_trash(path: str) -> str | None:
-    """The trashed copy of `path` (the most recently trashed one), or None."""
-    best: tuple[float, str] | None = None
-    for trash in trash_dirs(path):
-        for info, original in _trash_infos(trash):
-            if original != path and not _same_relative(original, path, trash):
-                continue
-            name = os.path.basename(info)[: -len(".trashinfo")]
-            stored = os.path.join(trash, "files", name)
-            if os.path.lexists(stored) and (best is None or os.path.getmtime(info) >= best[0]):
-                best = (os.path.getmtime(info), stored)
-    return best[1] if best else None
-
-
-def _trash_infos(trash: str):
-    folder = os.path.join(trash, "info")
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if name.endswith(".trashinfo"):
-            info = os.path.join(folder, name)
-            yield info, _original_path(info)
-
-
-def _original_path(info: str) -> str | None:
-    try:
-        with open(info, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("Path="):
-                    return unquote(line[5:].strip())
-    except OSError:
-        return None
-    return None
-
-
-def _same_relative(original: str | None, path: str, trash: str) -> bool:
-    """Volume trashes store paths relative to the volume's top directory."""
-    if not original or os.path.isabs(original):
-        return False
-    top = os.path.dirname(trash.rstrip(os.sep))
-    if os.path.basename(top) == ".Trash":
-        top = os.path.dirname(top)
-    return os.path.join(top, original) == path
-
-
-def restore_from_trash(stored: str, path: str) -> None:
-    info = os.path.join(
-        os.path.dirname(os.path.dirname(stored)), "info", os.path.basename(stored) + ".trashinfo"
-    )
-    _move_file(stored, path)
-    if os.path.exists(info):
-        os.unlink(info)
-
-
 # --- undo ----------------------------------------------------------------------------------------
 
 
 def undo_plan(store: Store, plan_id: str) -> Result:
     """Put back what the plan's journal says was done (latest first); say what cannot be."""
-    rows = list(
-        store.db.query(
-            "select * from journal where plan_id = ? and state in ('done', 'pending') "
-            "order by id desc",
-            [plan_id],
-        )
-    )
+    journal = Journal(store)
+    rows = journal.undoable(plan_id)
     result = Result(plan_id)
     for row in rows:
         result.outcomes.append(_undo_row(store, plan_id, row))
-    with store.db.atomic():
-        store.db.execute("update plans set undone = ? where id = ?", [_now(), plan_id])
+    journal.mark_undone(plan_id)
     return result
 
 
 def _undo_row(store: Store, plan_id: str, row: dict) -> Outcome:
     path, action = row["path"], row["action"]
     if row["state"] == "pending" and not _row_happened(row):
-        _set_state(store, plan_id, path, "undone", detail="never happened (killed before)")
+        Journal(store).set_state(plan_id, path, "undone", detail="never happened (killed before)")
         return Outcome(path, action, "undone", "had not happened")
     try:
         detail = UNDO[action](row)
@@ -494,8 +364,8 @@ def _undo_row(store: Store, plan_id: str, row: dict) -> Outcome:
         detail = f"cannot restore: {exc.strerror or exc}"
     if detail:
         return Outcome(path, action, "kept", detail, row["target"])
-    with store.db.atomic():
-        _set_state(store, plan_id, path, "undone")
+    with store.transaction():
+        Journal(store).set_state(plan_id, path, "undone")
         _restore_library(store, row)
     return Outcome(path, action, "undone", target=row["target"])
 
@@ -522,14 +392,12 @@ def _undo_move(row: dict) -> str | None:
     if not os.path.lexists(row["target"]):
         return f"the moved file is gone from {row['target']}"
     os.makedirs(os.path.dirname(row["path"]), exist_ok=True)
-    _move_file(row["target"], row["path"])
+    move_file(row["target"], row["path"])
     return None
 
 
 def _undo_link(row: dict) -> str | None:
     """Replace the link by a copy of the kept file (byte-identical), with the old mtime."""
-    from indexer.job import sha256_file
-
     kept = row["target"]
     if not os.path.exists(kept) or sha256_file(kept) != row["hash"]:
         return f"the kept file {kept} is gone or changed: cannot recreate the copy"

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from indexer.errors import BadQuery
+from indexer.files import sha256_file
 from indexer.library.store import Store
 from search.cleanup import captures
 from search.cleanup.policy import EXIF_KEYS, Facts, Policy, parse_policy
@@ -127,14 +128,15 @@ def read_plan(path: str) -> Plan:
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan {path} is not valid JSON: {exc}") from None
     try:
-        plan = _from_json(data)
+        plan = from_json(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"plan {path} is malformed ({exc!r}); make it with dups --plan") from None
     check_plan(plan)
     return plan
 
 
-def _from_json(data: dict) -> Plan:
+def from_json(data: dict) -> Plan:
+    """A Plan from its JSON (not checked: see check_plan)."""
     if data.get("version") != PLAN_VERSION:
         raise ValueError(f"version {data.get('version')}")
     groups = [
@@ -176,7 +178,7 @@ def build_plan(
     policy = policy if isinstance(policy, Policy) else parse_policy(policy)
     rows = _rows(store, report)
     groups = [_plan_group(n, g, rows, policy, action) for n, g in enumerate(report.groups, start=1)]
-    _attach_companions(groups)
+    attach_companions(groups)
     plan = Plan(
         id=uuid.uuid4().hex,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -184,7 +186,7 @@ def build_plan(
         policy=policy.text,
         action=action,
         move_to=os.path.abspath(move_to) if move_to else None,
-        root=_common_root([f.path for g in groups for f in g.files if f.action != "keep"]),
+        root=common_root([f.path for g in groups for f in g.files if f.action != "keep"]),
         threshold=report.threshold,
         groups=groups,
     )
@@ -204,8 +206,6 @@ def _rows(store: Store, report: DupReport) -> dict[str, dict]:
 
 
 def _disk_row(m: Member) -> dict:
-    from indexer.job import sha256_file
-
     st = os.stat(m.path)
     return {
         "path": m.path,
@@ -285,11 +285,11 @@ def _plan_file(m: Member, row: dict, kept: dict, facts: dict, action: str, key) 
         match=m.match,
         verified=m.verified,
         note=note,
-        deltas=None if m.path == kept["path"] else _deltas(facts[m.path], facts[kept["path"]]),
+        deltas=None if m.path == kept["path"] else deltas(facts[m.path], facts[kept["path"]]),
     )
 
 
-def _deltas(f: Facts, kept: Facts) -> dict:
+def deltas(f: Facts, kept: Facts) -> dict:
     """How this file differs from the kept one: pixels (%), bytes, days (+: newer)."""
     pixels = round(100 * (f.pixels - kept.pixels) / kept.pixels, 1) if kept.pixels else None
     a, b = f.date[0], kept.date[0]
@@ -302,7 +302,7 @@ def _deltas(f: Facts, kept: Facts) -> dict:
     }
 
 
-def _attach_companions(groups: list[PlanGroup]) -> None:
+def attach_companions(groups: list[PlanGroup]) -> None:
     """Record each file's capture companions; sidecars of a removed file follow it (once)."""
     leaving = {f.path for g in groups for f in g.files if f.action in REMOVING}
     in_plan = {f.path for g in groups for f in g.files}
@@ -326,7 +326,8 @@ def _attach_companions(groups: list[PlanGroup]) -> None:
             )
 
 
-def _common_root(paths: list[str]) -> str | None:
+def common_root(paths: list[str]) -> str | None:
+    """The common folder of the files acted on (`move` keeps paths relative to it)."""
     if not paths:
         return None
     return os.path.commonpath([os.path.dirname(p) for p in paths])

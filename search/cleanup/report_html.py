@@ -6,6 +6,7 @@ import os
 from html import escape
 
 from indexer.config import DEFAULT_MAX_PIXELS
+from indexer.decode import thumbnail_jpeg
 from indexer.errors import ImageError
 from search.cleanup.plan import Plan, PlanFile, PlanGroup
 
@@ -78,10 +79,8 @@ def _card(g: PlanGroup, f: PlanFile, thumb_px: int) -> str:
 
 
 def _thumb(path: str, size: int) -> str:
-    from search.web.thumbs import render
-
     try:
-        data = render(path, size, DEFAULT_MAX_PIXELS)
+        data = thumbnail_jpeg(path, size, DEFAULT_MAX_PIXELS)
     except (ImageError, OSError):
         return '<div class="noimg">no preview</div>'
     uri = "data:image/jpeg;base64," + base64.b64encode(data).decode()

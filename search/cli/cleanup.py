@@ -1,23 +1,15 @@
 """`dinosearch apply` and `dinosearch undo`: carry out a reviewed plan, and take it back."""
 
-import json
-
 import click
 
-from search.cli.options import json_option, library_option
+from indexer.errors import BadQuery
+from search.cli.options import collection, emit_json, json_option, library_option
 
 VERBS = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked"}
 VERBS["delete"] = "deleted"
 
 
 index_option = library_option("the plan's library")
-
-
-def _collection(index_dir: str | None, plan_library: str | None = None):
-    from indexer.config import default_library_dir
-    from search.collection import Collection
-
-    return Collection(index_dir or plan_library or default_library_dir())
 
 
 @click.command("apply")
@@ -34,21 +26,15 @@ def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json):
     Example:
         dinosearch dups --plan plan.json && dinosearch apply plan.json --dry-run
     """
-    from search.cleanup.apply import apply_plan
-    from search.cleanup.plan import read_plan
-
-    plan = read_plan(plan_path)
-    coll = _collection(index_dir, plan.library)
-    store = coll.store()
+    plan = collection().read_plan(plan_path)
+    coll = collection(index_dir or plan.library)  # the plan's library unless --index says
     if not dry_run:
-        store.require_writable("apply")
+        coll.require_writable("apply")  # before asking
     if not dry_run and not yes:
         _confirm(plan, move_to)
-    result = apply_plan(store, plan, move_to, dry_run, plan_path)
-    if not dry_run:
-        coll.vector_index()  # the FAISS file follows the rows now, as after `index`
+    result = coll.apply(plan, move_to, dry_run, plan_path)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        emit_json(result.to_json())
     else:
         _print_apply(result)
     if result.counts().get("failed"):
@@ -107,32 +93,14 @@ def undo_cmd(plan_path, last, index_dir, as_json):
     Example:
         dinosearch undo --last
     """
-    from indexer.errors import BadQuery
-    from search.cleanup.apply import last_plan_id, undo_plan
-
     if bool(plan_path) == bool(last):
         raise BadQuery("undo: give a PLAN file or --last")
-    plan_id, library = _undo_target(plan_path)
-    coll = _collection(index_dir, library)
-    store = coll.store()
-    store.require_writable("undo")
-    plan_id = plan_id or last_plan_id(store)
-    if not plan_id:
-        raise BadQuery(f"no applied plan in {store.directory} to undo")
-    result = undo_plan(store, plan_id)
-    coll.vector_index()  # the FAISS file follows the rows now, as after `index`
+    plan = collection().read_plan(plan_path) if plan_path else None
+    coll = collection(index_dir or (plan.library if plan else None))
+    result = coll.undo(plan.id if plan else None)
     if as_json:
-        return click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return emit_json(result.to_json())
     _print_undo(result)
-
-
-def _undo_target(plan_path: str | None) -> tuple[str | None, str | None]:
-    if not plan_path:
-        return None, None
-    from search.cleanup.plan import read_plan
-
-    plan = read_plan(plan_path)
-    return plan.id, plan.library
 
 
 def _print_undo(result) -> None:

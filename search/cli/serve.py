@@ -4,6 +4,7 @@ fastapi and uvicorn are imported inside the command so `dinosearch --help` stays
 """
 
 import ipaddress
+import threading
 
 import click
 
@@ -61,12 +62,13 @@ def serve(host, port, token, roots, index_dir, model, device, dtype):
             f"--host {host} exposes the library to the network: give --token (or {ENV_TOKEN}), "
             "or keep the default 127.0.0.1"
         )
-    import threading
-
+    # imported here, not at the top: the web stack (FastAPI, uvicorn) and the facade cost ~1 s,
+    # which every other command and `--help` would pay
     import uvicorn
 
     from search.collection import Collection
-    from search.web.app import LOOPBACK_HOSTS, create_app
+    from search.web.app import create_app
+    from search.web.guard import LOOPBACK_HOSTS
 
     coll = Collection(index_dir, model=model, device=device, dtype=dtype)
     app = create_app(

@@ -1,11 +1,11 @@
-"""`dinosearch check`: do files, SQLite and the FAISS file agree? (exit 0 yes, 1 no, like fsck)"""
+"""`dinosearch check` (do files, SQLite and the FAISS file agree? exit 0 yes, 1 no, like fsck)
+and `dinosearch export` (the library as Parquet for other engines)."""
 
 import json
 
 import click
 
-from indexer.errors import DinosearchError
-from search.cli.options import json_option, library_options
+from search.cli.options import collection, json_option, library_options
 
 
 @click.command()
@@ -21,14 +21,7 @@ def check(repair, deep, index_dir, as_json):
         dinosearch check
         dinosearch check --repair --json
     """
-    from indexer.config import default_library_dir
-    from search.upkeep.check import check_library, repair_library
-
-    directory = index_dir or default_library_dir()
-    try:
-        report = repair_library(directory, deep) if repair else check_library(directory, deep)
-    except DinosearchError as exc:
-        raise click.ClickException(str(exc)) from None
+    report = collection(index_dir).check(deep, repair)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -46,3 +39,35 @@ def _print(report) -> None:
         f"{report.library}: {report.images} images, {report.failed} failed, generation "
         f"{report.generation}, index generation {report.index_generation}: {state}"
     )
+
+
+@click.command()
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet"]),
+    default="parquet",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace DIR if it exists (atomically).")
+@library_options
+@json_option
+def export(directory, fmt, overwrite, index_dir, as_json):
+    """Write paths, metadata and vectors to DIR as Parquet (for Spark, DuckDB, vector DBs).
+
+    \b
+    Example:
+        dinosearch export --format parquet ~/photos-parquet
+        duckdb -c "select path, width from '~/photos-parquet/*.parquet' limit 5"
+    """
+    try:
+        summary = collection(index_dir).export(directory, overwrite=overwrite)
+    except ImportError:
+        raise click.ClickException(
+            "export needs pyarrow: pip install 'dinosearch[ray]' (or pip install pyarrow)"
+        ) from None
+    if as_json:
+        return click.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    click.echo(summary.describe())

@@ -123,6 +123,28 @@ class Calibration:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> dict:
+        """What `info` shows of it."""
+        return {
+            "threshold": round(self.threshold, 4),
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "precision_target": self.precision_target,
+            "normalisation": self.normalisation,
+            "sample": self.sample,
+            "images": self.images,
+        }
+
+
+def confidence(
+    calibration: Calibration | None, similarity: float, whitening: Whitening | None
+) -> float | None:
+    """The calibrated probability that a pair at this similarity is a duplicate; None without a
+    calibration, or when the scores are not taken in the space it was fitted in."""
+    if calibration is None or (whitening is None) != (calibration.normalisation == "none"):
+        return None
+    return float(calibration.confidence_of(similarity))
+
 
 def _encode(img: Image.Image, name: str) -> bytes:
     buf = io.BytesIO()

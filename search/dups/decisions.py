@@ -7,11 +7,11 @@ a DupReport: a member decided against the group's first member leaves the group,
 decided against an earlier remaining member leaves it too, so no group holds a decided pair.
 """
 
-import datetime as dt
-import json
 import os
 
 from indexer.errors import BadQuery
+from indexer.files import sha256_file
+from indexer.library.decisions import Decisions
 from indexer.library.store import Store
 from search.dups.groups import DupReport, Group, loosest_tier
 
@@ -20,18 +20,14 @@ KINDS = ("distinct", "keep-both")
 
 def content_hash(store: Store, path: str) -> str:
     """The file's SHA-256: the library's when the file is indexed and unchanged, else computed."""
-    from indexer.job import sha256_file
-
     path = os.path.abspath(path)
     try:
         st = os.stat(path)
     except OSError as exc:
         raise BadQuery(f"cannot read {path}: {exc.strerror or exc}") from None
-    row = store.db.execute(
-        "select hash, size, mtime_ns from images where path = ?", [path]
-    ).fetchone()
-    if row and row[0] and row[1] == st.st_size and row[2] == st.st_mtime_ns:
-        return row[0]
+    row = store.stat_of(path)
+    if row and row["hash"] and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+        return row["hash"]
     return sha256_file(path)
 
 
@@ -44,39 +40,22 @@ def mark(store: Store, a: str, b: str, kind: str = "distinct") -> dict:
     if kind not in KINDS:
         raise BadQuery(f"decision kind: one of {', '.join(KINDS)}, not {kind!r}")
     ha, hb = pair_key(content_hash(store, a), content_hash(store, b))
-    record = {
-        "hash_a": ha,
-        "hash_b": hb,
-        "kind": kind,
-        "paths": json.dumps([os.path.abspath(a), os.path.abspath(b)]),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    with store.db.atomic():
-        store.db.execute("delete from decisions where hash_a = ? and hash_b = ?", [ha, hb])
-        store.db["decisions"].insert(record)
+    Decisions(store).put(ha, hb, kind, [os.path.abspath(a), os.path.abspath(b)])
     return {"a": os.path.abspath(a), "b": os.path.abspath(b), "kind": kind, "hashes": [ha, hb]}
 
 
 def unmark(store: Store, a: str, b: str) -> bool:
     """Forget the decision about a and b; True if there was one."""
-    ha, hb = pair_key(content_hash(store, a), content_hash(store, b))
-    with store.db.atomic():
-        cur = store.db.execute("delete from decisions where hash_a = ? and hash_b = ?", [ha, hb])
-    return cur.rowcount > 0
-
-
-def decided_pairs(store: Store) -> set[tuple[str, str]]:
-    return {(r[0], r[1]) for r in store.db.execute("select hash_a, hash_b from decisions")}
+    return Decisions(store).delete(*pair_key(content_hash(store, a), content_hash(store, b)))
 
 
 def list_decisions(store: Store) -> list[dict]:
-    rows = store.db.query("select hash_a, hash_b, kind, paths, created from decisions order by id")
-    return [{**r, "paths": json.loads(r["paths"])} for r in rows]
+    return Decisions(store).all()
 
 
 def respect_decisions(store: Store, report: DupReport) -> DupReport:
     """The report without decided pairs (see the module doc); groups left with one member go."""
-    pairs = decided_pairs(store)
+    pairs = Decisions(store).pairs()
     if not pairs:
         return report
     hashes = _member_hashes(store, report)
@@ -102,8 +81,6 @@ def _filter_group(group: Group, hashes: dict, pairs: set) -> Group:
 
 
 def _member_hashes(store: Store, report: DupReport) -> dict[tuple[int, str], str | None]:
-    from indexer.job import sha256_file
-
     ids = [m.id for g in report.groups for m in g.members if m.id >= 0]
     rows = store.images_by_ids(ids, "id, hash")
     out: dict[tuple[int, str], str | None] = {}

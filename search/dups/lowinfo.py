@@ -14,17 +14,16 @@ as its mean colour: such fine patterns look like each other and like their flat 
 
 import math
 import os
-import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageOps
 
 # importing indexer.decode also registers the HEIF opener
-from indexer.decode import IMAGE_ERRORS, to_rgb
+from indexer.decode import to_rgb
+from search.dups.filecache import per_file_version
 
 BASE_PX = 128  # every measure starts from an upright RGB thumbnail fitting 128x128
 REDUCING_GAP = 4.0  # JPEG DCT-draft and box-reduce only down to 4x the thumbnail, then filter:
@@ -123,24 +122,10 @@ def same_picture(a: Signature, b: Signature) -> bool:
     return (high + 1.0) / (low + 1.0) <= TEXTURE_RATIO
 
 
-def signature(path: str) -> Signature | None:
+@per_file_version(CACHE_ENTRIES)
+def signature(path: str) -> Signature:
     """The file's signature, cached by (path, size, mtime_ns); None when it cannot be read."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return _signature_at(path, st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=CACHE_ENTRIES)
-def _signature_at(path: str, size: int, mtime_ns: int) -> Signature | None:
-    """Computed once per version of a file: a changed file has a new size or mtime."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # EXIF/ICC chatter from odd but decodable files
-            return compute_signature(path)
-    except IMAGE_ERRORS:
-        return None
+    return compute_signature(path)
 
 
 def compute_signature(path: str) -> Signature:

@@ -9,30 +9,33 @@ and a pair sitting exactly on the threshold could flip), and results are merged 
 order, so pairs, order and scores are the local ones; grouping runs on the driver.
 """
 
+import faiss
 import numpy as np
 
 from indexer.ray_backend import connect
-from search.dups.groups import (
+from search.dups.pairs import (
     EXACT_SEARCH_MAX,
     QUERY_BLOCK,
+    Pairs,
     Progress,
-    _range_index,
     join_lists,
     merge_join,
+    no_pairs,
     plan_join,
+    range_index,
+    range_pairs,
 )
+
+# `ray` is an optional extra: the functions that need it import it themselves.
 
 BLOCKS_PER_TASK = 4  # query blocks per task: 8192 queries, a few seconds of work on one core
 LISTS_PER_TASK = 128  # clustered-join lists per task: ~64k rows x 16 probes at 1M vectors
 _INDEX_CACHE: dict[str, object] = {}  # per worker process: deserialise each shipped index once
 
-Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
-
 
 def _worker_index(ref_box: list):
     """The shipped index in this worker, deserialised on first use."""
-    import faiss
-    import ray
+    import ray  # optional extra
 
     key = ref_box[0].hex()
     if key not in _INDEX_CACHE:
@@ -45,25 +48,8 @@ def search_blocks(
     ref_box: list, space: np.ndarray, start: int, stop: int, threshold: float, threads: int
 ) -> Pairs:
     """Ray task body: pairs (i < j) for query rows start..stop, one QUERY_BLOCK at a time."""
-    import faiss
-
     faiss.omp_set_num_threads(threads)  # the driver's count: BLAS sums round the same way
-    index = _worker_index(ref_box)
-    rows, cols, sims = [], [], []
-    for lo in range(start, stop, QUERY_BLOCK):
-        block = space[lo : min(lo + QUERY_BLOCK, stop)]
-        lims, dist, found = index.range_search(np.ascontiguousarray(block), float(threshold))
-        query = np.repeat(np.arange(lo, lo + len(block)), np.diff(lims).astype(np.int64))
-        keep = found > query  # each pair once, never an image with itself
-        rows.append(query[keep])
-        cols.append(found[keep])
-        sims.append(dist[keep])
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
-
-
-def _empty() -> Pairs:
-    empty = np.zeros(0, np.int64)
-    return empty, empty, np.zeros(0, np.float32)
+    return range_pairs(_worker_index(ref_box), space, start, stop, threshold)
 
 
 def ray_neighbour_pairs(
@@ -72,19 +58,18 @@ def ray_neighbour_pairs(
     address: str | None = "auto",
     progress: Progress | None = None,
 ) -> Pairs:
-    """Same result as duplicates.neighbour_pairs, computed by Ray tasks."""
+    """Same result as pairs.neighbour_pairs, computed by Ray tasks."""
     n = space.shape[0]
     if n < 2:
-        return _empty()
-    import faiss
-    import ray
+        return no_pairs()
+    import ray  # optional extra
 
     connect(address)
     space = np.ascontiguousarray(space, dtype=np.float32)
     threads = faiss.omp_get_max_threads()
     if n > EXACT_SEARCH_MAX:
         return _ray_join(space, threshold, threads, progress)
-    ref_box = [ray.put(faiss.serialize_index(_range_index(space)))]  # shipped once
+    ref_box = [ray.put(faiss.serialize_index(range_index(space)))]  # shipped once
     space_ref = ray.put(space)
     task = ray.remote(search_blocks).options(num_cpus=_task_cpus(threads))
     step = QUERY_BLOCK * BLOCKS_PER_TASK
@@ -102,7 +87,7 @@ def join_task(space: np.ndarray, plan, first: int, stop: int, threshold: float):
 
 
 def _ray_join(space: np.ndarray, threshold: float, threads: int, progress) -> Pairs:
-    import ray
+    import ray  # optional extra
 
     plan = plan_join(space)
     space_ref, plan_ref = ray.put(space), ray.put(plan)
@@ -121,7 +106,7 @@ def _ray_join(space: np.ndarray, threshold: float, threads: int, progress) -> Pa
 
 def _task_cpus(threads: int) -> float:
     """CPUs a task reserves: the driver's thread count, capped by the largest node."""
-    import ray
+    import ray  # optional extra
 
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)
     return float(max(1, min(threads, largest)))
@@ -129,7 +114,7 @@ def _task_cpus(threads: int) -> float:
 
 def _gather(futures: list, rows_done: list[int], progress, n: int) -> Pairs:
     """Wait for every task, reporting progress (rows each covers), and concatenate in order."""
-    import ray
+    import ray  # optional extra
 
     by_ref = {f.hex(): i for i, f in enumerate(futures)}
     results: list = [None] * len(futures)

@@ -13,14 +13,13 @@ Distinct photos, even the nearest ones, correlate far lower (bench/results/hard_
 """
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from indexer.decode import IMAGE_ERRORS, to_rgb
+from indexer.decode import to_rgb
+from search.dups.filecache import per_file_version
 
 THUMB_PX = 64  # long side of the grey thumbnail: enough structure, ~1 ms to compare
 ASPECT_TOLERANCE = 0.04  # |log aspect ratio| for a whole-frame match (resizes round to < 0.01)
@@ -137,26 +136,14 @@ def is_greyscale(path: str) -> bool:
     return seen is not None and seen[1]
 
 
-def _seen(path: str) -> tuple[np.ndarray, bool] | None:
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return _thumbnail_at(path, st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=CACHE_ENTRIES)
-def _thumbnail_at(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, bool] | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                img.draft("RGB", (THUMB_PX * 4, THUMB_PX * 4))
-                img = to_rgb(ImageOps.exif_transpose(img))
-                img.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR, reducing_gap=2.0)
-                rgb = np.asarray(img, np.int16)
-                chroma = rgb.max(axis=2) - rgb.min(axis=2)
-                grey = float(np.percentile(chroma, 99)) <= GREY_CHROMA
-                return np.asarray(img.convert("L"), np.uint8), grey
-    except IMAGE_ERRORS:
-        return None
+@per_file_version(CACHE_ENTRIES)
+def _seen(path: str) -> tuple[np.ndarray, bool]:
+    """The grey thumbnail and whether the picture has no colour, from one small decode."""
+    with Image.open(path) as img:
+        img.draft("RGB", (THUMB_PX * 4, THUMB_PX * 4))
+        img = to_rgb(ImageOps.exif_transpose(img))
+        img.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        rgb = np.asarray(img, np.int16)
+        chroma = rgb.max(axis=2) - rgb.min(axis=2)
+        grey = float(np.percentile(chroma, 99)) <= GREY_CHROMA
+        return np.asarray(img.convert("L"), np.uint8), grey

@@ -6,24 +6,23 @@ next `dinosearch index` embeds them again), removes leftover temp and stale inde
 rebuilds the FAISS file from SQLite.
 """
 
-import hashlib
+import json
 import os
-import re
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
 
-from indexer.config import DB_NAME, INDEX_PREFIX
-from indexer.errors import NoLibrary, ReadOnlyLibrary
+from indexer.config import DB_NAME
+from indexer.errors import ReadOnlyLibrary
+from indexer.files import sha256_file
+from indexer.library import layout, snapshot, vectorfile
+from indexer.library.store import Store
+from search import knn
 
-HASH_CHUNK_BYTES = 1 << 20
 VECTOR_ATOL = 1e-5  # FAISS stores float32 copies: equal to the blobs up to rounding
-TEMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")  # knn.VectorIndex.save's
-STALE_TMP_S = 600  # without /proc: a temp file this old belongs to no live writer
-INDEX_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")
 
 # Problem kinds, and whether --repair can mend them without the model.
 REPAIRABLE = {
@@ -97,31 +96,23 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
     """Every disagreement between files, SQLite and the FAISS file; reads only."""
     directory = Path(directory).expanduser().absolute()
     report = CheckReport(str(directory), deep=deep)
-    conn = _connect_readonly(directory)
+    conn = snapshot.open_library(directory)
     try:
-        _check_integrity(conn, report)
-        # one snapshot: meta (the vector file and its committed length) and the rows agree
-        # even while an index job commits or compacts
-        conn.execute("begin")
-        meta = dict(conn.execute("select key, value from meta").fetchall())
-        report.generation = int(meta.get("generation") or 0)
-        dim = _dim(meta)
-        columns = {r[1] for r in conn.execute("pragma table_info(images)")}
-        select = "select id, path, size, mtime_ns, hash, status, {} from images order by id"
-        if "slot" in columns:
-            space = _vector_map(directory, meta, dim or 0, report)
-            rows = [
-                _Row(*r[:6], _vector_bytes(space, r[6]))
-                for r in conn.execute(select.format("slot"))
-            ]
-        else:  # a library not opened since vectors moved out of SQLite (schema m004)
-            rows = [_Row(*r) for r in conn.execute(select.format("vector"))]
-        conn.execute("commit")
+        for line in snapshot.integrity_problems(conn)[:20]:
+            report.problems.append(Problem("integrity", f"SQLite integrity_check: {line}"))
+        meta, column, found = snapshot.meta_and_images(conn)
     except sqlite3.DatabaseError as exc:
         report.problems.append(Problem("integrity", f"cannot read {DB_NAME}: {exc}"))
         return report
     finally:
         conn.close()
+    report.generation = int(meta.get("generation") or 0)
+    dim = _dim(meta)
+    if column == "slot":
+        space = _vector_map(directory, meta, dim or 0, report)
+        rows = [_Row(*r[:6], _vector_bytes(space, r[6])) for r in found]
+    else:
+        rows = [_Row(*r) for r in found]
     report.images = sum(r.status == "ok" for r in rows)
     report.failed = sum(r.status == "failed" for r in rows)
     good = _check_rows(rows, dim, deep, report)
@@ -130,21 +121,10 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
     return report
 
 
-def _connect_readonly(directory: Path) -> sqlite3.Connection:
-    from indexer.library.store import connect_read_only
-
-    path = directory / DB_NAME
-    if not path.exists():
-        raise NoLibrary(f"no library at {directory}: nothing to check")
-    return connect_read_only(path)  # also on read-only media
-
-
 def _vector_map(directory: Path, meta: dict, dim: int, report: CheckReport) -> np.ndarray:
     """The committed rows of the vector file; what it lacks is reported (its rows get none)."""
-    from indexer.library import vectorfile
-
-    path = directory / meta.get("vector_file", vectorfile.file_name(0))
-    slots = int(meta.get("vector_slots") or 0)
+    path = directory / meta.get(vectorfile.VECTOR_FILE_KEY, vectorfile.file_name(0))
+    slots = int(meta.get(vectorfile.VECTOR_SLOTS_KEY) or 0)
     try:
         return vectorfile.read_map(path, slots, dim)
     except (OSError, ValueError) as exc:
@@ -157,16 +137,7 @@ def _vector_bytes(space: np.ndarray, slot: int | None) -> bytes | None:
     return space[slot].tobytes() if slot is not None and 0 <= slot < len(space) else None
 
 
-def _check_integrity(conn: sqlite3.Connection, report: CheckReport) -> None:
-    lines = [r[0] for r in conn.execute("pragma integrity_check").fetchall()]
-    if lines != ["ok"]:
-        for line in lines[:20]:
-            report.problems.append(Problem("integrity", f"SQLite integrity_check: {line}"))
-
-
 def _dim(meta: dict) -> int | None:
-    import json
-
     raw = meta.get("model")
     return int(json.loads(raw)["dim"]) if raw else None
 
@@ -227,14 +198,10 @@ def _check_file(row: _Row, deep: bool, report: CheckReport) -> bool:
 
 
 def _sha256(path: str) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(HASH_CHUNK_BYTES):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _vector(row: _Row, dim: int | None) -> np.ndarray | None:
@@ -247,7 +214,9 @@ def _vector(row: _Row, dim: int | None) -> np.ndarray | None:
 
 
 def _check_index(directory: Path, report: CheckReport, good: dict, dim: int | None) -> None:
-    files = {int(m.group(1)): p for p in directory.iterdir() if (m := INDEX_RE.match(p.name))}
+    files = {
+        int(m.group(1)): p for p in directory.iterdir() if (m := layout.INDEX_FILE_RE.match(p.name))
+    }
     for generation, path in sorted(files.items()):
         if generation != report.generation:
             report.problems.append(
@@ -270,14 +239,10 @@ def _check_index(directory: Path, report: CheckReport, good: dict, dim: int | No
 
 
 def _compare_index(path: Path, report: CheckReport, good: dict, dim: int | None) -> None:
-    import faiss
-
     try:
         index = faiss.read_index(str(path))
-        from search.knn import index_ids
-
-        ids = index_ids(index)
-        inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+        ids = knn.index_ids(index)
+        inner = knn.inner_index(index)
         if isinstance(inner, faiss.IndexIVF):  # PQ codes: only the ids can be compared
             vectors = None
         else:
@@ -316,37 +281,20 @@ def _same_vectors(ids: np.ndarray, vectors: np.ndarray, good: dict) -> bool:
 
 def _check_leftovers(directory: Path, report: CheckReport) -> None:
     for path in sorted(directory.iterdir()):
-        if TEMP_RE.match(path.name) and not _in_use(path):
+        if layout.INDEX_TMP_RE.match(path.name) and knn.is_abandoned(path):
             report.problems.append(
                 Problem("temp_file", "temp file left by an interrupted index write", str(path))
             )
 
 
-def _in_use(path: Path) -> bool:
-    """Whether a live process has the temp file open (Linux /proc), else whether it is young."""
-    proc = Path("/proc")
-    if not (proc / "self" / "fd").exists():
-        return time.time() - path.stat().st_mtime < STALE_TMP_S
-    target = str(path)
-    for fd_dir in proc.glob("[0-9]*/fd"):
-        try:
-            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
-                return True
-        except OSError:  # the process ended, or is not ours to look at
-            continue
-    return False
-
-
 def repair_library(directory: str | Path, deep: bool = False) -> CheckReport:
     """Mend what can be mended without the model, then check again."""
-    from indexer.library.store import read_only_reason
-
     directory = Path(directory).expanduser().absolute()
     before = check_library(directory, deep)
     if any(p.kind == "integrity" for p in before.problems):
         return before  # never write into a damaged database
     fixable = [p for p in before.problems if REPAIRABLE.get(p.kind)]
-    if fixable and (why := read_only_reason(directory)):
+    if fixable and (why := snapshot.read_only_reason(directory)):
         raise ReadOnlyLibrary(directory, why, "check --repair")
     if fixable:
         _drop_rows(directory, [p.path for p in fixable if p.kind in ("missing_file", "bad_vector")])
@@ -368,23 +316,14 @@ def _jsons(problems: list[Problem]) -> list[dict]:
 def _drop_rows(directory: Path, paths: list[str]) -> None:
     if not paths:
         return
-    from indexer.library.store import Store
-
     store = Store.open(directory)
     try:
-        ids = [
-            r[0]
-            for p in paths
-            for r in store.db.execute("select id from images where path = ?", [p]).fetchall()
-        ]
-        store.apply_moves([], [], ids)  # one transaction, bumps the generation
+        store.apply_moves([], [], store.ids_for_paths(paths))  # one transaction, a new generation
     finally:
         store.close()
 
 
 def _trim_vectors(directory: Path) -> None:
-    from indexer.library.store import Store
-
     store = Store.open(directory)
     try:
         store.trim_vector_slots()
@@ -394,14 +333,8 @@ def _trim_vectors(directory: Path) -> None:
 
 def _rebuild_index(directory: Path) -> None:
     """Write the FAISS file for the store's generation from SQLite, replacing whatever is there."""
-    from indexer.library.store import Store
-    from search import knn
-
     store = Store.open(directory)
     try:
-        ids, vectors = store.vectors()
-        requested = store.get_meta("index_type") or "auto"
-        kind = knn.choose_index_type(len(ids), vectors.shape[1], requested)
-        knn.VectorIndex.build(ids, vectors, kind, store.generation).save(directory)
+        knn.build_all(store, store.get_meta("index_type") or "auto").save(directory)
     finally:
         store.close()

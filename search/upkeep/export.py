@@ -47,10 +47,17 @@ class ExportSummary:
     def to_json(self) -> dict:
         return self.__dict__.copy()
 
+    def describe(self) -> str:
+        """One line for humans."""
+        return (
+            f"exported {self.rows} images ({self.model}, {self.dim}-d) to "
+            f"{self.directory} in {self.files} parquet files, {self.bytes / 1e6:.1f} MB"
+        )
+
 
 def schema(dim: int, model: str, recipe: str):
     """The Arrow schema of an export (see the module docstring)."""
-    import pyarrow as pa
+    import pyarrow as pa  # optional extra (dinosearch[ray])
 
     fields = [
         ("id", pa.int64()),
@@ -71,7 +78,7 @@ def schema(dim: int, model: str, recipe: str):
 
 def _table(rows: list[tuple], space: np.ndarray, arrow_schema, dim: int):
     """SQLite rows (COLUMNS order) and the vector file's map -> one Arrow table."""
-    import pyarrow as pa
+    import pyarrow as pa  # optional extra (dinosearch[ray])
 
     columns = list(zip(*rows, strict=True)) if rows else [()] * 11
     flat = space[np.array(columns[10], dtype=np.int64)].reshape(-1)
@@ -80,30 +87,15 @@ def _table(rows: list[tuple], space: np.ndarray, arrow_schema, dim: int):
     return pa.Table.from_arrays([*arrays, vectors], schema=arrow_schema)
 
 
-def _chunks(store: Store):
-    """Ok rows in id order, ROWS_PER_CHUNK at a time (keyset pagination: flat memory)."""
-    last = -1
-    while True:
-        rows = store.db.execute(
-            f"select {COLUMNS} from images where status = 'ok' and slot is not null and id > ? "
-            "order by id limit ?",
-            [last, ROWS_PER_CHUNK],
-        ).fetchall()
-        if not rows:
-            return
-        yield rows
-        last = rows[-1][0]
-
-
 def _write_parts(store: Store, directory: Path, arrow_schema, dim: int) -> tuple[int, int]:
     """Write part files into directory; returns (rows, files)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # optional extra
 
     rows = files = 0
     writer = None
-    with store.db.atomic():  # one snapshot: rows and vectors agree while a job writes
+    with store.snapshot():  # rows and vectors agree while a job writes
         space = store.vector_map()
-        for number, chunk in enumerate(_chunks(store)):
+        for number, chunk in enumerate(store.ok_rows_in_chunks(COLUMNS, ROWS_PER_CHUNK)):
             if number % CHUNKS_PER_FILE == 0:
                 if writer:
                     writer.close()
@@ -151,22 +143,3 @@ def export_parquet(store: Store, directory: str | Path, overwrite: bool = False)
         raise
     size = sum(p.stat().st_size for p in target.iterdir())
     return ExportSummary(str(target), rows, files, info.id, info.dim, size)
-
-
-def describe(summary: ExportSummary) -> str:
-    """One line for humans."""
-    return (
-        f"exported {summary.rows} images ({summary.model}, {summary.dim}-d) to "
-        f"{summary.directory} in {summary.files} parquet files, {summary.bytes / 1e6:.1f} MB"
-    )
-
-
-def read_metadata(directory: str | Path) -> dict:
-    """The dinosearch keys of an export's schema metadata (model, dim, recipe)."""
-    import pyarrow.parquet as pq
-
-    first = sorted(Path(directory).glob("part-*.parquet"))[0]
-    meta = pq.read_schema(first).metadata or {}
-    out = {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"dinosearch.")}
-    out["dinosearch.dim"] = int(out.get("dinosearch.dim", 0))
-    return out

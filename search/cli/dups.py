@@ -1,0 +1,270 @@
+"""`dinosearch dups` and `calibrate`: find duplicate groups, write a plan, fit the threshold."""
+
+import os
+
+import click
+
+from indexer.errors import BadQuery
+from search.cli.options import collection, emit_json, json_option, library_options, ray_option
+from search.cli.progress import TerminalProgress
+
+
+@click.command()
+@click.option(
+    "--threshold",
+    default="auto",
+    show_default=True,
+    metavar="auto|FLOAT",
+    help="auto: calibrated on this library (whitened scores); a number: raw cosine.",
+)
+@click.option(
+    "--precision",
+    default=0.99,
+    show_default=True,
+    type=click.FloatRange(0.5, 1.0),
+    help="Target precision for --threshold auto.",
+)
+@click.option("--within", type=click.Path(), help="Only images under this folder.")
+@click.option(
+    "--against",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Which images under PATH already have a duplicate in the library.",
+)
+@click.option(
+    "--of", "of", type=click.Path(exists=True, dir_okay=False), help="Duplicates of one image."
+)
+@click.option("--include-similar", is_flag=True, help="Also report 'similar' groups (bursts).")
+@click.option("--similar-threshold", type=float, help="Score for the 'similar' tier.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write rows to FILE.")
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False),
+    help="Write an editable plan for `dinosearch apply` (JSON; a .csv name: CSV).",
+)
+@click.option(
+    "--keep",
+    "keep_policy",
+    metavar="POLICY",
+    help="Keep-best policy, e.g. 'resolution > largest-file > oldest', or a policy file.",
+)
+@click.option(
+    "--action",
+    type=click.Choice(["trash", "move", "hardlink", "symlink", "delete"]),
+    default="trash",
+    show_default=True,
+    help="What the plan does with each duplicate.",
+)
+@click.option("--move-to", type=click.Path(file_okay=False), help="Destination of --action move.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Write a self-contained review page (thumbnails, kept file and why).",
+)
+@click.option(
+    "--mark-distinct",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="A B",
+    help="Record that A and B are not duplicates (by content: survives renames), then exit.",
+)
+@click.option(
+    "--keep-both",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="A B",
+    help="Record that A and B are duplicates to keep both of, then exit.",
+)
+@library_options
+@ray_option
+@json_option
+def dups(
+    threshold,
+    precision,
+    within,
+    against,
+    of,
+    include_similar,
+    similar_threshold,
+    csv_path,
+    plan_path,
+    keep_policy,
+    action,
+    move_to,
+    html_path,
+    mark_distinct,
+    keep_both,
+    index_dir,
+    ray_address,
+    as_json,
+):
+    """Find duplicate groups: exact, pixels, copy (and similar with --include-similar).
+
+    \b
+    Examples:
+        dinosearch dups
+        dinosearch dups --against ~/new-sd-card --json
+        dinosearch dups --threshold 0.95 --csv dups.csv
+        dinosearch dups --plan plan.json --html review.html --keep 'resolution > oldest'
+    """
+    from search.collection import DupOptions  # the facade's own import cost: see collection()
+
+    coll = collection(index_dir)
+    if mark_distinct or keep_both:
+        return _mark_decisions(coll, mark_distinct, keep_both, as_json)
+    for path in (csv_path, plan_path, html_path):
+        _check_writable(path)  # before the run, not after minutes of work
+    policy = coll.policy(keep_policy) if plan_path or html_path else None
+
+    options = DupOptions(
+        threshold=threshold,
+        precision=precision,
+        within=within,
+        against=tuple(against),
+        of=of,
+        include_similar=include_similar,
+        similar_threshold=similar_threshold,
+        ray=ray_address,
+    )
+    progress = TerminalProgress(enabled=False if as_json else None)
+    if (copies := coll.calibration_due(options)) and not as_json:
+        click.echo(
+            f"calibrating the threshold on this library first: {copies} known copies of its own "
+            "photos to embed (once; stored for later runs). A fixed --threshold, e.g. 0.95, "
+            "skips this",
+            err=True,
+        )
+    report = coll.duplicates(options, progress)
+    progress.finish()
+    if csv_path:
+        report.write_csv(csv_path)
+    if policy is not None:
+        _write_plan(coll, report, policy, action, move_to, plan_path, html_path)
+    if as_json:
+        return emit_json(report.to_json())
+    _print_dups(report)
+
+
+def _check_writable(path: str | None) -> None:
+    """A clear error now for an output file that cannot be written."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadQuery(f"cannot write {path}: folder {folder} does not exist")
+    if os.path.isdir(path) or not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise BadQuery(f"cannot write {path}: not a writable file")
+
+
+def _mark_decisions(coll, distinct, keep_both, as_json) -> None:
+    pairs = [(distinct, "distinct"), (keep_both, "keep-both")]
+    done = [coll.decide(a, b, kind) for (a, b), kind in ((p, k) for p, k in pairs if p)]
+    if as_json:
+        return emit_json({"decisions": done})
+    for d in done:
+        click.echo(f"recorded {d['kind']}: {d['a']}  {d['b']} (later dups runs respect it)")
+
+
+def _write_plan(coll, report, policy, action, move_to, plan_path, html_path) -> None:
+    plan = coll.plan(report, policy, action, move_to)
+    if plan_path and plan_path.lower().endswith(".csv"):
+        plan.write_csv(plan_path)
+    elif plan_path:
+        plan.write(plan_path)
+    if html_path:
+        coll.write_review_page(plan, html_path)
+    counts = ", ".join(f"{n} {a}" for a, n in plan.summary()["actions"].items() if n)
+    written = " and ".join(p for p in (plan_path, html_path) if p)
+    click.echo(f"plan {plan.id[:8]} ({counts or 'no groups'}) written to {written}", err=True)
+
+
+NEW_SHOWN = 20  # new files listed after a --against run (all of them with --json)
+
+
+def _how(member: dict) -> str:
+    """How a member matched, in a few words: `copy 0.99`, `copy (crop)`, `exact`."""
+    if member["verified"]:
+        return f"{member['match']} ({member['verified']})"
+    if member["confidence"] is not None and member["match"] in ("copy", "similar"):
+        return f"{member['match']} {member['confidence']:.2f}"
+    return member["match"]
+
+
+def _print_dups(report) -> None:
+    data = report.to_json()
+    for number, group in enumerate(data["groups"], 1):
+        click.echo(f"group {number} [{group['tier']}]")
+        first = group["members"][0]["path"]
+        for m in group["members"]:
+            size = f"{m['width']}x{m['height']}" if m["width"] else ""
+            twin = m["twin_of"] or m["via"]
+            of = f"  (of {os.path.basename(twin)})" if twin and twin != first else ""
+            click.echo(f"  {m['score']:6.3f}  {_how(m):<15}  {size:>11}  {m['path']}{of}")
+    stats = data["stats"]
+    how = "calibrated" if stats["mode"] == "auto" else "cosine"
+    groups = f"{stats['groups']} group{'' if stats['groups'] == 1 else 's'}"
+    click.echo(
+        f"{groups}, {stats['duplicates']} duplicates among "
+        f"{stats['images']} images (threshold {data['threshold']:.3f}, {how}) "
+        f"in {stats['seconds']:.1f}s"
+    )
+    if "checked" in stats:  # --against / --of: say what is new, not only what is known
+        new = data["new"]
+        click.echo(
+            f"{stats['checked']} checked: {stats['checked'] - len(new)} already in the library, "
+            f"{len(new)} new" + (":" if new else "")
+        )
+        for path in new[:NEW_SHOWN]:
+            click.echo(f"  new  {path}")
+        if len(new) > NEW_SHOWN:
+            click.echo(f"  ... and {len(new) - NEW_SHOWN} more (--json lists them all)")
+
+
+@click.command()
+@click.option(
+    "--sample",
+    type=click.IntRange(2),
+    help="Library images to make known copies of (15 copies each) "
+    "[default: one per 20 indexed images, 8 to 60].",
+)
+@click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Which images are sampled and how they are copied (another seed: another sample).",
+)
+@library_options
+@json_option
+def calibrate(sample, precision, seed, index_dir, as_json):
+    """Calibrate the duplicate threshold on this library's own photos.
+
+    \b
+    Example:
+        dinosearch calibrate --sample 200
+    """
+    progress = TerminalProgress(enabled=False if as_json else None)
+    result = collection(index_dir).calibrate(precision, sample, progress, seed)
+    progress.finish()
+    data = result.to_json()
+    if as_json:
+        return emit_json(data)
+    click.echo(
+        f"model {data['model']}, {data['images']} images, {data['sample']} sampled, "
+        f"{data['positives']} known copies vs {data['negatives']} nearest distinct images"
+    )
+    click.echo(f"scores: {data['normalisation']}")
+    click.echo(f"{'threshold':>9}  {'precision':>9}  {'recall':>6}")
+    for row in data["table"]:
+        click.echo(f"{row['threshold']:9.4f}  {row['precision']:9.4f}  {row['recall']:6.4f}")
+    click.echo(
+        f"chosen threshold {data['threshold']:.4f}: precision {data['precision']:.4f}, "
+        f"recall {data['recall']:.4f} (target precision {precision})"
+    )
+    click.echo(
+        "recall per transform: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in data["per_transform_recall"].items())
+    )

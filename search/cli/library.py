@@ -1,0 +1,170 @@
+"""`dinosearch index`, `query` and `info`: build the library, search it, describe it."""
+
+import click
+
+from indexer.config import DB_NAME, DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
+from search.cli.options import (
+    LocalPath,
+    collection,
+    emit_json,
+    json_option,
+    library_options,
+    model_options,
+    ray_option,
+)
+from search.cli.progress import TerminalProgress
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=LocalPath(exists=True))
+@library_options
+@model_options
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    help="Decode processes (0: decode in-process) [default: one per spare core].",
+)
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files/folders.")
+@click.option("--include-hidden", is_flag=True, help="Also walk hidden files and folders.")
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Refuse images claiming more pixels (decompression bombs); 0 = no limit.",
+)
+@click.option("--retry-failed", is_flag=True, help="Try files that failed before again.")
+@click.option(
+    "--decode-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds one file may take to decode before it is skipped.",
+)
+@click.option(
+    "--decode-memory",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(0),
+    help="MiB of address space per decode worker (0: no cap).",
+)
+@click.option(
+    "--index-type",
+    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
+    default=None,
+    help="FAISS index, kept for the library: auto = exact up to 200k vectors, HNSW up to 5M, "
+    "IVF-PQ (re-ranked with the exact vectors) above.",
+)
+@ray_option
+@json_option
+def index(
+    paths,
+    index_dir,
+    model,
+    device,
+    dtype,
+    batch_size,
+    workers,
+    exclude,
+    include_hidden,
+    max_pixels,
+    retry_failed,
+    decode_timeout,
+    decode_memory,
+    index_type,
+    ray_address,
+    as_json,
+):
+    """Embed the images under PATHS into the library (incremental and resumable).
+
+    \b
+    Example:
+        dinosearch index ~/Pictures --exclude '*/thumbnails/*'
+    """
+    from search.collection import IndexOptions  # the facade's own import cost: see collection()
+
+    options = IndexOptions(
+        batch_size=batch_size,
+        workers=workers,
+        max_pixels=max_pixels or None,
+        exclude=tuple(exclude),
+        include_hidden=include_hidden,
+        retry_failed=retry_failed,
+        ray=ray_address,
+        decode_timeout_s=decode_timeout,
+        decode_memory_bytes=(decode_memory << 20) or None,
+    )
+    progress = TerminalProgress(enabled=False if as_json else None)
+    coll = collection(index_dir, model, device, dtype)
+    summary = coll.index(paths, options, progress, index_type)
+    progress.finish()
+    if as_json:
+        return emit_json(summary.to_json())
+    for failure in summary.failed:
+        click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
+    click.echo(
+        f"{summary.indexed} indexed ({summary.embedded} embedded), {summary.unchanged} unchanged, "
+        f"{summary.moved} moved, {summary.removed} removed, {len(summary.failed)} failed "
+        f"in {summary.seconds:.1f}s with {summary.model or 'no model needed'}"
+    )
+    if (coll.directory / DB_NAME).exists():
+        click.echo(f"library: {coll.directory}")
+    else:
+        click.echo(f"no library made at {coll.directory}: nothing was embedded")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="How many results.")
+@click.option("--within", type=click.Path(), help="Only results under this folder.")
+@library_options
+@model_options
+@json_option
+def query(images, k, within, index_dir, model, device, dtype, as_json):
+    """Find the indexed images most similar to IMAGES (several: their mean).
+
+    \b
+    Example:
+        dinosearch query cat.jpg -k 5
+    """
+    coll = collection(index_dir, model, device, dtype)
+    result = coll.query(list(images), k=k, within=within)
+    if as_json:
+        return emit_json(result.to_json())
+    click.echo(f"{'rank':>4}  {'score':>6}  path")
+    for hit in result.results:
+        click.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
+    if not result.results:
+        click.echo(
+            "(no results: the library is empty or nothing lies --within that folder)", err=True
+        )
+
+
+@click.command()
+@library_options
+@json_option
+def info(index_dir, as_json):
+    """Describe the library: model, counts, index, size on disk.
+
+    \b
+    Example:
+        dinosearch info --json
+    """
+    data = collection(index_dir).info()
+    if as_json:
+        return emit_json(data)
+    click.echo(f"library: {data['library']}")
+    model = f"{data['model']} ({data['dim']}-d)" if data["model"] else "none yet (nothing embedded)"
+    click.echo(f"model:   {model}")
+    click.echo(f"images:  {data['images']} indexed, {data['failed']} failed")
+    click.echo(f"index:   {data['index']['type']}, {data['index']['vectors']} vectors")
+    click.echo(f"size:    {data['bytes'] / 1e6:.1f} MB")
+    c = data["calibration"]
+    if c:
+        click.echo(
+            f"dups:    threshold {c['threshold']:.4f} ({c['normalisation']}), precision "
+            f"{c['precision']:.3f}, recall {c['recall']:.3f} on {c['sample']} sampled images"
+        )
+    else:
+        click.echo("dups:    not calibrated yet (dinosearch calibrate, or the first dups run)")

@@ -1,0 +1,149 @@
+"""Vectors -> every pair at least as similar as a threshold: exact blockwise range search up to
+EXACT_SEARCH_MAX vectors, a clustered join above. Never an n x n matrix."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+EXACT_SEARCH_MAX = 50_000  # exact range search below this; a clustered join above
+QUERY_BLOCK = 2048  # query rows per range-search call: bounds memory to the block's results
+IVF_TRAIN_PER_LIST = 40  # k-means sample per list, and few iterations: training must not
+IVF_KMEANS_ITERATIONS = 10  # dominate (the defaults cost ~11 min at 1M on 2 cores)
+JOIN_LISTS_PER_SQRT = 2  # clustered join: 2 * sqrt(n) lists (2,000 lists of ~500 at 1M)
+JOIN_NPROBE = 16  # lists each vector is joined with: 99.7 % of the exact pairs at 100k (8: 98.3 %)
+
+Progress = Callable[[str, int, int], None]
+Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols (row < col), scores
+
+
+def no_pairs() -> Pairs:
+    empty = np.zeros(0, np.int64)
+    return empty, empty, np.zeros(0, np.float32)
+
+
+def neighbour_pairs(space: np.ndarray, threshold: float, progress: Progress | None = None) -> Pairs:
+    """All pairs (i < j) with inner product >= threshold: exact blockwise range search up to
+    EXACT_SEARCH_MAX vectors, a clustered join above. Never an n x n matrix."""
+    n = space.shape[0]
+    if n < 2:
+        return no_pairs()
+    if n > EXACT_SEARCH_MAX:
+        return clustered_pairs(space, threshold, progress)
+    return range_pairs(range_index(space), space, 0, n, threshold, progress)
+
+
+def range_index(space: np.ndarray):
+    """The exact index of the blockwise range search (up to EXACT_SEARCH_MAX vectors)."""
+    index = faiss.IndexFlatIP(space.shape[1])
+    index.add(np.ascontiguousarray(space))
+    return index
+
+
+def range_pairs(
+    index,
+    space: np.ndarray,
+    start: int,
+    stop: int,
+    threshold: float,
+    progress: Progress | None = None,
+) -> Pairs:
+    """Pairs (i < j) >= threshold for query rows start..stop, one QUERY_BLOCK at a time."""
+    rows, cols, sims = [], [], []
+    for lo in range(start, stop, QUERY_BLOCK):
+        block = space[lo : min(lo + QUERY_BLOCK, stop)]
+        lims, dist, found = index.range_search(np.ascontiguousarray(block), float(threshold))
+        query = np.repeat(np.arange(lo, lo + len(block)), np.diff(lims).astype(np.int64))
+        keep = found > query  # each pair once, never an image with itself
+        rows.append(query[keep])
+        cols.append(found[keep])
+        sims.append(dist[keep])
+        if progress:
+            progress("dups", min(lo + QUERY_BLOCK, stop), stop)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+
+
+@dataclass
+class JoinPlan:
+    """The clustered join's lists: which rows each list holds and which rows probe it."""
+
+    nlist: int
+    members: np.ndarray  # rows sorted by their own (nearest) list, int32
+    member_at: np.ndarray  # list c's members are members[member_at[c]:member_at[c + 1]]
+    probers: np.ndarray  # rows sorted by the lists they probe, int32
+    prober_at: np.ndarray
+
+
+def plan_join(space: np.ndarray) -> JoinPlan:
+    """Spherical k-means lists over the vectors and each vector's JOIN_NPROBE nearest lists."""
+    n, d = space.shape
+    nlist = max(1, min(n // 8, int(JOIN_LISTS_PER_SQRT * np.sqrt(n))))
+    sample = space[np.random.default_rng(0).choice(n, min(n, IVF_TRAIN_PER_LIST * nlist), False)]
+    kmeans = faiss.Kmeans(d, nlist, niter=IVF_KMEANS_ITERATIONS, spherical=True, seed=1)
+    kmeans.train(np.ascontiguousarray(sample))
+    del sample
+    nprobe = min(JOIN_NPROBE, nlist)
+    probes = np.empty((n, nprobe), np.int32)
+    for start in range(0, n, 65536):  # the nearest centroids, in blocks to bound the scores
+        _, near = kmeans.index.search(space[start : start + 65536], nprobe)
+        probes[start : start + 65536] = near
+    home = probes[:, 0]
+    members = np.argsort(home, kind="stable").astype(np.int32)
+    member_at = np.searchsorted(home[members], np.arange(nlist + 1))
+    flat = probes.ravel()
+    del probes
+    order = np.argsort(flat, kind="stable")
+    probers = (order // nprobe).astype(np.int32)  # the row behind each probe
+    prober_at = np.searchsorted(flat[order], np.arange(nlist + 1))
+    return JoinPlan(nlist, members, member_at, probers, prober_at)
+
+
+def join_lists(space: np.ndarray, plan: JoinPlan, first: int, stop: int, threshold: float) -> Pairs:
+    """Pairs (min, max, score) >= threshold from lists first..stop: each list's members against
+    every row probing it, as one matrix product. May repeat a pair found from both sides."""
+    rows, cols, sims = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for c in range(first, stop):
+        mine = plan.members[plan.member_at[c] : plan.member_at[c + 1]]
+        queries = plan.probers[plan.prober_at[c] : plan.prober_at[c + 1]]
+        if not (len(mine) and len(queries)):
+            continue
+        scores = space[queries] @ space[mine].T
+        qi, mj = np.nonzero(scores >= threshold)
+        a, b = queries[qi].astype(np.int64), mine[mj].astype(np.int64)
+        keep = a != b
+        rows.append(np.minimum(a, b)[keep])
+        cols.append(np.maximum(a, b)[keep])
+        sims.append(scores[qi, mj][keep])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+
+
+def merge_join(n: int, rows, cols, sims) -> Pairs:
+    """Each pair once, ordered by (i, j)."""
+    _, first = np.unique(rows * n + cols, return_index=True)
+    return rows[first], cols[first], sims[first]
+
+
+def clustered_pairs(
+    space: np.ndarray,
+    threshold: float,
+    progress: Progress | None = None,
+) -> Pairs:
+    """Approximate all-pairs join: spherical k-means puts each vector in one list; each list's
+    members are compared, as one matrix product, with every vector that probes the list (its
+    JOIN_NPROBE nearest centroids). A pair is found when either image probes the other's list.
+
+    The same comparisons an IVF range search makes, but as BLAS products rather than one scan per
+    query (100k vectors: 7 s vs 91 s), and with no second copy of the vectors.
+    """
+    n = space.shape[0]
+    space = np.ascontiguousarray(space, dtype=np.float32)
+    plan = plan_join(space)
+    parts, done, step = [], 0, 64
+    for first in range(0, plan.nlist, step):
+        stop = min(first + step, plan.nlist)
+        parts.append(join_lists(space, plan, first, stop, threshold))
+        done = int(plan.member_at[stop])
+        if progress:
+            progress("dups", done, n)
+    return merge_join(n, *(np.concatenate([p[k] for p in parts]) for k in range(3)))

@@ -1,0 +1,125 @@
+"""The API's request and response models (pydantic): what /docs shows and requests are checked
+against."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+MAX_K = 1000
+MAX_ID = 2**63 - 1  # SQLite's integer range; larger ids would overflow, not just miss
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class HitModel(BaseModel):
+    rank: int
+    id: int
+    path: str
+    score: float
+
+
+class QueryResponse(BaseModel):
+    """The `dinosearch query --json` object."""
+
+    query: list[str]
+    model: str
+    results: list[HitModel]
+
+
+class ImageMeta(BaseModel):
+    id: int
+    path: str
+    name: str
+    size: int | None
+    width: int | None
+    height: int | None
+    format: str | None
+    taken: str | None
+    hash: str | None
+    status: str
+    error: str | None
+    indexed_at: str | None
+
+
+class IndexRequest(BaseModel):
+    path: str = Field(description="A folder under one of the roots (absolute, or relative to one)")
+    retry_failed: bool = False
+
+
+class JobModel(BaseModel):
+    id: str
+    path: str
+    state: str = Field(description="running, done or failed")
+    stage: str | None = Field(description="hash or embed while running")
+    done: int
+    total: int
+    rate: float = Field(description="items per second in the current stage")
+    eta_seconds: float | None
+    elapsed_seconds: float
+    failures: list[dict[str, str]]
+    summary: dict[str, Any] | None = Field(description="the `index --json` object, when done")
+    error: ErrorBody | None
+
+
+class RootsResponse(BaseModel):
+    roots: list[str]
+
+
+class DecisionRequest(BaseModel):
+    action: Literal["distinct", "keep-both", "unmark"] = Field(
+        description="distinct: not duplicates; keep-both: duplicates, but both stay; "
+        "unmark: forget the decision"
+    )
+    ids: list[int] = Field(min_length=2, max_length=2, description="Two image ids")
+
+
+class PlanRequest(BaseModel):
+    """The options of GET /api/duplicates, plus what the plan does."""
+
+    threshold: str = Field("auto", description="auto (calibrated) or a raw cosine")
+    precision: float = Field(0.99, ge=0.5, le=1.0)
+    within: str | None = Field(None, description="Only images under this folder")
+    include_similar: bool = False
+    keep: str | None = Field(
+        None, max_length=2000, description="Keep-best policy, e.g. 'resolution > oldest'"
+    )
+    action: Literal["trash", "move", "hardlink", "symlink", "delete"] = "trash"
+    move_to: str | None = Field(None, description="Destination of move, under a --root")
+
+
+class KeeperRequest(BaseModel):
+    group: int = Field(ge=1, description="The group's number in the plan")
+    id: int = Field(ge=1, le=MAX_ID, description="The image to keep in that group")
+
+
+class ApplyRequest(BaseModel):
+    plan_id: str | None = Field(None, description="A plan made by POST /api/plan")
+    plan: dict[str, Any] | None = Field(None, description="A whole (edited) plan instead")
+    confirm: bool = Field(False, description="Without it: a dry run; nothing is touched")
+
+
+class UndoRequest(BaseModel):
+    plan_id: str
+    confirm: bool = Field(False, description="Without it: nothing is restored (400)")
+
+
+class RunModel(BaseModel):
+    id: str
+    kind: str = Field(description="apply or undo")
+    plan: str
+    state: str = Field(description="running, done or failed")
+    elapsed_seconds: float
+    result: dict[str, Any] | None = Field(description="the `apply --json` / `undo --json` object")
+    error: ErrorBody | None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)
+}
