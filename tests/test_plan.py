@@ -7,58 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from search.cleanup.plan import PlanError, build_plan, read_plan
+from search.cleanup.plan import PlanError, read_plan
 from search.cleanup.policy import DEFAULT_POLICY, Facts, PolicyError, is_edit_name, parse_policy
-from search.cli.app import cli
-from search.cli.cleanup import apply_cmd, undo_cmd
 from search.collection import Collection
-from search.dups.decisions import list_decisions, mark, respect_decisions, unmark
-from search.dups.run import DupOptions, find_duplicates
-from tests.conftest import PHOTOS
-
-cli.add_command(apply_cmd)  # what search/cli.py registers; harmless once it does
-cli.add_command(undo_cmd)
-
-
-def invoke(*args, expect=0, input=None):
-    result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
-
-
-def index(folder: Path, library: Path) -> None:
-    invoke("index", folder, "--index", library, "--workers", "0")
-
-
-@pytest.fixture
-def dup_lib(tmp_path):
-    return make_dup_lib(tmp_path)
-
-
-def make_dup_lib(tmp_path: Path) -> tuple[Path, Path]:
-    """Five real photos, an exact copy of one (named as a copy) and a lossless re-encode of
-    another (named as an export); indexed. Returns (folder, library)."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    originals = sorted(PHOTOS.glob("*.png"))[:5]
-    for src in originals:
-        shutil.copy2(src, folder / src.name)
-    shutil.copy(originals[0], folder / "kodim01 copy.png")
-    with Image.open(originals[1]) as img:
-        img.save(folder / "kodim02-export.webp", lossless=True)
-    library = tmp_path / "library"
-    index(folder, library)
-    return folder, library
-
-
-def make_plan(library: Path, policy=None, action="trash", move_to=None):
-    coll = Collection(library)
-    report = find_duplicates(coll, DupOptions(threshold=0.999))
-    report = respect_decisions(coll.store(), report)
-    return build_plan(report, coll.store(), policy, action, move_to)
+from search.dups.decisions import list_decisions, mark, unmark
+from tests.helpers import PHOTOS, index, invoke, make_plan
 
 
 def names(group) -> list[str]:
@@ -157,6 +112,27 @@ def test_policy_order_decides():
     assert parse_policy("resolution > largest-file").rank(candidates)[0] is EDIT
     assert parse_policy("folder:/p/c,/p/b").rank(candidates)[0] is EDIT
     assert parse_policy("exif-complete > smallest-file").rank(candidates)[0] is BIG_JPEG
+
+
+POLICY_FILES = sorted((Path(__file__).parent.parent / "data" / "keep-policies").glob("*.txt"))
+
+
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
+def test_the_policy_files_in_data_parse_and_decide(path):
+    """Every example policy the README points at works as written, comments and all."""
+    policy = parse_policy(str(path))
+    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    assert policy.text == " > ".join(ln for ln in lines if ln)
+    winner = {  # among the edit, its original and a smaller PNG of the same picture
+        "photographer.txt": BIG_JPEG,  # the original JPEG: camera format, not the edit
+        "dataset.txt": BIG_JPEG,  # most pixels, then the smaller file
+        "master-archive.txt": EDIT,  # none in the archive: most pixels, then the larger file
+    }[path.name]
+    assert policy.rank([SMALL_PNG, EDIT, BIG_JPEG])[0] is winner
+
+
+def test_there_are_policy_files_in_data():
+    assert len(POLICY_FILES) >= 3
 
 
 def test_policy_explains_the_deciding_criterion_and_the_runner_up():
