@@ -8,6 +8,8 @@ import platformdirs
 ENV_INDEX = "DINOSEARCH_INDEX"
 ENV_MODEL = "DINOSEARCH_MODEL"
 DEFAULT_MODEL = "dinov2-small"
+RUNTIMES = ("auto", "torch", "onnx")  # what runs the model (indexer/runtime.py)
+DTYPES = ("auto", "fp32", "fp16", "bf16", "int8")
 
 # A 200-megapixel phone photo (16320 x 12240 = 199.8 MP) must index; Pillow's own guard stops at
 # about 179 MP. Anything claiming more than this is refused from its header, before decoding.

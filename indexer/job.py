@@ -197,7 +197,8 @@ def run(
         early = _decode_stream(paths, recipe_hint, options) if recipe_hint else None
         try:
             embedder = load_embedder()
-            store.bind_model(ModelInfo(embedder.id, embedder.dim, embedder.recipe.to_json()))
+            recipe = embedder.recipe.to_json()
+            store.bind_model(ModelInfo(embedder.id, embedder.dim, recipe, embedder.record()))
             summary.model = embedder.id
             if early is not None and early.recipe != embedder.recipe:
                 early.close()  # the hint was wrong: decode again with the model's own recipe

@@ -96,9 +96,15 @@ class Embedder:
         self._std = torch.tensor(recipe.std, device=self.device).view(1, 3, 1, 1) * 255
         self.dim = int(self.embed(np.zeros((1, *recipe.input_size, 3), np.uint8)).shape[1])
 
+    runtime = "torch"
+
     @property
     def id(self) -> str:
         return self.spec.id
+
+    def record(self) -> dict:
+        """What the library keeps of how its vectors were made."""
+        return {"runtime": self.runtime, "dtype": self.dtype}
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 -> (B, D) float32, unit length."""

@@ -4,12 +4,11 @@ hands the work to its room (indexer/, search/dups, search/cleanup, search/upkeep
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from indexer import job, model
+from indexer import job, model, runtime
 from indexer.config import DB_NAME, DEFAULT_MAX_PIXELS, default_library_dir, default_model
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
@@ -28,36 +27,11 @@ from search.dups import run
 from search.dups.decisions import list_decisions, mark, unmark
 from search.dups.groups import DupReport
 from search.dups.run import DupOptions
+from search.knn import Hit, QueryResult
 from search.upkeep.check import CheckReport, check_library, repair_library
 from search.upkeep.export import ExportSummary, export_parquet
 
-__all__ = ["Collection", "DupOptions", "Hit", "IndexOptions", "QueryResult"]
-
-
-@dataclass
-class Hit:
-    rank: int
-    id: int
-    path: str
-    score: float
-
-    def to_json(self) -> dict:
-        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6)}
-
-
-@dataclass
-class QueryResult:
-    query: list[str]
-    model: str
-    results: list[Hit] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_json(self) -> dict:
-        return {
-            "query": self.query,
-            "model": self.model,
-            "results": [h.to_json() for h in self.results],
-        }
+__all__ = ["Collection", "DupOptions", "IndexOptions"]
 
 
 class Collection:
@@ -70,10 +44,12 @@ class Collection:
         device: str = "auto",
         dtype: str = "auto",
         index_type: str = "auto",
+        runtime: str = "auto",
     ):
         self.directory = Path(directory or default_library_dir()).expanduser().absolute()
-        self.model_arg, self.device, self.dtype = model, device, dtype
+        self.model_arg, self.device, self.dtype, self.runtime = model, device, dtype, runtime
         self.index_type = index_type
+        self._sample_roots: list[str] | None = None  # photos for the int8 gate: being indexed
         self._store: Store | None = None
         self._embedder = None
         self._vindex: knn.VectorIndex | None = None
@@ -101,9 +77,17 @@ class Collection:
 
     def embedder(self):
         if self._embedder is None:
-            self._embedder = model.load(self.model_id(), self.device, self.dtype)
+            info = self.store().model() if self._library_exists() else None
+            held = info.precision if info else None  # a new library: no precision yet
+            self._embedder = runtime.load(
+                self.model_id(), self.device, self.dtype, self.runtime, held, self._sample_roots
+            )
             self._check_recipe(self._embedder.recipe)
         return self._embedder
+
+    def import_runtime(self) -> None:
+        """Import what the embedder will run on (torch: ~2 s) without loading the model."""
+        runtime.import_backend(self.runtime, self.device)
 
     def _recipe_hint(self) -> Recipe | None:
         """The preprocessing without loading the model: the library's record, else the
@@ -143,6 +127,8 @@ class Collection:
         """Index paths (keeping `index_type` for the library when given). A run that creates
         the library but embeds nothing, or fails before it does, leaves no library behind."""
         self.model_id()  # refuse a model mismatch before walking anything
+        if info := (self.store().model() if self._library_exists() else None):
+            runtime.refuse_mixing(self.dtype, info.precision)  # also with nothing to embed
         if self.model_arg:
             model.resolve(self.model_arg)  # an unknown --model fails before a library is made
         new, missing = not self._library_exists(), layout.outermost_missing(self.directory)
@@ -152,6 +138,9 @@ class Collection:
             if index_type:
                 self.set_index_type(index_type)
             roots, hint = [str(p) for p in paths], self._recipe_hint()
+            self._sample_roots = roots
+            if options and options.ray:  # Ray actors embed with torch: the library says so
+                self.runtime = "torch" if self.runtime == "auto" else self.runtime
             summary = job.run(store, roots, self.embedder, options, progress, hint)
         except BaseException:
             if new:
@@ -452,6 +441,8 @@ class Collection:
             "library": str(self.directory),
             "model": model.id if model else None,
             "dim": model.dim if model else None,
+            # how the vectors were made (a library from before runtimes were recorded: torch)
+            "runtime": (model.runtime or {"runtime": "torch", "dtype": None}) if model else None,
             "images": counts.get("ok", 0),
             "failed": counts.get("failed", 0),
             "index": {

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -53,6 +53,32 @@ STALE_TMP_S = 600  # a temp file this old belongs to no live writer
 # A writer creates its temp file, then locks it; between the two it looks abandoned. Threads of
 # one process (the API's, an index job's) take this lock for both steps and for the cleanup check.
 _TMP_LOCK = threading.Lock()
+
+
+@dataclass
+class Hit:
+    rank: int
+    id: int
+    path: str
+    score: float
+
+    def to_json(self) -> dict:
+        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6)}
+
+
+@dataclass
+class QueryResult:
+    query: list[str]
+    model: str
+    results: list[Hit] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "query": self.query,
+            "model": self.model,
+            "results": [h.to_json() for h in self.results],
+        }
 
 
 def choose_index_type(count: int, dim: int, requested: str = "auto") -> str:

@@ -7,6 +7,10 @@ repo ids, so `--model facebook/dinov2-small` resolves offline through transforme
 import json
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+from transformers import Dinov2Config, Dinov2Model, ViTConfig, ViTModel
+
 REVISION = "0" * 40
 
 DINOV2_PROCESSOR = {
@@ -50,24 +54,18 @@ TINY = {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 3, "im
 
 def seeded(seed: int, build):
     """build() in eval mode, its weights drawn after torch.manual_seed(seed)."""
-    import torch
-
     torch.manual_seed(seed)
     return build().eval()
 
 
 def tiny_dinov2(seed: int = 0, **config):
     """A random-init DINOv2 (ViT/14); `config` overrides the tiny sizes."""
-    from transformers import Dinov2Config, Dinov2Model
-
     config = {**TINY, "mlp_ratio": 2, "patch_size": 14, **config}
     return seeded(seed, lambda: Dinov2Model(Dinov2Config(**config)))
 
 
 def tiny_dino_v1(seed: int = 0):
     """A random-init DINO v1 ViT-S/16 layout, with its pooler as the hub checkpoint has one."""
-    from transformers import ViTConfig, ViTModel
-
     config = ViTConfig(**TINY, intermediate_size=96, patch_size=16)
     return seeded(seed, lambda: ViTModel(config, add_pooling_layer=True))
 
@@ -86,9 +84,7 @@ def populate_hub_cache(hub_cache: Path) -> None:
 
 def populate_timm_cache(hub_cache: Path, name: str = "vit_small_patch14_dinov2.lvd142m") -> None:
     """timm's own architecture (full size: timm fixes it by name), random init, in hub layout."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
+    import timm  # optional extra (dinosearch[timm])
 
     torch.manual_seed(3)
     model = timm.create_model(name, pretrained=False)

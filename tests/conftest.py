@@ -10,8 +10,10 @@ os.environ["HF_HUB_CACHE"] = str(_HF_HOME / "hub")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("DINOSEARCH_INDEX", None)
 os.environ.pop("DINOSEARCH_MODEL", None)
+os.environ.pop("DINOSEARCH_ONNX_CACHE", None)  # the ONNX exports go under this HF_HOME
 
 import pytest  # noqa: E402
+from send2trash import plat_other  # noqa: E402
 
 from tests.checkpoints import populate_hub_cache  # noqa: E402
 from tests.helpers import (  # noqa: E402, F401  (the names tests once imported from here)
@@ -65,8 +67,6 @@ def dup_lib(tmp_path) -> tuple[Path, Path]:
 @pytest.fixture
 def trash(tmp_path, monkeypatch):
     """A private freedesktop trash (send2trash's home trash, redirected)."""
-    from send2trash import plat_other
-
     data = tmp_path / "home" / ".local" / "share"
     data.mkdir(parents=True)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -79,7 +79,7 @@ def trash(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium (Debian's, through Playwright), one per test module."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # optional heavy extra: the browser tests only
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

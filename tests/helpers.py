@@ -1,9 +1,6 @@
 """What the tests share that is not a fixture (the fixtures are in conftest.py): where the shared
 test data lies, ways to run the CLI, the small duplicate library the plan/apply/report tests
 start from, and a few builders of test input. bench/ scripts import from here too.
-
-Product modules are imported inside the functions that need them, so that importing this module
-(conftest does, for every test) costs nothing and never fails because of one of them.
 """
 
 import os
@@ -16,8 +13,16 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from click.testing import CliRunner
 from PIL import Image
+
+from indexer.library.store import Store
+from search.cleanup.plan import build_plan
+from search.cli.app import cli
+from search.collection import Collection
+from search.dups.decisions import respect_decisions
+from search.dups.run import DupOptions, find_duplicates
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "testdata"
@@ -48,7 +53,7 @@ def invoke(*args, expect: int | None = 0, input=None, command=None):
     """Run a click command in-process (`dinosearch` itself unless `command` is given) with the
     arguments as strings; its exit code must be `expect` (None: any)."""
     if command is None:
-        from search.cli.app import cli as command
+        command = cli
     result = CliRunner().invoke(command, [str(a) for a in args], input=input)
     assert expect is None or result.exit_code == expect, (args, result.output, result.exception)
     return result
@@ -113,8 +118,6 @@ def copy_photos(folder: Path, count: int, copy: Callable = shutil.copy2) -> list
 
 def stored_rows(library: Path) -> list[dict]:
     """Every row of a library with its vector (bytes, or None), ordered by path."""
-    from indexer.library.store import Store
-
     store = Store.open(library)
     try:
         return sorted(store.all_images(), key=lambda r: r["path"])
@@ -124,8 +127,6 @@ def stored_rows(library: Path) -> list[dict]:
 
 def library_paths(library: Path) -> set[str]:
     """The paths the library holds a row for."""
-    from indexer.library.store import Store
-
     return {r[0] for r in Store.open(library).db.execute("select path from images")}
 
 
@@ -148,11 +149,6 @@ def make_dup_lib(tmp_path: Path) -> tuple[Path, Path]:
 
 def make_plan(library: Path, policy=None, action="trash", move_to=None):
     """The plan of the library's exact and pixel-identical copies (threshold 0.999)."""
-    from search.cleanup.plan import build_plan
-    from search.collection import Collection
-    from search.dups.decisions import respect_decisions
-    from search.dups.run import DupOptions, find_duplicates
-
     coll = Collection(library)
     report = find_duplicates(coll, DupOptions(threshold=0.999))
     report = respect_decisions(coll.store(), report)
@@ -187,8 +183,6 @@ def png_header_only(width: int, height: int) -> bytes:
 
 def model_input(pixels, recipe):
     """Decoded uint8 NHWC pixels as the normalised NCHW float tensor a ViT takes."""
-    import torch
-
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     mean = torch.tensor(recipe.mean).view(1, 3, 1, 1)
     return (x - mean) / torch.tensor(recipe.std).view(1, 3, 1, 1)

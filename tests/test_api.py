@@ -18,11 +18,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from indexer.job import IndexOptions
+from indexer.library.store import Store
 from search.cli.serve import serve
 from search.collection import Collection
+from search.dups.run import DupOptions
 from search.web.app import create_app
 from tests.helpers import PHOTOS, library_paths, png_header_only, wait_until_done
 from tests.live_server import live_server
+from tests.messy_library import build, plan_violations
 
 BASE_URL = "http://127.0.0.1:8000"  # a loopback Host header, as a browser on this machine sends
 ROTATED = "rotated.jpg"  # stored 200x100 with EXIF orientation 6: upright it is 100x200
@@ -505,8 +508,6 @@ def without_seconds(report: dict) -> dict:
 
 
 def test_duplicates_is_the_dups_json(tmp_path):
-    from search.dups.run import DupOptions
-
     folder, library = tmp_path / "p", tmp_path / "lib"
     folder.mkdir()
     for src in sorted(PHOTOS.glob("*.png"))[:5]:
@@ -632,8 +633,6 @@ def test_apply_without_confirm_is_a_dry_run(dup_lib, trash):
         assert_error(c.post("/api/apply", json={"plan_id": "0" * 32}), 404, "not_found")
     assert sorted(os.listdir(folder)) == before and library_paths(library) == rows_before
     assert not trash.exists() or not any(trash.rglob("*.png"))
-    from indexer.library.store import Store
-
     assert Store.open(library).db["journal"].count == 0
 
 
@@ -764,8 +763,6 @@ def test_posted_plans_act_only_on_library_files(dup_lib, tmp_path, trash):
 def test_keeper_choices_and_decisions_on_a_messy_folder_keep_every_plan_applicable(tmp_path):
     """The page's journey with default options: whatever file of a group is chosen to keep, and
     after "not a duplicate", the plan still passes the dry run (one file, one group)."""
-    from tests.messy_library import build, plan_violations
-
     manifest = build(tmp_path / "messy")
     library = tmp_path / "library"
     Collection(library).index([manifest.root], IndexOptions(workers=0))

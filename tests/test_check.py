@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from indexer.library.store import Store
 from search.cli.app import cli
+from search.knn import VectorIndex
 from tests.helpers import PHOTOS
 
 
@@ -117,8 +118,6 @@ def test_index_that_disagrees_with_sqlite(indexed):
     """A readable index file of the right generation but other vectors is caught and rebuilt."""
     _, library = indexed
     ids, vectors = Store.open(library).vectors()
-    from search.knn import VectorIndex
-
     generation = int(next(library.glob("vectors.*.faiss")).name.split(".")[1])
     VectorIndex.build(ids, vectors[::-1].copy(), "flat", generation).save(library)
     code, report = run_check(library, expect=1)

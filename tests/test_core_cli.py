@@ -8,8 +8,13 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
+from indexer import job, model
+from indexer.decode import Recipe
+from indexer.decode_pool import Isolation, decode_all
 from indexer.library.store import Store
+from search import knn
 from search.cli.app import cli
 from tests.helpers import HEIF, IMAGEDEDUP, PHOTOS, invoke, stored_rows
 
@@ -253,9 +258,6 @@ def test_local_model_directory(photos, library, hub_cache, tmp_path):
 def test_a_file_that_hangs_the_decoder_costs_one_file(tmp_path):
     """A FIFO blocks read() forever: a real hang inside a decode worker, cut by the time limit.
     (The walk itself only yields regular files; this drives the decode pool directly.)"""
-    from indexer.decode import Recipe
-    from indexer.decode_pool import Isolation, decode_all
-
     fifo = tmp_path / "hangs.jpg"
     os.mkfifo(fifo)
     good = sorted(PHOTOS.glob("*.png"))[:3]
@@ -268,8 +270,6 @@ def test_a_file_that_hangs_the_decoder_costs_one_file(tmp_path):
 
 def test_a_decoder_memory_blow_up_costs_one_file(tmp_path, library):
     """A 120 MP image under a 600 MiB cap per worker fails alone; the job completes."""
-    from PIL import Image
-
     folder = tmp_path / "mem"
     folder.mkdir()
     Image.new("RGB", (12000, 10000), (90, 120, 200)).save(folder / "huge.png", compress_level=1)
@@ -286,10 +286,6 @@ def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
 ):
     """job.run decodes with the hinted recipe while the model loads; if the loaded model
     preprocesses differently the head start is thrown away, never used."""
-    from indexer import job, model
-    from indexer.decode import Recipe
-    from indexer.library.store import Store
-
     embedder = model.load("dinov2-small", device="cpu")
 
     def load_embedder():
@@ -314,8 +310,6 @@ def test_decoding_starts_before_the_model_loads_and_a_wrong_hint_costs_nothing(
 def test_the_index_is_updated_not_rebuilt_after_a_small_change(photos, library, monkeypatch):
     """Adding a file and re-embedding another brings the FAISS file up to date in place (no
     build), and it then agrees with SQLite as a fresh build would (check compares vectors)."""
-    from search import knn
-
     names = sorted(p.name for p in photos.iterdir())
     extra = photos.parent / "held-back.png"
     (photos / names[-1]).rename(extra)
@@ -340,7 +334,6 @@ def test_the_index_is_updated_not_rebuilt_after_a_small_change(photos, library, 
 def test_index_type_is_chosen_by_the_user_and_kept(photos, library):
     """--index-type overrides the size rule, is kept for later commands, and a change rebuilds
     the FAISS file; queries answer the same neighbours either way."""
-    from search import knn
 
     def kind():
         store = Store.open(library)

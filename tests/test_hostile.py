@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from indexer.decode import Recipe, decode_file
+from indexer.decode_pool import DecodeStream, Isolation
 from indexer.library.store import Store
 from search.upkeep.check import check_library
 from tests.helpers import PHOTOS, SLOW_DECODE_S, SLOW_LIMIT, invoke, slow_folder
@@ -219,8 +220,6 @@ def test_a_decode_past_the_time_limit_costs_one_file(tmp_path):
 def test_the_time_limit_counts_decoding_not_the_parents_wait(tmp_path):
     """Decoding starts before the model loads: a slow file that finishes while the parent is
     still busy (here: asleep) is cut all the same, so its fate does not depend on start-up."""
-    from indexer.decode_pool import DecodeStream, Isolation
-
     folder = slow_folder(tmp_path, photos=2)
     paths = sorted(str(p) for p in folder.iterdir())
     with DecodeStream(paths, Recipe(), None, 1, Isolation(float(SLOW_LIMIT), None)) as stream:

@@ -1,9 +1,14 @@
 """The approximate indexes against exact search, through search.knn.VectorIndex."""
 
+import faiss
 import numpy as np
 import pytest
 
+from indexer.library.rows import ImageRow, ModelInfo
+from indexer.library.store import Store
 from search import knn
+from search.collection import Collection
+from search.upkeep.check import check_library
 
 
 def clustered_unit_vectors(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
@@ -65,8 +70,6 @@ def test_ivfpq_shape_fits_the_dimension_and_the_count():
 
 def as_dict(index: knn.VectorIndex) -> dict[int, np.ndarray]:
     """id -> stored vector, for exact (flat) indexes."""
-    import faiss
-
     inner = faiss.downcast_index(index.index.index)
     vectors = inner.reconstruct_n(0, index.count)
     return dict(zip(index.ids().tolist(), vectors, strict=True))
@@ -124,10 +127,6 @@ def test_a_library_too_small_for_ivfpq_gets_exact_search():
 def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
     """Through the product path: the store's memory-mapped vectors re-score the candidates,
     so an IVF-PQ library answers as an exact one does."""
-    from indexer.library.rows import ImageRow, ModelInfo
-    from indexer.library.store import Store
-    from search.collection import Collection
-
     space = clustered_unit_vectors(2000, seed=9)
     store = Store.open(tmp_path / "lib", create=True)
     store.bind_model(ModelInfo("facebook/dinov2-small", 64, "{}"))
@@ -148,8 +147,6 @@ def test_a_collection_serves_ivfpq_with_the_librarys_exact_vectors(tmp_path):
     for flat, ivf in zip(answers["flat"], answers["ivfpq"], strict=True):
         assert [h.path for h in ivf] == [h.path for h in flat]
         np.testing.assert_allclose([h.score for h in ivf], [h.score for h in flat], atol=1e-5)
-    from search.upkeep.check import check_library
-
     assert check_library(tmp_path / "lib").problems == []  # its ids agree with SQLite
 
 

@@ -2,11 +2,15 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save_file
+from transformers import AutoImageProcessor
 
 from indexer import model
 from indexer.decode import decode_file, preprocess, to_rgb
 from indexer.errors import UnknownModel
+from indexer.model import load, local_recipe
 from tests.checkpoints import tiny_dinov2
 from tests.helpers import PHOTOS, model_input, run_cli
 
@@ -15,8 +19,6 @@ PHOTO_FILES = sorted(PHOTOS.glob("*.png"))
 
 @pytest.mark.parametrize("repo_id", ["facebook/dinov2-small", "facebook/dino-vits16"])
 def test_preprocessing_matches_the_hf_image_processor(repo_id):
-    from transformers import AutoImageProcessor
-
     processor = AutoImageProcessor.from_pretrained(repo_id)
     recipe = model.load(repo_id).recipe
     for path in PHOTO_FILES:
@@ -42,8 +44,6 @@ def test_jpeg_draft_decoding_stays_close_to_full_decode(tmp_path):
 
 
 def test_embedding_is_the_normalised_cls_token_after_the_final_norm():
-    import torch
-
     embedder = model.load("facebook/dinov2-small")
     pixels = decode_file(str(PHOTO_FILES[0]), embedder.recipe, None).pixels[None]
     ours = embedder.embed(pixels)[0]
@@ -73,8 +73,6 @@ def test_registry_and_name_resolution(tmp_path):
 
 
 def test_local_weights_file_infers_the_architecture(tmp_path):
-    from safetensors.torch import save_file
-
     net = tiny_dinov2(5, hidden_size=128, num_attention_heads=2)
     net.save_pretrained(tmp_path / "dir")
     weights = tmp_path / "weights.safetensors"
@@ -97,8 +95,6 @@ def test_unavailable_weights_exit_2_with_the_ways_out(tmp_path):
 
 
 def test_local_recipe_reads_the_checkpoint_config_without_loading_it(hub_cache):
-    from indexer.model import load, local_recipe
-
     # The cached hub checkpoint: same recipe as the loaded model, no torch needed to get it.
     assert local_recipe("dinov2-small") == load("dinov2-small", device="cpu").recipe
     assert local_recipe("timm/vit_small_patch14_dinov2.lvd142m") is None  # only timm can tell

@@ -298,8 +298,6 @@ def test_sidecars_and_live_video_follow_their_image(tmp_path):
 
 
 def test_a_reason_names_the_runner_up_so_it_can_be_told_from_the_kept_file():
-    from search.cleanup.policy import Facts, parse_policy
-
     kept = Facts(path="/p/DCIM/IMG_1.jpg", width=10, height=10, bytes=5, hash="h")
     other = Facts(path="/p/Backup/2015/IMG_1.jpg", width=10, height=10, bytes=5, hash="h")
     reason = parse_policy(None).explain(kept, other)

@@ -12,11 +12,14 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from search.dups.groups import leader_groups, twin_units
+from search.dups.run import _attach_confirmed
 from tests.helpers import PHOTOS, invoke
 from tests.messy_library import (
     edited,
@@ -152,11 +155,6 @@ def test_twin_sets_leaders_and_confirmed_copies_put_every_row_in_one_group(g):
     """What `_whole_library` does with the pairs (twin sets, leader groups, pixel-confirmed pairs
     attached, twins following), on random graphs: no row in two groups, every member linked to
     its group's first member, its twin or the member it was confirmed against."""
-    import numpy as np
-
-    from search.dups.groups import leader_groups, twin_units
-    from search.dups.run import _attach_confirmed
-
     n, threshold = g["n"], 0.8
     pixels = [(a, b) for a, b in g["pixels"] if a != b]
     units = twin_units([str(h) for h in g["hashes"]], pixels, list(range(n)))

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageOps
@@ -65,7 +66,6 @@ def build_set(folder: Path) -> dict[str, str]:
 
 def merge_natural_duplicates(sources: list[Path], groups: dict[str, str]) -> dict[str, str]:
     """Some test photos are one picture in two sets (Set14 'face' is Set5 'head'): one group."""
-    import numpy as np
 
     def thumb(path):
         with Image.open(path) as img:

@@ -14,14 +14,24 @@ from PIL import Image
 ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from indexer.decode import Recipe  # noqa: E402
 from indexer.job import IndexOptions  # noqa: E402
 from indexer.library.store import Store  # noqa: E402
-from indexer.ray_backend import ray_embedded_batches  # noqa: E402
+from indexer.ray_backend import RayJobFailed, ray_embedded_batches  # noqa: E402
 from search.collection import Collection  # noqa: E402
+from search.dups import pairs  # noqa: E402
+from search.dups import ray as ray_dups  # noqa: E402
 from search.dups.groups import leader_groups  # noqa: E402
 from search.dups.pairs import neighbour_pairs  # noqa: E402
 from search.dups.ray import ray_neighbour_pairs  # noqa: E402
-from tests.helpers import PHOTOS, SHARED, copy_photos, invoke  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    PHOTOS,
+    SHARED,
+    SLOW_LIMIT,
+    copy_photos,
+    invoke,
+    slow_folder,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 TOLERANCE = 1e-5
@@ -57,7 +67,9 @@ def vectors_by_path(library: Path) -> dict[str, np.ndarray]:
 
 
 def local_library(folder: Path, library: Path) -> dict[str, np.ndarray]:
-    Collection(library, model="facebook/dinov2-small").index([folder], IndexOptions(workers=0))
+    """A local run with the runtime Ray workers use (torch): their vectors must be equal."""
+    coll = Collection(library, model="facebook/dinov2-small", runtime="torch")
+    coll.index([folder], IndexOptions(workers=0))
     return vectors_by_path(library)
 
 
@@ -113,9 +125,6 @@ def test_ray_neighbour_pairs_are_the_local_pairs(ray_cluster):
 def test_ray_clustered_join_is_the_local_join(ray_cluster, monkeypatch):
     """Above the exact size both runs use the clustered join; Ray tasks join ranges of the
     driver's lists, so pairs, order and scores are the local ones."""
-    from search.dups import pairs
-    from search.dups import ray as ray_dups
-
     monkeypatch.setattr(pairs, "EXACT_SEARCH_MAX", 1000)
     monkeypatch.setattr(ray_dups, "EXACT_SEARCH_MAX", 1000)
     monkeypatch.setattr(ray_dups, "LISTS_PER_TASK", 8)  # several tasks even for 3000 vectors
@@ -207,9 +216,6 @@ def test_cli_dups_with_ray_equals_local(ray_cluster, dup_photos, library):
 
 
 def test_a_worker_that_cannot_load_the_model_is_a_clear_error(ray_cluster):
-    from indexer.decode import Recipe
-    from indexer.ray_backend import RayJobFailed
-
     paths = [str(p) for p in sorted(PHOTOS.glob("*.png"))[:2]]
     batches = ray_embedded_batches(paths, "/nowhere/model", Recipe(), IndexOptions(), None)
     with pytest.raises(RayJobFailed, match="does not exist.*\n.*re-run"):
@@ -218,9 +224,6 @@ def test_a_worker_that_cannot_load_the_model_is_a_clear_error(ray_cluster):
 
 def test_a_decode_past_the_time_limit_costs_one_file_on_ray(ray_cluster, tmp_path):
     """--decode-timeout reaches the Ray decode tasks: the slow file is reported, the rest kept."""
-    from indexer.decode import Recipe
-    from tests.helpers import SLOW_LIMIT, slow_folder
-
     folder = slow_folder(tmp_path, photos=2)
     paths = sorted(str(p) for p in folder.iterdir())
     options = IndexOptions(batch_size=4, decode_timeout_s=float(SLOW_LIMIT))

@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants
 
+from indexer import model as indexer_model
+from indexer.library.store import Store
 from search.cleanup.policy import Facts, parse_policy
 from search.cli.progress import TerminalProgress
 from tests.helpers import PHOTOS, ROOT, invoke, run_cli
@@ -277,8 +280,6 @@ def test_a_failed_run_keeps_an_existing_empty_folder(photos, tmp_path):
 
 
 def test_info_never_prints_none(tmp_path):
-    from indexer.library.store import Store
-
     library = tmp_path / "library"
     Store.open(library, create=True).close()  # a library without a model (older versions made it)
     out = invoke("info", "--index", library).stdout
@@ -412,16 +413,12 @@ def test_an_unreachable_hub_fails_fast_with_the_clear_error(photos, tmp_path):
 
 
 def test_a_hub_that_never_answers_is_given_up_on_after_the_probe(silent_hub, monkeypatch):
-    from huggingface_hub import constants
-
-    from indexer import model
-
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", silent_hub.url)
     started = time.monotonic()
-    why = model.hub_unreachable()
+    why = indexer_model.hub_unreachable()
     assert why and silent_hub.url in why
-    assert time.monotonic() - started < model.HUB_PROBE_TIMEOUT_S + 1
+    assert time.monotonic() - started < indexer_model.HUB_PROBE_TIMEOUT_S + 1
 
 
 def test_a_cached_model_loads_without_asking_a_hub_that_hangs(photos, library, silent_hub):

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 timm = pytest.importorskip("timm", reason="timm not installed (pip install 'dinosearch[timm]')")
@@ -29,8 +30,6 @@ def timm_cache(hub_cache):
 
 
 def test_timm_embedding_is_the_cls_token_after_the_final_norm(timm_cache):
-    import torch
-
     embedder = model.load(f"timm/{NAME}")
     assert embedder.spec.backend == "timm" and embedder.dim == 384
     assert embedder.recipe.crop == (518, 518)  # timm's own recipe for this checkpoint

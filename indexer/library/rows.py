@@ -8,6 +8,13 @@ class ModelInfo:
     id: str
     dim: int
     recipe: str  # Recipe.to_json()
+    runtime: dict | None = None  # how the vectors were made: runtime, dtype (int8: its gate)
+
+    @property
+    def precision(self) -> str:
+        """ "int8" or "float": int8 and float vectors never share a library (a library from
+        before runtimes were recorded was made by torch in a float type)."""
+        return "int8" if (self.runtime or {}).get("dtype") == "int8" else "float"
 
 
 @dataclass(frozen=True, slots=True)

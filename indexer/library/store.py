@@ -142,6 +142,11 @@ class Store:
                 f"cannot add {info.id} ({info.dim}-d). Use another --index for that model, "
                 "or drop --model to keep using the library's own"
             )
+        if current.precision != info.precision:
+            raise ModelMismatch(
+                f"library {self.directory} holds {current.precision} vectors; cannot add "
+                f"{info.precision} ones. Drop --dtype/--runtime to keep the library's own"
+            )
 
     # --- reads ----------------------------------------------------------------------------------
 

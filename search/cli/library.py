@@ -64,6 +64,7 @@ def index(
     model,
     device,
     dtype,
+    runtime,
     batch_size,
     workers,
     exclude,
@@ -96,7 +97,7 @@ def index(
         decode_memory_bytes=(decode_memory << 20) or None,
     )
     progress = TerminalProgress(enabled=False if as_json else None)
-    coll = collection(index_dir, model, device, dtype)
+    coll = collection(index_dir, model, device, dtype, runtime)
     summary = coll.index(paths, options, progress, index_type)
     progress.finish()
     if as_json:
@@ -121,14 +122,14 @@ def index(
 @library_options
 @model_options
 @json_option
-def query(images, k, within, index_dir, model, device, dtype, as_json):
+def query(images, k, within, index_dir, model, device, dtype, runtime, as_json):
     """Find the indexed images most similar to IMAGES (several: their mean).
 
     \b
     Example:
         dinosearch query cat.jpg -k 5
     """
-    coll = collection(index_dir, model, device, dtype)
+    coll = collection(index_dir, model, device, dtype, runtime)
     result = coll.query(list(images), k=k, within=within)
     if as_json:
         return emit_json(result.to_json())
@@ -159,6 +160,10 @@ def info(index_dir, as_json):
     click.echo(f"model:   {model}")
     click.echo(f"images:  {data['images']} indexed, {data['failed']} failed")
     click.echo(f"index:   {data['index']['type']}, {data['index']['vectors']} vectors")
+    if rt := data["runtime"]:
+        gate = rt.get("gate")
+        checked = f", gate: min cosine {gate['min_cosine']} to fp32 on {gate['images']} photos"
+        click.echo(f"runtime: {rt['runtime']} {rt['dtype'] or ''}{checked if gate else ''}")
     click.echo(f"size:    {data['bytes'] / 1e6:.1f} MB")
     c = data["calibration"]
     if c:

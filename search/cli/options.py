@@ -4,7 +4,7 @@ import json
 
 import click
 
-from indexer.config import ENV_INDEX, ENV_MODEL
+from indexer.config import DTYPES, ENV_INDEX, ENV_MODEL, RUNTIMES
 
 
 def library_option(default: str = "per-user data dir"):
@@ -28,10 +28,18 @@ def json_option(f):
 def model_options(f):
     f = click.option(
         "--dtype",
-        type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+        type=click.Choice(DTYPES),
         default="auto",
         show_default=True,
-        help="Inference precision (auto: fp32 on CPU, fp16 on GPU).",
+        help="Inference precision (auto: the library's; new: int8 on CPU if it passes the "
+        "accuracy gate, else fp32; fp16 on GPU).",
+    )(f)
+    f = click.option(
+        "--runtime",
+        type=click.Choice(RUNTIMES),
+        default="auto",
+        show_default=True,
+        help="What runs the model (auto: ONNX Runtime on CPU, torch on GPU).",
     )(f)
     f = click.option(
         "--device",
@@ -66,12 +74,12 @@ def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def collection(index_dir=None, model=None, device="auto", dtype="auto"):
+def collection(index_dir=None, model=None, device="auto", dtype="auto", runtime="auto"):
     """The library's facade. Imported here, on first use: it costs ~0.7 s (sqlite-utils, FAISS,
     Pillow), and `--help` or a usage error answers in 0.06 s without it."""
     from search.collection import Collection  # ~0.7 s: see above
 
-    return Collection(index_dir, model=model, device=device, dtype=dtype)
+    return Collection(index_dir, model=model, device=device, dtype=dtype, runtime=runtime)
 
 
 class LocalPath(click.Path):

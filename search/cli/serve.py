@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from indexer.config import ENV_MODEL
+from indexer.config import DTYPES, ENV_MODEL, RUNTIMES
 from search.cli.options import library_options
 
 ENV_TOKEN = "DINOSEARCH_TOKEN"
@@ -48,8 +48,9 @@ def page_url(host: str, port: int, token: str | None) -> str:
 @library_options
 @click.option("--model", "-m", envvar=ENV_MODEL, help="Model [default: the library's].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
-@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto")
-def serve(host, port, token, roots, index_dir, model, device, dtype):
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto")
+def serve(host, port, token, roots, index_dir, model, device, dtype, runtime):
     """Serve the search page and HTTP API (OpenAPI docs at /docs).
 
     \b
@@ -70,7 +71,7 @@ def serve(host, port, token, roots, index_dir, model, device, dtype):
     from search.web.app import create_app
     from search.web.guard import LOOPBACK_HOSTS
 
-    coll = Collection(index_dir, model=model, device=device, dtype=dtype)
+    coll = Collection(index_dir, model=model, device=device, dtype=dtype, runtime=runtime)
     app = create_app(
         coll, root=list(roots), token=token, allowed_hosts=(*LOOPBACK_HOSTS, host.strip("[]"))
     )

@@ -134,10 +134,7 @@ class AppState:
     def preload(self) -> None:
         """Load the model now rather than at the first search; errors wait for that search."""
         try:
-            # imported here, in the preload thread: the slow imports happen outside the lock
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-
+            self.collection.import_runtime()  # the slow imports happen outside the lock
             with self.lock:
                 self.collection.embedder()
         except Exception as exc:
