@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from indexer import raw
 from indexer.errors import DecompressionBomb, ImageError, UnsupportedImage
 
 try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
@@ -33,6 +34,7 @@ PixelArray = np.ndarray  # (H, W, 3) uint8
 
 EXIF_IFD = 0x8769
 EXIF_DATETIME_ORIGINAL = 36867
+EXIF_SUBSEC_ORIGINAL = 37521
 EXIF_DATETIME = 306
 EXIF_ORIENTATION = 274
 EXTREME_ASPECT_AREA = 16  # resized area over crop area beyond which only the crop is resized
@@ -131,12 +133,43 @@ def _describe(exc: BaseException) -> str:
 
 
 def decode_file(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
+    if raw.is_raw(path):
+        return _decode_raw(path, recipe, max_pixels)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
     return decode_bytes(data, recipe, max_pixels)
+
+
+def _decode_raw(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
+    """A camera RAW: its embedded preview when large enough, else a half-size demosaic; the
+    format says which (`DNG (preview)`, `NEF (demosaic)`)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img, how, (width, height) = raw.open_raw(path, recipe.shortest_edge)
+            check_pixels(width, height, max_pixels)
+            pixels = np.array(preprocess(to_rgb(img), recipe), dtype=np.uint8)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("out of memory while decoding (over the decoder's memory cap?)") from None
+    except DECODE_ERRORS as exc:
+        raise ImageError(_describe(exc)) from None
+    fmt = f"{os.path.splitext(path)[1].lstrip('.').upper()} ({how})"
+    return Decoded(pixels, width, height, fmt, _raw_capture_time(path))
+
+
+def _raw_capture_time(path: str) -> str | None:
+    """EXIF capture time of a TIFF-based RAW (DNG, CR2, NEF, ARW, ...), read by Pillow's TIFF
+    reader from the header; None for the others."""
+    try:
+        with Image.open(path) as img:
+            return capture_time(img.getexif())
+    except (*DECODE_ERRORS, Image.UnidentifiedImageError):
+        return None
 
 
 def _decode(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded:
@@ -229,14 +262,20 @@ def _resize_crop_region(img: Image.Image, target: tuple[int, int], recipe: Recip
 
 
 def capture_time(exif: Image.Exif) -> str | None:
+    """EXIF DateTimeOriginal (else DateTime) as ISO 8601, with SubSecTimeOriginal when the camera
+    wrote it (frames of a burst are often less than a second apart): 2024-05-01T10:00:00.25."""
     try:
-        value = exif.get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
+        sub = exif.get_ifd(EXIF_IFD)
+        value = sub.get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
+        fraction = sub.get(EXIF_SUBSEC_ORIGINAL) if sub.get(EXIF_DATETIME_ORIGINAL) else None
     except Exception:  # malformed EXIF never costs the image
         return None
     if not isinstance(value, str) or len(value) < 19:
         return None
     value = value.strip("\x00 ")[:19]
-    return f"{value[:10].replace(':', '-')}T{value[11:19]}"
+    digits = fraction.strip("\x00 ") if isinstance(fraction, str) else ""
+    subsec = f".{digits}" if digits.isdigit() else ""
+    return f"{value[:10].replace(':', '-')}T{value[11:19]}{subsec}"
 
 
 def pixel_digest(path: str) -> str:
@@ -268,12 +307,16 @@ def thumbnail_jpeg(path: str, size: int, max_pixels: int | None) -> bytes:
 
 
 def _thumbnail_jpeg(path: str, size: int, max_pixels: int | None) -> bytes:
-    with Image.open(path) as img:
-        check_pixels(img.width, img.height, max_pixels)
-        if img.format == "JPEG":
-            img.draft("RGB", (size, size))  # DCT-domain downscale: a 24 MP JPEG decodes at 1/8
-        img.load()
-        upright = to_rgb(ImageOps.exif_transpose(img))
+    if raw.is_raw(path):
+        upright, _, (width, height) = raw.open_raw(path, size)
+        check_pixels(width, height, max_pixels)
+    else:
+        with Image.open(path) as img:
+            check_pixels(img.width, img.height, max_pixels)
+            if img.format == "JPEG":
+                img.draft("RGB", (size, size))  # DCT-domain downscale: a 24 MP JPEG at 1/8
+            img.load()
+            upright = to_rgb(ImageOps.exif_transpose(img))
     upright.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
     out = io.BytesIO()
     upright.save(out, "JPEG", quality=THUMB_JPEG_QUALITY, optimize=True)

@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HASH_CHUNK_BYTES = 1 << 20
-# Extensions we try to decode: what Pillow (with pillow-heif) opens, minus formats that are
-# documents rather than pictures. Lower-case, with the dot.
-IMAGE_EXTENSIONS = frozenset(
+RAW_EXTENSIONS = frozenset(  # camera RAW: read through LibRaw (indexer/raw.py)
+    ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .dng .3fr .iiq .x3f .erf "
+    ".mef .mos .kdc .rwl".split()
+)
+# Extensions we try to decode: camera RAW, and what Pillow (with pillow-heif) opens, minus
+# formats that are documents rather than pictures. Lower-case, with the dot.
+IMAGE_EXTENSIONS = RAW_EXTENSIONS | frozenset(
     ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .heic .heif .hif .avif "
     ".ppm .pgm .pbm .pnm .tga .ico .jp2 .j2k .jpx .qoi .dds .pcx .sgi .psd".split()
 )

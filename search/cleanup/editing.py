@@ -21,6 +21,7 @@ from search.cleanup.plan import (
     facts_for,
     from_json,
 )
+from search.dups.groups import is_under
 
 PLANS_DIR = "plans"  # under the library directory
 PLAN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -78,6 +79,8 @@ def set_keeper(plan: Plan, group: PlanGroup, path: str) -> None:
         f.note, f.deltas = None, None if f.path == path else deltas(facts[f.path], facts[path])
         if f.path == path:
             f.action = "keep"
+        elif is_under(f.path, plan.reference):
+            f.action, f.note = "keep", "in a reference folder: never acted on"
         elif captures.capture_key(f.path) == key:
             f.action, f.note = "keep", "same capture as the kept file (another rendition)"
         elif plan.action in LINKS and f.hash != kept.hash:

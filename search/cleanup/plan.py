@@ -17,7 +17,7 @@ from indexer.files import sha256_file
 from indexer.library.store import Store
 from search.cleanup import captures
 from search.cleanup.policy import EXIF_KEYS, Facts, Policy, parse_policy
-from search.dups.groups import DupReport, Group, Member
+from search.dups.groups import DupReport, Group, Member, is_under
 
 PLAN_VERSION = 1
 ACTIONS = ("keep", "trash", "move", "hardlink", "symlink", "delete")
@@ -69,6 +69,7 @@ class Plan:
     root: str | None  # common folder of the files acted on: `move` keeps paths relative to it
     threshold: float | None
     groups: list[PlanGroup] = field(default_factory=list)
+    reference: list[str] = field(default_factory=list)  # folders whose files are only kept
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -146,7 +147,7 @@ def from_json(data: dict) -> Plan:
         for g in data["groups"]
     ]
     keys = ("id", "created", "library", "policy", "action", "move_to", "root", "threshold")
-    return Plan(**{k: data[k] for k in keys}, groups=groups)
+    return Plan(**{k: data[k] for k in keys}, groups=groups, reference=data.get("reference", []))
 
 
 def check_plan(plan: Plan) -> None:
@@ -157,6 +158,10 @@ def check_plan(plan: Plan) -> None:
             raise PlanError(f"group {g.group}: unknown action {f.action!r} for {f.path}")
         if f.path in kept and f.action != "keep":
             raise PlanError(f"group {g.group}: {f.path} is a kept file; its action must be keep")
+        if f.action != "keep" and is_under(f.path, plan.reference):
+            raise PlanError(
+                f"group {g.group}: {f.path} is in a reference folder; its action must be keep"
+            )
     for g in plan.groups:
         if not any(f.path == g.keep for f in g.files):
             raise PlanError(f"group {g.group}: the kept file {g.keep} is not among its files")
@@ -176,8 +181,13 @@ def build_plan(
     if action not in ACTIONS or action == "keep":
         raise PlanError(f"--action: one of {', '.join(ACTIONS[1:])}, not {action!r}")
     policy = policy if isinstance(policy, Policy) else parse_policy(policy)
+    if report.reference:  # a reference file is the one kept, whatever else the policy says
+        policy = parse_policy(f"folder:{','.join(report.reference)} > {policy.text}")
     rows = _rows(store, report)
-    groups = [_plan_group(n, g, rows, policy, action) for n, g in enumerate(report.groups, start=1)]
+    refs = report.reference
+    groups = [
+        _plan_group(n, g, rows, policy, action, refs) for n, g in enumerate(report.groups, start=1)
+    ]
     attach_companions(groups)
     plan = Plan(
         id=uuid.uuid4().hex,
@@ -189,6 +199,7 @@ def build_plan(
         root=common_root([f.path for g in groups for f in g.files if f.action != "keep"]),
         threshold=report.threshold,
         groups=groups,
+        reference=list(report.reference),
     )
     return plan
 
@@ -247,24 +258,45 @@ def exif_field_count(path: str) -> int:
     return sum(present) + bool(gps)
 
 
-def _plan_group(number: int, group: Group, rows: dict, policy: Policy, action: str) -> PlanGroup:
+def _plan_group(
+    number: int, group: Group, rows: dict, policy: Policy, action: str, reference=()
+) -> PlanGroup:
     facts = {m.path: facts_for(rows[m.path]) for m in group.members}
+    if group.best:  # a burst: a stack to look at, every shot kept; the best one suggested
+        return _stack_group(number, group, rows, facts)
     ranked = policy.rank(list(facts.values()))
     kept = ranked[0]
     key = captures.capture_key(kept.path)
     others = [f for f in ranked[1:] if captures.capture_key(f.path) != key]
     reason = policy.explain(kept, others[0] if others else None)
     files = [
-        _plan_file(m, rows[m.path], rows[kept.path], facts, action, key) for m in group.members
+        _plan_file(m, rows[m.path], rows[kept.path], facts, action, key, reference)
+        for m in group.members
     ]
     files.sort(key=lambda f: f.path != kept.path)  # the kept file first
     return PlanGroup(number, group.tier, kept.path, reason, files)
 
 
-def _plan_file(m: Member, row: dict, kept: dict, facts: dict, action: str, key) -> PlanFile:
+def _stack_group(number: int, group: Group, rows: dict, facts: dict) -> PlanGroup:
+    best = rows[group.best]
+    files = [_plan_file(m, rows[m.path], best, facts, "keep", None, ()) for m in group.members]
+    for f in files:
+        f.note = "a burst: every shot is kept unless you change its action"
+    files.sort(key=lambda f: f.path != group.best)
+    reason = {
+        "criterion": "sharpness",
+        "kept": os.path.basename(group.best),
+        "text": "the sharpest shot of the burst, suggested; every shot is kept",
+    }
+    return PlanGroup(number, group.tier, group.best, reason, files)
+
+
+def _plan_file(m: Member, row: dict, kept: dict, facts: dict, action: str, key, refs) -> PlanFile:
     note = None
     if m.path == kept["path"]:
         act = "keep"
+    elif is_under(m.path, refs):
+        act, note = "keep", "in a reference folder: never acted on"
     elif captures.capture_key(m.path) == key:
         act, note = "keep", "same capture as the kept file (another rendition)"
     elif action in LINKS and row["hash"] != kept["hash"]:

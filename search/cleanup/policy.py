@@ -14,14 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from indexer.errors import BadQuery
+from indexer.files import RAW_EXTENSIONS
 
 DEFAULT_POLICY = (
     "resolution > exif-complete > original-over-edit > format:raw,tiff,heic,png,jpeg,webp "
     "> largest-file > oldest"
-)
-RAW_EXTENSIONS = frozenset(
-    ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .dng .3fr .iiq .x3f .erf "
-    ".mef .mos .kdc .rwl".split()
 )
 FORMAT_ALIASES = {  # format name in a policy -> file extensions
     "raw": RAW_EXTENSIONS,

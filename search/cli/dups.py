@@ -34,8 +34,21 @@ from search.cli.progress import TerminalProgress
 @click.option(
     "--of", "of", type=click.Path(exists=True, dir_okay=False), help="Duplicates of one image."
 )
+@click.option(
+    "--reference",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A folder whose files are never acted on (a master archive): a copy elsewhere is "
+    "the one offered for removal; groups only of reference files are not reported.",
+)
 @click.option("--include-similar", is_flag=True, help="Also report 'similar' groups (bursts).")
 @click.option("--similar-threshold", type=float, help="Score for the 'similar' tier.")
+@click.option(
+    "--burst-window",
+    metavar="DURATION",
+    help="Bursts: 'similar' only for shots taken within DURATION (10s, 2m) of each other by "
+    "their EXIF capture time; shown as one stack with its best shot (implies --include-similar).",
+)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write rows to FILE.")
 @click.option(
     "--plan",
@@ -86,8 +99,10 @@ def dups(
     within,
     against,
     of,
+    reference,
     include_similar,
     similar_threshold,
+    burst_window,
     csv_path,
     plan_path,
     keep_policy,
@@ -108,6 +123,7 @@ def dups(
         dinosearch dups --against ~/new-sd-card --json
         dinosearch dups --threshold 0.95 --csv dups.csv
         dinosearch dups --plan plan.json --html review.html --keep 'resolution > oldest'
+        dinosearch dups --reference ~/Archive --plan plan.json
     """
     from search.collection import DupOptions  # the facade's own import cost: see collection()
 
@@ -127,6 +143,8 @@ def dups(
         include_similar=include_similar,
         similar_threshold=similar_threshold,
         ray=ray_address,
+        reference=tuple(reference),
+        burst_window=burst_window,
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     if (copies := coll.calibration_due(options)) and not as_json:
@@ -195,12 +213,14 @@ def _how(member: dict) -> str:
 def _print_dups(report) -> None:
     data = report.to_json()
     for number, group in enumerate(data["groups"], 1):
-        click.echo(f"group {number} [{group['tier']}]")
+        best = f" stack, best shot {os.path.basename(group['best'])}" if group.get("best") else ""
+        click.echo(f"group {number} [{group['tier']}]{best}")
         first = group["members"][0]["path"]
         for m in group["members"]:
             size = f"{m['width']}x{m['height']}" if m["width"] else ""
             twin = m["twin_of"] or m["via"]
             of = f"  (of {os.path.basename(twin)})" if twin and twin != first else ""
+            of += "  (reference)" if m.get("reference") else ""
             click.echo(f"  {m['score']:6.3f}  {_how(m):<15}  {size:>11}  {m['path']}{of}")
     stats = data["stats"]
     how = "calibrated" if stats["mode"] == "auto" else "cosine"

@@ -15,9 +15,12 @@ come from search/dups/pairs.py.
 """
 
 import csv
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from indexer.errors import BadQuery
 
 TIERS = ("exact", "pixels", "copy", "similar")
 
@@ -37,6 +40,26 @@ class Library:
     @property
     def sizes(self) -> list[int]:
         return [r["size"] or 0 for r in self.rows]
+
+
+def is_under(path: str, folders) -> bool:
+    """`path` is one of `folders` or inside one (absolute paths, no symlink resolution)."""
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def keep_reference(report: "DupReport", folders: tuple[str, ...]) -> "DupReport":
+    """--reference: groups made only of reference files are not reported (nothing to do)."""
+    report.reference = tuple(os.path.abspath(os.path.expanduser(f)) for f in folders)
+    for folder in report.reference:
+        if not os.path.isdir(folder):
+            raise BadQuery(f"reference folder {folder} is not a folder")
+    if report.reference:
+        report.groups = [
+            g
+            for g in report.groups
+            if not all(is_under(m.path, report.reference) for m in g.members)
+        ]
+    return report
 
 
 @dataclass
@@ -75,9 +98,13 @@ class Member:
 class Group:
     tier: str
     members: list[Member]
+    best: str | None = None  # a burst (tier similar): its best shot, the one suggested
 
     def to_json(self) -> dict:
-        return {"tier": self.tier, "members": [m.to_json() for m in self.members]}
+        out = {"tier": self.tier, "members": [m.to_json() for m in self.members]}
+        if self.best:
+            out["stack"], out["best"] = True, self.best
+        return out
 
 
 def loosest_tier(members: list[Member]) -> str:
@@ -96,9 +123,15 @@ class DupReport:
     mode: str = "auto"  # "auto" (calibrated, whitened space) or "cosine" (fixed raw threshold)
     pixel_checks: bool = False  # hard copies confirmed by pixels (dups/verify.py) this run
     checked: list[str] | None = None  # --against / --of: every query file looked up
+    reference: tuple[str, ...] = ()  # --reference folders: their files are never acted on
 
     def to_json(self) -> dict:
         out = self._to_json()
+        if self.reference:  # which members lie in a reference folder (never acted on)
+            out["reference"] = list(self.reference)
+            for group in out["groups"]:
+                for m in group["members"]:
+                    m["reference"] = is_under(m["path"], self.reference)
         if self.checked is not None:  # --against / --of: which query files have no duplicate
             grouped = {m.path for g in self.groups for m in g.members}
             out["stats"]["checked"] = len(self.checked)

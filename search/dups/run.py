@@ -1,6 +1,7 @@
 """The duplicate job over a library: calibration management, tiers, --within (the pixel evidence
 in search/dups/evidence.py, --against/--of in search/dups/against.py)."""
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ import numpy as np
 
 from indexer.decode import decode_bytes
 from indexer.errors import BadQuery, ImageError
+from search.dups import bursts
 from search.dups import calibration as cal
 from search.dups.against import against
 from search.dups.decisions import respect_decisions
@@ -25,6 +27,7 @@ from search.dups.groups import (
     Group,
     Library,
     Member,
+    keep_reference,
     leader_groups,
     twin_units,
 )
@@ -47,12 +50,14 @@ class DupOptions:
     similar_threshold: float | None = None
     sample: int | None = None  # calibration sources; None: grows with the library
     ray: str | None = None  # Ray cluster address or "auto": neighbour search on Ray tasks
+    reference: tuple[str, ...] = ()  # folders whose files are kept, never planned for removal
+    burst_window: str | float | None = None  # '10s': `similar` only when taken this close
 
 
 def load_library(coll, within: str | None = None) -> Library:
     store = coll.store()
     ids, vectors = store.vectors()
-    meta = store.images_by_ids(ids, "id, path, hash, width, height, size")
+    meta = store.images_by_ids(ids, "id, path, hash, width, height, size, taken")
     if within:
         inside = np.isin(ids, store.ids_under(within))
         ids, vectors = ids[inside], vectors[inside]
@@ -162,12 +167,17 @@ def ensure_calibration(
 
 def find_duplicates(coll, options: DupOptions, progress=None) -> DupReport:
     started = time.perf_counter()
+    options = dataclasses.replace(options, burst_window=bursts.parse_window(options.burst_window))
     calibration, whitening, threshold, mode = _thresholds(coll, options, progress)
     if options.against or options.of:
         report = against(coll, options, calibration, whitening, threshold, progress)
     else:
         report = _whole_library(coll, options, calibration, whitening, threshold, progress)
     report = respect_decisions(coll.store(), report)  # "not duplicates" / "keep both" stick
+    report = keep_reference(report, options.reference)
+    for g in report.groups:  # a burst is a stack with its best shot, not duplicates to delete
+        if g.tier == "similar":
+            g.best = bursts.best_shot([m.path for m in g.members], _pixels(g))
     report.mode = mode
     report.seconds = time.perf_counter() - started
     return report
@@ -209,11 +219,8 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     if len(lib.ids) < 2:
         return report  # nothing to compare (a one-image library)
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
-    low = (
-        _similar_threshold(options, calibration, threshold)
-        if options.include_similar
-        else threshold
-    )
+    include_similar = options.include_similar or options.burst_window is not None
+    low = _similar_threshold(options, calibration, threshold) if include_similar else threshold
     verifying = whitening is not None and len(lib.ids) <= VERIFY_MAX_IMAGES
     band = min(calibration.similar_threshold, threshold) if verifying else threshold
     rows, cols, sims = _pairs(space, min(low, threshold, band), options.ray, progress)
@@ -239,7 +246,11 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     )  # resolution, then file size (less compressed)
     taken = is_twin.copy()
     near = []  # (tier, leader, [(member, similarity)], {attached member: the member it copies})
-    tiers = [("copy", threshold)] + ([("similar", low)] if options.include_similar else [])
+    tiers = [("copy", threshold)] + ([("similar", low)] if include_similar else [])
+    if include_similar and options.burst_window is not None:  # bursts: taken close together
+        times = [bursts.seconds(r["taken"]) for r in lib.rows]
+        close = bursts.within_window(times, rows, cols, options.burst_window)
+        rows, cols, sims = (a[close | (sims >= threshold)] for a in (rows, cols, sims))
     for tier, level in tiers:
         for leader, members in leader_groups(
             len(lib.ids), rows, cols, sims, level, priority, taken
@@ -312,6 +323,10 @@ def _twin_members(lib, rep, twins, lead_vec, confidence, similarity) -> list[Mem
         cosine = float(lib.vectors[t] @ lead_vec)
         out.append(_member(lib, t, cosine, confidence, similarity, match, lib.rows[rep]["path"]))
     return out
+
+
+def _pixels(group: Group) -> list[int]:
+    return [(m.width or 0) * (m.height or 0) for m in group.members]
 
 
 def _near_group(

@@ -33,10 +33,21 @@ def duplicates(
     precision: Annotated[float, Query(ge=0.5, le=1.0)] = 0.99,
     within: Annotated[str | None, Query(description="Only images under this folder")] = None,
     include_similar: bool = False,
+    burst_window: Annotated[
+        str | None, Query(max_length=20, description="Bursts within this of capture time: 10s")
+    ] = None,
+    reference: Annotated[
+        list[str], Query(max_length=50, description="Folders whose files are never acted on")
+    ] = [],  # noqa: B006  FastAPI copies defaults per request
 ) -> dict[str, Any]:
     """Duplicate groups in tiers: the `dinosearch dups --json` object."""
     options = DupOptions(
-        threshold=threshold, precision=precision, within=within, include_similar=include_similar
+        threshold=threshold,
+        precision=precision,
+        within=within,
+        include_similar=include_similar,
+        burst_window=burst_window,
+        reference=tuple(reference),
     )
     with state.reading() as coll:
         return coll.duplicates(options).to_json()
@@ -73,6 +84,8 @@ def make_plan(state: State, body: PlanRequest) -> dict[str, Any]:
         precision=body.precision,
         within=body.within,
         include_similar=body.include_similar,
+        burst_window=body.burst_window,
+        reference=tuple(body.reference),
     )
     with state.reading() as coll:
         report = coll.duplicates(options)

@@ -87,11 +87,17 @@ class PlanRequest(BaseModel):
     precision: float = Field(0.99, ge=0.5, le=1.0)
     within: str | None = Field(None, description="Only images under this folder")
     include_similar: bool = False
+    burst_window: str | None = Field(
+        None, max_length=20, description="Bursts only within this of capture time, e.g. 10s"
+    )
     keep: str | None = Field(
         None, max_length=2000, description="Keep-best policy, e.g. 'resolution > oldest'"
     )
     action: Literal["trash", "move", "hardlink", "symlink", "delete"] = "trash"
     move_to: str | None = Field(None, description="Destination of move, under a --root")
+    reference: list[str] = Field(
+        [], max_length=50, description="Folders whose files are never acted on (kept)"
+    )
 
 
 class KeeperRequest(BaseModel):

@@ -268,6 +268,10 @@ function planOptions() {
   };
   const keep = $("keep-policy").value.trim();
   if (keep) options.keep = keep;
+  const burst = $("burst-window").value.trim();
+  if (burst) options.burst_window = burst;
+  const reference = $("reference").value.split(";").map((f) => f.trim()).filter(Boolean);
+  if (reference.length) options.reference = reference;
   if (options.action === "move") options.move_to = $("move-to").value.trim();
   return options;
 }
