@@ -104,7 +104,8 @@ class Embedder:
 
     def record(self) -> dict:
         """What the library keeps of how its vectors were made."""
-        return {"runtime": self.runtime, "dtype": self.dtype}
+        out = {"runtime": self.runtime, "dtype": self.dtype}
+        return {**out, "fast": True} if getattr(self, "fast", False) else out
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 -> (B, D) float32, unit length."""

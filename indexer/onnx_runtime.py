@@ -103,7 +103,7 @@ class OnnxEmbedder:
         out = {"runtime": self.runtime, "dtype": self.dtype, "file": self.path.name}
         if self.gate is not None:
             out["gate"] = self.gate.to_json()
-        return out
+        return {**out, "fast": True} if getattr(self, "fast", False) else out
 
 
 def cache_dir() -> Path:
@@ -164,18 +164,21 @@ def file_stem(spec: model.ModelSpec, weights: Path, recipe: Recipe) -> str:
     return f"{name}-{content_hash(weights)[:16]}-{recipe_hash}-ort{ort.__version__}"
 
 
-def load(spec: model.ModelSpec, dtype: str, gate_pixels=None, loaded=None) -> OnnxEmbedder:
+def load(
+    spec: model.ModelSpec, dtype: str, gate_pixels=None, loaded=None, recipe: Recipe | None = None
+) -> OnnxEmbedder:
     """The ONNX embedder of `spec` in `dtype` ("fp32" or "int8"), exported first if needed.
 
     int8 is made only when its gate passes on `gate_pixels` (a callable giving real photos as
     uint8 pixels, or None); otherwise GateFailed says why and the caller keeps fp32. `loaded`:
-    the torch embedder of `spec` when the caller has one (it is exported rather than loaded)."""
+    the torch embedder of `spec` when the caller has one (it is exported rather than loaded);
+    `recipe`: another input size than the checkpoint's own (exported at that size)."""
     try:
         import onnxruntime  # noqa: F401  missing: say so, torch serves
     except ImportError:
         raise OnnxUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
     weights = weights_file(spec)
-    recipe = model.local_recipe(spec.source) if weights else None
+    recipe = recipe or (model.local_recipe(spec.source) if weights else None)
     if weights is None or recipe is None:
         raise OnnxUnavailable(f"{spec.id}: no exportable Hugging Face checkpoint on disk")
     stem = cache_dir() / file_stem(spec, weights, recipe)
@@ -183,7 +186,7 @@ def load(spec: model.ModelSpec, dtype: str, gate_pixels=None, loaded=None) -> On
         stem.with_name(stem.name + s) for s in ("-fp32.onnx", "-int8.onnx", "-int8.gate.json")
     )
     if not _loads(fp32):
-        _export(loaded or _torch_embedder(spec), fp32)
+        _export(loaded or _torch_embedder(spec), fp32, recipe)
     if dtype == "fp32":
         return OnnxEmbedder(spec, fp32, recipe, "fp32")
     gate = _read_gate(gate_file) if _loads(int8) else None
@@ -243,7 +246,7 @@ def _torch_embedder(spec: model.ModelSpec):
     return model.load(spec.id, "cpu", "fp32")
 
 
-def _export(torch_embedder, target: Path) -> None:
+def _export(torch_embedder, target: Path, recipe: Recipe) -> None:
     """torch -> ONNX (opset 17, dynamic batch): the CLS token after the final layer norm."""
     import torch  # 1.4 s to import: only to export, once per checkpoint
 
@@ -257,7 +260,7 @@ def _export(torch_embedder, target: Path) -> None:
         def forward(self, pixels):
             return self.net(pixel_values=pixels).last_hidden_state[:, 0]
 
-    h, w = torch_embedder.recipe.input_size
+    h, w = recipe.input_size
     example = torch.zeros(1, 3, h, w)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

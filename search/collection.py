@@ -15,7 +15,6 @@ from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
 from indexer.job import IndexOptions, IndexSummary
 from indexer.library import layout, vectorfile
 from indexer.library.journal import Journal
-from indexer.library.snapshot import read_only_reason
 from indexer.library.store import Store
 from search import knn
 from search.cleanup import editing
@@ -45,11 +44,13 @@ class Collection:
         dtype: str = "auto",
         index_type: str = "auto",
         runtime: str = "auto",
+        fast: bool = False,
     ):
         self.directory = Path(directory or default_library_dir()).expanduser().absolute()
         self.model_arg, self.device, self.dtype, self.runtime = model, device, dtype, runtime
         self.index_type = index_type
         self._sample_roots: list[str] | None = None  # photos for the int8 gate: being indexed
+        self.fast = fast  # --fast: DINOv2 at 196 px; a library made so keeps it
         self._store: Store | None = None
         self._embedder = None
         self._vindex: knn.VectorIndex | None = None
@@ -79,8 +80,15 @@ class Collection:
         if self._embedder is None:
             info = self.store().model() if self._library_exists() else None
             held = info.precision if info else None  # a new library: no precision yet
+            fast = self._fast(info)
             self._embedder = runtime.load(
-                self.model_id(), self.device, self.dtype, self.runtime, held, self._sample_roots
+                self.model_id(),
+                self.device,
+                self.dtype,
+                self.runtime,
+                held,
+                self._sample_roots,
+                fast,
             )
             self._check_recipe(self._embedder.recipe)
         return self._embedder
@@ -97,7 +105,13 @@ class Collection:
         info = self.store().model() if self._library_exists() else None
         if info:
             return Recipe.from_json(info.recipe)
+        if self.fast:
+            return runtime.fast_recipe(model.resolve(self.model_id()))
         return model.local_recipe(self.model_id())
+
+    def _fast(self, info) -> bool:
+        """Whether vectors are made at --fast's size: the library's choice once it has one."""
+        return runtime.keeps_fast((info.runtime or {}) if info else None, self.fast, self.directory)
 
     def _check_recipe(self, recipe: Recipe) -> None:
         info = self.store().model() if self._library_exists() else None
@@ -129,6 +143,7 @@ class Collection:
         self.model_id()  # refuse a model mismatch before walking anything
         if info := (self.store().model() if self._library_exists() else None):
             runtime.refuse_mixing(self.dtype, info.precision)  # also with nothing to embed
+            self._fast(info)
         if self.model_arg:
             model.resolve(self.model_arg)  # an unknown --model fails before a library is made
         new, missing = not self._library_exists(), layout.outermost_missing(self.directory)
@@ -412,10 +427,6 @@ class Collection:
         """path -> id for the paths the library holds."""
         store = self.store()
         return {p: row["id"] for p in paths if (row := store.stat_of(p))}
-
-    def writable(self) -> bool:
-        """Whether the library's directory can be written (checked without writing)."""
-        return read_only_reason(self.directory) is None
 
     # --- upkeep ---------------------------------------------------------------------------------
 

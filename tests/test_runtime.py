@@ -158,3 +158,43 @@ def test_a_cached_onnx_run_imports_neither_torch_nor_transformers(photos, tmp_pa
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_fast_embeds_a_new_library_at_196_px_and_the_library_keeps_it(photos, tmp_path, onnx_cache):
+    library = tmp_path / "fast"
+    invoke("index", photos, "--index", library, "--fast", "--runtime", "onnx", "--dtype", "fp32")
+    coll = Collection(library)
+    info = coll.store().model()
+    assert json.loads(info.recipe)["crop"] == [196, 196] and info.runtime["fast"] is True
+    assert coll.embedder().recipe.input_size == (196, 196)  # later runs keep it, no flag needed
+    got = vectors(library)
+    torch_fast = model.load(DINOV2, "cpu", "fp32")
+    torch_fast.recipe = coll.embedder().recipe  # DINOv2 interpolates its position embeddings
+    for path, vector in got.items():
+        expected = torch_fast.embed(decode_file(path, torch_fast.recipe, None).pixels[None])[0]
+        assert float(vector @ expected) > 0.9999
+    full = vectors(_index_full(photos, tmp_path / "full"))
+    assert any(float(got[p] @ full[p]) < 0.9999 for p in got)  # another input size indeed
+    assert "--fast" in invoke("info", "--index", library).output
+
+
+def _index_full(photos, library):
+    invoke("index", photos, "--index", library, "--runtime", "onnx", "--dtype", "fp32")
+    return library
+
+
+def test_fast_never_mixes_into_a_full_size_library(photos, library, onnx_cache):
+    invoke("index", photos, "--index", library, "--runtime", "torch")
+    result = invoke("index", photos, "--index", library, "--fast", expect=1)
+    assert "--fast would mix sizes" in result.output
+
+
+def test_fast_is_for_dinov2_only(photos, library, onnx_cache):
+    result = invoke("index", photos, "--index", library, "--fast", "-m", "dino-vits16", expect=None)
+    assert result.exit_code != 0 and "DINOv2 checkpoints only" in result.output
+
+
+@pytest.mark.parametrize("args", [("--runtime", "torch"), ("--runtime", "onnx", "--dtype", "fp32")])
+def test_info_shows_how_the_vectors_were_made(photos, library, onnx_cache, args):
+    invoke("index", photos, "--index", library, *args)
+    assert f"runtime: {args[1]}" in invoke("info", "--index", library).output

@@ -74,12 +74,12 @@ def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def collection(index_dir=None, model=None, device="auto", dtype="auto", runtime="auto"):
+def collection(index_dir=None, model=None, device="auto", dtype="auto", runtime="auto", fast=False):
     """The library's facade. Imported here, on first use: it costs ~0.7 s (sqlite-utils, FAISS,
     Pillow), and `--help` or a usage error answers in 0.06 s without it."""
     from search.collection import Collection  # ~0.7 s: see above
 
-    return Collection(index_dir, model=model, device=device, dtype=dtype, runtime=runtime)
+    return Collection(index_dir, model, device, dtype, runtime=runtime, fast=fast)
 
 
 class LocalPath(click.Path):
