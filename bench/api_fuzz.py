@@ -18,6 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.checkpoints import populate_hub_cache  # noqa: E402
+from tests.live_server import live_server  # noqa: E402
+
 RESULT = ROOT / "bench" / "results" / "reliability_api_fuzz.md"
 
 
@@ -26,8 +30,6 @@ def prepare(work: Path) -> tuple[Path, Path]:
     os.environ.update(
         HF_HOME=str(work / "hf"), HF_HUB_CACHE=str(work / "hf" / "hub"), HF_HUB_OFFLINE="1"
     )
-    from tests.checkpoints import populate_hub_cache
-
     populate_hub_cache(work / "hf" / "hub")
     photos = work / "photos"
     photos.mkdir()
@@ -74,8 +76,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-examples", type=int, default=20)
     args = ap.parse_args()
-    from tests.live_server import live_server
-
     with tempfile.TemporaryDirectory() as tmp:
         photos, library = prepare(Path(tmp))
         started = time.perf_counter()

@@ -13,11 +13,14 @@ import time
 
 import numpy as np
 import perf_common as pc
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from indexer import model as M
+from indexer.decode import decode_file
 
 
 def matmul_gflops(dtype, m: int, k: int, n: int, seconds: float) -> float:
-    import torch
-
     a = torch.randn(m, k).to(dtype)
     b = torch.randn(k, n).to(dtype)
     torch.mm(a, b)
@@ -29,9 +32,6 @@ def matmul_gflops(dtype, m: int, k: int, n: int, seconds: float) -> float:
 
 
 def flops_per_image(net, size: int = 224) -> float:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = torch.zeros(1, 3, size, size)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         net(pixel_values=x)
@@ -45,8 +45,6 @@ def forward_rate(embedder, batch: int, repeat: int) -> float:
 
 
 def real_photo_pixels(recipe, count: int) -> np.ndarray:
-    from indexer.decode import decode_file
-
     files = sorted(pc.PHOTOS.glob("*.png"))[:count]
     return np.stack([decode_file(str(f), recipe, None).pixels for f in files])
 
@@ -57,10 +55,6 @@ def main() -> None:
     ap.add_argument("--model", default=str(pc.REAL_WEIGHTS), help="ViT-S/14 directory")
     ap.add_argument("--batches", default="1,8,16")
     args = ap.parse_args()
-    import torch
-
-    from indexer import model as M
-
     seconds = 0.5 if args.quick else 3.0
     repeat = 2 if args.quick else 5
     tokens = 16 * 257  # batch 16 x (256 patches + CLS): the MLP's matmul shape

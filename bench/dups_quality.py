@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +46,9 @@ from dups_eval import (  # noqa: E402
 from make_neardup_set import TRANSFORMS, load_rgb, make_copy  # noqa: E402
 from perf_common import prf_cell, recall_table, table  # noqa: E402
 
+from indexer.decode import decode_bytes  # noqa: E402
 from indexer.library.store import Store  # noqa: E402
+from indexer.model import load  # noqa: E402
 
 Vectors = np.ndarray  # (N, D) float32, one row per image
 RESULTS = BENCH / "results"
@@ -181,9 +185,6 @@ def embed_copies(paths: list[str], rows: list[int], model: str, cache: Path) -> 
         d = np.load(cache, allow_pickle=False)
         if list(d["sources"]) == rows:
             return Calibration(rows, d["copy_source"], list(d["copy_transform"]), d["copies"])
-    from indexer.decode import decode_bytes
-    from indexer.model import load
-
     embedder = load(model, device="cpu")
     rng = random.Random(SEED + 1)
     src_rows, names, vecs = [], [], []
@@ -546,9 +547,6 @@ def product(args: argparse.Namespace) -> None:
 def seeds(args: argparse.Namespace) -> None:
     """The same product run with other calibration samples (`dinosearch calibrate --seed S`), on a
     copy of the library so its stored calibration stays the default one."""
-    import shutil
-    import tempfile
-
     paths, _ = read_library(args.library)
     truth = load_sets(args.truth)[0]
     exe = str(Path(sys.executable).with_name("dinosearch"))

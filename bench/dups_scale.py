@@ -20,12 +20,12 @@ import time
 import numpy as np
 import perf_common as pc
 
+from search.dups import pairs as D
+from search.dups.groups import leader_groups
+
 
 def child(args) -> None:
     """Runs in a fresh process: load vectors, find pairs, group; print JSON."""
-    from search.dups import pairs as D
-    from search.dups.groups import leader_groups
-
     # Read into anonymous memory, like the product's store.vectors(): a copy of a memory map
     # would count the file's pages in the peak RSS as well.
     vectors, planted = pc.vectors_cached(args.child, mmap=False)

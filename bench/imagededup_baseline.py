@@ -22,6 +22,7 @@ import numpy as np
 
 sys.modules["imagededup.methods.cnn"] = types.SimpleNamespace(CNN=None)  # needs torchvision
 sys.modules["imagededup.utils.models"] = types.SimpleNamespace(CustomModel=None)
+import imagededup  # noqa: E402
 from imagededup.methods import DHash, PHash, WHash  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -120,8 +121,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
     args = ap.parse_args()
-    import imagededup
-
     report: dict = {
         "imagededup_version": getattr(imagededup, "__version__", "0.3.3.post2"),
         "command": "bench/work/venv-imagededup/bin/python bench/imagededup_baseline.py",

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import perf_common as pc
+import torch
 from compute_bound import forward_rate, matmul_gflops
 from make_perf_images import OUT as IMAGES
+
+from indexer import model as M
 
 DINOSEARCH = str(Path(pc.PYTHON).with_name("dinosearch"))
 
@@ -99,10 +102,6 @@ def main() -> None:
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--name", default="index_speed", help="results file: perf_<name>.*")
     args = ap.parse_args()
-    import torch
-
-    from indexer import model as M
-
     count = 16 if args.quick else args.count
     naive_count = 8 if args.quick else args.naive_count
     repeat = 2 if args.quick else 3

@@ -21,9 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from indexer.library.store import Store  # noqa: E402
+from search.collection import Collection  # noqa: E402
+from search.upkeep.check import check_library  # noqa: E402
+from tests.checkpoints import populate_hub_cache  # noqa: E402
 from tests.helpers import index_command  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "testdata"
@@ -73,8 +78,6 @@ def kill_once(library: Path, delay: float) -> tuple[bool, int]:
 
 
 def neighbours(library: Path, k: int = 5) -> dict[str, list[str]]:
-    from search.collection import Collection
-
     coll = Collection(library)
     out = {}
     for path, (image_id, _, status, _) in rows(library).items():
@@ -85,8 +88,6 @@ def neighbours(library: Path, k: int = 5) -> dict[str, list[str]]:
 
 
 def compare(reference: Path, library: Path) -> list[str]:
-    import numpy as np
-
     a, b = rows(reference), rows(library)
     diffs = [f"path only in reference: {p}" for p in a.keys() - b.keys()]
     diffs += [f"path only in killed library: {p}" for p in b.keys() - a.keys()]
@@ -112,14 +113,10 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dinosearch-kill-"))
     if not args.real_cache:
-        from tests.checkpoints import populate_hub_cache
-
         os.environ.update(
             HF_HOME=str(work / "hf"), HF_HUB_CACHE=str(work / "hf/hub"), HF_HUB_OFFLINE="1"
         )
         populate_hub_cache(work / "hf/hub")
-    from search.upkeep.check import check_library
-
     reference, library = work / "reference", work / "killed"
     full = run_to_end(reference)
     rng = random.Random(args.seed)

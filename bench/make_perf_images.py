@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import perf_common as pc
+import pillow_heif
 from PIL import Image, ImageOps
 
 OUT = pc.WORK / "perf-images"
@@ -67,8 +68,6 @@ def make(kind: str, count: int) -> None:
         elif kind == "png":
             img.save(tmp, "PNG")
         else:
-            import pillow_heif
-
             pillow_heif.from_pillow(img).save(tmp, quality=90)
         tmp.rename(path)
     print(f"{folder}: {count} files")

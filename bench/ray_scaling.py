@@ -19,6 +19,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.perf_common import REAL_WEIGHTS, RESULTS, machine, table  # noqa: E402
+from indexer.decode_pool import decode_all, default_workers, embed_batches  # noqa: E402
+from indexer.files import walk  # noqa: E402
+from indexer.job import IndexOptions  # noqa: E402
+from indexer.model import load  # noqa: E402
+from indexer.ray_backend import ray_embedded_batches  # noqa: E402
 
 FOLDERS = [Path(__file__).resolve().parents[2] / "shared" / "testdata" / p
            for p in ("photos", "photos-more")]  # fmt: skip
@@ -26,14 +31,10 @@ RAY_CPUS = 2  # this machine's cores: the cluster never claims more
 
 
 def photo_paths() -> list[str]:
-    from indexer.files import walk
-
     return sorted(f.path for f in walk([str(p) for p in FOLDERS]))
 
 
 def run_local(paths: list[str], embedder, batch: int) -> tuple[float, dict]:
-    from indexer.decode_pool import decode_all, default_workers, embed_batches
-
     started = time.perf_counter()
     decoded = decode_all(paths, embedder.recipe, None, default_workers())
     out = {e.path: e for b in embed_batches(decoded, embedder.embed, batch) for e in b}
@@ -41,9 +42,6 @@ def run_local(paths: list[str], embedder, batch: int) -> tuple[float, dict]:
 
 
 def run_ray(paths: list[str], embedder, batch: int, replicas: int) -> tuple[float, dict]:
-    from indexer.job import IndexOptions
-    from indexer.ray_backend import ray_embedded_batches
-
     options = IndexOptions(batch_size=batch, workers=replicas, max_pixels=None)
     started = time.perf_counter()
     batches = ray_embedded_batches(paths, embedder.id, embedder.recipe, options, None)
@@ -61,9 +59,7 @@ def main() -> None:
     parser.add_argument("--replicas", default="1,2,4")
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
-    import ray
-
-    from indexer.model import load
+    import ray  # optional extra (dinosearch[ray])
 
     paths = photo_paths()
     embedder = load(args.model, "cpu", "fp32")

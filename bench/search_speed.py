@@ -12,6 +12,7 @@ Queries are library vectors moved to cosine ~0.9 (an image similar to one in the
 import argparse
 import time
 
+import faiss
 import numpy as np
 import perf_common as pc
 
@@ -45,8 +46,6 @@ def latencies_ms(index: knn.VectorIndex, queries: np.ndarray) -> dict:
 
 
 def index_bytes(index: knn.VectorIndex) -> int:
-    import faiss
-
     return int(faiss.serialize_index(index.index).size)  # IDMap2 or IVF-PQ: the whole index
 
 
@@ -86,8 +85,6 @@ def bench_size(
     size = index_bytes(ivf) / n
     out["ivfpq"] = {"build_s": ivf.build_seconds, "bytes_per_vector": size, "settings": {}}
     shipped = (knn.IVFPQ_NPROBE, knn.IVFPQ_CANDIDATES)
-    import faiss
-
     inner = faiss.extract_index_ivf(ivf.index)
     for nprobe, candidates in sorted(set(ivf_settings) | {shipped}):
         inner.nprobe, knn.IVFPQ_CANDIDATES = nprobe, candidates
@@ -117,8 +114,6 @@ def bench_size(
     size = index_bytes(hnsw) / n
     out["hnsw"] = {"build_s": hnsw.build_seconds, "bytes_per_vector": size, "ef": {}}
     inner = hnsw.index.index
-    import faiss
-
     inner = faiss.downcast_index(inner)
     for ef in ef_values:
         inner.hnsw.efSearch = ef
@@ -188,14 +183,10 @@ def main() -> None:
 
 
 def _faiss_version() -> str:
-    import faiss
-
     return faiss.__version__
 
 
 def _threads() -> int:
-    import faiss
-
     return faiss.omp_get_max_threads()
 
 

@@ -35,6 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.perf_common import DIM, WORK, machine, realistic_vectors, table  # noqa: E402
+from indexer.library.rows import ImageRow, ModelInfo  # noqa: E402
+from indexer.library.store import Store  # noqa: E402
 
 WRITE_BATCH_ROWS = 2000  # bulk simulation: rows per write_rows transaction
 PRODUCT_BATCH_ROWS = 16  # the indexer's own batch (DEFAULT_BATCH_SIZE): the incremental rate
@@ -46,8 +48,6 @@ JSON_OUT = WORK / "scale_store.json"
 
 def generated_rows(start: int, count: int, rng, vectors: bool) -> list:
     """Rows shaped like a photo library: 1000 files per folder, random hashes and vectors."""
-    from indexer.library.rows import ImageRow
-
     vecs = rng.standard_normal((count, DIM), dtype=np.float32) if vectors else None
     if vecs is not None:
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -75,9 +75,6 @@ def generated_rows(start: int, count: int, rng, vectors: bool) -> list:
 
 def fill(directory: Path, rows: int, vectors: bool) -> dict:
     """Write `rows` generated rows in WRITE_BATCH_ROWS transactions; returns rates."""
-    from indexer.library.rows import ModelInfo
-    from indexer.library.store import Store
-
     store = Store.open(directory, create=True)
     store.bind_model(ModelInfo("facebook/dinov2-small", DIM, "{}"))
     rng = np.random.default_rng(0)
@@ -100,8 +97,6 @@ def fill(directory: Path, rows: int, vectors: bool) -> dict:
 
 def measure_child(directory: str, vectors: bool) -> None:
     """In a fresh process: open, known_under, vectors(); prints one JSON line."""
-    from indexer.library.store import Store
-
     out = {}
     t = time.perf_counter()
     store = Store.open(directory)
@@ -159,7 +154,7 @@ def bench_store(rows: int, vectors: bool) -> dict:
 
 
 def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    import faiss
+    import faiss  # not at module level: the `measure` children's peak RSS would grow 12 MB
 
     index = faiss.IndexFlatIP(base.shape[1])
     index.add(base)
@@ -173,7 +168,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def train_ivfpq(base: np.ndarray, nlist: int, m: int, train_rows: int):
-    import faiss
+    import faiss  # not at module level: the `measure` children's peak RSS would grow 12 MB
 
     quantizer = faiss.IndexFlatIP(DIM)
     index = faiss.IndexIVFPQ(quantizer, DIM, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
@@ -184,8 +179,8 @@ def train_ivfpq(base: np.ndarray, nlist: int, m: int, train_rows: int):
 
 def sharded_mmap(trained, base: np.ndarray, shards: int, directory: Path):
     """Build `shards` indexes from one trained index, merge their lists on disk, mmap the result."""
-    import faiss
-    from faiss.contrib.ondisk import merge_ondisk
+    import faiss  # not at module level: the `measure` children's peak RSS would grow 12 MB
+    from faiss.contrib.ondisk import merge_ondisk  # as faiss above
 
     names = []
     for s, part in enumerate(np.array_split(np.arange(len(base)), shards)):

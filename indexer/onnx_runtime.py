@@ -34,7 +34,8 @@ ENV_CACHE = "DINOSEARCH_ONNX_CACHE"
 OPSET = 17
 GATE_MIN_COSINE = 0.99  # int8 vs fp32 on the library's own photos: the lowest ...
 GATE_MEAN_COSINE = 0.995  # ... and the mean cosine int8 must reach to be used
-GATE_IMAGES = 16
+GATE_IMAGES = 16  # photos the gate is measured on; a gate on fewer is not kept for later runs
+GATE_MIN_IMAGES = 8  # fewer photos than this say too little: fp32 serves
 HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -56,7 +57,8 @@ class Gate:
 
     @property
     def passed(self) -> bool:
-        return self.min_cosine >= GATE_MIN_COSINE and self.mean_cosine >= GATE_MEAN_COSINE
+        close = self.min_cosine >= GATE_MIN_COSINE and self.mean_cosine >= GATE_MEAN_COSINE
+        return close and self.images >= GATE_MIN_IMAGES
 
     def to_json(self) -> dict:
         return {
@@ -197,12 +199,13 @@ def load(
         gate = measure_gate(
             OnnxEmbedder(spec, fp32, recipe, "fp32"), int8, recipe, spec, gate_pixels()
         )
-        _write_atomic(gate_file, json.dumps(gate.to_json()).encode())
+        if gate.images >= GATE_IMAGES:  # a full sample: later libraries reuse the verdict
+            _write_atomic(gate_file, json.dumps(gate.to_json()).encode())
     if not gate.passed:
         raise GateFailed(
             f"int8 misses the accuracy gate on {gate.images} photos (min cosine "
             f"{gate.min_cosine:.4f}, mean {gate.mean_cosine:.4f} vs fp32; needs "
-            f"{GATE_MIN_COSINE} / {GATE_MEAN_COSINE})"
+            f"{GATE_MIN_COSINE} / {GATE_MEAN_COSINE} on at least {GATE_MIN_IMAGES} photos)"
         )
     return OnnxEmbedder(spec, int8, recipe, "int8", gate)
 

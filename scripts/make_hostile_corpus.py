@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[1].parent / "shared/testdata/photos/kodim23.png"
@@ -82,8 +83,6 @@ def truncated(c: Corpus, photo: Image.Image) -> None:
 
 
 def heic_bytes(photo: Image.Image) -> bytes:
-    import pillow_heif
-
     pillow_heif.register_heif_opener()
     return encode(photo, "HEIF", quality=70)
 

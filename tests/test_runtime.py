@@ -14,7 +14,7 @@ from indexer import model, onnx_runtime, runtime
 from indexer.decode import decode_file
 from indexer.errors import BadQuery, ModelMismatch
 from search.collection import Collection
-from tests.helpers import ROOT, invoke, stored_rows
+from tests.helpers import PHOTOS, ROOT, invoke, stored_rows
 
 DINOV2 = "facebook/dinov2-small"
 
@@ -56,10 +56,11 @@ def test_the_default_on_cpu_is_onnx_and_its_vectors_match_torch(photos, library,
     assert sorted(p.suffix for p in onnx_cache.glob("*.onnx"))  # exported into the cache
 
 
-def test_int8_gate_is_measured_and_recorded(photos, library, onnx_cache):
+def test_int8_gate_is_measured_and_recorded(library, onnx_cache):
+    assert len(list(PHOTOS.glob("*.png"))) >= onnx_runtime.GATE_IMAGES  # a full sample
     coll = Collection(library, model=DINOV2, dtype="int8")
     try:
-        coll.index([photos])
+        coll.index([PHOTOS])
     except onnx_runtime.GateFailed as exc:  # a random tiny model may miss it: said clearly
         assert "accuracy gate" in str(exc)
         return
@@ -198,3 +199,16 @@ def test_fast_is_for_dinov2_only(photos, library, onnx_cache):
 def test_info_shows_how_the_vectors_were_made(photos, library, onnx_cache, args):
     invoke("index", photos, "--index", library, *args)
     assert f"runtime: {args[1]}" in invoke("info", "--index", library).output
+
+
+def test_a_gate_on_too_few_photos_is_neither_passed_nor_kept(tmp_path, onnx_cache):
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted(PHOTOS.glob("*.png"))[:3]:
+        (few / p.name).write_bytes(p.read_bytes())
+    coll = Collection(tmp_path / "library", model=DINOV2)
+    coll.index([few])
+    assert coll.store().model().runtime["dtype"] == "fp32"  # 3 photos say too little for int8
+    assert not list(onnx_cache.glob("*.gate.json"))  # and the next library measures again
+    assert onnx_runtime.Gate(1.0, 1.0, 3).passed is False
+    assert onnx_runtime.Gate(1.0, 1.0, onnx_runtime.GATE_MIN_IMAGES).passed is True

@@ -1,0 +1,196 @@
+"""fastdup (Visual Layer) on the near-duplicate set: whole-process img/s and pair P/R/F1.
+
+usage:
+  python3 -m venv bench/work/venv-fastdup
+  bench/work/venv-fastdup/bin/pip install fastdup          # 2.54 here; its own numpy/opencv
+  bench/work/venv-fastdup/bin/python bench/fastdup_baseline.py [--truth GT] [--runs 2]
+
+Runs in its own venv (fastdup pins numpy 1.26 and ships its own C++ engine and ONNX model).
+Telemetry is switched off (SENTRY_OPT_OUT=1). fastdup is given the same files as dinosearch (the
+list of absolute paths of both sets) and its default CPU pipeline: `fastdup.run(input_dir=LIST,
+work_dir=W, num_threads=2)`, i.e. its bundled 576-d ONNX feature model (no download), HNSW
+neighbours, stats and connected components. Timing: the whole process (interpreter start,
+import, feature extraction, neighbour search, reports), median of --runs fresh work dirs.
+Quality: cosine of fastdup's own feature vectors (atrain_features.dat) for every pair, at the
+hindsight-best threshold and at fastdup's default similarity threshold 0.9, and for pairs in its
+similarity.csv (the neighbours it reports, k=2 by default) - the same ground truth and helpers as
+the other duplicate benches. Writes bench/results/dups_fastdup.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["SENTRY_OPT_OUT"] = "1"
+
+import numpy as np  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from dups_eval import (  # noqa: E402
+    DEFAULT_TRUTH,
+    at_threshold,
+    best_threshold,
+    load_sets,
+    pair_scores,
+    transform_recall,
+)
+from perf_common import machine, prf_cell, recall_table, table  # noqa: E402
+
+RESULTS = BENCH / "results"
+THREADS = 2
+DEFAULT_THRESHOLD = 0.9  # fastdup.run(threshold=0.9): its default similarity cut
+RUN = (
+    "import os, sys; os.environ['SENTRY_OPT_OUT'] = '1'; import fastdup; "
+    "sys.exit(fastdup.run(input_dir=sys.argv[1], work_dir=sys.argv[2], num_threads={threads}))"
+)
+
+
+def run_fastdup(file_list: Path, work: Path) -> float:
+    """One whole fastdup process on the file list; wall seconds."""
+    cmd = [sys.executable, "-c", RUN.format(threads=THREADS), str(file_list), str(work)]
+    env = {**os.environ, "SENTRY_OPT_OUT": "1", "OMP_NUM_THREADS": str(THREADS)}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+        raise SystemExit(f"fastdup failed with exit status {done.returncode}")
+    return seconds
+
+
+def recall_at_1(ts, m: np.ndarray) -> float:
+    """Each copy vs the originals: is its own original the top hit (as resolution_study.py)."""
+    originals = [i for i, t in enumerate(ts.transforms) if t == "original"]
+    copies = [i for i, t in enumerate(ts.transforms) if t != "original"]
+    top = np.array(originals)[np.argmax(m[np.ix_(copies, originals)], axis=1)]
+    return round(
+        float(np.mean([ts.sources[t] == ts.sources[q] for q, t in zip(copies, top, strict=True)])),
+        4,
+    )
+
+
+def evaluate(ts, vectors: dict[str, np.ndarray], reported: set[tuple[str, str]]) -> dict:
+    ts = ts.subset(set(vectors))
+    x = np.stack([vectors[p] for p in ts.paths]).astype(np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    m = x @ x.T
+    scores, labels = pair_scores(ts, m)
+    rep = np.zeros_like(m)
+    at = {p: i for i, p in enumerate(ts.paths)}
+    for a, b in reported:
+        if a in at and b in at:
+            rep[at[a], at[b]] = rep[at[b], at[a]] = 1.0
+    rep_scores, _ = pair_scores(ts, rep)
+    out = {
+        "files": len(ts.paths),
+        "positive_pairs": int(labels.sum()),
+        "best": best_threshold(scores, labels).row(),
+        "default": at_threshold(scores, labels, DEFAULT_THRESHOLD).row(),
+        "similarity_csv": at_threshold(rep_scores, labels, 0.5).row(),
+        "recall_per_transform_at_best": None,
+    }
+    out["recall_per_transform_at_best"] = transform_recall(ts, m, out["best"]["threshold"])
+    if any(t == "original" for t in ts.transforms) and ts.name == "neardup":
+        out["recall_at_1"] = recall_at_1(ts, m)
+    return out
+
+
+def render(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        "# fastdup on the near-duplicate set",
+        "",
+        f"fastdup {report['fastdup_version']} (its bundled {report['dim']}-d ONNX model), CPU, "
+        f"{THREADS} threads. Machine: {m['cpu']}, {m['cores']} cores, load average at the end "
+        f"{m['load_average']}, {m['date']}. Command: `{report['command']}`.",
+        "",
+        f"Whole process on {report['files']} files (both sets): "
+        f"{', '.join(f'{s:.1f}' for s in report['seconds'])} s -> **{report['img_s']:.1f} img/s** "
+        f"(median run). {report['failed_files']} file(s) not embedded.",
+        "",
+    ]
+    header = ["set", "best t", "best P / R / F1", "t=0.9 P / R / F1", "similarity.csv P / R / F1"]
+    rows = [
+        [
+            name,
+            f"{r['best']['threshold']:.3f}",
+            prf_cell(r["best"], bold_f1=True),
+            prf_cell(r["default"]),
+            prf_cell(r["similarity_csv"]),
+        ]
+        for name, r in report["sets"].items()
+    ]
+    lines += table(header, rows).splitlines()
+    nd = report["sets"]["neardup"]
+    lines += [
+        "",
+        f"Query recall@1 (each copy vs the originals): {nd.get('recall_at_1')}.",
+        "",
+        "Recall per transform at the best threshold (neardup set):",
+        "",
+    ]
+    per = nd["recall_per_transform_at_best"]
+    lines += recall_table({"fastdup best t": per}, sorted(per))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
+    ap.add_argument("--runs", type=int, default=2)
+    args = ap.parse_args()
+    import fastdup
+
+    sets = load_sets(args.truth)
+    files = [p for ts in sets for p in ts.paths]
+    seconds = []
+    with tempfile.TemporaryDirectory(prefix="fastdup-") as tmp:
+        file_list = Path(tmp) / "files.txt"
+        file_list.write_text("\n".join(files) + "\n")
+        for r in range(args.runs):
+            work = Path(tmp) / f"run{r}"
+            seconds.append(run_fastdup(file_list, work))
+            print(f"run {r}: {seconds[-1]:.1f} s", flush=True)
+        names, feats = fastdup.load_binary_feature(str(work / "atrain_features.dat"))
+        vectors = {str(Path(n).resolve()): f for n, f in zip(names, feats, strict=True)}
+        reported = set()
+        sim = work / "similarity.csv"
+        if sim.exists():
+            import pandas as pd
+
+            df = pd.read_csv(sim)
+            reported = {
+                (str(Path(a).resolve()), str(Path(b).resolve()))
+                for a, b in zip(df["from"], df["to"], strict=True)
+            }
+    report = {
+        "fastdup_version": getattr(fastdup, "__version__", "2.54"),
+        "command": "bench/work/venv-fastdup/bin/python bench/fastdup_baseline.py"
+        + (f" --runs {args.runs}" if args.runs != 2 else ""),
+        "files": len(files),
+        "failed_files": len(files) - len(vectors),
+        "dim": int(feats.shape[1]),
+        "seconds": [round(s, 2) for s in seconds],
+        "img_s": round(len(files) / statistics.median(seconds), 2),
+        "sets": {ts.name: evaluate(ts, vectors, reported) for ts in sets},
+        "machine": machine(),
+    }
+    for name, r in report["sets"].items():
+        print(name, r["best"], r["default"], r.get("recall_at_1"), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "dups_fastdup.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / "dups_fastdup.md").write_text(render(report))
+    print(render(report))
+
+
+if __name__ == "__main__":
+    main()
