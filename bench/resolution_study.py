@@ -26,6 +26,7 @@ embeddings are cached in bench/work/resolution/.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import statistics
@@ -50,10 +51,11 @@ from dups_eval import (  # noqa: E402
 )
 from perf_common import REAL_LIBRARY, REAL_WEIGHTS, machine, prf_cell, table  # noqa: E402
 
-from indexer.decode import Recipe, decode_bytes, decode_file  # noqa: E402
+from indexer.decode import Recipe, decode_file  # noqa: E402
 from indexer.errors import ImageError  # noqa: E402
 from indexer.model import load  # noqa: E402
 from search.dups import calibration as cal  # noqa: E402
+from search.dups.run import embed_encoded  # noqa: E402
 from search.dups.whitening import fit_whitening  # noqa: E402
 
 RESULTS = BENCH / "results"
@@ -171,17 +173,7 @@ def product_calibration(embedder, crop, paths, vectors, sample, seed=0):
     whitening = fit_whitening(vectors)
     space = whitening.apply(vectors) if whitening else vectors
 
-    def embed_bytes(datas: list[bytes]) -> tuple[np.ndarray, list[int]]:
-        pixels, ok = [], []
-        for i, data in enumerate(datas):
-            try:
-                pixels.append(decode_bytes(data, recipe, None).pixels)
-                ok.append(i)
-            except ImageError:
-                continue
-        if not pixels:
-            return np.zeros((0, embedder.dim), np.float32), []
-        return embedder.embed(np.stack(pixels)), ok
+    embed_bytes = functools.partial(embed_encoded, embedder, recipe)
 
     _, codes = np.unique(np.array([sha(p) for p in paths]), return_inverse=True)
     ids = np.arange(len(paths))

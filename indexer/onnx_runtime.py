@@ -167,14 +167,20 @@ def file_stem(spec: model.ModelSpec, weights: Path, recipe: Recipe) -> str:
 
 
 def load(
-    spec: model.ModelSpec, dtype: str, gate_pixels=None, loaded=None, recipe: Recipe | None = None
+    spec: model.ModelSpec,
+    dtype: str,
+    gate_pixels=None,
+    loaded=None,
+    recipe: Recipe | None = None,
+    held: dict | None = None,
 ) -> OnnxEmbedder:
     """The ONNX embedder of `spec` in `dtype` ("fp32" or "int8"), exported first if needed.
 
     int8 is made only when its gate passes on `gate_pixels` (a callable giving real photos as
     uint8 pixels, or None); otherwise GateFailed says why and the caller keeps fp32. `loaded`:
     the torch embedder of `spec` when the caller has one (it is exported rather than loaded);
-    `recipe`: another input size than the checkpoint's own (exported at that size)."""
+    `recipe`: another input size than the checkpoint's own (exported at that size); `held`: the
+    gate a library's int8 vectors already passed (its record): it stands, nothing to measure."""
     try:
         import onnxruntime  # noqa: F401  missing: say so, torch serves
     except ImportError:
@@ -192,6 +198,10 @@ def load(
     if dtype == "fp32":
         return OnnxEmbedder(spec, fp32, recipe, "fp32")
     gate = _read_gate(gate_file) if _loads(int8) else None
+    if gate is None and held:  # the library's own vectors passed it: it stands
+        if not _loads(int8):
+            _quantize(fp32, int8)  # deterministic: the same int8 model as the library's
+        gate = Gate(held["min_cosine"], held["mean_cosine"], held["images"])
     if gate is None:
         _quantize(fp32, int8)
         if gate_pixels is None:

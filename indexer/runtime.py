@@ -37,17 +37,19 @@ def load(
     library: str | None = None,
     sample_roots: list[str] | None = None,
     fast: bool = False,
+    held_gate: dict | None = None,
 ):
     """The embedder for --model `text`. `library` is the precision the library already holds
     ("int8", "float"; None for a new one); `sample_roots` give the int8 gate its real photos;
-    `fast`: the smaller input (fast_recipe) of a `--fast` library."""
+    `fast`: the smaller input (fast_recipe) of a `--fast` library; `held_gate`: the gate an int8
+    library's record carries (it is not measured again)."""
     if runtime not in RUNTIMES:
         raise BadQuery(f"--runtime: one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if dtype not in DTYPES:
         raise BadQuery(f"--dtype: one of {', '.join(DTYPES)}, not {dtype!r}")
     refuse_mixing(dtype, library)
     recipe = fast_recipe(model.resolve(text)) if fast else None
-    embedder = _load(text, device, dtype, runtime, library, sample_roots, recipe)
+    embedder = _load(text, device, dtype, runtime, library, sample_roots, recipe, held_gate)
     if recipe is not None:
         embedder.recipe, embedder.fast = recipe, True
     return embedder
@@ -97,8 +99,8 @@ def config_on_disk(spec) -> dict | None:
         return None
 
 
-def _load(text, device, dtype, runtime, library, sample_roots, recipe):
-    gpu = device not in ("auto", "cpu") or (device == "auto" and _gpu_likely())
+def _load(text, device, dtype, runtime, library, sample_roots, recipe, held_gate):
+    gpu = _on_gpu(device)
     if runtime == "torch" or (runtime == "auto" and (gpu or dtype in ("fp16", "bf16"))):
         if dtype == "int8" or library == "int8":
             raise BadQuery("int8 runs on ONNX Runtime: use --runtime onnx (or auto) on the CPU")
@@ -113,7 +115,7 @@ def _load(text, device, dtype, runtime, library, sample_roots, recipe):
     if onnx_runtime.weights_file(spec) is None and spec.backend == "hf":
         loaded = model.load(text, "cpu", "fp32")  # fetches the weights, or says why it can't
     try:
-        return _onnx(spec, want, library, sample_roots, loaded, recipe)
+        return _onnx(spec, want, library, sample_roots, loaded, recipe, held_gate)
     except onnx_runtime.OnnxUnavailable as exc:
         if runtime == "onnx" or library == "int8" or dtype == "int8":
             raise exc
@@ -121,12 +123,13 @@ def _load(text, device, dtype, runtime, library, sample_roots, recipe):
         return loaded or model.load(text, device, "fp32")
 
 
-def _onnx(spec, want: str, library: str | None, sample_roots, loaded, recipe):
+def _onnx(spec, want: str, library: str | None, sample_roots, loaded, recipe, held_gate):
     if want == "fp32":
         return onnx_runtime.load(spec, "fp32", loaded=loaded, recipe=recipe)
     try:
         sample = lambda: _sample_pixels(spec, sample_roots, recipe)  # noqa: E731
-        return onnx_runtime.load(spec, "int8", sample, loaded, recipe)
+        held = held_gate if library == "int8" else None
+        return onnx_runtime.load(spec, "int8", sample, loaded, recipe, held)
     except onnx_runtime.GateFailed as exc:
         if library == "int8":
             raise
@@ -137,7 +140,7 @@ def _onnx(spec, want: str, library: str | None, sample_roots, loaded, recipe):
 def import_backend(runtime: str = "auto", device: str = "auto") -> None:
     """Import the libraries the embedder will need (torch + transformers: ~2 s; onnxruntime:
     0.2 s), e.g. in a server's start-up thread before it takes any lock."""
-    if runtime == "torch" or device not in ("auto", "cpu") or (device == "auto" and _gpu_likely()):
+    if runtime == "torch" or _on_gpu(device):
         import torch  # noqa: F401  1.4 s: the point of this function
         import transformers  # noqa: F401  0.7 s: likewise
     else:
@@ -153,6 +156,11 @@ def refuse_mixing(dtype: str, library: str | None) -> None:
             f"this library holds {held} vectors; --dtype {dtype} would mix precisions. "
             "Drop --dtype to keep the library's, or index into another --index"
         )
+
+
+def _on_gpu(device: str) -> bool:
+    """--device names a GPU, or auto finds one (told without importing torch)."""
+    return device not in ("auto", "cpu") or (device == "auto" and _gpu_likely())
 
 
 def _gpu_likely() -> bool:

@@ -80,15 +80,10 @@ class Collection:
         if self._embedder is None:
             info = self.store().model() if self._library_exists() else None
             held = info.precision if info else None  # a new library: no precision yet
-            fast = self._fast(info)
+            record = (info.runtime or {}) if info else {}
+            args = (self.device, self.dtype, self.runtime, held, self._sample_roots)
             self._embedder = runtime.load(
-                self.model_id(),
-                self.device,
-                self.dtype,
-                self.runtime,
-                held,
-                self._sample_roots,
-                fast,
+                self.model_id(), *args, self._fast(info), held_gate=record.get("gate")
             )
             self._check_recipe(self._embedder.recipe)
         return self._embedder

@@ -212,3 +212,18 @@ def test_a_gate_on_too_few_photos_is_neither_passed_nor_kept(tmp_path, onnx_cach
     assert not list(onnx_cache.glob("*.gate.json"))  # and the next library measures again
     assert onnx_runtime.Gate(1.0, 1.0, 3).passed is False
     assert onnx_runtime.Gate(1.0, 1.0, onnx_runtime.GATE_MIN_IMAGES).passed is True
+
+
+def test_an_int8_library_reloads_without_photos_to_gate_on(photos, library, onnx_cache):
+    """An 8-photo library passes the gate (not kept for others: under 16 photos); a later
+    command on it with no roots (calibrate, query, dups) must reuse the library's own gate."""
+    coll = Collection(library, model=DINOV2, dtype="int8")
+    try:
+        coll.index([photos])
+    except onnx_runtime.GateFailed:  # a random tiny model may miss it: nothing to reload
+        return
+    assert not list(onnx_cache.glob("*.gate.json"))
+    again = Collection(library)  # no roots: nothing to measure a gate on
+    assert again.embedder().dtype == "int8"
+    assert again.embedder().gate.to_json() == coll.store().model().runtime["gate"]
+    invoke("calibrate", "--index", library, "--sample", "4", "--json")

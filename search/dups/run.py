@@ -2,6 +2,7 @@
 in search/dups/evidence.py, --against/--of in search/dups/against.py)."""
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -96,6 +97,20 @@ def calibration_due(coll, options: DupOptions) -> int | None:
     )
 
 
+def embed_encoded(embedder, recipe, datas: list[bytes]) -> tuple[np.ndarray, list[int]]:
+    """Embed encoded images in one batch: (vectors, indices of those that decoded)."""
+    pixels, ok = [], []
+    for i, data in enumerate(datas):
+        try:
+            pixels.append(decode_bytes(data, recipe, None).pixels)
+            ok.append(i)
+        except ImageError:
+            continue
+    if not pixels:
+        return np.zeros((0, embedder.dim), np.float32), []
+    return embedder.embed(np.stack(pixels)), ok
+
+
 def run_calibration(
     coll, precision: float, sample: int | None, progress=None, seed: int = 0
 ) -> tuple[cal.Calibration, Whitening | None]:
@@ -108,18 +123,7 @@ def run_calibration(
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
     embedder = coll.embedder()
 
-    def embed_bytes(datas: list[bytes]) -> tuple[np.ndarray, list[int]]:
-        """Embed encoded images in one batch: (vectors, indices of those that decoded)."""
-        pixels, ok = [], []
-        for i, data in enumerate(datas):
-            try:
-                pixels.append(decode_bytes(data, embedder.recipe, None).pixels)
-                ok.append(i)
-            except ImageError:
-                continue
-        if not pixels:
-            return np.zeros((0, embedder.dim), np.float32), []
-        return embedder.embed(np.stack(pixels)), ok
+    embed_bytes = functools.partial(embed_encoded, embedder, embedder.recipe)
 
     _, codes = np.unique(np.array([h or "" for h in lib.hashes]), return_inverse=True)
     paths = {int(i): r["path"] for i, r in zip(lib.ids, lib.rows, strict=True)}
