@@ -4,6 +4,7 @@ library stays consistent and usable, and `dinosearch check` agrees once the job 
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +16,16 @@ import pytest
 
 from search.collection import Collection
 from search.upkeep.check import check_library
-from tests.helpers import PHOTOS, ROOT, index_command, run_cli, stored_rows
+from tests.helpers import (
+    PHOTOS,
+    ROOT,
+    index_command,
+    invoke,
+    make_plan,
+    run_cli,
+    stored_rows,
+)
+from tests.helpers import library_paths as stored_paths
 
 # Runs the real CLI with an audit hook that SIGKILLs the process at one moment of the index save.
 # No product code changes: Python's audit events fire inside os.replace / open / os.unlink.
@@ -204,3 +214,91 @@ def test_queries_while_an_index_job_writes(tmp_path, readers):
     assert errors == [] and len(latencies) > 5
     Collection(library).vector_index()  # a reader may have saved an older generation last
     assert check_library(library).ok
+
+
+# --- kills during undo (bench/kill_apply.py found these) ----------------------------------------
+
+# `dinosearch undo` under an audit hook that SIGKILLs it as it removes a .trashinfo: the trashed
+# file is back in place, its journal row still says done (the window bench/kill_apply.py hit).
+UNDO_KILLED_AFTER_RESTORE = """
+import os, signal, sys
+def hook(event, args):
+    if event == "os.remove" and os.fsdecode(args[0]).endswith(".trashinfo"):
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+from search.cli.app import main
+sys.argv[0] = "dinosearch"
+main()
+"""
+
+
+def test_undo_killed_after_putting_a_file_back_finishes_on_rerun(dup_lib, tmp_path, trash):
+    folder, library = dup_lib
+    before, rows_before = sorted(os.listdir(folder)), sorted(stored_paths(library))
+    plan_path = tmp_path / "plan.json"
+    make_plan(library).write(str(plan_path))
+    invoke("apply", plan_path, "--yes")
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(trash.parent)}
+    killed = subprocess.run(
+        [sys.executable, "-c", UNDO_KILLED_AFTER_RESTORE, "undo", str(plan_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(os.listdir(trash / "files")) == 1  # one file back, its row not yet marked undone
+
+    undone = json.loads(invoke("undo", plan_path, "--json").stdout)
+    assert undone["counts"] == {"undone": 2}, undone
+    assert sorted(os.listdir(folder)) == before
+    assert os.listdir(trash / "files") == [] and os.listdir(trash / "info") == []
+    assert sorted(stored_paths(library)) == rows_before
+    assert check_library(library).ok
+
+
+# `dinosearch apply` under an audit hook that SIGKILLs it as send2trash moves a file into the
+# trash: its .trashinfo is written (or, "empty", created but its text not yet on disk), the file
+# not yet moved (the window bench/kill_apply.py hit).
+APPLY_KILLED_INSIDE_TRASH = """
+import os, signal, sys
+empty = sys.argv.pop(1) == "empty"
+def hook(event, args):
+    if event == "os.rename" and "/Trash/files/" in os.fsdecode(args[1]):
+        dest = os.fsdecode(args[1])
+        info = os.path.join(dest.split("/files/")[0], "info", os.path.basename(dest) + ".trashinfo")
+        if empty:
+            open(info, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+from search.cli.app import main
+sys.argv[0] = "dinosearch"
+main()
+"""
+
+
+@pytest.mark.parametrize("info", ["written", "empty"])
+def test_apply_killed_inside_the_trash_move_leaves_no_orphan_trashinfo(
+    dup_lib, tmp_path, trash, info
+):
+    folder, library = dup_lib
+    before = sorted(os.listdir(folder))
+    plan_path = tmp_path / "plan.json"
+    make_plan(library).write(str(plan_path))
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(trash.parent)}
+    killed = subprocess.run(
+        [sys.executable, "-c", APPLY_KILLED_INSIDE_TRASH, info, "apply", str(plan_path), "--yes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(os.listdir(trash / "info")) == 1 and os.listdir(trash / "files") == []
+
+    applied = json.loads(invoke("apply", plan_path, "--yes", "--json").stdout)
+    assert applied["counts"] == {"done": 2}, applied
+    assert len(os.listdir(trash / "info")) == len(os.listdir(trash / "files")) == 2
+    invoke("undo", plan_path)
+    assert sorted(os.listdir(folder)) == before
+    assert os.listdir(trash / "files") == [] and os.listdir(trash / "info") == []

@@ -19,7 +19,13 @@ from indexer.files import sha256_file
 from indexer.library.journal import Journal
 from indexer.library.store import Store
 from search.cleanup.plan import Plan, PlanError, PlanFile, PlanGroup
-from search.cleanup.trash import find_in_trash, move_file, restore_from_trash
+from search.cleanup.trash import (
+    drop_orphan_infos,
+    find_in_trash,
+    forget_trashed,
+    move_file,
+    restore_from_trash,
+)
 
 PAUSE_ENV = "DINOSEARCH_APPLY_PAUSE_S"  # test hook: wait this long between journal and action
 TMP_SUFFIX = ".dinosearch-tmp"  # a link or copy is built here, then renamed over the file
@@ -255,6 +261,8 @@ def _cleanup_partial(step: Step) -> None:
     tmp = step.file.path + TMP_SUFFIX
     if os.path.lexists(tmp):
         os.unlink(tmp)
+    if step.action == "trash":
+        drop_orphan_infos(step.file.path)  # send2trash killed between its info and the move
     if step.action == "move" and os.path.lexists(step.target) and os.path.lexists(step.file.path):
         os.unlink(step.target)  # pending: the destination was free when journalled, so it is ours
 
@@ -356,18 +364,42 @@ def undo_plan(store: Store, plan_id: str) -> Result:
 def _undo_row(store: Store, plan_id: str, row: dict) -> Outcome:
     path, action = row["path"], row["action"]
     if row["state"] == "pending" and not _row_happened(row):
+        if action == "trash":
+            drop_orphan_infos(path)
         Journal(store).set_state(plan_id, path, "undone", detail="never happened (killed before)")
         return Outcome(path, action, "undone", "had not happened")
-    try:
-        detail = UNDO[action](row)
-    except OSError as exc:
-        detail = f"cannot restore: {exc.strerror or exc}"
+    if _put_back(row):  # a killed undo restored the file, then stopped before recording it
+        detail = None
+    else:
+        try:
+            detail = UNDO[action](row)
+        except OSError as exc:
+            detail = f"cannot restore: {exc.strerror or exc}"
     if detail:
         return Outcome(path, action, "kept", detail, row["target"])
     with store.transaction():
         Journal(store).set_state(plan_id, path, "undone")
         _restore_library(store, row)
     return Outcome(path, action, "undone", target=row["target"])
+
+
+def _put_back(row: dict) -> bool:
+    """A trashed or moved file already back at its path (same bytes), gone from where the action
+    put it: only the journal and the library are left to update. Links are simply redone."""
+    path, action = row["path"], row["action"]
+    if action not in ("trash", "move") or os.path.islink(path) or not os.path.isfile(path):
+        return False
+    elsewhere = row["target"] or (find_in_trash(path) if action == "trash" else None)
+    if elsewhere and os.path.lexists(elsewhere):
+        return False
+    if row["hash"]:
+        back = sha256_file(path) == row["hash"]
+    else:  # a sidecar: the plan has its size and mtime, which rename keeps
+        st = os.lstat(path)
+        back = (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"])
+    if back and action == "trash" and row["target"]:
+        forget_trashed(row["target"])
+    return back
 
 
 def _row_happened(row: dict) -> bool:

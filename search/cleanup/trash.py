@@ -2,6 +2,7 @@
 and restoring it for `undo`. Elsewhere the system's Trash app restores."""
 
 import os
+import re
 import shutil
 import sys
 from urllib.parse import unquote
@@ -46,6 +47,31 @@ def find_in_trash(path: str) -> str | None:
     return best[1] if best else None
 
 
+def drop_orphan_infos(path: str) -> int:
+    """Remove the .trashinfo files of `path` whose trashed file does not exist; how many.
+
+    A trash move killed after creating the info, before moving the file, leaves one: naming
+    `path`, or still empty (killed before its text reached the disk), then known by its name."""
+    dropped = 0
+    for trash in trash_dirs(path):
+        for info, original in list(_trash_infos(trash)):
+            name = os.path.basename(info)[: -len(".trashinfo")]
+            if original is None:
+                ours = _trash_name_of(name, path) and os.path.getsize(info) == 0
+            else:
+                ours = original == path or _same_relative(original, path, trash)
+            if ours and not os.path.lexists(os.path.join(trash, "files", name)):
+                os.unlink(info)
+                dropped += 1
+    return dropped
+
+
+def _trash_name_of(name: str, path: str) -> bool:
+    """Whether send2trash may have named `path`'s trashed copy `name` ("a.png", "a 2.png")."""
+    stem, ext = os.path.splitext(os.path.basename(path))
+    return re.fullmatch(re.escape(stem) + r"( \d+)?" + re.escape(ext), name) is not None
+
+
 def _trash_infos(trash: str):
     folder = os.path.join(trash, "info")
     try:
@@ -80,9 +106,15 @@ def _same_relative(original: str | None, path: str, trash: str) -> bool:
 
 
 def restore_from_trash(stored: str, path: str) -> None:
+    move_file(stored, path)
+    forget_trashed(stored)
+
+
+def forget_trashed(stored: str) -> None:
+    """Remove the .trashinfo of a trashed file that has left the trash (a restore killed between
+    moving the file and this step leaves it behind)."""
     info = os.path.join(
         os.path.dirname(os.path.dirname(stored)), "info", os.path.basename(stored) + ".trashinfo"
     )
-    move_file(stored, path)
-    if os.path.exists(info):
+    if os.path.exists(info) and not os.path.lexists(stored):
         os.unlink(info)
