@@ -1,33 +1,60 @@
-"""HEIC against JPEG under the default runtime (ONNX Runtime int8) and torch: is HEIC decode-bound,
-and by how much? Whole `dinosearch index` processes on N 12-MP files of each format (the ONNX
-cache warm), interleaved, medians, next to the decode rate alone (decode workers, no model).
+"""HEIC against JPEG: indexing and decode rates, and how far the thumbnail path's vectors are
+from a full decode's.
 
-    python bench/make_perf_images.py --heic 40      # once (x265 encoding is slow)
-    python bench/runtime_heic.py [--count 40] [--repeat 2]
+Rates: whole `dinosearch index` processes (default runtime, the ONNX cache warm), default and
+`--fast`, on N 12-MP files of each kind, next to the decode rate alone (the same worker pool as
+`index`: the default workers, and the former default of one worker per spare core):
+
+- jpeg12mp     4000x3000 JPEGs (bench/make_perf_images.py)
+- heic         4000x3000 single-stream HEICs without a thumbnail (bench/make_perf_images.py)
+- heic-iphone  4032x3024, a 512x512-tiled grid and a 320x240 thumbnail (bench/heic_images.py)
+
+Cosine: the real DINOv2-S/14 weights (torch fp32) embed each HEIC as `index` reads it (its
+thumbnail when large enough) and from its primary image (pillow-heif's thumbnails switched off);
+min and median cosine per set and recipe.
+
+    python bench/make_perf_images.py --heic 40 && python bench/heic_images.py   # once
+    python bench/runtime_heic.py [--count 16] [--repeat 1] [--part all|rates|cosine]
 """
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import perf_common as pc
+import pillow_heif
+from heic_images import OUT as HEIC_IMAGES
 from make_perf_images import OUT as IMAGES
 
-from indexer.decode import Recipe
+from indexer import runtime
+from indexer.decode import Recipe, decode_file
 from indexer.decode_pool import Isolation, decode_all, default_workers
 
 DINOSEARCH = str(Path(pc.PYTHON).with_name("dinosearch"))
-MODEL = str(Path.home() / ".cache/dinosearch-dev/dinov2-small-imgfocus")
+MODEL = str(pc.REAL_WEIGHTS)
+FAST = Recipe(shortest_edge=224, crop=(196, 196))  # runtime.fast_recipe of DINOv2
+FOLDERS = {
+    "jpeg12mp": IMAGES / "jpeg12mp",
+    "heic": IMAGES / "heic",
+    "heic-iphone": HEIC_IMAGES / "heic-iphone",
+}
+COSINE_SETS = {
+    "heic-thumbs (Kodak 500 px, 320 px thumbnail)": HEIC_IMAGES / "heic-thumbs",
+    "heic-iphone (12 MP grid, 320x240 thumbnail)": HEIC_IMAGES / "heic-iphone",
+}
 
 
-def subset(fmt: str, count: int) -> Path:
-    files = sorted((IMAGES / fmt).iterdir())[:count]
-    folder = pc.WORK / "perf-subsets" / f"{fmt}-{count}"
+def subset(name: str, count: int) -> Path:
+    files = sorted(FOLDERS[name].iterdir())[:count]
+    folder = pc.WORK / "perf-subsets" / f"{name}-{count}"
     if not folder.exists():
         folder.mkdir(parents=True)
         for f in files:
@@ -35,10 +62,10 @@ def subset(fmt: str, count: int) -> Path:
     return folder
 
 
-def index_rate(folder: Path, runtime: str) -> float:
+def index_rate(folder: Path, fast: bool) -> float:
     lib = Path(tempfile.mkdtemp(prefix="heic-lib-", dir=pc.WORK))
     cmd = [DINOSEARCH, "index", str(folder), "--index", str(lib), "--model", MODEL, "--json"]
-    cmd += ["--runtime", runtime]
+    cmd += ["--fast"] if fast else []
     try:
         started = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -48,41 +75,113 @@ def index_rate(folder: Path, runtime: str) -> float:
     return json.loads(out)["embedded"] / seconds
 
 
-def decode_rate(folder: Path) -> float:
+def decode_rate(folder: Path, recipe: Recipe, workers: int) -> tuple[float, Counter]:
     paths = [str(p) for p in sorted(folder.iterdir())]
     started = time.perf_counter()
-    done = sum(1 for _ in decode_all(paths, Recipe(), None, default_workers(), Isolation()))
-    return done / (time.perf_counter() - started)
+    ways = Counter(d.decoded.format for d in decode_all(paths, recipe, None, workers, Isolation()))
+    return len(paths) / (time.perf_counter() - started), ways
+
+
+def rates(count: int, repeat: int) -> tuple[dict, str]:
+    folders = {name: subset(name, count) for name in FOLDERS}
+    index_rate(folders["jpeg12mp"], False)  # warms the ONNX cache (export, once)
+    found: dict[str, list[float]] = {}
+    ways: dict[str, dict] = {}
+    spare = max(1, (os.cpu_count() or 2) - 1)
+    for _ in range(repeat):
+        for name, folder in folders.items():
+            workers = default_workers([str(p) for p in folder.iterdir()])
+            for label, recipe in (("default", Recipe()), ("fast", FAST)):
+                rate, how = decode_rate(folder, recipe, workers)
+                found.setdefault(f"{name} decode {label}", []).append(rate)
+                ways[f"{name} {label}"] = dict(how)
+                index = index_rate(folder, label == "fast")
+                found.setdefault(f"{name} index {label}", []).append(index)
+            if workers != spare:
+                rate, _ = decode_rate(folder, Recipe(), spare)
+                found.setdefault(f"{name} decode default, {spare} workers", []).append(rate)
+    med = {k: statistics.median(v) for k, v in found.items()}
+    rows = []
+    for name, folder in folders.items():
+        workers = default_workers([str(p) for p in folder.iterdir()])
+        old = med.get(f"{name} decode default, {spare} workers")
+        rows.append(
+            [
+                name,
+                ", ".join(f"{k} {v}" for k, v in ways[f"{name} default"].items()),
+                workers,
+                f"{old:.2f}" if old else "-",
+                f"{med[f'{name} decode default']:.2f}",
+                f"{med[f'{name} index default']:.2f}",
+                ", ".join(f"{k} {v}" for k, v in ways[f"{name} fast"].items()),
+                f"{med[f'{name} decode fast']:.2f}",
+                f"{med[f'{name} index fast']:.2f}",
+            ]
+        )
+    header = ["files", "read as (default)", "workers", f"decode img/s, {spare} worker(s)"]
+    header += ["decode img/s", "index img/s", "read as (--fast)", "decode img/s --fast"]
+    header += ["index img/s --fast"]
+    md = (
+        f"## Rates: {count} files of each kind, median of {repeat}\n\n"
+        + pc.table(header, rows)
+        + "\n\n*workers* is the default for that folder (`default_workers`: one per core when "
+        "most files are HEIC, else one per spare core); the column before it is the decode rate "
+        "with the former default. Index rates are whole processes (start-up and model load "
+        "included), default runtime.\n"
+    )
+    return {"rates": found, "medians": med, "read_as": ways}, md
+
+
+def cosines(limit: int) -> tuple[dict, str]:
+    out, rows = {}, []
+    for fast in (False, True):
+        embedder = runtime.load(MODEL, "cpu", "fp32", "torch", fast=fast)
+        recipe = embedder.recipe
+        for name, folder in COSINE_SETS.items():
+            paths = [str(p) for p in sorted(folder.glob("*.heic"))[:limit]]
+            product = [decode_file(p, recipe, None) for p in paths]
+            pillow_heif.options.THUMBNAILS = False  # the full decode: primary image only
+            try:
+                full = [decode_file(p, recipe, None) for p in paths]
+            finally:
+                pillow_heif.options.THUMBNAILS = True
+            a = embedder.embed(np.stack([d.pixels for d in product]))
+            b = embedder.embed(np.stack([d.pixels for d in full]))
+            cos = (a * b).sum(axis=1)
+            how = Counter(d.format for d in product)
+            key = f"{name}, {'--fast' if fast else 'default'}"
+            out[key] = {"cosines": cos.round(5).tolist(), "read_as": dict(how)}
+            label = "--fast (224/196)" if fast else "default (256/224)"
+            ways = ", ".join(f"{k} {v}" for k, v in how.items())
+            rows.append([name, label, ways, f"{cos.min():.4f}", f"{np.median(cos):.4f}"])
+    md = (
+        "## Vectors: thumbnail path against a full decode (real DINOv2-S/14, torch fp32)\n\n"
+        + pc.table(["set", "recipe", "read as", "min cosine", "median cosine"], rows)
+        + "\n\nA set read as `HEIF (primary)` under a recipe compares a full decode with "
+        "itself (cosine 1): its thumbnail is smaller than that recipe's shorter side.\n"
+    )
+    return out, md
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--count", type=int, default=40)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--count", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--part", choices=["all", "rates", "cosine"], default="all")
     args = ap.parse_args()
-    folders = {fmt: subset(fmt, args.count) for fmt in ("jpeg12mp", "heic")}
-    index_rate(folders["jpeg12mp"], "auto")  # warms the ONNX cache (export, once)
-    rates: dict[str, list[float]] = {}
-    for _ in range(args.repeat):
-        for fmt, folder in folders.items():
-            rates.setdefault(f"{fmt} decode", []).append(decode_rate(folder))
-            for runtime in ("auto", "torch"):
-                rates.setdefault(f"{fmt} index {runtime}", []).append(index_rate(folder, runtime))
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    rows = []
-    for fmt in folders:
-        decode, auto, torch = (med[f"{fmt} {k}"] for k in ("decode", "index auto", "index torch"))
-        rows.append([fmt, f"{decode:.2f}", f"{auto:.2f}", f"{torch:.2f}", f"{auto / decode:.2f}"])
-    header = ["format", "decode only img/s", "index default img/s", "index torch img/s"]
-    header.append("default / decode")
-    md = (
-        "# HEIC vs JPEG: the default runtime and the decoder\n\n"
-        f"`python bench/runtime_heic.py --count {args.count} --repeat {args.repeat}`\n\n"
-        + pc.table(header, rows)
-        + "\n\nA ratio *default / decode* near 1 means indexing runs at the decoder's pace "
-        "(decode-bound); the decode-only rate uses the same worker pool as `index`.\n"
+    data, parts = {}, []
+    if args.part in ("all", "rates"):
+        found, md = rates(args.count, args.repeat)
+        data["rates"], parts = found, [*parts, md]
+    if args.part in ("all", "cosine"):
+        found, md = cosines(64)
+        data["cosine"], parts = found, [*parts, md]
+    cmd = f"`python bench/runtime_heic.py --count {args.count} --repeat {args.repeat}"
+    head = (
+        f"# HEIC vs JPEG: rates, and the thumbnail path's vectors\n\n{cmd} --part {args.part}`\n\n"
     )
-    pc.write_results("runtime_heic", {"rates": rates, "medians": med}, md)
+    suffix = "" if args.part == "all" else f"_{args.part}"
+    pc.write_results(f"runtime_heic{suffix}", data, head + "\n".join(parts))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from indexer import raw
+from indexer import quality, raw
 from indexer.errors import DecompressionBomb, ImageError, UnsupportedImage
 
 try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
@@ -93,6 +93,13 @@ class Decoded:
     height: int
     format: str
     taken: str | None  # EXIF capture time, ISO 8601 without zone
+    quality: dict | None = None  # quality.measure of the decoded image (dinosearch flags)
+
+
+def set_heif_threads(threads: int) -> None:
+    """How many threads libheif may use for one image (a grid's tiles decode in parallel)."""
+    if pillow_heif is not None:
+        pillow_heif.options.DECODE_THREADS = threads
 
 
 def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
@@ -151,7 +158,9 @@ def _decode_raw(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
             warnings.simplefilter("ignore")
             img, how, (width, height) = raw.open_raw(path, recipe.shortest_edge)
             check_pixels(width, height, max_pixels)
-            pixels = np.array(preprocess(to_rgb(img), recipe), dtype=np.uint8)
+            rgb = to_rgb(img)
+            measures = quality.measure(rgb)
+            pixels = np.array(preprocess(rgb, recipe), dtype=np.uint8)
     except ImageError:
         raise
     except MemoryError:
@@ -159,7 +168,7 @@ def _decode_raw(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
     except DECODE_ERRORS as exc:
         raise ImageError(_describe(exc)) from None
     fmt = f"{os.path.splitext(path)[1].lstrip('.').upper()} ({how})"
-    return Decoded(pixels, width, height, fmt, _raw_capture_time(path))
+    return Decoded(pixels, width, height, fmt, _raw_capture_time(path), measures)
 
 
 def _raw_capture_time(path: str) -> str | None:
@@ -179,28 +188,64 @@ def _decode(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded:
     width, height = img.size
     if fmt == "JPEG" and recipe.shortest_edge:
         _draft(img, recipe.shortest_edge)
+    elif fmt == "HEIF":
+        fmt = f"HEIF ({_prepare_heif(img, data, recipe.shortest_edge)})"
     img.load()
-    if fmt == "HEIF":
-        _check_heif_complete(img)
     exif = img.getexif()  # after load: PNG may keep its eXIf chunk after the pixels
     orientation = exif.get(EXIF_ORIENTATION, 1)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     img = ImageOps.exif_transpose(img) if orientation != 1 else img
     rgb = to_rgb(img)
+    measures = quality.measure(rgb)  # on the pixels already decoded: no second decode
     pixels = np.array(preprocess(rgb, recipe), dtype=np.uint8)  # a writable copy
-    return Decoded(pixels, width, height, fmt, capture_time(exif))
+    return Decoded(pixels, width, height, fmt, capture_time(exif), measures)
 
 
-def _check_heif_complete(img: Image.Image) -> None:
-    """A HEIF whose other items point past the end of the file is truncated, even when its
-    primary image happens to decode (libheif reads items lazily)."""
-    frames = getattr(img, "n_frames", 1)
-    for frame in range(1, frames):
-        img.seek(frame)
-        img.load()
+def _prepare_heif(img: Image.Image, data: bytes, shortest_edge: int | None) -> str:
+    """Check a HEIF is whole, then choose how to read it: "thumbnail" (its embedded thumbnail,
+    when its shorter side is at least `shortest_edge`) or "primary" (the full image)."""
+    _check_heif_complete(img, data)
+    if shortest_edge and min(img.size) > shortest_edge:
+        # pillow-heif's draft picks the smallest embedded thumbnail at least this size that is a
+        # scaled copy (same aspect, orientation, crop, colour profile) and decodes it
+        scale = shortest_edge / min(img.size)
+        wanted = tuple(
+            shortest_edge if side == min(img.size) else int(side * scale) for side in img.size
+        )
+        if img.draft("RGB", wanted) is not None:
+            return "thumbnail"
+    return "primary"
+
+
+def _check_heif_complete(img: Image.Image, data: bytes) -> None:
+    """A HEIF cut short is a bad file, even when what is left decodes: libheif fills a grid's
+    missing tiles, or a thumbnail before the cut would stand in for the lost primary image."""
+    _check_boxes(data)
+    frames, primary = getattr(img, "n_frames", 1), img.tell()
+    for frame in range(frames):  # other items pointing past the end: truncated too
+        if frame != primary:
+            img.seek(frame)
+            img.load()
     if frames > 1:
-        img.seek(0)
+        img.seek(primary)
+
+
+def _check_boxes(data: bytes) -> None:
+    """Every top-level ISO-BMFF box (ftyp, meta, mdat, ...) must end inside the file."""
+    offset, end = 0, len(data)
+    while offset + 8 <= end:
+        size = struct.unpack_from(">I", data, offset)[0]
+        if size == 1 and offset + 16 <= end:  # a 64-bit size follows the type
+            size = struct.unpack_from(">Q", data, offset + 8)[0]
+        elif size == 0:  # the last box runs to the end of the file
+            return
+        if size < 8 or offset + size > end:
+            raise ImageError(
+                f"truncated or damaged file (a HEIF box at byte {offset} claims {size} bytes, "
+                f"{end - offset} are left)"
+            )
+        offset += size
 
 
 def _draft(img: Image.Image, shortest_edge: int) -> None:
@@ -313,8 +358,10 @@ def _thumbnail_jpeg(path: str, size: int, max_pixels: int | None) -> bytes:
     else:
         with Image.open(path) as img:
             check_pixels(img.width, img.height, max_pixels)
-            if img.format == "JPEG":
-                img.draft("RGB", (size, size))  # DCT-domain downscale: a 24 MP JPEG at 1/8
+            if img.format in ("JPEG", "HEIF"):
+                # JPEG: DCT-domain downscale (a 24 MP JPEG at 1/8); HEIF: its embedded
+                # thumbnail when that is at least size x size
+                img.draft("RGB", (size, size))
             img.load()
             upright = to_rgb(ImageOps.exif_transpose(img))
     upright.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -11,12 +11,12 @@ import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.decode import Decoded, Recipe, decode_file
+from indexer.decode import Decoded, Recipe, decode_file, set_heif_threads
 from indexer.errors import ImageError
 
 IN_FLIGHT_PER_WORKER = 8  # files queued per decode worker: enough to hide decode jitter
@@ -29,6 +29,8 @@ DEFAULT_DECODE_MEMORY_BYTES = 4 << 30  # address space per worker: a 200 MP imag
 # The worker's own alarm cuts a slow decode between two of the decoder's chunks; the parent waits
 # this much longer before it decides the worker is stuck inside native code (or dead) and kills it.
 BACKSTOP_GRACE_S = 5.0
+# Files whose decode, not the model, sets the pace (HEIC: HEVC in software, ~1 s a 12 MP file)
+DECODE_BOUND_EXTENSIONS = (".heic", ".heif", ".hif")
 
 
 @dataclass
@@ -102,13 +104,34 @@ def guarded_decode(decode: Callable, source, recipe: Recipe, max_pixels, timeout
         return None, f"unexpected decoder error: {type(exc).__name__}: {exc}"
 
 
-def default_workers() -> int:
-    """Decode processes: one per core beyond the first, which the model's threads keep busy."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def default_workers(paths: Sequence[str] = ()) -> int:
+    """Decode processes: one per core beyond the first, which the model's threads keep busy;
+    one per core when most files are HEIC, whose decode (~1 s a 12-MP file) leaves the model
+    idle most of the time (bench/results/perf_runtime_heic*.md)."""
+    cores = os.cpu_count() or 2
+    if paths and 2 * sum(decode_bound(p) for p in paths) >= len(paths):
+        return cores
+    return max(1, cores - 1)
+
+
+def decode_bound(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in DECODE_BOUND_EXTENSIONS
+
+
+def heif_threads(workers: int) -> int:
+    """libheif's threads per worker (it decodes a grid's tiles in parallel): the cores shared
+    out, so that one worker alone still uses them all on a phone's tiled HEIC."""
+    return max(1, (os.cpu_count() or 2) // max(1, workers))
+
+
+def _init_worker(limit_bytes: int | None, threads: int) -> None:
+    """Worker initializer: libheif's thread count, and the memory cap."""
+    set_heif_threads(threads)
+    _limit_memory(limit_bytes)
 
 
 def _limit_memory(limit_bytes: int | None) -> None:
-    """Worker initializer: cap the address space so a memory blow-up fails one file."""
+    """Cap the address space so a memory blow-up fails one file."""
     if not limit_bytes:
         return
     try:
@@ -144,7 +167,8 @@ class DecodePool:
         self.pool = self._start()
 
     def _start(self):
-        return self.ctx.Pool(self.workers, _limit_memory, (self.isolation.memory_bytes,))
+        limits = (self.isolation.memory_bytes, heif_threads(self.workers))
+        return self.ctx.Pool(self.workers, _init_worker, limits)
 
     def submit(self, path: str, recipe: Recipe, max_pixels: int | None):
         args = (path, recipe, max_pixels, self.isolation.timeout_s)

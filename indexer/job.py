@@ -17,12 +17,14 @@ from indexer.decode_pool import (
     embed_batches,
 )
 from indexer.files import FileStat, sha256_file, walk
+from indexer.library import flags
 from indexer.library.rows import ImageRow, Known, ModelInfo
 from indexer.library.store import Store
 from indexer.model import Embedder
 from indexer.ray_backend import ray_embedded_batches
 
 HASH_THREADS = 4  # hashing is I/O bound and hashlib releases the GIL
+MEASURE_BATCH = 256  # quality measures of old rows committed this many at a time
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -91,7 +93,8 @@ def plan(
             errors=walk_errors,
         )
     )
-    known = store.known_under(roots)
+    # a root that is not there (an unmounted drive) removes nothing from the library
+    known = store.known_under([r for r in roots if os.path.exists(r)])
     seen = {f.path for f in files}
     result = IndexPlan()
     candidates: list[FileStat] = []
@@ -208,6 +211,7 @@ def run(
         finally:
             if early is not None:
                 early.close()
+    _measure_unmeasured(store, roots, options, progress)
     store.compact_vectors()  # reclaims the vectors of removed and re-embedded files, if many
     summary.seconds = time.perf_counter() - started
     return summary
@@ -238,7 +242,7 @@ def _embed_and_write(
     by_path = {f.path: (f, digest) for f, digest in todo}
     done = 0
     for batch in batches:
-        rows = []
+        rows, measured = [], []
         for item in batch:
             f, digest = by_path[item.path]
             if item.vector is None:
@@ -248,18 +252,45 @@ def _embed_and_write(
             d = item.decoded
             vector = item.vector.astype("<f4").tobytes()
             rows.append(_ok_row(f, digest, d.width, d.height, d.format, d.taken, vector))
+            if d.quality is not None:
+                measured.append((digest, d.quality))
             summary.indexed += 1
             summary.embedded += 1
         store.write_rows(rows)  # one transaction per batch: a kill loses at most this batch
+        flags.write(store, measured)  # a kill between the two: the next run measures them
         done += len(batch)
         if progress:
             progress("embed", done, len(todo))
 
 
+def _measure_unmeasured(
+    store: Store, roots: list[str], options: IndexOptions, progress: Progress | None
+) -> None:
+    """Quality measures for rows indexed before they were taken (or on a Ray cluster): those
+    files alone are decoded again, without the model; a file that fails now is left for later."""
+    info = store.model()
+    present = [r for r in roots if os.path.exists(r)]  # an unmounted drive: nothing to read
+    todo = flags.unmeasured(store, present) if info and not options.ray else []
+    if not todo:
+        return
+    hashes = {path: digest for digest, path in {d: p for p, d in reversed(todo)}.items()}
+    stream = _decode_stream(list(hashes), Recipe.from_json(info.recipe), options)
+    measured: list[tuple[str, dict]] = []
+    with stream:
+        for done, item in enumerate(stream, 1):
+            if item.decoded is not None and item.decoded.quality is not None:
+                measured.append((hashes[item.path], item.decoded.quality))
+            if len(measured) >= MEASURE_BATCH or done == len(hashes):
+                flags.write(store, measured)
+                measured = []
+            if progress:
+                progress("measuring quality", done, len(hashes))
+
+
 def _decode_stream(paths: list[str], recipe: Recipe, options: IndexOptions) -> DecodeStream | None:
     if options.ray:
         return None  # Ray workers decode on the cluster
-    workers = default_workers() if options.workers is None else options.workers
+    workers = default_workers(paths) if options.workers is None else options.workers
     isolation = Isolation(options.decode_timeout_s, options.decode_memory_bytes)
     return DecodeStream(paths, recipe, options.max_pixels, workers, isolation)
 

@@ -148,11 +148,29 @@ def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
     db["images"].create_index(["generation"])
 
 
+def m005_quality(db: sqlite_utils.Database, directory: Path) -> None:
+    """Quality measures of each content (indexer/quality.py), by content hash: taken at index
+    time in the decode worker; a library from before gets them at its next `index`."""
+    db["quality"].create(
+        {
+            "hash": str,  # sha256 of the file's bytes, as images.hash
+            "brightness": float,  # mean grey level, 0..1
+            "clipped": float,  # share of pixels at grey >= 250
+            "contrast": float,  # standard deviation of the grey level, 0..1
+            "sharpness": float,  # variance of the Laplacian of the 256 px grey downscale
+            "information": float,  # bits: entropy of the grey residual
+            "colourfulness": float,  # mean max-min channel spread, 0..1
+        },
+        pk="hash",
+    )
+
+
 MIGRATIONS = [
     m001_images_and_meta,
     m002_calibration,
     m003_decisions_and_journal,
     m004_vectors_in_a_file,
+    m005_quality,
 ]
 
 
