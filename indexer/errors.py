@@ -45,6 +45,12 @@ class ReadOnlyLibrary(LibraryError):
         )
 
 
+class LibraryBusy(LibraryError):
+    """Another process (or job) is writing the library; says which, and since when."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
 class NoLibrary(LibraryError):
     """No library at the given path (nothing indexed yet)."""
 

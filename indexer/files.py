@@ -38,7 +38,7 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
+def is_excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
@@ -92,12 +92,12 @@ def _walk_dir(root, skip_real, patterns, include_hidden, seen_dirs, errors):
             d
             for d in dirnames
             if (include_hidden or not d.startswith("."))
-            and not _excluded(os.path.normpath(os.path.join(rel_dir, d)), d, patterns)
+            and not is_excluded(os.path.normpath(os.path.join(rel_dir, d)), d, patterns)
         )
         for name in sorted(filenames):
             if not is_image_name(name) or (not include_hidden and name.startswith(".")):
                 continue
-            if _excluded(os.path.normpath(os.path.join(rel_dir, name)), name, patterns):
+            if is_excluded(os.path.normpath(os.path.join(rel_dir, name)), name, patterns):
                 continue
             path = os.path.join(dirpath, name)
             if not _utf8(path, errors):

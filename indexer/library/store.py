@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import sqlite_utils
 
 from indexer import config
 from indexer.errors import DiskFull, LibraryError, ModelMismatch, NoLibrary, ReadOnlyLibrary
-from indexer.library import compaction, schema, vectorfile
+from indexer.library import compaction, connection, schema, vectorfile
 from indexer.library.rows import ImageRow, Known, ModelInfo
 from indexer.library.snapshot import connect_read_only, read_only_reason
 from indexer.library.vectorfile import VECTOR_FILE_KEY, VECTOR_SLOTS_KEY, gather
@@ -49,24 +50,28 @@ class Store:
                     f"no library at {directory}: index a folder first (dinosearch index PATH), "
                     "or point --index / DINOSEARCH_INDEX at an existing library"
                 )
-            _make_directory(directory)
+            connection.make_directory(directory)
         if why := read_only_reason(directory):
             if not path.exists():
                 raise ReadOnlyLibrary(directory, why, "creating a library")
             return cls._open_read_only(directory, why)
-        try:
-            conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
-            )
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
-            db.execute("PRAGMA synchronous=NORMAL")  # with WAL: consistent after any crash
-            schema.migrate(db, directory)
-        except sqlite3.DatabaseError as exc:
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return cls(directory, connection.connect(path, directory, BUSY_TIMEOUT_S))
+            except sqlite3.OperationalError as exc:
+                # two processes making one new library: switching to WAL or migrating lost the
+                # race to the other; try again and find its work done
+                racing = "locked" in str(exc) or "already exists" in str(exc)
+                if racing and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                error = exc
+            except sqlite3.DatabaseError as exc:
+                error = exc
             if compaction.out_of_space(directory):  # WAL's shared-memory file could not be made
                 raise DiskFull(directory) from None
-            raise LibraryError(f"cannot open library {path}: {exc}") from None
-        return cls(directory, db)
+            raise LibraryError(f"cannot open library {path}: {error}") from None
 
     @classmethod
     def _open_read_only(cls, directory: Path, why: str) -> "Store":
@@ -481,15 +486,6 @@ class Store:
             self._store_vectors([record])
             self.db["images"].upsert(record, pk="path", alter=False)
             self._bump()
-
-
-def _make_directory(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
-        raise ReadOnlyLibrary(directory, exc.strerror or str(exc), "creating a library") from None
 
 
 def _now() -> str:

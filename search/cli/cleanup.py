@@ -3,7 +3,14 @@
 import click
 
 from indexer.errors import BadQuery
-from search.cli.options import collection, emit_json, json_option, library_option
+from search.cli.options import (
+    collection,
+    emit_json,
+    json_option,
+    library_option,
+    wait_option,
+    waits_for_writer,
+)
 
 VERBS = {"trash": "trashed", "move": "moved", "hardlink": "linked", "symlink": "linked"}
 VERBS["delete"] = "deleted"
@@ -18,8 +25,9 @@ index_option = library_option("the plan's library")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--to", "move_to", type=click.Path(file_okay=False), help="Destination of move.")
 @index_option
+@wait_option
 @json_option
-def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json):
+def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json, wait_for_writer):
     """Carry out a plan written by `dups --plan` (resumable; undo with `dinosearch undo`).
 
     \b
@@ -28,6 +36,7 @@ def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json):
     """
     plan = collection().read_plan(plan_path)
     coll = collection(index_dir or plan.library)  # the plan's library unless --index says
+    waits_for_writer(coll, wait_for_writer)
     if not dry_run:
         coll.require_writable("apply")  # before asking
     if not dry_run and not yes:
@@ -85,8 +94,9 @@ def _print_apply(result) -> None:
 @click.argument("plan_path", metavar="[PLAN]", required=False, type=click.Path(dir_okay=False))
 @click.option("--last", is_flag=True, help="Undo the most recently applied plan.")
 @index_option
+@wait_option
 @json_option
-def undo_cmd(plan_path, last, index_dir, as_json):
+def undo_cmd(plan_path, last, index_dir, as_json, wait_for_writer):
     """Restore what `apply` moved, trashed or linked; says what it cannot restore.
 
     \b
@@ -97,6 +107,7 @@ def undo_cmd(plan_path, last, index_dir, as_json):
         raise BadQuery("undo: give a PLAN file or --last")
     plan = collection().read_plan(plan_path) if plan_path else None
     coll = collection(index_dir or (plan.library if plan else None))
+    waits_for_writer(coll, wait_for_writer)
     result = coll.undo(plan.id if plan else None)
     if as_json:
         return emit_json(result.to_json())

@@ -70,6 +70,26 @@ def ray_option(f):
     )(f)
 
 
+def wait_option(f):
+    return click.option(
+        "--wait",
+        "wait_for_writer",
+        is_flag=True,
+        help="If another process is writing the library, wait for it instead of stopping.",
+    )(f)
+
+
+def waits_for_writer(coll, wait: bool) -> None:
+    """With --wait, a busy library is waited for (saying once for whom) instead of refused."""
+    if wait:
+        coll.writer_wait = None
+        coll.on_writer_wait = lambda who: click.echo(
+            f"waiting: pid {who.get('pid', '?')} ({who.get('doing', '?')}) has been writing "
+            f"the library since {who.get('since', '?')}",
+            err=True,
+        )
+
+
 def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 

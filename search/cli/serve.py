@@ -45,17 +45,27 @@ def page_url(host: str, port: int, token: str | None) -> str:
     type=click.Path(exists=True, file_okay=False),
     help="A folder the page may index (repeatable); without one, indexing from the web is off.",
 )
+@click.option(
+    "--watch",
+    "watch",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Keep the library current as files under this folder are added, changed, moved or "
+    "deleted (repeatable); GET /api/watch says what it is doing.",
+)
+@click.option("--watch-poll", is_flag=True, help="With --watch: poll (network shares).")
 @library_options
 @click.option("--model", "-m", envvar=ENV_MODEL, help="Model [default: the library's].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto")
-def serve(host, port, token, roots, index_dir, model, device, dtype, runtime):
+def serve(host, port, token, roots, watch, watch_poll, index_dir, model, device, dtype, runtime):
     """Serve the search page and HTTP API (OpenAPI docs at /docs).
 
     \b
     Example:
         dinosearch serve --root ~/Pictures
+        dinosearch serve --watch ~/Pictures
         dinosearch serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
     """
     if not is_loopback(host) and not token:
@@ -70,12 +80,16 @@ def serve(host, port, token, roots, index_dir, model, device, dtype, runtime):
     from search.collection import Collection
     from search.web.app import create_app
     from search.web.guard import LOOPBACK_HOSTS
+    from search.web.watching import start_watch
 
     coll = Collection(index_dir, model=model, device=device, dtype=dtype, runtime=runtime)
     app = create_app(
         coll, root=list(roots), token=token, allowed_hosts=(*LOOPBACK_HOSTS, host.strip("[]"))
     )
     threading.Thread(target=app.state.dinosearch.preload, daemon=True).start()
+    if watch:
+        start_watch(app.state.dinosearch, list(watch), watch_poll)
+        click.echo(f"dinosearch: watching {', '.join(watch)}", err=True)
     click.echo(f"dinosearch: library {coll.directory}", err=True)
     click.echo(f"dinosearch: open {page_url(host, port, token)}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -24,6 +24,7 @@ ERROR_STATUS: list[tuple[type[errors.DinosearchError], int, str]] = [
     (errors.NoLibrary, 409, "no_library"),
     (errors.ModelMismatch, 409, "model_mismatch"),
     (errors.ReadOnlyLibrary, 409, "read_only_library"),
+    (errors.LibraryBusy, 409, "library_busy"),
     (errors.LibraryError, 500, "library_error"),
     (errors.BadQuery, 400, "bad_query"),
     (errors.WeightsUnavailable, 503, "weights_unavailable"),

@@ -122,6 +122,7 @@ class AppState:
         self.jobs_lock = threading.Lock()  # also guards plans and runs
         self.plans: dict = {}  # plan id -> search.cleanup.plan.Plan (also under plans/)
         self.runs: dict[str, Run] = {}
+        self.watching = None  # serve --watch: search.web.watching.Watching
 
     def busy(self) -> str | None:
         """What is writing to the library now (an index job, an apply or undo), or None."""
