@@ -9,12 +9,14 @@ from indexer.library import vectorfile
 
 INDEX_FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")  # vectors.<generation>.faiss
 INDEX_TMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")  # one being written
+ROTATED_VIEWS = "rotated-views.npz"  # dups --rotations: turned views by content hash (derived)
+VIEWS_TMP_RE = re.compile(r"^\.views-.*\.npz$")  # one being written
 
 
 def is_library_file(name: str) -> bool:
     """The database (and its WAL files), a vector file, a FAISS file or its temp file."""
-    patterns = (vectorfile.FILE_RE, INDEX_FILE_RE, INDEX_TMP_RE)
-    return name.startswith(DB_NAME) or any(r.match(name) for r in patterns)
+    patterns = (vectorfile.FILE_RE, INDEX_FILE_RE, INDEX_TMP_RE, VIEWS_TMP_RE)
+    return name.startswith(DB_NAME) or name == ROTATED_VIEWS or any(r.match(name) for r in patterns)
 
 
 def outermost_missing(directory: Path) -> Path | None:

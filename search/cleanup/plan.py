@@ -44,6 +44,7 @@ class PlanFile:
     confidence: float | None = None
     match: str = "first"
     verified: str | None = None  # a copy confirmed by pixels: "tone" or "crop"
+    transform: str | None = None  # dups --rotations: this file is the kept one turned/mirrored
     note: str | None = None
     deltas: dict | None = None  # against the kept file
     companions: list[dict] = field(default_factory=list)  # {path, role, follows, size, mtime_ns}
@@ -316,6 +317,7 @@ def _plan_file(m: Member, row: dict, kept: dict, facts: dict, action: str, key, 
         confidence=None if m.confidence is None else round(m.confidence, 4),
         match=m.match,
         verified=m.verified,
+        transform=m.transform,
         note=note,
         deltas=None if m.path == kept["path"] else deltas(facts[m.path], facts[kept["path"]]),
     )

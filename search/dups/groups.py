@@ -76,6 +76,9 @@ class Member:
     twin_of: str | None = None  # exact/pixels: the member whose bytes/pixels it has
     verified: str | None = None  # copy below the threshold confirmed by pixels: "tone" or "crop"
     via: str | None = None  # a verified copy of this member rather than of the first one
+    # --rotations: this member is the first one (or `via`) turned in its pixels: rot90 (90
+    # degrees anticlockwise), rot180, rot270 or mirror (left-right); None otherwise
+    transform: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -91,6 +94,7 @@ class Member:
             "twin_of": self.twin_of,
             "verified": self.verified,
             "via": self.via,
+            "transform": self.transform,
         }
 
 
@@ -124,6 +128,7 @@ class DupReport:
     pixel_checks: bool = False  # hard copies confirmed by pixels (dups/verify.py) this run
     checked: list[str] | None = None  # --against / --of: every query file looked up
     reference: tuple[str, ...] = ()  # --reference folders: their files are never acted on
+    rotations: dict | None = None  # --rotations: the turned views looked at (rotations.py)
 
     def to_json(self) -> dict:
         out = self._to_json()
@@ -136,6 +141,8 @@ class DupReport:
             grouped = {m.path for g in self.groups for m in g.members}
             out["stats"]["checked"] = len(self.checked)
             out["new"] = [p for p in self.checked if p not in grouped]
+        if self.rotations is not None:
+            out["stats"]["rotations"] = self.rotations
         return out
 
     def _to_json(self) -> dict:
@@ -169,6 +176,7 @@ class DupReport:
             "width",
             "height",
             "bytes",
+            "transform",
         ]
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=fields)

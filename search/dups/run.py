@@ -11,7 +11,7 @@ import numpy as np
 
 from indexer.decode import decode_bytes
 from indexer.errors import BadQuery, ImageError
-from search.dups import bursts
+from search.dups import bursts, rotations
 from search.dups import calibration as cal
 from search.dups.against import against
 from search.dups.decisions import respect_decisions
@@ -53,15 +53,19 @@ class DupOptions:
     ray: str | None = None  # Ray cluster address or "auto": neighbour search on Ray tasks
     reference: tuple[str, ...] = ()  # folders whose files are kept, never planned for removal
     burst_window: str | float | None = None  # '10s': `similar` only when taken this close
+    rotations: bool = False  # also copies turned 90/180/270 degrees or mirrored in their pixels
 
 
 def load_library(coll, within: str | None = None) -> Library:
     store = coll.store()
     ids, vectors = store.vectors()
     meta = store.images_by_ids(ids, "id, path, hash, width, height, size, taken")
+    # a writer (apply, an index sweep) may have removed rows between the two reads: leave them out
+    keep = np.fromiter((int(i) in meta for i in ids), bool, len(ids))
     if within:
-        inside = np.isin(ids, store.ids_under(within))
-        ids, vectors = ids[inside], vectors[inside]
+        keep &= np.isin(ids, store.ids_under(within))
+    if not keep.all():
+        ids, vectors = ids[keep], vectors[keep]
     return Library(ids, vectors, [meta[int(i)] for i in ids])
 
 
@@ -175,6 +179,9 @@ def find_duplicates(coll, options: DupOptions, progress=None) -> DupReport:
     calibration, whitening, threshold, mode = _thresholds(coll, options, progress)
     if options.against or options.of:
         report = against(coll, options, calibration, whitening, threshold, progress)
+        if options.rotations:  # the query files that found nothing, looked up turned
+            scoring = (calibration, whitening, threshold)
+            rotations.against_turned(coll, report, options, *scoring, progress)
     else:
         report = _whole_library(coll, options, calibration, whitening, threshold, progress)
     report = respect_decisions(coll.store(), report)  # "not duplicates" / "keep both" stick
@@ -245,6 +252,16 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         extra = np.array(sorted(confirmed), np.int64).reshape(-1, 2)
         rows, cols = np.concatenate([rows, extra[:, 0]]), np.concatenate([cols, extra[:, 1]])
         sims = np.concatenate([sims, np.full(len(extra), threshold, np.float32)])
+    turns: dict = {}
+    if options.rotations:  # copies turned or mirrored in their pixels (search/dups/rotations.py)
+        level, prune = band if verifying else threshold, options.within is None
+        turned, report.rotations = rotations.turned_pairs(
+            coll, lib, space, whitening, is_twin, level, prune, progress
+        )
+        rows, cols, sims, turns = rotations.with_turned(
+            lib, (rows, cols, sims), turned, threshold, confirmed if verifying else None, whitening
+        )
+        report.rotations["matches"] = len(turns)
     priority = np.array(
         [(r["width"] or 0) * (r["height"] or 0) + (r["size"] or 0) / 1e12 for r in lib.rows]
     )  # resolution, then file size (less compressed)
@@ -265,7 +282,7 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
             _attach_confirmed(near, confirmed, taken)
     alone = [rep for rep in twins if not taken[rep]]  # twin sets in no near group
     report.groups = [_identical_group(lib, rep, twins[rep]) for rep in alone] + [
-        _near_group(lib, *g, calibration, whitening, twins, confirmed) for g in near
+        _near_group(lib, *g, calibration, whitening, twins, confirmed, turns) for g in near
     ]
     report.groups.sort(key=lambda g: TIERS.index(g.tier))  # stable: exact, pixels, copy, similar
     report.pixel_checks = verifying
@@ -334,7 +351,7 @@ def _pixels(group: Group) -> list[int]:
 
 
 def _near_group(
-    lib, tier, leader, members, attached, calibration, whitening, twins, confirmed
+    lib, tier, leader, members, attached, calibration, whitening, twins, confirmed, turns
 ) -> Group:
     lead_vec = lib.vectors[leader]
     out = [_member(lib, leader, 1.0, None, 1.0, "first")]
@@ -349,6 +366,11 @@ def _near_group(
         member = _member(lib, row, float(lib.vectors[row] @ lead_vec), confidence, similarity, tier)
         member.verified = how[1] if how else None
         member.via = lib.rows[via]["path"] if row in attached else None
+        if turn := rotations.oriented(turns, via, row):  # the raw cosine once turned back
+            member.transform, member.score = turn[0], turn[1] if via == leader else member.score
         out.append(member)
-        out += _twin_members(lib, row, twins.get(row, []), lead_vec, confidence, similarity)
+        twin_members = _twin_members(lib, row, twins.get(row, []), lead_vec, confidence, similarity)
+        for twin in twin_members:  # the same pixels: turned alike
+            twin.transform = member.transform
+        out += twin_members
     return Group(tier, out)

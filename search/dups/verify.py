@@ -31,6 +31,20 @@ DESCRIPTOR_MIN = 0.85  # NCC at 16 px: tone copies >= 0.97 (they pass 0.95 at 64
 GREY_CHROMA = 8  # levels between channels in 99 % of a thumbnail's pixels: no colour (JPEG noise)
 MIN_STD = 4.0  # grey levels: a window flatter than this has no structure to correlate
 CACHE_ENTRIES = 8192  # thumbnails of <= 64x64 bytes: 32 MB at most
+# A picture turned or mirrored in its pixels (not by EXIF), as PIL's Image.transpose names it:
+# rot90 is 90 degrees anticlockwise (ROTATE_90), mirror is left-right (FLIP_LEFT_RIGHT).
+TURNS = {
+    "rot90": lambda a: np.rot90(a, 1),
+    "rot180": lambda a: np.rot90(a, 2),
+    "rot270": lambda a: np.rot90(a, 3),
+    "mirror": lambda a: a[:, ::-1],
+}
+UNDO_TURN = {"rot90": "rot270", "rot180": "rot180", "rot270": "rot90", "mirror": "mirror"}
+
+
+def turned(pixels: np.ndarray, turn: str | None) -> np.ndarray:
+    """`pixels` (H x W or H x W x C) turned or mirrored by `turn` (None: as they are)."""
+    return pixels if turn is None else np.ascontiguousarray(TURNS[turn](pixels))
 
 
 def descriptors(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -59,12 +73,14 @@ def warm(paths: list[str]) -> None:
         list(pool.map(thumbnail, paths, chunksize=16))
 
 
-def confirm(path_a: str, path_b: str, crops: bool = True) -> str | None:
+def confirm(path_a: str, path_b: str, crops: bool = True, turn: str | None = None) -> str | None:
     """How the two files are the same picture at the pixel level: "tone" (the same grey picture
-    up to gain and offset: grey, brightness, contrast, colour edits) or "crop"; else None."""
+    up to gain and offset: grey, brightness, contrast, colour edits) or "crop"; else None. With
+    `turn`, b is taken as a turned by it (rot90, mirror: TURNS), and a is turned first."""
     a, b = thumbnail(path_a), thumbnail(path_b)
     if a is None or b is None:
         return None
+    a = turned(a, turn)
     if _same_frame(a, b) and ncc(a.astype(np.float32), _resized(b, a.shape)) >= NCC_WHOLE:
         return "tone"
     return "crop" if crops and best_crop_ncc(a, b) >= NCC_CROP else None
