@@ -17,6 +17,7 @@ from search.web.jobs import AppState, State
 from search.web.schemas import (
     ApplyRequest,
     DecisionRequest,
+    FolderSelectRequest,
     KeeperRequest,
     PlanRequest,
     RunModel,
@@ -39,6 +40,9 @@ def duplicates(
     reference: Annotated[
         list[str], Query(max_length=50, description="Folders whose files are never acted on")
     ] = [],  # noqa: B006  FastAPI copies defaults per request
+    rotations: Annotated[
+        bool, Query(description="Also find copies turned 90/180/270 degrees or mirrored")
+    ] = False,
 ) -> dict[str, Any]:
     """Duplicate groups in tiers: the `dinosearch dups --json` object."""
     options = DupOptions(
@@ -48,6 +52,7 @@ def duplicates(
         include_similar=include_similar,
         burst_window=burst_window,
         reference=tuple(reference),
+        rotations=rotations,
     )
     with state.reading() as coll:
         return coll.duplicates(options).to_json()
@@ -86,6 +91,7 @@ def make_plan(state: State, body: PlanRequest) -> dict[str, Any]:
         include_similar=body.include_similar,
         burst_window=body.burst_window,
         reference=tuple(body.reference),
+        rotations=body.rotations,
     )
     with state.reading() as coll:
         report = coll.duplicates(options)
@@ -112,6 +118,17 @@ def choose_keeper(state: State, plan_id: PlanId, body: KeeperRequest) -> dict[st
     state.collection.set_keeper(plan, group, path)  # the plan and the disk only: no lock
     state.remember(plan)
     return _plan_json(state, plan)
+
+
+def select_folder(state: State, plan_id: PlanId, body: FolderSelectRequest) -> dict[str, Any]:
+    """Select by folder in a stored plan: keep every file under the folder, or act on each one
+    (each group keeps a file; reference files stay). Returns the plan and `selection`."""
+    if not os.path.isabs(body.folder):
+        raise errors.BadQuery(f"folder: an absolute path, not {body.folder!r}")
+    plan = _stored_plan(state, plan_id)
+    chosen = state.collection.select_by_folder(plan, body.folder, body.choice)  # no SQLite
+    state.remember(plan)
+    return {**_plan_json(state, plan), "selection": chosen.to_json()}
 
 
 def apply(state: State, body: ApplyRequest) -> JSONResponse:

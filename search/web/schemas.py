@@ -1,7 +1,7 @@
 """The API's request and response models (pydantic): what /docs shows and requests are checked
 against."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -77,7 +77,9 @@ class DecisionRequest(BaseModel):
         description="distinct: not duplicates; keep-both: duplicates, but both stay; "
         "unmark: forget the decision"
     )
-    ids: list[int] = Field(min_length=2, max_length=2, description="Two image ids")
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        min_length=2, max_length=2, description="Two image ids"
+    )
 
 
 class PlanRequest(BaseModel):
@@ -97,6 +99,9 @@ class PlanRequest(BaseModel):
     move_to: str | None = Field(None, description="Destination of move, under a --root")
     reference: list[str] = Field(
         [], max_length=50, description="Folders whose files are never acted on (kept)"
+    )
+    rotations: bool = Field(
+        False, description="Also find copies turned 90/180/270 degrees or mirrored (slower)"
     )
 
 
@@ -124,6 +129,61 @@ class RunModel(BaseModel):
     elapsed_seconds: float
     result: dict[str, Any] | None = Field(description="the `apply --json` / `undo --json` object")
     error: ErrorBody | None
+
+
+class FolderModel(BaseModel):
+    path: str
+    name: str
+    depth: int = Field(description="Folders below the library's top folder")
+    images: int = Field(description="Images directly in this folder")
+    total: int = Field(description="Images in it and every folder below")
+
+
+class FoldersResponse(BaseModel):
+    top: str = Field(description="The deepest folder every indexed image lies under")
+    folders: list[FolderModel] = Field(description="Parents before children")
+
+
+class MonthModel(BaseModel):
+    month: str = Field(description="YYYY-MM of the EXIF capture time")
+    images: int
+
+
+class YearModel(BaseModel):
+    year: str
+    images: int
+    months: list[MonthModel]
+
+
+class TimelineResponse(BaseModel):
+    years: list[YearModel]
+    undated: int = Field(description="Images without a capture time (month=none)")
+
+
+class BrowseImage(BaseModel):
+    id: int
+    path: str
+    name: str
+    folder: str
+    size: int | None
+    width: int | None
+    height: int | None
+    format: str | None
+    taken: str | None
+
+
+class BrowseResponse(BaseModel):
+    images: list[BrowseImage]
+    total: int = Field(description="Images matching the filter, all pages together")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: last")
+
+
+class FolderSelectRequest(BaseModel):
+    folder: str = Field(max_length=4096, description="An absolute folder (files under it)")
+    choice: Literal["keep", "act"] = Field(
+        description="keep: every file under the folder stays; act: each gets the plan's action "
+        "(each group keeps one file; reference files and other protected files stay)"
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
