@@ -49,6 +49,12 @@ from search.cli.progress import TerminalProgress
     help="Bursts: 'similar' only for shots taken within DURATION (10s, 2m) of each other by "
     "their EXIF capture time; shown as one stack with its best shot (implies --include-similar).",
 )
+@click.option(
+    "--rotations",
+    is_flag=True,
+    help="Also find copies turned 90/180/270 degrees or mirrored in their pixels (3 more views "
+    "of each image embedded on the first run, kept beside the library for later runs).",
+)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write rows to FILE.")
 @click.option(
     "--plan",
@@ -77,6 +83,25 @@ from search.cli.progress import TerminalProgress
     help="Write a self-contained review page (thumbnails, kept file and why).",
 )
 @click.option(
+    "--keep-list",
+    "keep_list_path",
+    type=click.Path(dir_okay=False),
+    help="Write the images to train on, one path per line: every non-duplicate and the kept "
+    "file of each group (--keep decides).",
+)
+@click.option(
+    "--drop-flags",
+    metavar="FLAGS",
+    help="With --keep-list: leave out images with these flags (`dinosearch flags`): dark,blurry.",
+)
+@click.option(
+    "--drop-outliers",
+    type=click.IntRange(0),
+    default=0,
+    metavar="N",
+    help="With --keep-list: leave out the N top outliers (dinosearch outliers).",
+)
+@click.option(
     "--mark-distinct",
     nargs=2,
     type=click.Path(exists=True, dir_okay=False),
@@ -103,12 +128,16 @@ def dups(
     include_similar,
     similar_threshold,
     burst_window,
+    rotations,
     csv_path,
     plan_path,
     keep_policy,
     action,
     move_to,
     html_path,
+    keep_list_path,
+    drop_flags,
+    drop_outliers,
     mark_distinct,
     keep_both,
     index_dir,
@@ -124,15 +153,21 @@ def dups(
         dinosearch dups --threshold 0.95 --csv dups.csv
         dinosearch dups --plan plan.json --html review.html --keep 'resolution > oldest'
         dinosearch dups --reference ~/Archive --plan plan.json
+        dinosearch dups --rotations
+        dinosearch dups --within data/train --against data/test    # leakage between splits
+        dinosearch dups --keep-list keep.txt --drop-flags dark,blurry --drop-outliers 20
     """
     from search.collection import DupOptions  # the facade's own import cost: see collection()
 
     coll = collection(index_dir)
     if mark_distinct or keep_both:
         return _mark_decisions(coll, mark_distinct, keep_both, as_json)
-    for path in (csv_path, plan_path, html_path):
+    for path in (csv_path, plan_path, html_path, keep_list_path):
         _check_writable(path)  # before the run, not after minutes of work
-    policy = coll.policy(keep_policy) if plan_path or html_path else None
+    drops = _keep_list_options(keep_list_path, drop_flags, drop_outliers, against or of)
+    if drops:
+        coll.curation().require_flags(drops[0])
+    policy = coll.policy(keep_policy) if plan_path or html_path or keep_list_path else None
 
     options = DupOptions(
         threshold=threshold,
@@ -145,6 +180,7 @@ def dups(
         ray=ray_address,
         reference=tuple(reference),
         burst_window=burst_window,
+        rotations=rotations,
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     if (copies := coll.calibration_due(options)) and not as_json:
@@ -158,11 +194,41 @@ def dups(
     progress.finish()
     if csv_path:
         report.write_csv(csv_path)
-    if policy is not None:
+    if plan_path or html_path:
         _write_plan(coll, report, policy, action, move_to, plan_path, html_path)
+    kept = _write_keep_list(coll, report, policy, within, keep_list_path, drops)
     if as_json:
-        return emit_json(report.to_json())
+        return emit_json({**report.to_json(), **({"keep_list": kept} if kept else {})})
     _print_dups(report)
+
+
+def _keep_list_options(path, drop_flags, drop_outliers, against) -> tuple | None:
+    """(flags, outliers) to leave out of a keep-list; refused without --keep-list."""
+    if path is None:
+        if drop_flags or drop_outliers:
+            raise BadQuery("--drop-flags and --drop-outliers shape a --keep-list: add one")
+        return None
+    if against:
+        raise BadQuery("--keep-list lists the library's images to keep: not with --against/--of")
+    names = tuple(n.strip() for n in (drop_flags or "").split(",") if n.strip())
+    if drop_flags is not None and not names:
+        raise BadQuery("--drop-flags: name flags separated by commas, e.g. dark,blurry")
+    return names, drop_outliers
+
+
+def _write_keep_list(coll, report, policy, within, path, drops) -> dict | None:
+    if path is None:
+        return None
+    kept = coll.curation().keep_list(report, policy, within, *drops)
+    kept.write(path)
+    summary = {"path": os.path.abspath(path), **kept.summary()}
+    why = ", ".join(f"{n} {k}" for k, n in summary["why"].items())
+    click.echo(
+        f"keep-list: {summary['kept']} images written to {path} "
+        f"({summary['dropped']} left out{': ' + why if why else ''})",
+        err=True,
+    )
+    return summary
 
 
 def _check_writable(path: str | None) -> None:
@@ -203,11 +269,12 @@ NEW_SHOWN = 20  # new files listed after a --against run (all of them with --jso
 
 def _how(member: dict) -> str:
     """How a member matched, in a few words: `copy 0.99`, `copy (crop)`, `exact`."""
+    turn = f" {member['transform']}" if member.get("transform") else ""  # --rotations
     if member["verified"]:
-        return f"{member['match']} ({member['verified']})"
+        return f"{member['match']} ({member['verified']}){turn}"
     if member["confidence"] is not None and member["match"] in ("copy", "similar"):
-        return f"{member['match']} {member['confidence']:.2f}"
-    return member["match"]
+        return f"{member['match']} {member['confidence']:.2f}{turn}"
+    return member["match"] + turn
 
 
 def _print_dups(report) -> None:

@@ -1,5 +1,10 @@
 """`dups --against` / `--of`: which images under the given paths already have a duplicate in the
-library."""
+library. `--within TRAIN --against TEST` over indexed folders is the leakage check between splits.
+
+Query files the library holds unchanged are matched in bulk from their stored vectors against
+the library without them (search/curate/leakage.py: exact up to 50,000 images, a clustered join
+above); any other file is embedded and looked up in the library's index on its own.
+"""
 
 import os
 
@@ -7,67 +12,152 @@ import numpy as np
 
 from indexer.errors import BadQuery
 from indexer.files import sha256_file, walk
+from search.curate.leakage import LeakReport, best_per_query, cross_pairs
 from search.dups import calibration as cal
-from search.dups.evidence import confirmed, dims, same_pixels, with_evidence
-from search.dups.groups import DupReport, Group, Member, loosest_tier
+from search.dups.evidence import LOWINFO_MAX_IMAGES, confirmed, dims, same_pixels, with_evidence
+from search.dups.groups import Group, Member, loosest_tier
 from search.dups.whitening import Whitening
 
 AGAINST_CANDIDATES = 32  # library neighbours looked at per --against image
+BULK_VERIFY_MAX = 5_000  # library + query images up to which bulk matches get pixel checks
+ROW_COLUMNS = "id, path, hash, width, height, size"
 
 
-def against(coll, options, calibration, whitening, threshold, progress) -> DupReport:
+def against(coll, options, calibration, whitening, threshold, progress) -> LeakReport:
     """Which images under the given paths already have a duplicate in the library.
 
-    Time grows with the number of query images: each is looked up in the library's index. Query
-    images that match the same library file share one group (one file, one group): the first
-    query leads it, the later ones join it matched through that library file.
+    Query images that match the same library file share one group (one file, one group): the
+    first query leads it, the later ones join it matched through that library file.
     """
     roots = list(options.against) + ([options.of] if options.of else [])
-    files = list(dict.fromkeys(f.path for f in walk(roots)))  # a file named twice: once
+    files = list(dict.fromkeys(os.path.abspath(f.path) for f in walk(roots)))  # once each
     if not files:
         raise BadQuery(f"no images under {', '.join(roots)}")
     store = coll.store()
-    report = DupReport(
+    report = LeakReport(
         threshold,
         calibration.to_json() if calibration else None,
         images=store.counts().get("ok", 0),
     )
     inside = set(store.ids_under(options.within).tolist()) if options.within else None
-    outside = set(files)
-    found = []  # (group, query vector)
-    for done, path in enumerate(files, 1):
-        match = _match_one(coll, path, outside, calibration, whitening, threshold, inside)
-        if match:
-            found.append(match)
+    if options.within and not inside:
+        raise BadQuery(f"--within {options.within}: no indexed image lies under that folder")
+    indexed = _indexed_unchanged(store, files)
+    scoring = (calibration, whitening, threshold)
+    matched = _bulk(coll, indexed, set(files), inside, scoring, progress)
+    rest = [p for p in files if p not in indexed]
+    for done, path in enumerate(rest, 1):
+        if match := _match_one(coll, path, set(files), scoring, inside):
+            matched[path] = match
         if progress:
-            progress("dups", done, len(files))
-    report.groups = _merge_by_library_file(found, whitening)
-    report.checked = [os.path.abspath(p) for p in files]
+            progress("dups", done, len(rest))
+    report.groups = _merge_by_library_file([matched[p] for p in files if p in matched], whitening)
+    report.checked = files
     return report
 
 
-def _match_one(coll, path, outside, calibration, whitening, threshold, inside):
+def _indexed_unchanged(store, files: list[str]) -> dict[str, dict]:
+    """path -> library row of the query files indexed and unchanged since (size, mtime)."""
+    out = {}
+    for path in files:
+        row = store.stat_of(path)
+        if not row or row["status"] != "ok":
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (row["size"], row["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+            out[path] = row
+    return out
+
+
+def _bulk(coll, indexed: dict, outside: set, inside, scoring, progress) -> dict:
+    """path -> (group, vector) for the indexed query files, from the stored vectors."""
+    if not indexed:
+        return {}
+    store = coll.store()
+    calibration, whitening, threshold = scoring
+    qids = np.array([r["id"] for r in indexed.values()], np.int64)
+    ids, vectors = store.vectors()
+    keep = ~np.isin(ids, qids)
+    if inside is not None:
+        keep &= np.isin(ids, np.fromiter(inside, np.int64))
+    base_rows = np.flatnonzero(keep)  # the library without the queries: rows of `vectors`
+    base_ids = ids[base_rows]
+    queries = store.vectors_by_ids(qids)
+    checks = len(base_ids) + len(qids) <= BULK_VERIFY_MAX  # pixel checks, as dups does
+    if checks:  # small: each query's nearest library images by raw cosine, as one at a time
+        candidates = _nearest(queries, vectors[base_rows])
+    else:  # the whitened space of the whole library (as dups), then only the base rows
+        space = whitening.apply(vectors) if whitening else vectors
+        space_q = whitening.apply(queries) if whitening else queries
+        pairs = cross_pairs(space_q, space, threshold, progress, base_rows)
+        candidates = best_per_query(*pairs, AGAINST_CANDIDATES)
+    involved = {c for found in candidates.values() for c, _ in found}
+    lowinfo = len(involved) + len(candidates) <= LOWINFO_MAX_IMAGES
+    rows = store.images_by_ids([int(base_ids[c]) for c in involved] + qids.tolist(), ROW_COLUMNS)
+    paths = list(indexed)
+    out = {}
+    for q, found in candidates.items():
+        kept = [c for c, _ in found if rows[int(base_ids[c])]["path"] not in outside]
+        lib = [rows[int(base_ids[c])] for c in kept]
+        vecs = np.asarray(vectors[base_rows[kept]], np.float32).reshape(len(kept), -1)
+        head = rows[int(qids[q])]
+        first = Member(head["id"], head["path"], 1.0, None, head["width"], head["height"],
+                       head["size"], 1.0, "first")  # fmt: skip
+        group = _group(first, queries[q], head["hash"], lib, vecs, scoring, checks, lowinfo)
+        if group:
+            out[paths[q]] = (group, queries[q])
+    return out
+
+
+def _nearest(queries: np.ndarray, base: np.ndarray) -> dict[int, list[tuple[int, float]]]:
+    """query row -> its AGAINST_CANDIDATES nearest base rows by raw cosine (exact)."""
+    if not len(base):
+        return {}
+    scores = queries @ np.asarray(base, np.float32).T
+    k = min(AGAINST_CANDIDATES, len(base))
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return {q: [(int(c), float(scores[q, c])) for c in top[q]] for q in range(len(queries))}
+
+
+def _match_one(coll, path, outside, scoring, inside):
     """(the group of one query image and its library duplicates, its vector), or None."""
     query = coll.vector_for_file(path)
     _, found = coll.vector_index().search(query[None], AGAINST_CANDIDATES)
     ids = [int(i) for i in found[0] if i >= 0 and (inside is None or int(i) in inside)]
-    rows = coll.store().images_by_ids(ids, "id, path, hash, width, height, size, vector")
-    rows = {i: r for i, r in rows.items() if r["path"] not in outside}
+    rows = coll.store().images_by_ids(ids, f"{ROW_COLUMNS}, vector")
+    rows = [r for r in rows.values() if r["path"] not in outside]
     if not rows:
         return None
-    vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows.values()])
+    vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
+    size = os.stat(path).st_size
+    first = Member(-1, path, 1.0, None, None, None, size, 1.0, "first")
+    group = _group(first, query, sha256_file(path), rows, vectors, scoring, True, True)
+    return (group, query) if group else None
+
+
+def _group(first, query, digest, rows, vectors, scoring, checks: bool, lowinfo: bool):
+    """The group of one query image (`first`) and the library rows that are its duplicates:
+    exact by hash, pixels or copy above the threshold (with pixel evidence for low-information
+    images when `lowinfo`), and with `checks` grey/re-toned copies and crops confirmed by pixels."""
+    calibration, whitening, threshold = scoring
+    if not rows:
+        return None
     cosines = vectors @ query
     sims = _similarities(whitening, vectors, query) if whitening else cosines
-    digest = sha256_file(path)
-    members = []
-    for r, cosine, sim in zip(rows.values(), cosines.tolist(), sims.tolist(), strict=True):
+    path, members = first.path, []
+    for r, cosine, sim in zip(rows, cosines.tolist(), sims.tolist(), strict=True):
         how = None
         if r["hash"] == digest:
             match, conf = "exact", 1.0
-        elif sim >= threshold and with_evidence(path, r["path"], grey_too=whitening is not None):
-            match = "pixels" if same_pixels({"path": path, **dims(path)}, r) else "copy"
+        elif sim >= threshold and (
+            not lowinfo or with_evidence(path, r["path"], grey_too=checks and whitening is not None)
+        ):
+            match = "pixels" if same_pixels({"path": path, **_dims(first)}, r) else "copy"
             conf = 1.0 if match == "pixels" else cal.confidence(calibration, sim, whitening)
-        elif whitening is not None and (how := confirmed(path, r["path"], cosine)):
+        elif checks and whitening is not None and (how := confirmed(path, r["path"], cosine)):
             match, conf = "copy", None
         else:
             continue
@@ -79,9 +169,13 @@ def _match_one(coll, path, outside, calibration, whitening, threshold, inside):
     if not members:
         return None
     members.sort(key=lambda m: (-(m.match == "exact"), -m.score))
-    size = os.stat(path).st_size
-    first = Member(-1, os.path.abspath(path), 1.0, None, None, None, size, 1.0, "first")
-    return Group(loosest_tier([first, *members]), [first] + members), query
+    return Group(loosest_tier([first, *members]), [first] + members)
+
+
+def _dims(first: Member) -> dict:
+    if first.width is not None:
+        return {"width": first.width, "height": first.height}
+    return dims(first.path)
 
 
 def _similarities(whitening: Whitening, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -115,6 +209,8 @@ def _joined(first: Member, via: Member, query, lead_query, whitening) -> Member:
     file `via` (so it has no calibrated confidence of its own against the group's first)."""
     cosine = float(query @ lead_query)
     sim = float(_similarities(whitening, query[None], lead_query)[0]) if whitening else cosine
-    member = Member(first.id, first.path, cosine, None, None, None, first.bytes, sim, via.match)
+    member = Member(
+        first.id, first.path, cosine, None, first.width, first.height, first.bytes, sim, via.match
+    )
     member.verified, member.via = via.verified, via.path
     return member

@@ -13,15 +13,21 @@ Output: a directory of `part-NNNNN.parquet` files, one row per indexed image (st
     taken       string    EXIF capture time, ISO 8601 without zone, or null
     indexed_at  string    ISO 8601 UTC
     vector      fixed_size_list<float32>[dim]   L2-normalised CLS embedding
+    keep        bool      in the default keep-list (`dups --keep-list`: not a duplicate, or
+                          the file kept of its group), from the library's stored calibration;
+                          null for every row when the library has none (run `dinosearch dups`)
 
-Each file's schema metadata holds `dinosearch.model`, `dinosearch.dim` and `dinosearch.recipe`.
+Each file's schema metadata holds `dinosearch.model`, `dinosearch.dim` and `dinosearch.recipe`
+(and `dinosearch.keep`: how the keep column was made, as JSON).
 The directory is written under a temporary name beside DIR and renamed into place, so DIR is
 either absent, the previous export, or complete.
 """
 
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +49,7 @@ class ExportSummary:
     model: str
     dim: int
     bytes: int
+    keep: dict | None = None  # the keep column's summary (kept, dropped, why), None: all null
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -51,11 +58,16 @@ class ExportSummary:
         """One line for humans."""
         return (
             f"exported {self.rows} images ({self.model}, {self.dim}-d) to "
-            f"{self.directory} in {self.files} parquet files, {self.bytes / 1e6:.1f} MB"
+            f"{self.directory} in {self.files} parquet files, {self.bytes / 1e6:.1f} MB; "
+            + (
+                f"keep column: {self.keep['kept']} kept, {self.keep['dropped']} duplicates out"
+                if self.keep
+                else "keep column empty (no stored calibration: run `dinosearch dups` once)"
+            )
         )
 
 
-def schema(dim: int, model: str, recipe: str):
+def schema(dim: int, model: str, recipe: str, keep: dict | None = None):
     """The Arrow schema of an export (see the module docstring)."""
     import pyarrow as pa  # optional extra (dinosearch[ray])
 
@@ -71,23 +83,29 @@ def schema(dim: int, model: str, recipe: str):
         ("taken", pa.string()),
         ("indexed_at", pa.string()),
         ("vector", pa.list_(pa.float32(), dim)),
+        ("keep", pa.bool_()),
     ]
     meta = {"dinosearch.model": model, "dinosearch.dim": str(dim), "dinosearch.recipe": recipe}
+    meta["dinosearch.keep"] = json.dumps(keep)
     return pa.schema(fields, metadata=meta)
 
 
-def _table(rows: list[tuple], space: np.ndarray, arrow_schema, dim: int):
-    """SQLite rows (COLUMNS order) and the vector file's map -> one Arrow table."""
+def _table(rows: list[tuple], space: np.ndarray, arrow_schema, dim: int, kept: set | None):
+    """SQLite rows (COLUMNS order) and the vector file's map -> one Arrow table; `kept` the
+    ids of the keep column (None: null)."""
     import pyarrow as pa  # optional extra (dinosearch[ray])
 
     columns = list(zip(*rows, strict=True)) if rows else [()] * 11
     flat = space[np.array(columns[10], dtype=np.int64)].reshape(-1)
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)
     arrays = [pa.array(col, arrow_schema.field(i).type) for i, col in enumerate(columns[:10])]
-    return pa.Table.from_arrays([*arrays, vectors], schema=arrow_schema)
+    keep = [None if kept is None else i in kept for i in columns[0]]
+    return pa.Table.from_arrays([*arrays, vectors, pa.array(keep, pa.bool_())], schema=arrow_schema)
 
 
-def _write_parts(store: Store, directory: Path, arrow_schema, dim: int) -> tuple[int, int]:
+def _write_parts(
+    store: Store, directory: Path, arrow_schema, dim: int, kept: set | None = None
+) -> tuple[int, int]:
     """Write part files into directory; returns (rows, files)."""
     import pyarrow.parquet as pq  # optional extra
 
@@ -101,7 +119,7 @@ def _write_parts(store: Store, directory: Path, arrow_schema, dim: int) -> tuple
                     writer.close()
                 writer = pq.ParquetWriter(directory / f"part-{files:05d}.parquet", arrow_schema)
                 files += 1
-            writer.write_table(_table(chunk, space, arrow_schema, dim))
+            writer.write_table(_table(chunk, space, arrow_schema, dim, kept))
             rows += len(chunk)
     if writer is None:  # an empty library still exports its schema
         writer = pq.ParquetWriter(directory / "part-00000.parquet", arrow_schema)
@@ -121,19 +139,26 @@ def _replace(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_parquet(store: Store, directory: str | Path, overwrite: bool = False) -> ExportSummary:
-    """Write the library's ok rows as Parquet under directory, atomically."""
+def export_parquet(
+    store: Store,
+    directory: str | Path,
+    overwrite: bool = False,
+    keep: Callable[[], tuple[set[int], dict] | None] | None = None,
+) -> ExportSummary:
+    """Write the library's ok rows as Parquet under directory, atomically; `keep()` gives the
+    keep column's ids and summary (or None: a null column)."""
     info = store.model()
     if info is None:
         raise BadQuery(f"library {store.directory} has no vectors yet: index a folder first")
     target = Path(directory).expanduser().absolute()
     if target.exists() and not overwrite:
         raise BadQuery(f"{target} exists: choose a new directory or pass --overwrite")
+    kept, summary = (keep() if keep else None) or (None, None)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        arrow_schema = schema(info.dim, info.id, info.recipe)
-        rows, files = _write_parts(store, tmp, arrow_schema, info.dim)
+        arrow_schema = schema(info.dim, info.id, info.recipe, summary)
+        rows, files = _write_parts(store, tmp, arrow_schema, info.dim, kept)
         _replace(tmp, target)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,4 +167,4 @@ def export_parquet(store: Store, directory: str | Path, overwrite: bool = False)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in target.iterdir())
-    return ExportSummary(str(target), rows, files, info.id, info.dim, size)
+    return ExportSummary(str(target), rows, files, info.id, info.dim, size, summary)
