@@ -8,23 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import job, model, runtime
+from indexer import job, model, quality, runtime, watch
 from indexer.config import DB_NAME, DEFAULT_MAX_PIXELS, default_library_dir, default_model
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
 from indexer.job import IndexOptions, IndexSummary
-from indexer.library import layout, vectorfile
-from indexer.library.journal import Journal
+from indexer.library import flags as flag_table
+from indexer.library import layout, vectorfile, writer
+from indexer.library.browse import Browse
 from indexer.library.store import Store
 from search import knn
-from search.cleanup import editing
-from search.cleanup.apply import Result, apply_plan, undo_plan
-from search.cleanup.plan import Plan, PlanGroup, build_plan, read_plan
-from search.cleanup.policy import Policy, parse_policy
-from search.cleanup.report_html import write_html
+from search.cleanup.facade import CleanupMethods
+from search.curate.curation import Curation
 from search.dups import run
 from search.dups.decisions import list_decisions, mark, unmark
 from search.dups.groups import DupReport
+from search.dups.rotations import query_turned
 from search.dups.run import DupOptions
 from search.knn import Hit, QueryResult
 from search.upkeep.check import CheckReport, check_library, repair_library
@@ -33,7 +32,7 @@ from search.upkeep.export import ExportSummary, export_parquet
 __all__ = ["Collection", "DupOptions", "IndexOptions"]
 
 
-class Collection:
+class Collection(CleanupMethods):
     """One library directory and, loaded on first need, its model and vector index."""
 
     def __init__(
@@ -54,6 +53,9 @@ class Collection:
         self._store: Store | None = None
         self._embedder = None
         self._vindex: knn.VectorIndex | None = None
+        # a second writer: 0 = refuse at once, None = wait (--wait), else seconds; on_wait(holder)
+        self.writer_wait: float | None = 0.0
+        self.on_writer_wait = None
 
     # --- parts, opened lazily -------------------------------------------------------------------
 
@@ -143,23 +145,45 @@ class Collection:
             model.resolve(self.model_arg)  # an unknown --model fails before a library is made
         new, missing = not self._library_exists(), layout.outermost_missing(self.directory)
         store = self.store(create=True)
-        try:
-            store.require_writable("index")
-            if index_type:
-                self.set_index_type(index_type)
-            roots, hint = [str(p) for p in paths], self._recipe_hint()
-            self._sample_roots = roots
-            if options and options.ray:  # Ray actors embed with torch: the library says so
-                self.runtime = "torch" if self.runtime == "auto" else self.runtime
-            summary = job.run(store, roots, self.embedder, options, progress, hint)
-        except BaseException:
-            if new:
-                self._discard_unbound(missing)
-            raise
-        if new and self._discard_unbound(missing):
-            return summary
-        self.vector_index()  # bring the derived FAISS file up to date now, not at first query
+        with self.writing("index " + " ".join(str(p) for p in paths)):  # busy: nothing touched
+            try:
+                store.require_writable("index")
+                if index_type:
+                    self.set_index_type(index_type)
+                roots, hint = [str(p) for p in paths], self._recipe_hint()
+                self._sample_roots = roots
+                if options and options.ray:  # Ray actors embed with torch: the library says so
+                    self.runtime = "torch" if self.runtime == "auto" else self.runtime
+                summary = job.run(store, roots, self.embedder, options, progress, hint)
+            except BaseException:
+                if new:
+                    self._discard_unbound(missing)
+                raise
+            if new and self._discard_unbound(missing):
+                return summary
+            self.vector_index()  # bring the derived FAISS file up to date now, not at first query
         return summary
+
+    def watch(
+        self, paths, options=None, progress=None, on_batch=None, stop=None, poll=False, kind=None
+    ):
+        """Index `paths`, then keep the library current as their files change until `stop` is
+        set (indexer/watch.py); each batch waits its turn for the writer lock.
+        on_batch(batch, summary, error): batch None for the first, whole run."""
+        options = options or IndexOptions()
+        exclude, hidden = options.exclude, options.include_hidden
+        watcher = watch.Watcher(paths, [self.directory], poll, exclude, hidden)
+        self.writer_wait = None
+        report = on_batch or (lambda *_: None)
+        with watcher:  # watching before the first run: nothing changed meanwhile is missed
+            report(None, self.index(paths, options, progress, kind), None)
+            index = lambda roots: self.index(roots, options, progress)  # noqa: E731
+            watch.keep_current(watcher, index, report, stop)
+
+    def writing(self, doing: str):
+        """Hold the library's writer lock while `doing`; another writer waits or is refused
+        with who holds it (indexer/library/writer.py)."""
+        return writer.writing(self.directory, doing, self.writer_wait, self.on_writer_wait)
 
     def _discard_unbound(self, missing: Path | None) -> bool:
         """Remove the library this run made if no model was bound to it (nothing embedded); and
@@ -268,9 +292,14 @@ class Collection:
             decoded = decode_bytes(data, embedder.recipe, max_pixels)
         return embedder.embed(decoded.pixels[None])[0]
 
-    def query(self, images: list[str], k: int = 10, within: str | None = None) -> QueryResult:
+    def query(
+        self, images: list[str], k: int = 10, within: str | None = None, rotations: bool = False
+    ) -> QueryResult:
+        """The nearest library images; `rotations`: also to the query turned or mirrored."""
         if not images:
             raise BadQuery("give at least one query image")
+        if rotations:  # search/dups/rotations.py
+            return query_turned(self, images, k, within)
         started = time.perf_counter()
         vectors = self.vectors_for_files(images)
         result = self.search_vector(knn.mean_direction(vectors), k, within)
@@ -350,70 +379,6 @@ class Collection:
     def decisions(self) -> list[dict]:
         return list_decisions(self.store())
 
-    # --- clean-up: plans, apply, undo ------------------------------------------------------------
-
-    def policy(self, text: str | None) -> Policy:
-        """A keep policy, checked (a bad one fails before a long dups run)."""
-        return parse_policy(text)
-
-    def plan(
-        self,
-        report: DupReport,
-        policy: Policy | str | None = None,
-        action: str = "trash",
-        move_to: str | None = None,
-    ) -> Plan:
-        """The clean-up plan for a report: the policy's best file of each group is kept."""
-        return build_plan(report, self.store(), policy, action, move_to)
-
-    @staticmethod
-    def read_plan(path: str) -> Plan:
-        """A plan file written by `dups --plan` (its `library` names the library it is for)."""
-        return read_plan(path)
-
-    @staticmethod
-    def write_review_page(plan: Plan, path: str) -> None:
-        """The plan as one self-contained HTML page (thumbnails, the kept file and why)."""
-        write_html(plan, path)
-
-    def require_writable(self, doing: str) -> None:
-        """Refuse `doing` now (before asking or starting) when the library is read-only."""
-        self.store().require_writable(doing)
-
-    def apply(
-        self,
-        plan: Plan,
-        move_to: str | None = None,
-        dry_run: bool = False,
-        plan_path: str | None = None,
-    ) -> Result:
-        """Carry out a plan through the journal (resumable); the FAISS file follows the rows."""
-        store = self.store()
-        if not dry_run:
-            store.require_writable("apply")
-        result = apply_plan(store, plan, move_to, dry_run, plan_path)
-        if not dry_run:
-            self.vector_index()
-        return result
-
-    def last_plan_id(self) -> str | None:
-        """The latest applied plan with something left to undo."""
-        return Journal(self.store()).last_plan_id()
-
-    def was_applied(self, plan_id: str) -> bool:
-        return Journal(self.store()).was_applied(plan_id)
-
-    def undo(self, plan_id: str | None = None) -> Result:
-        """Put back what a plan (default: the last one applied) moved, trashed or linked."""
-        store = self.store()
-        store.require_writable("undo")
-        plan_id = plan_id or self.last_plan_id()
-        if not plan_id:
-            raise BadQuery(f"no applied plan in {store.directory} to undo")
-        result = undo_plan(store, plan_id)
-        self.vector_index()  # the FAISS file follows the rows now, as after `index`
-        return result
-
     def image(self, image_id: int) -> dict | None:
         """An image's row (path, size, width, height, hash, status, ...), or None."""
         return self.store().image(image_id)
@@ -429,12 +394,22 @@ class Collection:
         """Whether files, SQLite and the FAISS file agree; with repair, mend what can be."""
         self.close()  # check reads the files as they are, through its own read-only connection
         if repair:
-            return repair_library(self.directory, deep)
+            with self.writing("check --repair"):
+                return repair_library(self.directory, deep)
         return check_library(self.directory, deep)
 
     def export(self, directory: str, overwrite: bool = False) -> ExportSummary:
-        """Paths, metadata and vectors as Parquet files under `directory`."""
-        return export_parquet(self.store(), directory, overwrite=overwrite)
+        """Paths, metadata, vectors and the default keep-list (`keep`) as Parquet files."""
+        keep = self.curation().default_keep_ids  # called once the target is known to be free
+        return export_parquet(self.store(), directory, overwrite=overwrite, keep=keep)
+
+    def curation(self) -> Curation:
+        """Outliers, clusters and keep-lists over this library (search/curate/curation.py)."""
+        return Curation(self)
+
+    def flags(self, only: str | None = None, within: str | None = None) -> quality.FlagReport:
+        """Quality flags (dark, blurry, ...; `only`: "dark,blurry") from the index-time measures."""
+        return quality.report(flag_table.rows(self.store(), within), quality.parse_flags(only))
 
     # --- facts ----------------------------------------------------------------------------------
 
@@ -462,27 +437,9 @@ class Collection:
             else None,
         }
 
-    # --- plan editing (the page) ---
-
-    def unknown_plan_files(self, plan: Plan) -> list[str]:
-        """The plan's files this library does not hold as indexed images (nor the plan moved)."""
-        return editing.unknown_files(self.store(), plan)
-
-    def plan_file(self, plan_id: str) -> Path:
-        """Where plan `plan_id` is kept: the library's plans/ (`dinosearch undo` looks there)."""
-        return editing.plan_file(self.directory, plan_id)
-
-    def save_plan(self, plan: Plan) -> None:
-        """Keep the plan under plans/ (not on a read-only library); files only, no SQLite."""
-        editing.save_plan(self.directory, plan)
-
-    def posted_plan(self, data: dict) -> Plan:
-        """A whole (edited) plan from a client, checked like a plan file, for this library."""
-        return editing.posted_plan(data, self.directory)
-
-    def set_keeper(self, plan: Plan, group: PlanGroup, path: str) -> None:
-        """Keep `path` in `group`; the old kept file gets the plan's action, sidecars follow."""
-        editing.set_keeper(plan, group, path)
+    def browser(self) -> Browse:
+        """The library's folders, capture-date timeline and pages of images (the page)."""
+        return Browse(self.store())
 
 
 def _decode_query(path: str, recipe: Recipe):

@@ -10,6 +10,7 @@ import click
 
 from indexer.errors import DinosearchError
 from search.cli.cleanup import apply_cmd, undo_cmd
+from search.cli.curate import clusters, flags, outliers
 from search.cli.dups import calibrate, dups
 from search.cli.library import index, info, query
 from search.cli.serve import serve
@@ -43,6 +44,8 @@ def cli():
 
 
 for command in (index, query, info, dups, apply_cmd, undo_cmd, calibrate, export, serve, check):
+    cli.add_command(command)
+for command in (outliers, clusters, flags):  # curating a training set (cli/curate.py)
     cli.add_command(command)
 
 

@@ -1,5 +1,8 @@
 """`dinosearch index`, `query` and `info`: build the library, search it, describe it."""
 
+import json
+import time
+
 import click
 
 from indexer.config import DB_NAME, DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
@@ -11,6 +14,8 @@ from search.cli.options import (
     library_options,
     model_options,
     ray_option,
+    wait_option,
+    waits_for_writer,
 )
 from search.cli.progress import TerminalProgress
 
@@ -62,6 +67,19 @@ from search.cli.progress import TerminalProgress
     help="A new library embedded at 196 px instead of 224 (DINOv2): 1.35x less compute, the "
     "same duplicate quality on our near-duplicate set; kept for the library.",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After indexing, keep watching PATHS and index what is added, changed, moved or "
+    "deleted, until Ctrl-C.",
+)
+@click.option(
+    "--watch-poll",
+    is_flag=True,
+    help="With --watch: look for changes every few seconds instead of being told by the OS "
+    "(network shares, where inotify/FSEvents see nothing).",
+)
+@wait_option
 @ray_option
 @json_option
 def index(
@@ -83,6 +101,9 @@ def index(
     fast,
     ray_address,
     as_json,
+    watch,
+    watch_poll,
+    wait_for_writer,
 ):
     """Embed the images under PATHS into the library (incremental and resumable).
 
@@ -105,31 +126,90 @@ def index(
     )
     progress = TerminalProgress(enabled=False if as_json else None)
     coll = collection(index_dir, model, device, dtype, runtime, fast)
+    waits_for_writer(coll, wait_for_writer)
+    if watch or watch_poll:
+        if ray_address:
+            raise click.UsageError("--watch indexes on this machine: drop --ray")
+        return _watch(coll, paths, options, progress, watch_poll, as_json, index_type)
     summary = coll.index(paths, options, progress, index_type)
     progress.finish()
     if as_json:
         return emit_json(summary.to_json())
+    _print_summary(coll, summary)
+
+
+def _print_summary(coll, summary, prefix: str = "") -> None:
     for failure in summary.failed:
         click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
     click.echo(
-        f"{summary.indexed} indexed ({summary.embedded} embedded), {summary.unchanged} unchanged, "
-        f"{summary.moved} moved, {summary.removed} removed, {len(summary.failed)} failed "
-        f"in {summary.seconds:.1f}s with {summary.model or 'no model needed'}"
+        f"{prefix}{summary.indexed} indexed ({summary.embedded} embedded), "
+        f"{summary.unchanged} unchanged, {summary.moved} moved, {summary.removed} removed, "
+        f"{len(summary.failed)} failed in {summary.seconds:.1f}s with "
+        f"{summary.model or 'no model needed'}"
     )
+    if prefix:
+        return
     if (coll.directory / DB_NAME).exists():
         click.echo(f"library: {coll.directory}")
     else:
         click.echo(f"no library made at {coll.directory}: nothing was embedded")
 
 
+def _watch(coll, paths, options, progress, poll, as_json, index_type) -> None:
+    """index --watch: the first run, then one line (or, with --json, one JSON line) per batch."""
+
+    def on_batch(batch, summary, error):
+        progress.finish()
+        stamp = time.strftime("%H:%M:%S")
+        if as_json:
+            line = {
+                "time": stamp,
+                "batch": batch.to_json() if batch else None,
+                "summary": summary.to_json() if summary else None,
+                "error": str(error) if error else None,
+            }
+            return click.echo(json.dumps(line, ensure_ascii=False))
+        if batch is None:
+            _print_summary(coll, summary)
+            how = "polling every few seconds" if poll else "told by the OS"
+            click.echo(f"watching {', '.join(paths)} ({how}); Ctrl-C to stop", err=True)
+            return
+        for root in batch.gone:
+            click.echo(
+                f"{stamp} {root} is gone (unmounted or renamed?): nothing under it is removed "
+                "from the library; waiting for it to come back",
+                err=True,
+            )
+        for root in batch.back:
+            click.echo(f"{stamp} {root} is back: indexing it whole", err=True)
+        if error:
+            click.echo(
+                f"{stamp} not indexed yet ({error}); retrying with the next change", err=True
+            )
+        elif summary:
+            where = ", ".join(batch.roots[:3]) + (" ..." if len(batch.roots) > 3 else "")
+            _print_summary(coll, summary, f"{stamp} {where}: ")
+
+    try:
+        coll.watch(paths, options, progress, on_batch, poll=poll, kind=index_type)
+    except KeyboardInterrupt:
+        progress.finish()
+        click.echo("stopped watching: everything indexed so far is kept", err=True)
+
+
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="How many results.")
 @click.option("--within", type=click.Path(), help="Only results under this folder.")
+@click.option(
+    "--rotations",
+    is_flag=True,
+    help="Also find the query's copies turned 90/180/270 degrees or mirrored in their pixels.",
+)
 @library_options
 @model_options
 @json_option
-def query(images, k, within, index_dir, model, device, dtype, runtime, as_json):
+def query(images, k, within, rotations, index_dir, model, device, dtype, runtime, as_json):
     """Find the indexed images most similar to IMAGES (several: their mean).
 
     \b
@@ -137,12 +217,13 @@ def query(images, k, within, index_dir, model, device, dtype, runtime, as_json):
         dinosearch query cat.jpg -k 5
     """
     coll = collection(index_dir, model, device, dtype, runtime)
-    result = coll.query(list(images), k=k, within=within)
+    result = coll.query(list(images), k=k, within=within, rotations=rotations)
     if as_json:
         return emit_json(result.to_json())
     click.echo(f"{'rank':>4}  {'score':>6}  path")
     for hit in result.results:
-        click.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}")
+        turn = f"  ({hit.transform})" if getattr(hit, "transform", None) else ""  # --rotations
+        click.echo(f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}{turn}")
     if not result.results:
         click.echo(
             "(no results: the library is empty or nothing lies --within that folder)", err=True

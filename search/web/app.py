@@ -4,9 +4,10 @@ Every route reads through one serving Collection guarded by a lock (its Store ho
 connection); index jobs run in a background thread with their own Collection (SQLite WAL lets
 queries go on while a job writes; the serving Collection reloads FAISS when the generation moves).
 
-Here: the factory and its wiring. The routes are in routes_search.py and routes_cleanup.py,
-their models in schemas.py, shared state and background work in jobs.py, the error mapping in
-errors.py and the Host/token/size guard in guard.py.
+Here: the factory and its wiring. The routes are in routes_search.py, routes_browse.py and
+routes_cleanup.py, their models in schemas.py, shared state and background work in jobs.py, the
+error mapping in errors.py and the Host/token/size guard in guard.py. /docs and /redoc load their
+assets from the fastapi-offline package, not a CDN.
 """
 
 import secrets
@@ -16,22 +17,34 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from indexer.config import DEFAULT_MAX_PIXELS
 from search.collection import Collection
+from search.web import routes_browse as library
 from search.web import routes_cleanup as cleanup
+from search.web import routes_curate as curation
+from search.web import routes_flags, watching
 from search.web import routes_search as browse
 from search.web.errors import add_error_handlers
 from search.web.guard import LOOPBACK_HOSTS, TOKEN_COOKIE, Guard
 from search.web.jobs import AppState, get_state
-from search.web.schemas import ERROR_RESPONSES, QueryResponse
+from search.web.schemas import (
+    ERROR_RESPONSES,
+    BrowseResponse,
+    FoldersResponse,
+    QueryResponse,
+    TimelineResponse,
+)
 
 __all__ = ["LOOPBACK_HOSTS", "create_app"]
 
 STATIC_DIR = Path(__file__).parent / "static"
+DOCS_STATIC_URL = "/static-docs"  # Swagger UI and ReDoc, served from the package: /docs offline
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # one uploaded query image
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, headers and the small fields
 MAX_UPLOAD_PIXELS = DEFAULT_MAX_PIXELS  # same guard as the indexer: a 200 MP photo still works
+APPLY_STARTED = {"description": 'With "confirm": true: {run, plan, state}; poll /api/apply/{run}'}
 
 
 def create_app(
@@ -55,7 +68,8 @@ def create_app(
         with state.lock:
             collection.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI, its /docs and /redoc assets local instead of a CDN
+        static_url=DOCS_STATIC_URL,
         title="dinosearch",
         version="0.1.0",
         lifespan=lifespan,
@@ -70,6 +84,7 @@ def create_app(
         max_body_bytes=max_upload_bytes + FORM_OVERHEAD_BYTES,
     )
     app.include_router(_api_routes())
+    app.include_router(curation.router())  # outliers, clusters
     app.add_api_route("/", _page, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -102,17 +117,31 @@ def _api_routes() -> APIRouter:
         response_class=FileResponse,
     )
     router.add_api_route("/api/duplicates", cleanup.duplicates, methods=["GET"])
+    router.add_api_route("/api/flags", routes_flags.flags, methods=["GET"])
     router.add_api_route("/api/duplicates/decisions", cleanup.list_decisions, methods=["GET"])
     router.add_api_route("/api/duplicates/decisions", cleanup.decide, methods=["POST"])
     router.add_api_route("/api/plan", cleanup.make_plan, methods=["POST"])
     router.add_api_route("/api/plan/{plan_id}", cleanup.get_plan, methods=["GET"])
     router.add_api_route("/api/plan/{plan_id}/keep", cleanup.choose_keeper, methods=["POST"])
-    router.add_api_route("/api/apply", cleanup.apply, methods=["POST"])
+    router.add_api_route("/api/plan/{plan_id}/folder", cleanup.select_folder, methods=["POST"])
+    router.add_api_route(
+        "/api/apply", cleanup.apply, methods=["POST"], responses={202: APPLY_STARTED}
+    )
     router.add_api_route("/api/apply/{run_id}", cleanup.run_status, methods=["GET"])
     router.add_api_route("/api/undo", cleanup.undo, methods=["POST"], status_code=202)
     router.add_api_route("/api/roots", browse.list_roots, methods=["GET"])
+    router.add_api_route("/api/watch", watching.watch_status, methods=["GET"])
     router.add_api_route("/api/index", browse.start_index, methods=["POST"], status_code=202)
     router.add_api_route("/api/jobs/{job_id}", browse.job_status, methods=["GET"])
+    router.add_api_route(
+        "/api/folders", library.folders, methods=["GET"], response_model=FoldersResponse
+    )
+    router.add_api_route(
+        "/api/timeline", library.timeline, methods=["GET"], response_model=TimelineResponse
+    )
+    router.add_api_route(
+        "/api/browse", library.browse, methods=["GET"], response_model=BrowseResponse
+    )
     return router
 
 

@@ -51,7 +51,7 @@ async function searchFile(file) {
   form.append("file", file, file.name || "pasted.png");
   form.append("k", k());
   try {
-    showResults(await api("/api/search", { method: "POST", body: form }));
+    await showResults(await api("/api/search", { method: "POST", body: form }));
   } catch (err) {
     clearResults();
     say(err.message, true);
@@ -63,7 +63,7 @@ async function searchSimilar(id) {
   try {
     const meta = await api(`/api/images/${id}`);
     showQuery(thumbUrl(id), meta.path);
-    showResults(await api(`/api/images/${id}/similar?k=${k()}`));
+    await showResults(await api(`/api/images/${id}/similar?k=${k()}`));
   } catch (err) {
     clearResults();
     say(err.message, true);
@@ -87,28 +87,35 @@ function clearResults() {
   $("results").replaceChildren();
 }
 
-function showResults(result) {
-  const items = result.results.map(resultItem);
+async function showResults(result) {
+  await loadLibrary().catch(() => null); // cards name their folder inside the library's top
+  const items = result.results.map((hit) => resultItem(hit));
   $("results").replaceChildren(...items);
   const n = result.results.length;
   say(n ? `${n} results` : "No results: the library is empty.");
 }
 
-function resultItem(hit) {
+// A card: thumbnail, score (or capture date), name and folder: two kodim05.png in different
+// folders must not look alike. `root`: the folder labels are relative to (default: the library's).
+function resultItem(hit, root = library.top) {
   const li = document.createElement("li");
   const button = document.createElement("button");
   button.className = "hit";
   button.dataset.id = hit.id;
-  const name = hit.path.split(/[\\/]/).pop();
-  button.title = `${hit.path}\nscore ${hit.score.toFixed(3)}: search from this image`;
+  const name = baseName(hit.path);
+  const score = hit.score == null ? "" : hit.score.toFixed(3);
+  const fact = score ? `score ${score}` : hit.taken ? `taken ${hit.taken}` : "no capture time";
+  button.title = `${hit.path}\n${fact}: search from this image`;
   const img = document.createElement("img");
   img.src = thumbUrl(hit.id);
   img.alt = name;
   img.loading = "lazy";
+  img.decoding = "async";
   const meta = document.createElement("span");
   meta.className = "meta";
-  meta.append(element("span", hit.score.toFixed(3), "score"), element("span", name, "name"));
-  button.append(img, meta);
+  if (score) meta.append(element("span", score, "score"), element("span", name, "name"));
+  else meta.append(element("span", name, "name"), element("span", day(hit.taken), "date"));
+  button.append(img, meta, element("span", folderOf(hit.path, root), "folder"));
   button.addEventListener("click", () => go(`#similar/${hit.id}`));
   const open = document.createElement("a");
   open.className = "open";
@@ -227,6 +234,7 @@ async function pollJob(id) {
   } else {
     $("start").disabled = false;
     refreshStats();
+    forgetLibrary();
   }
 }
 
@@ -259,18 +267,20 @@ let plan = null; // the plan shown (POST /api/plan), with image_ids: path -> id
 
 const VERB = { trash: "trash", move: "move", hardlink: "hard-link", symlink: "symlink" };
 VERB.delete = "delete";
+const TURNED = { rot90: "turned 90°", rot180: "turned 180°", rot270: "turned 270°", mirror: "mirrored" };
 
 function planOptions() {
   const options = {
     threshold: $("threshold").value.trim() || "auto",
     include_similar: $("similar").checked,
+    rotations: $("rotations").checked,
     action: $("action").value,
   };
   const keep = $("keep-policy").value.trim();
   if (keep) options.keep = keep;
   const burst = $("burst-window").value.trim();
   if (burst) options.burst_window = burst;
-  const reference = $("reference").value.split(";").map((f) => f.trim()).filter(Boolean);
+  const reference = referenceFolders();
   if (reference.length) options.reference = reference;
   if (options.action === "move") options.move_to = $("move-to").value.trim();
   return options;
@@ -317,6 +327,7 @@ function showPlan(newPlan) {
     ? `Plan: ${acts.join(", ")}; ${freed} MB freed. Kept files are not touched.`
     : "Plan: nothing to do (every file is kept).";
   $("plan-bar").hidden = plan.groups.length === 0;
+  showFolderTable();
   $("review").disabled = !acts.length;
   $("confirm").hidden = true;
 }
@@ -360,22 +371,36 @@ function commonFolder(paths) {
 
 function folderOf(path, root) {
   const folder = path.split("/").slice(0, -1).join("/");
-  const inside = root && folder.startsWith(root) ? folder.slice(root.length + 1) : folder;
+  const prefix = `${(root || "").replace(/\/+$/, "")}/`;
+  const inside = !root ? folder : folder === root ? "" : folder.startsWith(prefix)
+    ? folder.slice(prefix.length) : folder;
   return `${inside || "."}/`;
+}
+
+function isUnder(path, folders) {
+  return folders.some((f) => path === f || path.startsWith(f.replace(/\/+$/, "") + "/"));
+}
+
+function day(taken) {
+  return taken ? taken.slice(0, 10) : "no date";
 }
 
 function planFileItem(group, file) {
   const id = plan.image_ids[file.path];
   const kept = file.path === group.keep;
-  const li = resultItem({ id, path: file.path, score: file.score ?? 1 });
+  const li = resultItem({ id, path: file.path, score: file.score ?? 1 }, plan.folder);
   li.classList.toggle("kept", kept);
   const hit = li.querySelector(".hit");
+  if (isUnder(file.path, plan.reference || [])) {
+    li.classList.add("protected");
+    hit.append(element("span", "reference folder: protected", "protected-badge"));
+  }
   const size = file.width ? `${file.width}×${file.height} · ` : "";
   const kb = file.size == null ? "" : `${Math.round(file.size / 1024)} KB · `;
   const conf = file.confidence == null ? "" : ` · conf ${file.confidence.toFixed(2)}`;
   const pixels = file.verified ? ` · ${file.verified} confirmed by pixels` : "";
-  hit.append(element("span", folderOf(file.path, plan.folder), "folder"));
-  hit.append(element("span", `${size}${kb}${file.match}${pixels}${conf}`, "reference"));
+  const turn = file.transform ? ` · ${TURNED[file.transform] || file.transform}` : "";
+  hit.append(element("span", `${size}${kb}${file.match}${turn}${pixels}${conf}`, "reference"));
   const label = kept ? "kept" : file.action === "keep" ? "stays" : VERB[file.action] || file.action;
   hit.append(element("span", label, `action ${file.action === "keep" ? "keep" : "remove"}`));
   if (file.note) hit.append(element("span", file.note, "note"));
@@ -461,6 +486,7 @@ async function confirmApply() {
     $("undo").hidden = false;
     $("review").disabled = true;
     refreshStats();
+    forgetLibrary();
   } catch (err) {
     say(err.message, true, $("apply-status"));
   }
@@ -475,6 +501,7 @@ async function undoPlan() {
     say(`Undone: ${counts.join(", ") || "nothing to undo"}.`, false, $("apply-status"));
     $("undo").hidden = true;
     refreshStats();
+    forgetLibrary();
   } catch (err) {
     say(err.message, true, $("apply-status"));
   }
@@ -510,7 +537,7 @@ function go(hash) {
 }
 
 function showView(name) {
-  for (const view of ["search", "dups", "index"]) {
+  for (const view of ["search", "browse", "dups", "curate", "index"]) {
     $(`view-${view}`).hidden = view !== name;
     if (view === name) $(`tab-${view}`).setAttribute("aria-current", "page");
     else $(`tab-${view}`).removeAttribute("aria-current");
@@ -525,6 +552,16 @@ function route() {
     return;
   }
   if (hash === "#dups") return showView("dups");
+  if (hash === "#curate" || hash.startsWith("#curate?")) {
+    showView("curate");
+    openCurate().catch((err) => say(err.message, true, $("outliers-status")));
+    return;
+  }
+  if (hash === "#browse" || hash.startsWith("#browse?")) {
+    showView("browse");
+    openBrowse().catch((err) => say(err.message, true, $("browse-status")));
+    return;
+  }
   showView("search");
   const match = hash.match(/^#similar\/(\d+)$/);
   if (match) searchSimilar(match[1]);
@@ -535,6 +572,7 @@ document.addEventListener("DOMContentLoaded", () => {
   wireSearch();
   $("index-form").addEventListener("submit", startIndex);
   wireDuplicates();
+  wireBrowse();
   refreshStats();
   route();
 });
