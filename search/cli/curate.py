@@ -6,8 +6,13 @@ import os
 
 import click
 
-from indexer.errors import BadQuery
-from search.cli.options import collection, emit_json, json_option, library_options
+from search.cli.options import (
+    check_writable,
+    collection,
+    emit_json,
+    json_option,
+    library_options,
+)
 from search.cli.progress import TerminalProgress
 
 # (value, width, decimals) of the table's columns after the flags
@@ -142,7 +147,7 @@ def clusters(threshold, precision, min_size, within, csv_path, html_path, index_
     from search.collection import DupOptions  # the facade's own import cost: see collection()
 
     for path in (csv_path, html_path):
-        _check_writable(path)
+        check_writable(path)
     coll = collection(index_dir)
     if threshold == "auto" and (copies := coll.calibration_due(DupOptions())) and not as_json:
         click.echo(
@@ -187,14 +192,3 @@ def _print_clusters(data: dict) -> None:
         f"{s['threshold']:.3f}, {'calibrated' if s['mode'] == 'auto' else 'cosine'}) "
         f"in {s['seconds']:.1f}s"
     )
-
-
-def _check_writable(path: str | None) -> None:
-    """A clear error now for an output file that cannot be written (not after the run)."""
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BadQuery(f"cannot write {path}: folder {folder} does not exist")
-    if os.path.isdir(path) or not os.access(path if os.path.exists(path) else folder, os.W_OK):
-        raise BadQuery(f"cannot write {path}: not a writable file")

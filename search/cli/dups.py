@@ -5,7 +5,14 @@ import os
 import click
 
 from indexer.errors import BadQuery
-from search.cli.options import collection, emit_json, json_option, library_options, ray_option
+from search.cli.options import (
+    check_writable,
+    collection,
+    emit_json,
+    json_option,
+    library_options,
+    ray_option,
+)
 from search.cli.progress import TerminalProgress
 
 
@@ -163,7 +170,7 @@ def dups(
     if mark_distinct or keep_both:
         return _mark_decisions(coll, mark_distinct, keep_both, as_json)
     for path in (csv_path, plan_path, html_path, keep_list_path):
-        _check_writable(path)  # before the run, not after minutes of work
+        check_writable(path)  # before the run, not after minutes of work
     drops = _keep_list_options(keep_list_path, drop_flags, drop_outliers, against or of)
     if drops:
         coll.curation().require_flags(drops[0])
@@ -229,17 +236,6 @@ def _write_keep_list(coll, report, policy, within, path, drops) -> dict | None:
         err=True,
     )
     return summary
-
-
-def _check_writable(path: str | None) -> None:
-    """A clear error now for an output file that cannot be written."""
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BadQuery(f"cannot write {path}: folder {folder} does not exist")
-    if os.path.isdir(path) or not os.access(path if os.path.exists(path) else folder, os.W_OK):
-        raise BadQuery(f"cannot write {path}: not a writable file")
 
 
 def _mark_decisions(coll, distinct, keep_both, as_json) -> None:

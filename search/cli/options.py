@@ -1,10 +1,12 @@
 """What every command shares: options defined once, JSON output, and the way to the facade."""
 
 import json
+import os
 
 import click
 
 from indexer.config import DTYPES, ENV_INDEX, ENV_MODEL, RUNTIMES
+from indexer.errors import BadQuery
 
 
 def library_option(default: str = "per-user data dir"):
@@ -88,6 +90,17 @@ def waits_for_writer(coll, wait: bool) -> None:
             f"the library since {who.get('since', '?')}",
             err=True,
         )
+
+
+def check_writable(path: str | None) -> None:
+    """A clear error now for an output file that cannot be written (not after a long run)."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadQuery(f"cannot write {path}: folder {folder} does not exist")
+    if os.path.isdir(path) or not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise BadQuery(f"cannot write {path}: not a writable file")
 
 
 def emit_json(data) -> None:
