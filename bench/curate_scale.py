@@ -31,9 +31,9 @@ import perf_common as pc  # noqa: E402
 
 from indexer.library.store import Store  # noqa: E402
 from search.curate.clusters import cluster_library  # noqa: E402
-from search.curate.leakage import cross_pairs  # noqa: E402
 from search.curate.outliers import find_outliers  # noqa: E402
 from search.dups.groups import Library, leader_groups  # noqa: E402
+from search.dups.leakage import cross_pairs  # noqa: E402
 from search.dups.pairs import neighbour_pairs  # noqa: E402
 
 OUTLIER_SHARE = 0.01

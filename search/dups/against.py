@@ -12,10 +12,10 @@ import numpy as np
 
 from indexer.errors import BadQuery
 from indexer.files import sha256_file, walk
-from search.curate.leakage import LeakReport, best_per_query, cross_pairs
 from search.dups import calibration as cal
 from search.dups.evidence import LOWINFO_MAX_IMAGES, confirmed, dims, same_pixels, with_evidence
 from search.dups.groups import Group, Member, loosest_tier
+from search.dups.leakage import LeakReport, best_per_query, cross_pairs
 from search.dups.whitening import Whitening
 
 AGAINST_CANDIDATES = 32  # library neighbours looked at per --against image
