@@ -272,7 +272,7 @@ def test_cross_pairs_clustered_join_finds_the_exact_pairs(monkeypatch):
     queries = base[rng.choice(3000, 300, replace=False)] + 0.02 * rng.standard_normal((300, 48))
     queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
     exact = set(zip(*[a.tolist() for a in cross_pairs(queries, base, 0.95)[:2]], strict=True))
-    monkeypatch.setattr("search.curate.leakage.EXACT_BASE_MAX", 100)
+    monkeypatch.setattr("search.dups.leakage.EXACT_BASE_MAX", 100)
     joined = set(zip(*[a.tolist() for a in cross_pairs(queries, base, 0.95)[:2]], strict=True))
     assert len(exact) >= 300 and len(joined & exact) / len(exact) > 0.98 and joined <= exact
 

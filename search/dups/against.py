@@ -2,7 +2,7 @@
 library. `--within TRAIN --against TEST` over indexed folders is the leakage check between splits.
 
 Query files the library holds unchanged are matched in bulk from their stored vectors against
-the library without them (search/curate/leakage.py: exact up to 50,000 images, a clustered join
+the library without them (search/dups/leakage.py: exact up to 50,000 images, a clustered join
 above); any other file is embedded and looked up in the library's index on its own.
 """
 
