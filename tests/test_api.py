@@ -785,3 +785,52 @@ def test_keeper_choices_and_decisions_on_a_messy_folder_keep_every_plan_applicab
         assert plan_violations(again) == {}
         dry = c.post("/api/apply", json={"plan_id": again["id"]})
         assert dry.status_code == 200 and set(dry.json()["counts"]) == {"would"}, dry.text
+
+
+# --- reads racing writers (bench/api_load.py) ---------------------------------------------------
+
+
+def test_duplicates_survive_a_writer_removing_rows_between_their_reads(dup_lib):
+    """GET /api/duplicates reads the vectors, then the rows: a writer of another connection
+    (here an index run sweeping a deleted file) may commit in between. It was a 500 (KeyError in
+    load_library) once in bench/api_load.py; the vanished image is left out instead."""
+    folder, library = dup_lib
+    gone = folder / "kodim01 copy.png"
+    serving = Collection(library)
+    store = serving.store()
+    real_vectors = store.vectors
+
+    def vectors_then_a_writer_commits():
+        out = real_vectors()
+        if gone.exists():  # once: the next read sees the commit
+            gone.unlink()
+            Collection(library).index([folder], IndexOptions(workers=0))
+        return out
+
+    with TestClient(create_app(serving), base_url=BASE_URL) as c:
+        assert ["kodim01 copy.png", "kodim01.png"] in group_names(
+            c.get("/api/duplicates", params=EXACT).json()
+        )
+        store.vectors = vectors_then_a_writer_commits  # a real commit, at the racy moment
+        r = c.get("/api/duplicates", params=EXACT)
+        assert r.status_code == 200, r.text
+        assert not gone.exists()
+        names = [n for g in group_names(r.json()) for n in g]
+        assert "kodim01 copy.png" not in names and "kodim02-export.webp" in names
+
+
+@pytest.mark.parametrize("ids", [[2**80, 1], [1, -5], [0, 1]])
+def test_decision_ids_outside_sqlites_range_are_refused_not_a_500(client, ids):
+    """Found by bench/api_fuzz.py: an id past SQLite's integer range reached the store and
+    raised OverflowError (500); ids are bounded like every other image id now."""
+    r = client.post("/api/duplicates/decisions", json={"action": "unmark", "ids": ids})
+    assert_error(r, 422, "invalid_request")
+
+
+def test_apply_documents_its_202_like_undo_and_index(client):
+    """Found by bench/api_fuzz.py: a confirmed POST /api/apply answers 202, which the OpenAPI
+    schema did not list (only 200), so clients generated from it would treat it as an error."""
+    operations = client.get("/openapi.json").json()["paths"]
+    assert {"200", "202"} <= set(operations["/api/apply"]["post"]["responses"])
+    assert "202" in operations["/api/undo"]["post"]["responses"]
+    assert "202" in operations["/api/index"]["post"]["responses"]
