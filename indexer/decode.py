@@ -202,13 +202,21 @@ def _decode(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded:
     return Decoded(pixels, width, height, fmt, capture_time(exif), measures)
 
 
+# A HEIF thumbnail is used when its shorter side is at least this share of the recipe's resize:
+# 240/256 = 0.94 lets an iPhone's 320x240 thumbnail serve the default recipe (measured in
+# bench/results/perf_runtime_heic_cosine.md against a full decode).
+HEIF_THUMBNAIL_MIN_SHARE = 0.9
+
+
 def _prepare_heif(img: Image.Image, data: bytes, shortest_edge: int | None) -> str:
     """Check a HEIF is whole, then choose how to read it: "thumbnail" (its embedded thumbnail,
     when its shorter side is at least `shortest_edge`) or "primary" (the full image)."""
     _check_heif_complete(img, data)
     if shortest_edge and min(img.size) > shortest_edge:
         # pillow-heif's draft picks the smallest embedded thumbnail at least this size that is a
-        # scaled copy (same aspect, orientation, crop, colour profile) and decodes it
+        # scaled copy (same aspect, orientation, crop, colour profile) and decodes it. A little
+        # short of the model's resize is still taken (an iPhone's 240 px against DINOv2's 256)
+        shortest_edge = math.ceil(shortest_edge * HEIF_THUMBNAIL_MIN_SHARE)
         scale = shortest_edge / min(img.size)
         wanted = tuple(
             shortest_edge if side == min(img.size) else int(side * scale) for side in img.size

@@ -56,7 +56,8 @@ def heics(tmp_path_factory) -> dict[str, str]:
         "thumb": save_heic(wide, folder / "thumb.heic", [480]),  # 480x320: both recipes
         "small-thumb": save_heic(wide, folder / "small-thumb.heic", [120]),
         "none": save_heic(wide, folder / "none.heic", []),
-        # a phone's: 1024x768 grid of 256 px tiles, thumbnail 320x240 (only --fast takes it)
+        # a phone's: 1024x768 grid of 256 px tiles, thumbnail 320x240 (240 px: within 0.9 of
+        # the default recipe's 256, so both recipes take it)
         "phone": save_heic(photo("kodim07.png", (1024, 768)), folder / "phone.heic", [320], 256),
         "rotated": save_heic(
             wide, folder / "rotated.heic", [480], exif=exif(6, "2023:07:14 09:30:05")
@@ -76,10 +77,13 @@ def test_a_large_enough_thumbnail_is_read_instead_of_the_image(heics):
 def test_a_thumbnail_smaller_than_the_model_input_is_not_used(heics):
     assert decode_file(heics["small-thumb"], DEFAULT, None).format == "HEIF (primary)"
     assert decode_file(heics["none"], DEFAULT, None).format == "HEIF (primary)"
-    # the phone's 320x240 thumbnail: under 256 px, over --fast's 224 px
+    # the phone's 320x240 thumbnail: 240 px is 0.94 of the default 256 (>= 0.9: taken), and
+    # over --fast's 224 px; the sizes recorded are the image's
     phone = decode_file(heics["phone"], DEFAULT, None)
-    assert phone.format == "HEIF (primary)" and (phone.width, phone.height) == (1024, 768)
+    assert phone.format == "HEIF (thumbnail)" and (phone.width, phone.height) == (1024, 768)
     assert decode_file(heics["phone"], FAST, None).format == "HEIF (thumbnail)"
+    just_short = Recipe(shortest_edge=267, crop=(224, 224))  # 240 < 0.9 * 267 = 240.3: not
+    assert decode_file(heics["phone"], just_short, None).format == "HEIF (primary)"
     # a recipe larger than every thumbnail reads the primary image
     big = Recipe(shortest_edge=384, crop=(384, 384))
     assert decode_file(heics["thumb"], big, None).format == "HEIF (primary)"
