@@ -198,11 +198,7 @@ class VectorIndex:
     def save(self, directory: Path) -> Path:
         """Write atomically (temp file, fsync, rename), then drop files of older generations."""
         final = directory / f"{INDEX_PREFIX}.{self.generation}.faiss"
-        # A unique temp name: two threads (an API query and an index job) may save one generation.
-        with _TMP_LOCK:  # made and locked before this process's cleanup can look at it
-            fd, name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
-            _lock(fd)  # held while writing: cleanup never removes a live writer's file
-        tmp = Path(name)
+        fd, tmp = _locked_temp_file(directory, final.name)
         try:
             self._write(tmp)
             os.replace(tmp, final)
@@ -350,6 +346,29 @@ def remove_leftovers(directory: Path, generation: int) -> None:
             with _TMP_LOCK:
                 if is_abandoned(old):
                     old.unlink(missing_ok=True)  # left by a writer that was killed mid-write
+
+
+def _locked_temp_file(directory: Path, name: str) -> tuple[int, Path]:
+    """A new temp file for `name`, locked (held while writing: cleanup never removes a live
+    writer's file). Unique: two threads (an API query and an index job) may save one generation.
+    Another process's cleanup may see it between its creation and its lock, find it unlocked and
+    remove it (or hold it for a moment): then the lock is not on the file at that path, and a
+    new one is made."""
+    for _ in range(5):
+        with _TMP_LOCK:  # this process's own cleanup waits until it is locked
+            fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+            if _locked_in_place(fd, path):
+                return fd, Path(path)
+            os.close(fd)
+    raise LibraryError(f"cannot write the vector index in {directory}: its temp files vanish")
+
+
+def _locked_in_place(fd: int, path: str) -> bool:
+    try:
+        _lock(fd)
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except (BlockingIOError, FileNotFoundError):
+        return False
 
 
 def _lock(fd: int) -> None:

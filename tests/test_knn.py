@@ -1,5 +1,8 @@
 """The approximate indexes against exact search, through search.knn.VectorIndex."""
 
+import fcntl
+import os
+
 import faiss
 import numpy as np
 import pytest
@@ -174,3 +177,32 @@ def test_ivfpq_removes_in_place_and_every_other_id_still_finds_its_vector():
     index.exact = lambda wanted: now[wanted]
     probe = np.array([0, 5, 100, 2000, 2999])
     assert np.array_equal(index.search(now[probe], 1)[1][:, 0], probe)
+
+
+@pytest.mark.parametrize("race", ["removed", "probed"])
+def test_a_save_survives_another_process_cleaning_its_new_temp_file(tmp_path, monkeypatch, race):
+    """Another process's cleanup can meet a new temp file between its creation and its lock
+    (found as a FileNotFoundError in a reader's save while `index` ran): it removes the file, or
+    holds its lock for a moment. The save then makes a new one and succeeds."""
+    space = clustered_unit_vectors(50, seed=3)
+    built = knn.VectorIndex.build(np.arange(50, dtype=np.int64), space, "flat", 4)
+    real_mkstemp, made = knn.tempfile.mkstemp, []
+
+    def mkstemp(**kwargs):
+        fd, path = real_mkstemp(**kwargs)
+        made.append(path)
+        if len(made) == 1:  # the other process, in the gap
+            if race == "removed":
+                os.unlink(path)
+            else:
+                probe = os.open(path, os.O_RDONLY)
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                monkeypatch.setattr(knn, "_probe", probe, raising=False)
+        return fd, path
+
+    monkeypatch.setattr(knn.tempfile, "mkstemp", mkstemp)
+    final = built.save(tmp_path)
+    assert len(made) == 2 and final.exists()
+    assert knn.VectorIndex.load(tmp_path, 4).count == 50
+    if race == "probed":
+        os.close(knn._probe)
