@@ -462,3 +462,28 @@ def test_a_pair_with_a_colourless_picture_needs_pixel_evidence(tmp_path):
     pairs = np.array([0, 0, 1]), np.array([1, 2, 2]), np.full(3, 0.9, np.float32)
     kept, kept_cols, _ = evidence.grey_pairs_with_evidence(lib, *pairs, np.zeros(3, bool))
     assert list(zip(kept.tolist(), kept_cols.tolist(), strict=True)) == [(0, 1)]
+
+
+def test_against_a_folder_with_junk_reports_it_and_checks_the_rest(dup_lib, tmp_path):
+    """The journey's `dups --against Downloads/` stopped at the first empty or truncated file;
+    junk in a folder is now reported (stderr, JSON `skipped`), as `index` does. A file named on
+    its own with --of still fails with its one line."""
+    _, library = dup_lib
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    shutil.copy(PHOTOS / "kodim01.png", downloads / "kodim01 (1).png")
+    (downloads / "empty.jpg").write_bytes(b"")
+    (downloads / "cut.png").write_bytes((PHOTOS / "kodim02.png").read_bytes()[:4000])
+    result = invoke("dups", "--index", library, "--against", downloads, "--json")
+    doc = json.loads(result.stdout)
+    assert sorted(s["path"] for s in doc["skipped"]) == [
+        str(downloads / "cut.png"),
+        str(downloads / "empty.jpg"),
+    ]
+    assert all(s["error"] for s in doc["skipped"]) and doc["stats"]["checked"] == 1
+    assert any(m["path"] == str(downloads / "kodim01 (1).png") for g in doc["groups"]
+               for m in g["members"])  # fmt: skip
+    shown = invoke("dups", "--index", library, "--against", downloads)
+    assert f"skipped {downloads / 'empty.jpg'}: empty file" in shown.output
+    alone = invoke("dups", "--index", library, "--of", downloads / "empty.jpg", expect=1)
+    assert alone.output.strip().splitlines()[-1].startswith("Error: query image")

@@ -294,6 +294,8 @@ def _print_dups(report) -> None:
         f"in {stats['seconds']:.1f}s"
     )
     if "checked" in stats:  # --against / --of: say what is new, not only what is known
+        for skipped in data.get("skipped", []):
+            click.echo(f"skipped {skipped['path']}: {skipped['error']}", err=True)
         new = data["new"]
         click.echo(
             f"{stats['checked']} checked: {stats['checked'] - len(new)} already in the library, "

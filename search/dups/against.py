@@ -46,13 +46,21 @@ def against(coll, options, calibration, whitening, threshold, progress) -> LeakR
     scoring = (calibration, whitening, threshold)
     matched = _bulk(coll, indexed, set(files), inside, scoring, progress)
     rest = [p for p in files if p not in indexed]
+    named = os.path.abspath(options.of) if options.of else None
     for done, path in enumerate(rest, 1):
-        if match := _match_one(coll, path, set(files), scoring, inside):
-            matched[path] = match
+        try:
+            if match := _match_one(coll, path, set(files), scoring, inside):
+                matched[path] = match
+        except BadQuery as exc:  # an unreadable image in a folder is reported, as `index` does
+            if path == named:
+                raise
+            error = str(exc).removeprefix(f"query image {path}: ")
+            report.skipped.append({"path": path, "error": error})
         if progress:
             progress("dups", done, len(rest))
     report.groups = _merge_by_library_file([matched[p] for p in files if p in matched], whitening)
-    report.checked = files
+    skipped = {s["path"] for s in report.skipped}
+    report.checked = [p for p in files if p not in skipped]
     return report
 
 

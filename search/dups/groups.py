@@ -127,6 +127,7 @@ class DupReport:
     mode: str = "auto"  # "auto" (calibrated, whitened space) or "cosine" (fixed raw threshold)
     pixel_checks: bool = False  # hard copies confirmed by pixels (dups/verify.py) this run
     checked: list[str] | None = None  # --against / --of: every query file looked up
+    skipped: list[dict] = field(default_factory=list)  # --against: {path, error} not readable
     reference: tuple[str, ...] = ()  # --reference folders: their files are never acted on
     rotations: dict | None = None  # --rotations: the turned views looked at (rotations.py)
 
@@ -141,6 +142,7 @@ class DupReport:
             grouped = {m.path for g in self.groups for m in g.members}
             out["stats"]["checked"] = len(self.checked)
             out["new"] = [p for p in self.checked if p not in grouped]
+            out["skipped"] = self.skipped
         if self.rotations is not None:
             out["stats"]["rotations"] = self.rotations
         return out
