@@ -78,8 +78,12 @@ def trash(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium (Debian's, through Playwright), one per test module."""
-    from playwright.sync_api import sync_playwright  # optional heavy extra: the browser tests only
+    """Headless Chromium (Debian's, through Playwright), one per test module; without Chromium
+    or Playwright the browser tests skip (the README's `.[dev]` install has no system browser)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (.[dev])")
+    sync_playwright = sync_api.sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

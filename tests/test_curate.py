@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -318,7 +317,12 @@ def test_keep_list_drops_outliers_and_refuses_what_it_cannot_do(splits, tmp_path
         assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("pyarrow") is None, reason="the parquet export needs dinosearch[ray]"
+)
 def test_export_keep_column_matches_the_default_keep_list(splits, tmp_path):
+    import pyarrow.parquet as pq  # optional extra: only `.[dev]` is the README's test install
+
     folder, _ = splits
     lib = tmp_path / "lib"
     index(folder / "train", lib)  # a library of its own: never calibrated yet
