@@ -17,6 +17,8 @@ from PIL import Image, ImageFile, ImageOps
 
 from indexer import quality, raw
 from indexer.errors import DecompressionBomb, ImageError, UnsupportedImage
+from indexer.evidence import Evidence
+from indexer.evidence import measure as measure_evidence
 
 try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
     import pillow_heif
@@ -94,6 +96,7 @@ class Decoded:
     format: str
     taken: str | None  # EXIF capture time, ISO 8601 without zone
     quality: dict | None = None  # quality.measure of the decoded image (dinosearch flags)
+    evidence: Evidence | None = None  # pixel evidence for `dups` (indexer/evidence.py)
 
 
 def set_heif_threads(threads: int) -> None:
@@ -160,6 +163,7 @@ def _decode_raw(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
             check_pixels(width, height, max_pixels)
             rgb = to_rgb(img)
             measures = quality.measure(rgb)
+            seen = measure_evidence(rgb, width, height)
             pixels = np.array(preprocess(rgb, recipe), dtype=np.uint8)
     except ImageError:
         raise
@@ -168,7 +172,7 @@ def _decode_raw(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
     except DECODE_ERRORS as exc:
         raise ImageError(_describe(exc)) from None
     fmt = f"{os.path.splitext(path)[1].lstrip('.').upper()} ({how})"
-    return Decoded(pixels, width, height, fmt, _raw_capture_time(path), measures)
+    return Decoded(pixels, width, height, fmt, _raw_capture_time(path), measures, seen)
 
 
 def _raw_capture_time(path: str) -> str | None:
@@ -198,8 +202,9 @@ def _decode(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded:
     img = ImageOps.exif_transpose(img) if orientation != 1 else img
     rgb = to_rgb(img)
     measures = quality.measure(rgb)  # on the pixels already decoded: no second decode
+    seen = measure_evidence(rgb, width, height)
     pixels = np.array(preprocess(rgb, recipe), dtype=np.uint8)  # a writable copy
-    return Decoded(pixels, width, height, fmt, capture_time(exif), measures)
+    return Decoded(pixels, width, height, fmt, capture_time(exif), measures, seen)
 
 
 # A HEIF thumbnail is used when its shorter side is at least this share of the recipe's resize:

@@ -17,6 +17,7 @@ from indexer.decode_pool import (
     embed_batches,
 )
 from indexer.files import FileStat, sha256_file, walk
+from indexer.library import evidence as pixel_evidence
 from indexer.library import flags
 from indexer.library.rows import ImageRow, Known, ModelInfo
 from indexer.library.store import Store
@@ -242,7 +243,7 @@ def _embed_and_write(
     by_path = {f.path: (f, digest) for f, digest in todo}
     done = 0
     for batch in batches:
-        rows, measured = [], []
+        rows, measured, seen = [], [], []
         for item in batch:
             f, digest = by_path[item.path]
             if item.vector is None:
@@ -254,10 +255,13 @@ def _embed_and_write(
             rows.append(_ok_row(f, digest, d.width, d.height, d.format, d.taken, vector))
             if d.quality is not None:
                 measured.append((digest, d.quality))
+            if d.evidence is not None:
+                seen.append((digest, d.evidence))
             summary.indexed += 1
             summary.embedded += 1
         store.write_rows(rows)  # one transaction per batch: a kill loses at most this batch
-        flags.write(store, measured)  # a kill between the two: the next run measures them
+        flags.write(store, measured)  # a kill between these: the next run measures them
+        pixel_evidence.write(store, seen)  # or the next `dups` does
         done += len(batch)
         if progress:
             progress("embed", done, len(todo))

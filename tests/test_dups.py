@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from indexer.library.store import Store
 from search.collection import Collection
 from search.dups import calibration as calibrate
-from search.dups import evidence, pairs
+from search.dups import evidence, pairs, run
 from search.dups.groups import Library, leader_groups, twin_units
 from search.dups.pairs import neighbour_pairs
 from search.dups.run import stored_calibration
@@ -254,41 +254,36 @@ def test_clustered_join_finds_the_exact_pairs_at_scale(monkeypatch):
     assert np.allclose(sims, np.einsum("ij,ij->i", v[rows], v[cols]), atol=1e-5)
 
 
-def test_calibration_does_not_take_the_librarys_own_copies_as_negatives():
-    """A source whose library already holds copies (a training set with variants): those
-    copies are in its linked set, reached directly or through the synthetic copies, so the
-    negatives are the distinct images and the threshold is not pushed above the copies."""
+def test_calibration_negatives_skip_the_librarys_copies_but_keep_its_look_alikes():
+    """A source whose library already holds copies (a training set with variants): those that
+    pixels call the source's picture are not negatives; a look-alike as close as a copy stays
+    one (the linked-set method dropped exactly those, and they became false groups)."""
     rng = np.random.default_rng(0)
     dim = 48
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     source = unit(rng.standard_normal(dim))
-    grey_direction = unit(rng.standard_normal(dim))
-    # the library: the source, 8 close copies, one "grey" copy far from the source but next
-    # to the synthetic grey copy, and 200 distinct images well below every copy
     library_copies = unit(source + 0.25 * unit(rng.standard_normal((8, dim))))
-    library_grey = unit(source + 1.2 * grey_direction)
+    look_alike = unit(source + 0.3 * unit(rng.standard_normal(dim)))
     distinct = unit(rng.standard_normal((200, dim)) + 0.3 * source)
-    space = np.vstack([source, library_copies, library_grey, distinct]).astype(np.float32)
+    space = np.vstack([source, library_copies, look_alike, distinct]).astype(np.float32)
     synthetic = unit(
-        np.vstack(
-            [
-                source + np.linspace(0.1, 0.45, 14)[:, None] * unit(rng.standard_normal((14, dim))),
-                source + 1.25 * grey_direction,
-            ]
-        )
+        source + np.linspace(0.1, 0.45, 15)[:, None] * unit(rng.standard_normal((15, dim)))
     ).astype(np.float32)
     pos = synthetic @ space[0]
-    link = float(np.quantile(pos, calibrate.LINK_QUANTILE))
-    linked = calibrate.linked_set(0, synthetic, space, link)
-    assert set(range(10)) <= set(linked.tolist())  # all 8 copies + the grey one, + the source
-    assert not set(linked.tolist()) & set(range(10, 210))  # no distinct image
-    hashes = np.arange(len(space))
-    neg = calibrate._negatives(0, synthetic, pos, space, hashes, linked)
-    naive = calibrate._negatives(0, synthetic, pos, space, hashes, np.array([0]))
-    assert neg.max() < (space[10:] @ space[0]).max() + 0.2  # distinct-image scores only
-    t_linked = calibrate.choose_threshold(pos, neg, 0.99)[0]
-    t_naive = calibrate.choose_threshold(pos, naive, 0.99)[0]
-    assert t_linked < t_naive and np.mean(pos >= t_linked) > 0.9
+
+    class Pixels:  # rows 0-8 are one picture; the look-alike (row 9) and the rest are not
+        def judge(self, i, j):
+            return "tone" if i < 9 and j < 9 else None
+
+    judged = calibrate._Judged(Pixels())
+    neg, dropped = calibrate._negatives(0, synthetic, pos, space, np.arange(len(space)), judged)
+    assert dropped == 8  # the library's own copies
+    look_alike_scores = synthetic @ space[9]
+    assert np.isclose(neg[:, None], look_alike_scores[None, :]).any()  # it is still a negative
+    naive, _ = calibrate._negatives(
+        0, synthetic, pos, space, np.arange(len(space)), calibrate._Judged(None)
+    )
+    assert neg.max() <= naive.max()
 
 
 def test_calibrate_seed_picks_another_sample(dup_folder, library):
@@ -302,7 +297,7 @@ def test_calibrate_seed_picks_another_sample(dup_folder, library):
         for seed in ("0", "5")
     }
     assert runs["0"]["seed"] == 0 and runs["5"]["seed"] == 5
-    assert runs["0"]["method"] == runs["5"]["method"] == "linked-set-exclusion/1"
+    assert runs["0"]["method"] == runs["5"]["method"] == "pixel-evidence/2"
     # a different sample of sources and copies: different positive scores
     assert runs["0"]["table"] != runs["5"]["table"]
 
@@ -412,29 +407,26 @@ def test_grey_copies_and_crops_are_confirmed_by_their_pixels(tmp_path, library):
     for m in group["members"]:
         assert m["verified"] in {None, "tone", "crop"}
         if m["verified"]:
-            assert m["confidence"] is None and m["match"] == "copy"
+            assert m["confidence"] >= 0.99 and m["match"] == "copy"
+    assert out["stats"]["estimate"]["pairs_with_evidence"] >= 1
 
 
-def test_a_grey_copy_is_confirmed_whatever_its_score_and_another_photo_is_not(tmp_path):
-    """The confirmation step itself, on real files and hand-made vectors: a grey copy is found
-    by its grey layout, not by its (here arbitrary) embedding; a linked pair is left alone."""
+def test_pixels_judge_a_grey_copy_and_a_crop_but_not_another_photo(tmp_path):
+    """The evidence stored at index time judges a grey copy ("tone") and a 20 % crop ("crop")
+    of a photo as its picture, and another photo as not, whatever their embeddings say."""
     img = kodak_rgb("kodim23.png")
-    paths = [tmp_path / "parrots.jpg", tmp_path / "grey.jpg", tmp_path / "other.jpg"]
+    paths = [tmp_path / n for n in ("parrots.jpg", "grey.jpg", "crop.jpg", "other.jpg")]
     img.save(paths[0], quality=92)
     ImageOps.grayscale(img).save(paths[1], quality=85)
-    kodak_rgb("kodim22.png").save(paths[2], quality=92)
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=16)
-    vectors = np.stack([base, base + 0.4 * rng.normal(size=16), base + 0.4 * rng.normal(size=16)])
-    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-    rows = [
-        {"path": str(p), "hash": str(i), "width": 1, "height": 1, "size": 1}
-        for i, p in enumerate(paths)
-    ]
-    lib = Library(np.arange(3), vectors, rows)
-    confirmed = evidence.confirmed_pairs(lib, vectors, set(), np.zeros(3, bool), [])
-    assert {pair: how for pair, (_, how) in confirmed.items()} == {(0, 1): "tone"}
-    assert evidence.confirmed_pairs(lib, vectors, {(0, 1)}, np.zeros(3, bool), []) == {}
+    w, h = round(img.width * 0.8), round(img.height * 0.8)
+    img.crop((40, 30, 40 + w, 30 + h)).save(paths[2], quality=85)
+    kodak_rgb("kodim22.png").save(paths[3], quality=92)
+    seen = [evidence.of_file(str(p)) for p in paths]
+    assert evidence.judge(*seen[0], *seen[1]) == "tone"
+    assert evidence.judge(*seen[0], *seen[2]) == "crop"
+    assert evidence.judge(*seen[0], *seen[3]) is None
+    assert evidence.judge(*seen[1], *seen[3]) is None
+    assert evidence.needs_evidence(seen[1]) and not evidence.needs_evidence(seen[0])
 
 
 def kodak_rgb(name: str) -> Image.Image:
@@ -447,21 +439,21 @@ def members_paths(group):
 
 
 def test_a_pair_with_a_colourless_picture_needs_pixel_evidence(tmp_path):
-    """Whitening sets grey pictures close to each other: an embedding link that involves one is
-    kept only when pixels confirm it (a grey copy of this photo yes, of another photo no)."""
+    """Whitening sets grey pictures close to each other: a link that involves one is admitted
+    only when pixels confirm it (a grey copy of this photo yes, of another photo no), however
+    high its score."""
     img = kodak_rgb("kodim23.png")
     paths = [tmp_path / "parrots.jpg", tmp_path / "parrots-grey.jpg", tmp_path / "other-grey.jpg"]
     img.save(paths[0], quality=92)
     ImageOps.grayscale(img).save(paths[1], quality=85)
     ImageOps.grayscale(kodak_rgb("kodim22.png")).save(paths[2], quality=85)
-    rows = [
-        {"path": str(p), "hash": str(i), "width": 1, "height": 1, "size": 1}
-        for i, p in enumerate(paths)
-    ]
+    found = [evidence.of_file(str(p)) for p in paths]
+    seen = evidence.Seen([f[0] for f in found], [f[1] for f in found])
+    rows = [{"path": str(p), "hash": str(i)} for i, p in enumerate(paths)]
     lib = Library(np.arange(3), np.eye(3, dtype=np.float32), rows)
-    pairs = np.array([0, 0, 1]), np.array([1, 2, 2]), np.full(3, 0.9, np.float32)
-    kept, kept_cols, _ = evidence.grey_pairs_with_evidence(lib, *pairs, np.zeros(3, bool))
-    assert list(zip(kept.tolist(), kept_cols.tolist(), strict=True)) == [(0, 1)]
+    pairs = np.array([0, 0, 1]), np.array([1, 2, 2]), np.full(3, 0.99, np.float32)
+    *_, admitted, how = run._judged(lib, seen, pairs, 0.9, None, None)
+    assert admitted.tolist() == [True, False, False] and how[0] == "tone"
 
 
 def test_against_a_folder_with_junk_reports_it_and_checks_the_rest(dup_lib, tmp_path):

@@ -111,6 +111,7 @@ def test_a_library_from_before_gets_its_measures_at_the_next_index(curated):
     folder, library, expected = curated
     with sqlite3.connect(library / "library.db") as db:  # as a library made before m005
         db.execute("drop table quality")
+        db.execute("drop table evidence")  # m006 came later still
         db.execute("update meta set value = '4' where key = 'schema_version'")
     before = flags_json(library)
     assert before["stats"]["measured"] == 0

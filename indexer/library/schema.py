@@ -165,12 +165,32 @@ def m005_quality(db: sqlite_utils.Database, directory: Path) -> None:
     )
 
 
+def m006_evidence(db: sqlite_utils.Database, directory: Path) -> None:
+    """Pixel evidence of each content (indexer/evidence.py), by content hash: taken at index time
+    in the decode worker; a library from before gets it from its next `dups` (search/dups)."""
+    db["evidence"].create(
+        {
+            "hash": str,  # sha256 of the file's bytes, as images.hash
+            "thumb_w": int,  # grey thumbnail, long side 64, upright
+            "thumb_h": int,
+            "thumb": bytes,  # thumb_h x thumb_w uint8
+            "greyscale": int,  # 1: the picture has no colour
+            "info_bytes": int,  # low-information measures (search/dups/lowinfo.py)
+            "periodicity": float,
+            "texture": float,
+            "looks": bytes,  # zlib: 24x24 RGB colour + 128x128 detail, near-low-information only
+        },
+        pk="hash",
+    )
+
+
 MIGRATIONS = [
     m001_images_and_meta,
     m002_calibration,
     m003_decisions_and_journal,
     m004_vectors_in_a_file,
     m005_quality,
+    m006_evidence,
 ]
 
 

@@ -13,13 +13,22 @@ import numpy as np
 from indexer.errors import BadQuery
 from indexer.files import sha256_file, walk
 from search.dups import calibration as cal
-from search.dups.evidence import LOWINFO_MAX_IMAGES, confirmed, dims, same_pixels, with_evidence
+from search.dups.evidence import (
+    VERIFY_MIN_COSINE,
+    dims,
+    judge,
+    needs_evidence,
+    of_file,
+    of_rows,
+    same_pixels,
+)
 from search.dups.groups import Group, Member, loosest_tier
 from search.dups.leakage import LeakReport, best_per_query, cross_pairs
+from search.dups.precision import EVIDENCE_PRECISION
 from search.dups.whitening import Whitening
 
 AGAINST_CANDIDATES = 32  # library neighbours looked at per --against image
-BULK_VERIFY_MAX = 5_000  # library + query images up to which bulk matches get pixel checks
+BULK_EXACT_MAX = 5_000  # library + query images up to which bulk matches compare raw cosines
 ROW_COLUMNS = "id, path, hash, width, height, size"
 
 
@@ -43,7 +52,7 @@ def against(coll, options, calibration, whitening, threshold, progress) -> LeakR
     if options.within and not inside:
         raise BadQuery(f"--within {options.within}: no indexed image lies under that folder")
     indexed = _indexed_unchanged(store, files)
-    scoring = (calibration, whitening, threshold)
+    scoring = (calibration, whitening, threshold, options.threshold != "auto")
     matched = _bulk(coll, indexed, set(files), inside, scoring, progress)
     rest = [p for p in files if p not in indexed]
     named = os.path.abspath(options.of) if options.of else None
@@ -85,7 +94,7 @@ def _bulk(coll, indexed: dict, outside: set, inside, scoring, progress) -> dict:
     if not indexed:
         return {}
     store = coll.store()
-    calibration, whitening, threshold = scoring
+    calibration, whitening, threshold, _ = scoring
     qids = np.array([r["id"] for r in indexed.values()], np.int64)
     ids, vectors = store.vectors()
     keep = ~np.isin(ids, qids)
@@ -94,17 +103,16 @@ def _bulk(coll, indexed: dict, outside: set, inside, scoring, progress) -> dict:
     base_rows = np.flatnonzero(keep)  # the library without the queries: rows of `vectors`
     base_ids = ids[base_rows]
     queries = store.vectors_by_ids(qids)
-    checks = len(base_ids) + len(qids) <= BULK_VERIFY_MAX  # pixel checks, as dups does
-    if checks:  # small: each query's nearest library images by raw cosine, as one at a time
+    if len(base_ids) + len(qids) <= BULK_EXACT_MAX:  # small: nearest by raw cosine, exactly
         candidates = _nearest(queries, vectors[base_rows])
     else:  # the whitened space of the whole library (as dups), then only the base rows
         space = whitening.apply(vectors) if whitening else vectors
         space_q = whitening.apply(queries) if whitening else queries
-        pairs = cross_pairs(space_q, space, threshold, progress, base_rows)
+        pairs = cross_pairs(space_q, space, _floor(scoring), progress, base_rows)
         candidates = best_per_query(*pairs, AGAINST_CANDIDATES)
     involved = {c for found in candidates.values() for c, _ in found}
-    lowinfo = len(involved) + len(candidates) <= LOWINFO_MAX_IMAGES
     rows = store.images_by_ids([int(base_ids[c]) for c in involved] + qids.tolist(), ROW_COLUMNS)
+    seen = of_rows(store, list(rows.values()))
     paths = list(indexed)
     out = {}
     for q, found in candidates.items():
@@ -114,10 +122,18 @@ def _bulk(coll, indexed: dict, outside: set, inside, scoring, progress) -> dict:
         head = rows[int(qids[q])]
         first = Member(head["id"], head["path"], 1.0, None, head["width"], head["height"],
                        head["size"], 1.0, "first")  # fmt: skip
-        group = _group(first, queries[q], head["hash"], lib, vecs, scoring, checks, lowinfo)
+        group = _group(
+            first, queries[q], head["hash"], seen.get(head["id"]), lib, vecs, scoring, seen
+        )
         if group:
             out[paths[q]] = (group, queries[q])
     return out
+
+
+def _floor(scoring) -> float:
+    """The score below which no library image is looked at as a copy of a query."""
+    calibration, _, threshold, _ = scoring
+    return min(threshold, calibration.similar_threshold) if calibration else threshold
 
 
 def _nearest(queries: np.ndarray, base: np.ndarray) -> dict[int, list[tuple[int, float]]]:
@@ -141,38 +157,46 @@ def _match_one(coll, path, outside, scoring, inside):
         return None
     vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
     size = os.stat(path).st_size
+    query_seen = of_file(path)
     first = Member(-1, path, 1.0, None, None, None, size, 1.0, "first")
-    group = _group(first, query, sha256_file(path), rows, vectors, scoring, True, True)
+    if query_seen is not None:
+        first.width, first.height = query_seen[1]
+    seen = of_rows(coll.store(), rows)
+    group = _group(first, query, sha256_file(path), query_seen, rows, vectors, scoring, seen)
     return (group, query) if group else None
 
 
-def _group(first, query, digest, rows, vectors, scoring, checks: bool, lowinfo: bool):
+def _group(first, query, digest, query_seen, rows, vectors, scoring, seen):
     """The group of one query image (`first`) and the library rows that are its duplicates:
-    exact by hash, pixels or copy above the threshold (with pixel evidence for low-information
-    images when `lowinfo`), and with `checks` grey/re-toned copies and crops confirmed by pixels."""
-    calibration, whitening, threshold = scoring
+    exact by hash; pixels or copy where pixel evidence says so (search/dups/evidence.py); and,
+    with a fixed --threshold only, copy on the raw cosine alone where neither image needs
+    evidence. Calibrated, embeddings alone never call an unseen photo a copy: the library's own
+    pairs say what a score means for the library's images, not for a query's."""
+    calibration, whitening, threshold, fixed = scoring
     if not rows:
         return None
     cosines = vectors @ query
     sims = _similarities(whitening, vectors, query) if whitening else cosines
-    path, members = first.path, []
+    members = []
     for r, cosine, sim in zip(rows, cosines.tolist(), sims.tolist(), strict=True):
-        how = None
+        other = seen.get(r["id"])
+        close = sim >= _floor(scoring) or cosine >= VERIFY_MIN_COSINE
+        how = judge(*query_seen, *other) if close and query_seen and other else None
         if r["hash"] == digest:
             match, conf = "exact", 1.0
-        elif sim >= threshold and (
-            not lowinfo or with_evidence(path, r["path"], grey_too=checks and whitening is not None)
+        elif how:
+            match = "pixels" if same_pixels({"path": first.path, **_dims(first)}, r) else "copy"
+            conf = 1.0 if match == "pixels" else EVIDENCE_PRECISION
+        elif (
+            fixed and sim >= threshold and not (needs_evidence(query_seen) or needs_evidence(other))
         ):
-            match = "pixels" if same_pixels({"path": path, **_dims(first)}, r) else "copy"
-            conf = 1.0 if match == "pixels" else cal.confidence(calibration, sim, whitening)
-        elif checks and whitening is not None and (how := confirmed(path, r["path"], cosine)):
-            match, conf = "copy", None
+            match, conf = "copy", cal.confidence(calibration, sim, whitening)
         else:
             continue
         member = Member(
             r["id"], r["path"], cosine, conf, r["width"], r["height"], r["size"], sim, match
         )
-        member.verified = how
+        member.verified = how if match == "copy" else None
         members.append(member)
     if not members:
         return None

@@ -1,17 +1,20 @@
-"""`--threshold auto`: choose the duplicate threshold on the library's own photos.
+"""`--threshold auto`: calibrate the duplicate rule on the library's own photos.
 
 Take a sample of the library, make known copies of each with every documented transform, embed
 them, and score each copy against its source (positives) and against its nearest *distinct* library
-images (negatives). The threshold is the lowest score that reaches the target precision on those
-pairs; a logistic fit of the same pairs turns any score into a calibrated confidence.
+images (negatives). The calibrated threshold is the lowest score that reaches the target precision
+on those pairs; a logistic fit of the same pairs turns a score into a confidence. Each copy's
+pixels are judged against its source too (search/dups/evidence.py): the share of copies pixels
+confirm, and the scores of those they do not, are the copy side of the estimate that sets the
+embeddings-alone threshold from the library's own pairs (search/dups/precision.py).
 
-"Distinct" is the hard part: the library may already hold copies of the source (a training set
-where every image has ~15 variants), and those must not count as negatives, or they push the
-threshold up to where nothing is found (0.99 -> recall 0.07 on such a set). So the source's
-*linked set* is excluded: every library image reachable from the source or from one of its
-synthetic copies through pairs at least as similar as 90 % of all synthetic copies are to their
-sources (LINK_QUANTILE). A grey copy already in the library is reached through the synthetic grey
-copy, a crop through the synthetic crop, and so on. Measured in bench/results/dups_research.md.
+"Distinct" is the hard part. The library may already hold copies of the source (a training set
+where every image has ~15 variants): those must not count as negatives, or they push the threshold
+up to where nothing is found. They are recognised by their pixels: a library image that pixel
+evidence calls the same picture as the source is not a negative (nor one with its bytes, nor one
+closer to the copy than its source is). The library's look-alikes of the source — the pairs that
+would become false groups — stay negatives. (An earlier method excluded every image reachable
+through close pairs, which dropped exactly those look-alikes: the issue that replaced it.)
 """
 
 import io
@@ -24,6 +27,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from indexer.decode import to_rgb
 from indexer.errors import ImageError
+from search.dups.evidence import judge
 from search.dups.whitening import Whitening
 
 SOURCE_MAX_SIDE = 1024  # sources are shrunk first: transforms on 12 MP would dominate the time
@@ -32,11 +36,8 @@ DEFAULT_SAMPLE = 60  # sources at most; x 15 transforms = 900 copies (~2 min on 
 MIN_SAMPLE = 8  # sources at least (120 copies): the 99 % precision point still holds (bench)
 IMAGES_PER_SOURCE = 20  # the sample grows with the library: one source per 20 indexed images
 TRANSFORMS_PER_SOURCE = 15  # all of them: each is a bridge to the library's own such copies
-LINK_QUANTILE = 0.10  # link pairs scoring at least this quantile of the copies' scores
-LINK_HOPS = 2  # how far a linked set grows beyond its starting images
-LINK_MAX = 256  # a linked set stops growing at this size: bigger, it is leaking
-LEAK_FRACTION = 0.5  # a median linked set this share of the library: linking is not working
-METHOD = "linked-set-exclusion/1"  # stored with a calibration: another method refits it
+NEGATIVE_CANDIDATES = 12  # nearest library images looked at per copy for its negatives
+METHOD = "pixel-evidence/2"  # stored with a calibration: another method refits it
 
 
 def sample_for(images: int) -> int:
@@ -112,9 +113,11 @@ class Calibration:
     table: list = field(default_factory=list)
     seconds: float = 0.0
     method: str = ""  # METHOD when it was fitted ("" = an older method: refit)
-    link_threshold: float | None = None  # pairs at least this similar link a source's set
-    linked_median: float = 0.0  # median library images excluded per source as its copies
     seed: int = 0  # which images were sampled and how they were copied
+    # the copies' pixels judged against their sources (precision.py): {"rate": share confirmed,
+    # "positives": copies judged, "alone_scores": scores of those not confirmed, "per_transform"}
+    evidence: dict = field(default_factory=dict)
+    library_copies_excluded: int = 0  # library images pixels call copies of a source
 
     def confidence_of(self, scores: np.ndarray | float) -> np.ndarray | float:
         a, b = self.confidence["a"], self.confidence["b"]
@@ -219,12 +222,15 @@ def fit_logistic(pos: np.ndarray, neg: np.ndarray, iterations: int = 50) -> dict
     return {"a": float(a), "b": float(w[1] - a * centre)}
 
 
+Embedded = tuple[np.ndarray, list[int], list]  # vectors, indices decoded, their (evidence, dims)
+
+
 def calibrate(
     ids: np.ndarray,
     space: np.ndarray,
     paths: dict[int, str],
     hash_codes: np.ndarray,
-    embed_bytes: Callable[[list[bytes]], tuple[np.ndarray, list[int]]],
+    embed_bytes: Callable[[list[bytes]], Embedded],
     whitening: Whitening | None,
     model: str,
     precision_target: float = 0.99,
@@ -232,35 +238,32 @@ def calibrate(
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
     keep_scores: dict | None = None,
+    seen=None,
 ) -> Calibration:
     """Calibrate on the library: `space` holds its vectors in the space scores are taken in;
-    `hash_codes` numbers equal file contents equally (aligned with ids)."""
+    `hash_codes` numbers equal file contents equally (aligned with ids); `seen` is the library's
+    pixel evidence (evidence.Seen, aligned with ids), None to calibrate on embeddings only."""
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    sources = []  # (library row, transform names, copies in `space`)
+    sources = []  # (library row, transform names, copies in `space`, their evidence)
     for done, row in enumerate(chosen, 1):
         embedded = _embed_copies(paths[int(ids[row])], embed_bytes, whitening, rng)
         if embedded is not None:
             sources.append((int(row), *embedded))
         if progress:  # counted in copies: what costs the time
             progress("calibrate", done * TRANSFORMS_PER_SOURCE, len(chosen) * TRANSFORMS_PER_SOURCE)
-    pos_parts = [copies @ space[row] for row, _, copies in sources]
+    pos_parts = [copies @ space[row] for row, _, copies, _ in sources]
     pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0)
-    link = float(np.quantile(pos, LINK_QUANTILE)) if len(pos) else None
-    linked = [
-        linked_set(row, copies, space, link) if link is not None else np.array([row])
-        for row, _, copies in sources
-    ]
-    if linked and np.median([len(x) for x in linked]) > LEAK_FRACTION * len(ids):
-        # Copies and distinct images score alike (e.g. untrained weights): linking would
-        # swallow the library. Exclude only each copy's own closer-than-its-source images.
-        link, linked = None, [np.array([row]) for row, _, _ in sources]
-    negatives, by_transform = [], {}
-    for (row, names, copies), p, rows in zip(sources, pos_parts, linked, strict=True):
-        negatives.append(_negatives(row, copies, p, space, hash_codes, rows))
-        for name, score in zip(names, p, strict=True):
+    negatives, by_transform, excluded = [], {}, 0
+    judged = _Judged(seen)
+    for (row, names, copies, seen_copies), p in zip(sources, pos_parts, strict=True):
+        neg, dropped = _negatives(row, copies, p, space, hash_codes, judged)
+        negatives.append(neg)
+        excluded += dropped
+        for name, score, copy_seen in zip(names, p, seen_copies, strict=True):
             by_transform.setdefault(name, []).append(float(score))
+            judged.copy(row, name, float(score), copy_seen)
     neg = np.concatenate(negatives) if negatives else np.zeros(0)
     if keep_scores is not None:  # kept so another --precision needs no new embeddings
         keep_scores.update(
@@ -288,52 +291,88 @@ def calibrate(
         table=precision_recall_table(pos, neg),
         seconds=time.perf_counter() - started,
         method=METHOD,
-        link_threshold=None if link is None else round(link, 5),
-        linked_median=float(np.median([len(x) - 1 for x in linked])) if linked else 0.0,
         seed=seed,
+        evidence=judged.summary() if seen is not None else {},
+        library_copies_excluded=excluded,
     )
 
 
+class _Judged:
+    """The copies' pixels judged against their sources, and library images against sources."""
+
+    def __init__(self, seen):
+        self.seen = seen
+        self.confirmed: dict[str, list[bool]] = {}
+        self.alone: list[float] = []
+        self.cache: dict[tuple[int, int], bool] = {}
+
+    def copy(self, row: int, name: str, score: float, copy_seen) -> None:
+        """One synthetic copy: counted where embeddings alone could admit it (a colour picture
+        with information); confirmed or not by its pixels."""
+        if self.seen is None or copy_seen is None or self.seen.needs_evidence(row):
+            return
+        ev, dims = copy_seen
+        if ev.greyscale:
+            return  # grey pictures enter only with evidence: not an embeddings-alone case
+        ok = judge(self.seen.evidence[row], self.seen.dims[row], ev, dims) is not None
+        self.confirmed.setdefault(name, []).append(ok)
+        if not ok:
+            self.alone.append(round(score, 5))
+
+    def same_picture(self, row: int, other: int) -> bool:
+        """Pixels call library images `row` and `other` one picture (a copy already there)."""
+        if self.seen is None:
+            return False
+        key = (min(row, other), max(row, other))
+        if key not in self.cache:
+            self.cache[key] = self.seen.judge(row, other) is not None
+        return self.cache[key]
+
+    def summary(self) -> dict:
+        flat = [ok for oks in self.confirmed.values() for ok in oks]
+        return {
+            "rate": round(float(np.mean(flat)), 5) if flat else 0.0,
+            "positives": len(flat),
+            "alone_scores": sorted(self.alone),
+            "per_transform": {
+                k: round(float(np.mean(v)), 4) for k, v in sorted(self.confirmed.items())
+            },
+        }
+
+
 def _embed_copies(path, embed_bytes, whitening, rng):
-    """(transform names, copy vectors in the scoring space) for one source, or None."""
+    """(transform names, copy vectors in the scoring space, their evidence) for one source."""
     try:
         copies = make_copies(path, rng, TRANSFORMS_PER_SOURCE)
     except (OSError, ImageError, ValueError):
         return None  # the file changed or vanished since indexing: skip it
-    vectors, ok = embed_bytes([data for _, data in copies])  # one batch per source
+    vectors, ok, seen = embed_bytes([data for _, data in copies])  # one batch per source
     if not ok:
         return None
     if whitening is not None:
         vectors = whitening.apply(vectors)
-    return [copies[i][0] for i in ok], vectors
+    return [copies[i][0] for i in ok], vectors, seen
 
 
-def linked_set(row: int, copies: np.ndarray, space: np.ndarray, link: float) -> np.ndarray:
-    """Library rows reachable from the source or its copies through pairs scoring >= link, at
-    most LINK_HOPS beyond those first reached; it stops growing once it holds LINK_MAX rows
-    (a set that big is leaking into distinct images). See the module doc."""
-    reached = {row}
-    frontier = [row, *np.flatnonzero((copies @ space.T >= link).any(axis=0)).tolist()]
-    reached.update(frontier)
-    for _ in range(LINK_HOPS):
-        if len(reached) >= LINK_MAX or not frontier:
-            break
-        near = np.zeros(len(space), bool)
-        for start in range(0, len(frontier), 16):  # 16 rows of scores at a time
-            near |= (space[frontier[start : start + 16]] @ space.T >= link).any(axis=0)
-        frontier = [int(x) for x in np.flatnonzero(near) if x not in reached]
-        reached.update(frontier)
-    return np.fromiter(reached, np.int64)
-
-
-def _negatives(row, copies, pos, space, hash_codes, linked) -> np.ndarray:
-    """Each copy's NEGATIVES_PER_COPY nearest library images outside the source's linked set,
-    never one with the source's content hash nor one closer to the copy than its source is."""
-    excluded = hash_codes == hash_codes[row]
-    excluded[linked] = True
+def _negatives(row, copies, pos, space, hash_codes, judged: _Judged) -> tuple[np.ndarray, int]:
+    """Each copy's NEGATIVES_PER_COPY nearest library images that are not the source's copies:
+    never one with the source's content hash, one pixels call the source's picture, nor one
+    closer to the copy than its source is. Also: how many library images were left out as
+    copies by their pixels."""
     sims = copies @ space.T
-    sims[:, excluded] = -np.inf
+    sims[:, hash_codes == hash_codes[row]] = -np.inf
     sims[sims >= pos[:, None]] = -np.inf  # e.g. the library's grey version of a grey copy
-    k = min(NEGATIVES_PER_COPY, sims.shape[1])
-    top = -np.partition(-sims, k - 1, axis=1)[:, :k]
-    return top[np.isfinite(top)]
+    k = min(NEGATIVE_CANDIDATES, sims.shape[1])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    out, dropped = [], set()
+    for c in range(len(copies)):
+        taken = 0
+        for j in sorted(top[c].tolist(), key=lambda j: -sims[c, j]):
+            if taken == NEGATIVES_PER_COPY or not np.isfinite(sims[c, j]):
+                break
+            if judged.same_picture(row, j):
+                dropped.add(j)
+                continue
+            out.append(float(sims[c, j]))
+            taken += 1
+    return np.array(out, np.float64), len(dropped)

@@ -1,18 +1,177 @@
-"""Pixel evidence in a duplicate run: identical decoded pixels, low-information images that must
-look alike, colourless pictures that must match by pixels, and copies below the threshold that
-pixels confirm (search/dups/lowinfo.py, search/dups/verify.py)."""
+"""Pixel evidence in a duplicate run, from what the indexer stored of each content
+(indexer/evidence.py): a duplicate run decodes nothing for it, at any library size.
+
+Two images are judged the same picture by their pixels when
+- both are ordinary pictures and their grey thumbnails correlate over the whole frame ("tone":
+  the same picture up to gain and offset, so grey, brightness, contrast and colour edits too) or
+  one is a window of the other ("crop") (search/dups/verify.py); or
+- either is a low-information image (flat, gradient, pattern, document, near-black, tiny) and the
+  two have the same shape, colour layout, detail and texture, and, where they have any structure
+  at all, the same structure once their contrast is normalised ("looks": search/dups/lowinfo.py).
+  Embeddings of such images sit close together whatever they show, so for them this is the only
+  way into a copy group, at any size.
+
+Rows whose content has no stored evidence (a library indexed before it was kept, rows embedded on
+a Ray cluster) are measured here once, from a small decode, and the result is stored.
+"""
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from indexer.decode import pixel_digest
+from indexer.decode import IMAGE_ERRORS, pixel_digest
+from indexer.evidence import Evidence, from_file
+from indexer.library import evidence as stored
 from search.dups import lowinfo, verify
 from search.dups.filecache import per_file_version
 from search.dups.groups import Library
-from search.dups.pairs import neighbour_pairs
 
-LOWINFO_MAX_IMAGES = 20_000  # images in candidate pairs checked for low information (~10 ms each)
-VERIFY_MIN_COSINE = 0.85  # raw cosine of a candidate below the threshold for pixel confirmation
+VERIFY_MIN_COSINE = 0.85  # raw cosine of a candidate below the threshold for a crop search
+STRUCTURE_MIN_STD = 1.0  # grey levels: a thumbnail with less spread has no structure to compare
+STRUCTURE_NCC = 0.9  # low-information pictures with structure (near-black photos, pages of text)
+# must correlate this well once contrast is normalised: copies >= 0.97, distinct pages <= 0.7
+MEASURE_BATCH = 256  # evidence measured by a run is stored this many contents at a time
+
+Progress = Callable[[str, int, int], None]
+
+
+class Seen:
+    """The pixel evidence of a run's images, aligned by row (None: the file could not be read)."""
+
+    def __init__(self, evidence: list[Evidence | None], dims: list[tuple[int, int]]):
+        self.evidence, self.dims = evidence, dims
+        self._low = [
+            ev is not None and lowinfo.is_low(ev, *size)
+            for ev, size in zip(evidence, dims, strict=True)
+        ]
+
+    @classmethod
+    def of_library(cls, store, lib: Library, progress: Progress | None = None) -> "Seen":
+        """Stored evidence of every row; rows without it are measured now and it is stored."""
+        found = stored.load(store, [h for h in lib.hashes if h])
+        missing = {}
+        for row, r in enumerate(lib.rows):
+            if r["hash"] not in found:
+                missing.setdefault(r["hash"] or f"row:{row}", r["path"])
+        if missing:
+            found.update(_measure(store, missing, progress))
+        evidence = [found.get(r["hash"] or f"row:{row}") for row, r in enumerate(lib.rows)]
+        dims = [(r["width"] or 1, r["height"] or 1) for r in lib.rows]
+        return cls(evidence, dims)
+
+    def low(self, i: int) -> bool:
+        """Low information: embeddings alone never call it a copy."""
+        return self._low[i]
+
+    def grey(self, i: int) -> bool:
+        """No colour: whitening scatters grey copies and gathers grey pictures, so a pair with a
+        grey picture is a copy only with pixel evidence."""
+        ev = self.evidence[i]
+        return ev is not None and ev.greyscale
+
+    def needs_evidence(self, i: int) -> bool:
+        return self._low[i] or self.grey(i) or self.evidence[i] is None
+
+    def judge(self, i: int, j: int, crops: bool = True) -> str | None:
+        """How the pixels of rows i and j show one picture: "tone", "crop", "looks" or None."""
+        return judge(self.evidence[i], self.dims[i], self.evidence[j], self.dims[j], crops)
+
+    def descriptors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grey layouts of these rows as unit vectors (verify.descriptor), and the rows that
+        have one (flat pictures have none)."""
+        out, have = [], []
+        for row in rows.tolist():
+            ev = self.evidence[row]
+            vector = None if ev is None else verify.descriptor(ev.thumb)
+            if vector is not None:
+                out.append(vector)
+                have.append(row)
+        dim = verify.DESCRIPTOR_PX**2
+        return np.array(out, np.float32).reshape(-1, dim), np.array(have, np.int64)
+
+
+def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = True) -> str | None:
+    """How two images' evidence shows one picture: "tone", "crop", "looks" or None."""
+    if a is None or b is None:
+        return None
+    if lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b):
+        return "looks" if look_alike(a, size_a, b, size_b) else None
+    return verify.match(a.thumb, b.thumb, crops)
+
+
+def needs_evidence(seen: tuple[Evidence, tuple[int, int]] | None) -> bool:
+    """An image embeddings alone never call a copy: unreadable, low information or colourless."""
+    return seen is None or seen[0].greyscale or lowinfo.is_low(seen[0], *seen[1])
+
+
+def look_alike(a: Evidence, size_a, b: Evidence, size_b) -> bool:
+    """Two low-information images are the same picture: same shape, colours, detail, texture,
+    and, where both have structure, the same structure up to contrast (two different near-black
+    photos or pages of text agree in every other measure)."""
+    sig_a, sig_b = lowinfo.from_evidence(a, *size_a), lowinfo.from_evidence(b, *size_b)
+    if sig_a is None or sig_b is None or not lowinfo.same_picture(sig_a, sig_b):
+        return False
+    return same_structure(a.thumb, b.thumb)
+
+
+def same_structure(a: np.ndarray, b: np.ndarray) -> bool:
+    """Contrast-normalised correlation of two thumbnails, where both have any spread."""
+    fa = a.astype(np.float32)
+    fb = np.asarray(Image.fromarray(b).resize(a.shape[::-1], Image.Resampling.BILINEAR), np.float32)
+    fa, fb = fa - fa.mean(), fb - fb.mean()
+    sa, sb = float(fa.std()), float(fb.std())
+    if sa < STRUCTURE_MIN_STD or sb < STRUCTURE_MIN_STD:
+        return sa < STRUCTURE_MIN_STD and sb < STRUCTURE_MIN_STD  # flat against flat only
+    return float((fa * fb).mean() / (sa * sb)) >= STRUCTURE_NCC
+
+
+def of_rows(store, rows: list[dict]) -> dict[int, tuple[Evidence, tuple[int, int]] | None]:
+    """Library row id -> (evidence, upright size), for rows with id, path, hash, width, height;
+    contents without stored evidence are measured now (and stored)."""
+    found = stored.load(store, [r["hash"] for r in rows if r["hash"]])
+    missing = {r["hash"]: r["path"] for r in rows if r["hash"] and r["hash"] not in found}
+    if missing:
+        found.update(_measure(store, missing, None))
+    return {
+        r["id"]: (found[r["hash"]], (r["width"] or 1, r["height"] or 1))
+        if r["hash"] in found
+        else None
+        for r in rows
+    }
+
+
+def of_file(path: str) -> tuple[Evidence, tuple[int, int]] | None:
+    """Evidence of a file that is not in the library (--against, --of), or None."""
+    try:
+        ev, width, height = from_file(path)
+    except IMAGE_ERRORS:
+        return None
+    return ev, (width, height)
+
+
+def _measure(store, missing: dict[str, str], progress: Progress | None) -> dict[str, Evidence]:
+    """Measure contents that have no stored evidence (hash -> a path of it), a thread per core
+    (decoding releases the GIL); store what was measured when the library can be written."""
+    keys = list(missing)
+    out: dict[str, Evidence] = {}
+    batch: list[tuple[str, Evidence]] = []
+    writable = not getattr(store, "read_only", False)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        measured = zip(keys, pool.map(of_file, missing.values()), strict=True)
+        for done, (key, got) in enumerate(measured, 1):
+            if got is not None:
+                out[key] = got[0]
+                if not key.startswith("row:"):
+                    batch.append((key, got[0]))
+            if writable and (len(batch) >= MEASURE_BATCH or (done == len(keys) and batch)):
+                stored.write(store, batch)
+                batch = []
+            if progress:
+                progress("measuring pixels", done, len(keys))
+    return out
 
 
 def pixel_pairs(lib: Library, rows, cols, close) -> list[tuple[int, int]]:
@@ -29,79 +188,6 @@ def pixel_pairs(lib: Library, rows, cols, close) -> list[tuple[int, int]]:
         and first[hashes[b] or b] == b
         and same_pixels(lib.rows[a], lib.rows[b])
     ]
-
-
-def with_pixel_evidence(lib: Library, rows, cols, sims, is_twin):
-    """Pairs between representatives, without those where a low-information image (flat colour,
-    gradient, pattern, tiny) meets one it does not look like at the pixel level: embeddings of
-    such images sit close together whatever they show (search/dups/lowinfo.py). Above
-    LOWINFO_MAX_IMAGES images in pairs the check is skipped (a thumbnail decode each)."""
-    keep = ~(is_twin[rows] | is_twin[cols])
-    rows, cols, sims = rows[keep], cols[keep], sims[keep]
-    involved = np.unique(np.concatenate([rows, cols]))
-    if len(involved) > LOWINFO_MAX_IMAGES:
-        return rows, cols, sims
-    low = np.zeros(len(lib.ids), bool)
-    low[involved] = lowinfo.low_information_flags([lib.rows[i]["path"] for i in involved])
-    ok = ~(low[rows] | low[cols])
-    for k in np.flatnonzero(~ok):
-        ok[k] = lowinfo.look_alike(lib.rows[rows[k]]["path"], lib.rows[cols[k]]["path"])
-    return rows[ok], cols[ok], sims[ok]
-
-
-def grey_pairs_with_evidence(lib: Library, rows, cols, sims, is_twin):
-    """Pairs that involve a picture without colour, kept only with pixel evidence (a tone or crop
-    match): whitening sets grey pictures apart from colour ones and close to each other, so a
-    grey copy of one photo scores like a copy of another (measured: bench/results/)."""
-    paths = [r["path"] for r in lib.rows]
-    reps = np.flatnonzero(~is_twin)  # pairs are between representatives only
-    verify.warm([paths[i] for i in reps])
-    grey = np.zeros(len(paths), bool)
-    grey[reps] = [verify.is_greyscale(paths[i]) for i in reps]
-    ok = ~(grey[rows] | grey[cols])
-    for k in np.flatnonzero(~ok):
-        ok[k] = verify.confirm(paths[rows[k]], paths[cols[k]]) is not None
-    return rows[ok], cols[ok], sims[ok]
-
-
-def confirmed_pairs(lib: Library, space, linked: set, is_twin, crop_candidates) -> dict:
-    """Pairs below the threshold that pixels confirm as copies (search/dups/verify.py), when not
-    linked already: a grey or re-toned copy among the pairs whose small grey layouts correlate
-    (whitening scatters grey copies; their pixels do not change), a crop among the pairs just
-    below the threshold in the whitened space. {(i, j): (similarity, "tone" | "crop")}."""
-    reps = np.flatnonzero(~is_twin)
-    paths = [r["path"] for r in lib.rows]
-    layout, found = verify.descriptors([paths[i] for i in reps])
-    a, b, _ = neighbour_pairs(layout, verify.DESCRIPTOR_MIN)
-    a, b = reps[found[a]], reps[found[b]]
-    todo = {(min(i, j), max(i, j)): False for i, j in zip(a.tolist(), b.tolist(), strict=True)}
-    todo.update({pair: True for pair in crop_candidates})  # True: look for a crop too
-    out = {}
-    for (i, j), crops in todo.items():
-        if (i, j) in linked:
-            continue
-        how = verify.confirm(paths[i], paths[j], crops)
-        if how and with_evidence(paths[i], paths[j]):
-            out[(i, j)] = (float(space[i] @ space[j]), how)
-    return out
-
-
-def confirmed(a: str, b: str, cosine: float) -> str | None:
-    """How pixels confirm a close pair below the threshold as copies ("tone", "crop"), or None."""
-    if cosine < VERIFY_MIN_COSINE:
-        return None
-    how = verify.confirm(a, b)
-    return how if how and with_evidence(a, b) else None
-
-
-def with_evidence(a: str, b: str, grey_too: bool = False) -> bool:
-    """A near match is believed unless a low-information image lacks pixel-level evidence (or,
-    with grey_too, a colourless picture: see grey_pairs_with_evidence)."""
-    if lowinfo.needs_pixel_evidence(a, b) and not lowinfo.look_alike(a, b):
-        return False
-    if grey_too and (verify.is_greyscale(a) or verify.is_greyscale(b)):
-        return verify.confirm(a, b) is not None
-    return True
 
 
 def same_pixels(a: dict, b: dict) -> bool:

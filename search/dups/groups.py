@@ -130,6 +130,7 @@ class DupReport:
     skipped: list[dict] = field(default_factory=list)  # --against: {path, error} not readable
     reference: tuple[str, ...] = ()  # --reference folders: their files are never acted on
     rotations: dict | None = None  # --rotations: the turned views looked at (rotations.py)
+    estimate: dict | None = None  # what the copy tier means on this library (precision.py)
 
     def to_json(self) -> dict:
         out = self._to_json()
@@ -145,6 +146,8 @@ class DupReport:
             out["skipped"] = self.skipped
         if self.rotations is not None:
             out["stats"]["rotations"] = self.rotations
+        if self.estimate is not None:
+            out["stats"]["estimate"] = self.estimate
         return out
 
     def _to_json(self) -> dict:

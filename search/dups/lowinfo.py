@@ -14,7 +14,6 @@ as its mean colour: such fine patterns look like each other and like their flat 
 
 import math
 import os
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,28 +22,34 @@ from PIL import Image, ImageOps
 
 # importing indexer.decode also registers the HEIF opener
 from indexer.decode import to_rgb
+from indexer.evidence import (  # the measures are taken there, at index time
+    BASE_PX,
+    COLOUR_PX,
+    DETAIL_PX,
+    INFO_PX,
+    LUMA,
+    TINY_PIXELS,
+    TINY_SIDE_PX,
+    Evidence,
+    compressed_size,
+    periodicity,
+    planar_residual,
+    soften,
+)
 from search.dups.filecache import per_file_version
 
-BASE_PX = 128  # every measure starts from an upright RGB thumbnail fitting 128x128
 REDUCING_GAP = 4.0  # JPEG DCT-draft and box-reduce only down to 4x the thumbnail, then filter:
 # drafting to 2x aliases fine patterns unlike the same picture as a PNG (2 JPEG copies of
 # patterns missed); a 4000x3000 JPEG still decodes at 1/4
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+
 
 # Measured with real photos (the 24 Kodak, 37 photos-more, imagededup's 32 decodable files, the
 # pillow-heif pug) and generated graphics, each with JPEG/WebP/resized copies; see the report.
-INFO_PX = 64  # the information measure squashes the thumbnail to 64x64 grey
-INFO_STEP = 2.0  # grey levels: residuals under 1 level (resampling, mild JPEG noise) count as 0
 LOW_INFO_BYTES = 640  # zlib bytes of the residual: photos >= 995 (>= 841 darkened to 1/4),
 # flat/gradients/coarse patterns <= 190, shapes on white <= 450, a page of small text 355
-PERIOD_MIN_SHIFT_PX = 3  # of 128: repeats nearer than this are just smoothness
 PERIODIC = 0.6  # autocorrelation of the gradients at the best repeat: photos <= 0.46 (ripples
 # on a lake), patterns the residual misses >= 0.72; a photo blurred by 6 px can reach 0.62
-TINY_PIXELS = 64 * 64  # fewer pixels than this: DINOv2 sees a blurry 3.5x upscale at best
-TINY_SIDE_PX = 32  # or a side under 32: resized to 256, < 2 real pixels per 14-pixel patch
 
-COLOUR_PX = 24  # colour layout on 24x24 RGB (JPEG keeps chroma at half resolution only)
-DETAIL_PX = 128  # detail compared, and repeats looked for, on 128x128 grey
 ASPECT_TOLERANCE = 0.02  # |log aspect ratio| beyond rounding; 7:5 vs 4:3 is 0.049
 COLOUR_MAD = 6.0  # grey levels: copies <= 4.6 (resized + JPEG'd colour stripes)
 DETAIL_MAD = 5.0  # grey levels, after a 1-pixel blur: copies <= 4.2 (JPEG q30 text); flat
@@ -122,6 +127,20 @@ def same_picture(a: Signature, b: Signature) -> bool:
     return (high + 1.0) / (low + 1.0) <= TEXTURE_RATIO
 
 
+def from_evidence(ev: Evidence, width: int, height: int) -> Signature | None:
+    """The signature of a stored evidence record (indexer/evidence.py); None when it kept no
+    colour and detail (a photo far from low information: never compared as one)."""
+    if ev.colour is None or ev.detail is None:
+        return None
+    return Signature(width, height, ev.info_bytes, ev.periodicity, ev.texture, ev.colour, ev.detail)
+
+
+def is_low(ev: Evidence, width: int, height: int) -> bool:
+    """Signature.low_information, from stored evidence."""
+    tiny = width * height < TINY_PIXELS or min(width, height) < TINY_SIDE_PX
+    return tiny or ev.info_bytes < LOW_INFO_BYTES or ev.periodicity >= PERIODIC
+
+
 @per_file_version(CACHE_ENTRIES)
 def signature(path: str) -> Signature:
     """The file's signature, cached by (path, size, mtime_ns); None when it cannot be read."""
@@ -161,48 +180,3 @@ def _thumbnail(path: str) -> tuple[Image.Image, tuple[int, int]]:
         thumb = to_rgb(ImageOps.exif_transpose(img) if orientation != 1 else img)
         thumb.thumbnail((BASE_PX, BASE_PX), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
         return (thumb.copy() if thumb is img else thumb), (width, height)  # img dies on close
-
-
-def planar_residual(grey: np.ndarray) -> np.ndarray:
-    """Error of predicting each pixel as left + above - above-left: zero on any linear gradient."""
-    pred = np.zeros_like(grey)
-    pred[1:, 1:] = grey[1:, :-1] + grey[:-1, 1:] - grey[:-1, :-1]
-    pred[0, 1:] = grey[0, :-1]
-    pred[1:, 0] = grey[:-1, 0]
-    return grey - pred
-
-
-def compressed_size(residual: np.ndarray) -> int:
-    """zlib bytes of the residual quantised to INFO_STEP grey levels: little content, few bytes."""
-    steps = np.round(residual / INFO_STEP).astype(np.int64) % 256
-    return len(zlib.compress(steps.astype(np.uint8).tobytes(), 9))
-
-
-def periodicity(grey: np.ndarray) -> float:
-    """Highest secondary peak of the autocorrelation of the image's gradients (1 = periodic).
-
-    Catches patterns too fine for the residual (a checkerboard of 50 squares aliases to noise at
-    64x64); a photo's edges line up with themselves only near zero shift, or along a ridge.
-    """
-    n = grey.shape[0]
-    window = np.hanning(n)
-    spectrum = np.fft.rfft2((grey - grey.mean()) * window[:, None] * window[None, :])
-    fy, fx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
-    auto = np.fft.irfft2(np.abs(spectrum) ** 2 * (fx**2 + fy**2), s=grey.shape)  # of gradients
-    if auto[0, 0] <= 1e-9:
-        return 0.0  # flat: no edges at all (the residual already calls it low-information)
-    auto = np.fft.fftshift(auto / auto[0, 0])
-    neighbours = [np.roll(auto, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    peaks = auto >= np.max(neighbours, axis=0)
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    peaks &= yy**2 + xx**2 >= PERIOD_MIN_SHIFT_PX**2
-    return float(auto[peaks].max()) if peaks.any() else 0.0
-
-
-def soften(grey: np.ndarray) -> np.ndarray:
-    """[1, 2, 1] / 4 blur across and down: edges a fraction of a pixel apart compare as close."""
-    for axis in (0, 1):
-        padded = np.pad(grey, [(1, 1) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        lo, mid, hi = (np.take(padded, range(i, i + grey.shape[axis]), axis) for i in (0, 1, 2))
-        grey = (lo + 2 * mid + hi) / 4
-    return grey

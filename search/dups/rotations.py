@@ -36,7 +36,6 @@ from indexer.library import layout
 from search import knn
 from search.dups import calibration as cal
 from search.dups import lowinfo, verify
-from search.dups.evidence import VERIFY_MIN_COSINE
 from search.dups.groups import DupReport, Group, Library, Member, loosest_tier
 from search.dups.whitening import Whitening
 
@@ -206,60 +205,46 @@ def turned_pairs(coll, lib, space, whitening, is_twin, level, prune, progress):
     return found, stats
 
 
-def with_turned(lib: Library, pairs, turned: Turned, threshold, confirmed, whitening):
-    """The run's pairs (rows, cols, sims) with the turned matches, and {(a, b): (turn, raw
-    cosine)} for those. A pair that matches as it is stays a plain match, and a turn is said only
-    where it makes the match. DINOv2 hardly tells a picture from its mirror image, so the mirror
-    view of any copy scores about as high: a mirror match needs the pixels to agree once mirrored
-    back (a grey edit matched its original's mirror view on the messy folder). Low-information
-    pictures (a gradient turned is another gradient) never match turned; a colourless one
-    (whitened) must match by pixels once the turn is undone. With `confirmed` (the run's pixel
-    checks), a turned pair below the threshold that pixels confirm joins, like a plain one."""
-    rows, cols, sims = pairs
+def with_turned(lib: Library, links, turned: Turned, seen):
+    """The run's judged links (rows, cols, sims, admitted, how) with the turned matches, and
+    {(a, b): (turn, raw cosine)} for those. A pair that matches as it is stays a plain match, and
+    a turn is said only where it makes the match. A turned match is a copy only when the pixels
+    agree once the turn is undone: DINOv2 hardly tells a picture from its mirror image, and a
+    turned view of one photo can score like another photo (a desert arch matched a diver on its
+    side). Low-information pictures (a gradient turned is another gradient) never match turned."""
+    rows, cols, sims, admitted, how = links
     pairs_at = enumerate(zip(rows.tolist(), cols.tolist(), strict=True))
     plain = {(min(i, j), max(i, j)): k for k, (i, j) in pairs_at}
-    paths = [r["path"] for r in lib.rows]
     drop, extra, turns = set(), [], {}
     for (a, b), (sim, cosine, turn) in sorted(turned.items()):
         k = plain.get((a, b))
-        if (k is not None and sims[k] >= min(sim, threshold)) or (a, b) in (confirmed or {}):
+        if k is not None and admitted[k]:
             continue  # a match as they are: not a turned copy
-        if sim >= threshold:
-            if not _evidence(paths[a], paths[b], turn, whitening is not None):
-                continue
-            if turn == "mirror" and _turned_pixels(paths[a], paths[b], turn) is None:
-                continue  # the embeddings hardly see a mirror: a copy of any kind scores so
-        elif confirmed is not None and cosine >= VERIFY_MIN_COSINE:
-            how = _turned_pixels(paths[a], paths[b], turn)
-            if how is None:
-                continue
-            confirmed[(a, b)], sim = (sim, how), threshold  # grouped as the run's confirmed
-        else:
+        ev_a, ev_b = seen.evidence[a], seen.evidence[b]
+        if seen.low(a) or seen.low(b) or ev_a is None or ev_b is None:
+            continue
+        kind = verify.match(ev_a.thumb, ev_b.thumb, True, turn)
+        if kind is None:
             continue
         drop.update([k] if k is not None else [])
-        extra.append((a, b, sim))
+        extra.append((a, b, sim, kind))
         turns[(a, b)] = (turn, cosine)
     keep = np.ones(len(rows), bool)
     keep[list(drop)] = False
-    add = np.array([(a, b) for a, b, _ in extra], np.int64).reshape(-1, 2)
+    add = np.array([(a, b) for a, b, *_ in extra], np.int64).reshape(-1, 2)
     rows = np.concatenate([rows[keep], add[:, 0]])
     cols = np.concatenate([cols[keep], add[:, 1]])
-    sims = np.concatenate([sims[keep], np.array([s for *_, s in extra], np.float32)])
-    return rows, cols, sims.astype(np.float32), turns
+    sims = np.concatenate([sims[keep], np.array([e[2] for e in extra], np.float32)])
+    admitted = np.concatenate([admitted[keep], np.ones(len(extra), bool)])
+    how = np.concatenate([how[keep], np.array([e[3] for e in extra], dtype=object)])
+    return (rows, cols, sims.astype(np.float32), admitted, how), turns
 
 
 def _evidence(a: str, b: str, turn: str, grey_too: bool) -> bool:
-    """evidence.with_evidence for b = a turned (see with_turned)."""
+    """For b = a turned: the pixels agree once the turn is undone (never low-information)."""
     if lowinfo.needs_pixel_evidence(a, b):
         return False
-    if grey_too and (verify.is_greyscale(a) or verify.is_greyscale(b)):
-        return verify.confirm(a, b, True, turn) is not None
-    return True
-
-
-def _turned_pixels(a: str, b: str, turn: str) -> str | None:
-    """How pixels confirm b as a turned (tone, crop), never for a low-information picture."""
-    return None if lowinfo.needs_pixel_evidence(a, b) else verify.confirm(a, b, True, turn)
+    return verify.confirm(a, b, True, turn) is not None
 
 
 def oriented(turns: dict, via: int, row: int) -> tuple[str, float] | None:

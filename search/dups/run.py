@@ -15,13 +15,7 @@ from search.dups import bursts, rotations
 from search.dups import calibration as cal
 from search.dups.against import against
 from search.dups.decisions import respect_decisions
-from search.dups.evidence import (
-    VERIFY_MIN_COSINE,
-    confirmed_pairs,
-    grey_pairs_with_evidence,
-    pixel_pairs,
-    with_pixel_evidence,
-)
+from search.dups.evidence import VERIFY_MIN_COSINE, Seen, pixel_pairs
 from search.dups.groups import (
     TIERS,
     DupReport,
@@ -33,10 +27,12 @@ from search.dups.groups import (
     twin_units,
 )
 from search.dups.pairs import neighbour_pairs
+from search.dups.precision import EVIDENCE_PRECISION, Estimate, from_calibration
 from search.dups.ray import ray_neighbour_pairs
+from search.dups.verify import DESCRIPTOR_MIN
 from search.dups.whitening import Whitening, fit_whitening
 
-VERIFY_MAX_IMAGES = 5_000  # pixel checks decode a thumbnail per image (~10 ms a core) each run
+LAYOUT_MIN_COSINE = 0.6  # raw cosine a pair found by its grey layout needs (a grey copy: >= 0.8)
 REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
 
 
@@ -101,18 +97,21 @@ def calibration_due(coll, options: DupOptions) -> int | None:
     )
 
 
-def embed_encoded(embedder, recipe, datas: list[bytes]) -> tuple[np.ndarray, list[int]]:
-    """Embed encoded images in one batch: (vectors, indices of those that decoded)."""
-    pixels, ok = [], []
+def embed_encoded(embedder, recipe, datas: list[bytes]) -> cal.Embedded:
+    """Embed encoded images in one batch: (vectors, indices of those that decoded, their pixel
+    evidence and upright size)."""
+    pixels, ok, seen = [], [], []
     for i, data in enumerate(datas):
         try:
-            pixels.append(decode_bytes(data, recipe, None).pixels)
-            ok.append(i)
+            decoded = decode_bytes(data, recipe, None)
         except ImageError:
             continue
+        pixels.append(decoded.pixels)
+        ok.append(i)
+        seen.append((decoded.evidence, (decoded.width, decoded.height)))
     if not pixels:
-        return np.zeros((0, embedder.dim), np.float32), []
-    return embedder.embed(np.stack(pixels)), ok
+        return np.zeros((0, embedder.dim), np.float32), [], []
+    return embedder.embed(np.stack(pixels)), ok, seen
 
 
 def run_calibration(
@@ -132,6 +131,7 @@ def run_calibration(
     _, codes = np.unique(np.array([h or "" for h in lib.hashes]), return_inverse=True)
     paths = {int(i): r["path"] for i, r in zip(lib.ids, lib.rows, strict=True)}
     scores: dict = {}
+    seen = Seen.of_library(coll.store(), lib, progress)
     calibration = cal.calibrate(
         lib.ids,
         space,
@@ -145,6 +145,7 @@ def run_calibration(
         seed=seed,
         progress=progress,
         keep_scores=scores,
+        seen=seen,
     )
     coll.store().save_calibration(
         embedder.id,
@@ -220,7 +221,8 @@ def _similar_threshold(options, calibration, threshold) -> float:
 
 
 def _whole_library(coll, options, calibration, whitening, threshold, progress) -> DupReport:
-    """Groups over the library under the one-file-one-group rule (see search/dups/groups.py)."""
+    """Groups over the library under the one-file-one-group rule (see search/dups/groups.py),
+    each `copy` link admitted by the rule of search/dups/precision.py."""
     lib = load_library(coll, options.within)
     report = DupReport(
         threshold, calibration.to_json() if calibration else None, images=len(lib.ids)
@@ -229,74 +231,119 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         raise BadQuery(f"--within {options.within}: no indexed image lies under that folder")
     if len(lib.ids) < 2:
         return report  # nothing to compare (a one-image library)
+    auto = options.threshold == "auto"
+    estimate = from_calibration(calibration, options.precision) if auto else None
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
     include_similar = options.include_similar or options.burst_window is not None
     low = _similar_threshold(options, calibration, threshold) if include_similar else threshold
-    verifying = whitening is not None and len(lib.ids) <= VERIFY_MAX_IMAGES
-    band = min(calibration.similar_threshold, threshold) if verifying else threshold
+    band = min(calibration.similar_threshold, threshold) if auto and calibration else threshold
     rows, cols, sims = _pairs(space, min(low, threshold, band), options.ray, progress)
+    seen = Seen.of_library(coll.store(), lib, progress)
     units = twin_units(lib.hashes, pixel_pairs(lib, rows, cols, sims >= threshold), lib.sizes)
     twins = units.twins_of()
     is_twin = units.rep != np.arange(len(lib.ids))  # grouped through their representative
-    raw = np.einsum("ij,ij->i", lib.vectors[rows], lib.vectors[cols])
-    banded = (sims < threshold) & (raw >= VERIFY_MIN_COSINE) & ~(is_twin[rows] | is_twin[cols])
-    crop_candidates = list(zip(rows[banded].tolist(), cols[banded].tolist(), strict=True))
-    keep = sims >= min(low, threshold)
-    rows, cols, sims = with_pixel_evidence(lib, rows[keep], cols[keep], sims[keep], is_twin)
-    confirmed: dict[tuple[int, int], tuple[float, str]] = {}
-    if verifying:  # the calibrated default: confirm hard copies by their pixels
-        rows, cols, sims = grey_pairs_with_evidence(lib, rows, cols, sims, is_twin)
-        above = sims >= threshold
-        linked = set(zip(rows[above].tolist(), cols[above].tolist(), strict=True))
-        confirmed = confirmed_pairs(lib, space, linked, is_twin, crop_candidates)
-        extra = np.array(sorted(confirmed), np.int64).reshape(-1, 2)
-        rows, cols = np.concatenate([rows, extra[:, 0]]), np.concatenate([cols, extra[:, 1]])
-        sims = np.concatenate([sims, np.full(len(extra), threshold, np.float32)])
+    keep = ~(is_twin[rows] | is_twin[cols])
+    rows, cols, sims = rows[keep], cols[keep], sims[keep]
+    if auto:  # grey and re-toned copies that whitening scatters, found by their grey layouts
+        rows, cols, sims = _with_layout_pairs(lib, space, seen, is_twin, (rows, cols, sims))
+    links = _judged(lib, seen, (rows, cols, sims), threshold, estimate, progress)
+    report.estimate = estimate.to_json() if estimate else None
     turns: dict = {}
     if options.rotations:  # copies turned or mirrored in their pixels (search/dups/rotations.py)
-        level, prune = band if verifying else threshold, options.within is None
+        level, prune = band if auto else threshold, options.within is None
         turned, report.rotations = rotations.turned_pairs(
             coll, lib, space, whitening, is_twin, level, prune, progress
         )
-        rows, cols, sims, turns = rotations.with_turned(
-            lib, (rows, cols, sims), turned, threshold, confirmed if verifying else None, whitening
-        )
+        links, turns = rotations.with_turned(lib, links, turned, seen)
         report.rotations["matches"] = len(turns)
+    rows, cols, sims, admitted, how = links
     priority = np.array(
         [(r["width"] or 0) * (r["height"] or 0) + (r["size"] or 0) / 1e12 for r in lib.rows]
     )  # resolution, then file size (less compressed)
+    evidence = {
+        (int(i), int(j)): (float(s), str(h))
+        for i, j, s, h, ok in zip(rows, cols, sims, how, admitted, strict=True)
+        if h and ok
+    }
     taken = is_twin.copy()
     near = []  # (tier, leader, [(member, similarity)], {attached member: the member it copies})
-    tiers = [("copy", threshold)] + ([("similar", low)] if include_similar else [])
-    if include_similar and options.burst_window is not None:  # bursts: taken close together
-        times = [bursts.seconds(r["taken"]) for r in lib.rows]
-        close = bursts.within_window(times, rows, cols, options.burst_window)
-        rows, cols, sims = (a[close | (sims >= threshold)] for a in (rows, cols, sims))
-    for tier, level in tiers:
-        for leader, members in leader_groups(
-            len(lib.ids), rows, cols, sims, level, priority, taken
-        ):
-            near.append((tier, leader, members, {}))
+    copy_links = (rows[admitted], cols[admitted], sims[admitted])
+    for leader, members in leader_groups(len(lib.ids), *copy_links, -np.inf, priority, taken):
+        near.append(("copy", leader, members, {}))
+        taken[[leader] + [m for m, _ in members]] = True
+    _attach_confirmed(near, evidence, taken)
+    if include_similar:
+        rest = ~admitted & (sims >= low)
+        if options.burst_window is not None:  # bursts: taken close together
+            times = [bursts.seconds(r["taken"]) for r in lib.rows]
+            rest &= bursts.within_window(times, rows, cols, options.burst_window)
+        similar = (rows[rest], cols[rest], sims[rest])
+        for leader, members in leader_groups(len(lib.ids), *similar, low, priority, taken):
+            near.append(("similar", leader, members, {}))
             taken[[leader] + [m for m, _ in members]] = True
-        if tier == "copy":
-            _attach_confirmed(near, confirmed, taken)
     alone = [rep for rep in twins if not taken[rep]]  # twin sets in no near group
+    scoring = (calibration, whitening, estimate)
     report.groups = [_identical_group(lib, rep, twins[rep]) for rep in alone] + [
-        _near_group(lib, *g, calibration, whitening, twins, confirmed, turns) for g in near
+        _near_group(lib, *g, scoring, twins, evidence, turns) for g in near
     ]
     report.groups.sort(key=lambda g: TIERS.index(g.tier))  # stable: exact, pixels, copy, similar
-    report.pixel_checks = verifying
+    report.pixel_checks = auto  # copies admitted by pixel evidence (a fixed cosine: gating only)
     return report
 
 
-def _attach_confirmed(near: list, confirmed: dict, taken: np.ndarray) -> None:
+def _with_layout_pairs(lib, space, seen: Seen, is_twin, pairs):
+    """The candidate pairs plus those whose small grey layouts correlate (DESCRIPTOR_MIN) and
+    whose raw cosine is at least LAYOUT_MIN_COSINE: whitening sets a grey or re-toned copy far
+    from its original, its pixels do not."""
+    rows, cols, sims = pairs
+    layout, have = seen.descriptors(np.flatnonzero(~is_twin))
+    a, b, _ = neighbour_pairs(layout, DESCRIPTOR_MIN)
+    i, j = np.minimum(have[a], have[b]), np.maximum(have[a], have[b])
+    known = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    fresh = np.array(
+        [(x, y) not in known for x, y in zip(i.tolist(), j.tolist(), strict=True)], bool
+    )
+    i, j = i[fresh], j[fresh]
+    close = np.einsum("ij,ij->i", lib.vectors[i], lib.vectors[j]) >= LAYOUT_MIN_COSINE
+    i, j = i[close], j[close]
+    extra = np.einsum("ij,ij->i", space[i], space[j]).astype(np.float32)
+    return np.concatenate([rows, i]), np.concatenate([cols, j]), np.concatenate([sims, extra])
+
+
+def _judged(lib, seen: Seen, pairs, threshold, estimate: Estimate | None, progress):
+    """(rows, cols, sims, admitted, how) for the candidate pairs: `how` is the pixel evidence of
+    each ("tone", "crop", "looks" or ""); `admitted` says which are copies: those with evidence
+    and, where neither image needs evidence (low information, no colour), those at the
+    estimate's embeddings-alone threshold (calibrated runs) or at the fixed raw cosine."""
+    rows, cols, sims = pairs
+    raw = np.einsum("ij,ij->i", lib.vectors[rows], lib.vectors[cols])
+    how = np.empty(len(rows), dtype=object)
+    for k, (i, j) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        how[k] = seen.judge(i, j, crops=bool(raw[k] >= VERIFY_MIN_COSINE)) or ""
+        if progress and (k + 1) % 5000 == 0:
+            progress("checking pixels", k + 1, len(rows))
+    needs = np.fromiter(
+        (seen.needs_evidence(i) or seen.needs_evidence(j) for i, j in zip(rows, cols, strict=True)),
+        bool,
+        len(rows),
+    )
+    has = how != ""
+    if estimate is None:  # a fixed raw cosine says what it says, but never for those needing pixels
+        admitted = (sims >= threshold) & (~needs | has)
+    else:
+        estimate.fit(int(np.count_nonzero(has & ~needs)), sims[~needs & ~has])
+        admitted = has | (~needs & (sims >= estimate.threshold_alone))
+    return rows, cols, sims, admitted, how
+
+
+def _attach_confirmed(near: list, evidence: dict, taken: np.ndarray) -> None:
     """An image left out of every group but confirmed by pixels as a copy of a group's member
     joins that group (a grey copy of the original that a phone export leads): a pixel-level copy
     of a copy is the same picture, so this one step is not chaining."""
     home = {
         row: k for k, (_, leader, members, _) in enumerate(near) for row in [leader, *dict(members)]
     }
-    for (i, j), (similarity, _) in sorted(confirmed.items(), key=lambda c: -c[1][0]):
+    for (i, j), (similarity, _) in sorted(evidence.items(), key=lambda c: -c[1][0]):
         for row, via in ((i, j), (j, i)):
             if not taken[row] and via in home:
                 _, _, members, attached = near[home[via]]
@@ -350,19 +397,16 @@ def _pixels(group: Group) -> list[int]:
     return [(m.width or 0) * (m.height or 0) for m in group.members]
 
 
-def _near_group(
-    lib, tier, leader, members, attached, calibration, whitening, twins, confirmed, turns
-) -> Group:
+def _near_group(lib, tier, leader, members, attached, scoring, twins, evidence, turns) -> Group:
     lead_vec = lib.vectors[leader]
     out = [_member(lib, leader, 1.0, None, 1.0, "first")]
     out += _twin_members(lib, leader, twins.get(leader, []), lead_vec, 1.0, 1.0)
     for row, similarity in members:
         via = attached.get(row, leader)
-        how = confirmed.get((min(via, row), max(via, row)))
-        if how:  # below the threshold, confirmed by pixels: no calibrated confidence applies
-            similarity, confidence = how[0], None
-        else:
-            confidence = cal.confidence(calibration, similarity, whitening)
+        how = evidence.get((min(via, row), max(via, row)))
+        if how:
+            similarity = how[0]
+        confidence = _confidence(scoring, similarity, how is not None)
         member = _member(lib, row, float(lib.vectors[row] @ lead_vec), confidence, similarity, tier)
         member.verified = how[1] if how else None
         member.via = lib.rows[via]["path"] if row in attached else None
@@ -374,3 +418,14 @@ def _near_group(
             twin.transform = member.transform
         out += twin_members
     return Group(tier, out)
+
+
+def _confidence(scoring, similarity: float, pixels: bool) -> float | None:
+    """A member's probability of being a copy: with pixel evidence, the precision measured for
+    pixel evidence on look-alike photos (precision.EVIDENCE_PRECISION); on embeddings alone, the
+    estimated precision of this library's pairs at its score; with a fixed --threshold, the
+    calibration's logistic fit of its score (None without a calibration)."""
+    calibration, whitening, estimate = scoring
+    if estimate is None:
+        return cal.confidence(calibration, similarity, whitening)
+    return EVIDENCE_PRECISION if pixels else estimate.precision_alone(similarity)
