@@ -257,6 +257,11 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         links, turns = rotations.with_turned(lib, links, turned, seen)
         report.rotations["matches"] = len(turns)
     rows, cols, sims, admitted, how = links
+    times = [bursts.seconds(r["taken"]) for r in lib.rows]
+    if options.burst_window is not None:  # frames of one burst: a stack, never copies to delete
+        close = bursts.within_window(times, rows, cols, options.burst_window)
+        instant = bursts.within_window(times, rows, cols, 0.0)  # a copy keeps its capture time
+        admitted = admitted & ~(close & ~instant)
     priority = np.array(
         [(r["width"] or 0) * (r["height"] or 0) + (r["size"] or 0) / 1e12 for r in lib.rows]
     )  # resolution, then file size (less compressed)
@@ -275,7 +280,6 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     if include_similar:
         rest = ~admitted & (sims >= low)
         if options.burst_window is not None:  # bursts: taken close together
-            times = [bursts.seconds(r["taken"]) for r in lib.rows]
             rest &= bursts.within_window(times, rows, cols, options.burst_window)
         similar = (rows[rest], cols[rest], sims[rest])
         for leader, members in leader_groups(len(lib.ids), *similar, low, priority, taken):
