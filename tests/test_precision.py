@@ -121,6 +121,11 @@ def test_no_group_joins_two_distinct_photos(tmp_path, size, seed):
             if group["tier"] == "copy":
                 assert m["verified"] or m["confidence"] >= 0.99
 
+    # a fixed raw cosine is what it says (no precision), but each member shows its confidence
+    fixed = json.loads(invoke("dups", "--index", library, "--threshold", "0.9", "--json").stdout)
+    assert fixed["stats"]["mode"] == "cosine" and "estimate" not in fixed["stats"]
+    assert all(m["confidence"] is not None for g in fixed["groups"] for m in g["members"][1:])
+
     # --against: planted copies of library photos are found, unseen photos are new
     card = tmp_path / "card"
     card.mkdir()

@@ -286,7 +286,9 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
             near.append(("similar", leader, members, {}))
             taken[[leader] + [m for m, _ in members]] = True
     alone = [rep for rep in twins if not taken[rep]]  # twin sets in no near group
-    scoring = (calibration, whitening, estimate)
+    # a fixed cosine is taken raw; its members' confidences are the calibration's, in its space
+    stored = None if auto or calibration is None else stored_calibration(coll)
+    scoring = (calibration, whitening if auto else (stored[2] if stored else None), estimate)
     report.groups = [_identical_group(lib, rep, twins[rep]) for rep in alone] + [
         _near_group(lib, *g, scoring, twins, evidence, turns) for g in near
     ]
@@ -410,7 +412,7 @@ def _near_group(lib, tier, leader, members, attached, scoring, twins, evidence, 
         how = evidence.get((min(via, row), max(via, row)))
         if how:
             similarity = how[0]
-        confidence = _confidence(scoring, similarity, how is not None)
+        confidence = _confidence(scoring, lib.vectors[[via, row]], similarity, how is not None)
         member = _member(lib, row, float(lib.vectors[row] @ lead_vec), confidence, similarity, tier)
         member.verified = how[1] if how else None
         member.via = lib.rows[via]["path"] if row in attached else None
@@ -424,12 +426,15 @@ def _near_group(lib, tier, leader, members, attached, scoring, twins, evidence, 
     return Group(tier, out)
 
 
-def _confidence(scoring, similarity: float, pixels: bool) -> float | None:
+def _confidence(scoring, pair: np.ndarray, similarity: float, pixels: bool) -> float | None:
     """A member's probability of being a copy: with pixel evidence, the precision measured for
     pixel evidence on look-alike photos (precision.EVIDENCE_PRECISION); on embeddings alone, the
     estimated precision of this library's pairs at its score; with a fixed --threshold, the
-    calibration's logistic fit of its score (None without a calibration)."""
+    stored calibration's logistic fit of the pair's score in its space (None without one)."""
     calibration, whitening, estimate = scoring
-    if estimate is None:
-        return cal.confidence(calibration, similarity, whitening)
-    return EVIDENCE_PRECISION if pixels else estimate.precision_alone(similarity)
+    if estimate is not None:
+        return EVIDENCE_PRECISION if pixels else estimate.precision_alone(similarity)
+    if whitening is not None and calibration is not None:
+        a, b = whitening.apply(pair)
+        similarity = float(a @ b)
+    return cal.confidence(calibration, similarity, whitening)
