@@ -68,7 +68,8 @@ def ray_option(f):
         default=None,
         metavar="[ADDRESS]",
         help="Run on a Ray cluster: ADDRESS (ray://head:10001, head:6379) or, bare, the running "
-        "cluster else a local one. Put it last or give a value (README: Beyond one machine).",
+        "cluster else a local one. Put it last or give a value (docs/operations.md: Beyond one "
+        "machine).",
     )(f)
 
 
@@ -123,7 +124,7 @@ class LocalPath(click.Path):
             self.fail(
                 f"{value}: dinosearch lists and hashes files on the local filesystem only. Mount "
                 "the bucket (e.g. mountpoint-s3, gcsfuse) and index the mount; with --ray, mount "
-                "it at the same path on every worker (README: Beyond one machine)",
+                "it at the same path on every worker (docs/operations.md: Beyond one machine)",
                 param,
                 ctx,
             )
