@@ -30,12 +30,16 @@ from indexer.errors import ImageError
 from search.dups.evidence import judge
 from search.dups.whitening import Whitening
 
-SOURCE_MAX_SIDE = 1024  # sources are shrunk first: transforms on 12 MP would dominate the time
+SOURCE_MAX_SIDE = 768  # sources are shrunk first: transforms on 12 MP would dominate the time
 NEGATIVES_PER_COPY = 3
-DEFAULT_SAMPLE = 60  # sources at most; x 15 transforms = 900 copies (~2 min on 2 CPU cores)
-MIN_SAMPLE = 8  # sources at least (120 copies): the 99 % precision point still holds (bench)
-IMAGES_PER_SOURCE = 20  # the sample grows with the library: one source per 20 indexed images
-TRANSFORMS_PER_SOURCE = 15  # all of them: each is a bridge to the library's own such copies
+# The sample is small: pixel evidence admits most copies, and the embeddings-alone threshold is
+# set from the library's own pairs (precision.py); the sample gives the copy side of that
+# estimate. 30 sources x 8 transforms = 240 copies at most: a first `dups` of the near-duplicate
+# set costs a fraction of its `index` (bench/first_dups.py).
+DEFAULT_SAMPLE = 30  # sources at most
+MIN_SAMPLE = 8  # sources at least (64 copies)
+IMAGES_PER_SOURCE = 40  # the sample grows with the library: one source per 40 indexed images
+TRANSFORMS_PER_SOURCE = 8  # of the 15, drawn per source: every transform is seen across sources
 NEGATIVE_CANDIDATES = 12  # nearest library images looked at per copy for its negatives
 METHOD = "pixel-evidence/2"  # stored with a calibration: another method refits it
 

@@ -24,6 +24,8 @@ from search.dups.filecache import per_file_version
 THUMB_PX = 64  # long side of the grey thumbnail: enough structure, ~1 ms to compare
 ASPECT_TOLERANCE = 0.04  # |log aspect ratio| for a whole-frame match (resizes round to < 0.01)
 NCC_WHOLE = 0.95  # grey / brightness / contrast copies >= 0.97; nearest distinct photos <= 0.76
+NCC_SQUASHED = 0.97  # a copy stretched to another aspect (imagededup's resize 640x480 -> 300x300:
+# 0.998); distinct photos squashed to each other's frame <= 0.84 (61 photos' quarters)
 NCC_CROP = 0.95  # the best window at a crop scale: crops >= ?; distinct photos <= ?
 MIN_CROP_SCALE = 0.74  # the narrowest window looked for: a crop keeping 75 % of the width
 DESCRIPTOR_PX = 16  # the grey layout that finds tone candidates (squashed: aspect checked later)
@@ -90,7 +92,8 @@ def confirm(path_a: str, path_b: str, crops: bool = True, turn: str | None = Non
 def match(a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = None) -> str | None:
     """`confirm` on two grey thumbnails (long side THUMB_PX): "tone", "crop" or None."""
     a = turned(a, turn)
-    if _same_frame(a, b) and ncc(a.astype(np.float32), _resized(b, a.shape)) >= NCC_WHOLE:
+    whole = ncc(a.astype(np.float32), _resized(b, a.shape))
+    if whole >= (NCC_WHOLE if _same_frame(a, b) else NCC_SQUASHED):
         return "tone"
     return "crop" if crops and best_crop_ncc(a, b) >= NCC_CROP else None
 
