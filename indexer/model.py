@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.decode import Recipe
-from indexer.errors import UnknownModel, WeightsUnavailable
+from indexer.errors import RuntimeUnavailable, UnknownModel, WeightsUnavailable
 
 REGISTRY = {
     "dinov2-small": "facebook/dinov2-small",
@@ -406,7 +406,7 @@ def _load_timm(spec: ModelSpec):
     try:
         import timm  # optional extra (dinosearch[timm])
     except ImportError:
-        raise UnknownModel(
+        raise RuntimeUnavailable(
             f"{spec.id} needs timm, which is not installed: pip install 'dinosearch[timm]'"
         ) from None
     kwargs = {}

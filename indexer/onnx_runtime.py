@@ -27,7 +27,7 @@ import numpy as np
 
 from indexer import model
 from indexer.decode import Recipe
-from indexer.errors import DinosearchError
+from indexer.errors import RuntimeUnavailable
 
 log = logging.getLogger(__name__)
 ENV_CACHE = "DINOSEARCH_ONNX_CACHE"
@@ -39,8 +39,9 @@ GATE_MIN_IMAGES = 8  # fewer photos than this say too little: fp32 serves
 HASH_CHUNK_BYTES = 1 << 20
 
 
-class OnnxUnavailable(DinosearchError):
-    """onnxruntime (or the export) cannot serve this model: the caller falls back to torch."""
+class OnnxUnavailable(RuntimeUnavailable):
+    """onnxruntime (or the export) cannot serve this model: the caller falls back to torch, or,
+    where ONNX Runtime or int8 was insisted on, says so (HTTP 503, as for a missing runtime)."""
 
 
 class GateFailed(OnnxUnavailable):

@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer.decode import Decoded, Recipe, decode_bytes
 from indexer.decode_pool import Embedded, guarded_decode
-from indexer.errors import DinosearchError
+from indexer.errors import DinosearchError, RuntimeUnavailable
 from indexer.model import load
 
 DECODE_BLOCK_FILES = 32  # files per decode task: big enough to amortise task overhead
@@ -32,7 +32,7 @@ READ_HINT = (
 _COLUMN_TYPES = {"width": np.int64, "height": np.int64}
 
 
-class RayUnavailable(DinosearchError):
+class RayUnavailable(RuntimeUnavailable):
     """Ray is not installed, or the cluster cannot be reached."""
 
     exit_code = 2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from indexer.library.store import Store
-from search.cleanup.apply import PAUSE_ENV, apply_plan, undo_plan
+from search.cleanup.apply import apply_plan, undo_plan
 from search.cleanup.plan import read_plan
 from tests.helpers import ROOT, invoke, library_paths, make_plan
 
@@ -137,16 +137,22 @@ def test_delete_cannot_be_undone_and_says_so(dup_lib, tmp_path):
     assert "not restored" in result.stderr and "cannot be restored" in result.stderr
 
 
-APPLY_SCRIPT = (
-    "import sys; from search.cli.cleanup import apply_cmd; "
-    "apply_cmd(sys.argv[1:], prog_name='dinosearch')"
-)
+PAUSE_S = 1.5  # between journalling an action and carrying it out: the window the kill aims at
+# apply in a subprocess, paused there: the pause is this test's, patched in, not a product hook.
+APPLY_SCRIPT = f"""
+import sys, time
+from search.cleanup import apply
+from search.cli.cleanup import apply_cmd
+perform = apply._perform
+apply._perform = lambda *args: (time.sleep({PAUSE_S}), perform(*args))[1]
+apply_cmd(sys.argv[1:], prog_name='dinosearch')
+"""
 
 
 def kill_mid_apply(plan_path, library, home, data) -> list[tuple]:
     """Run apply in a subprocess that pauses before each action; SIGKILL it once one action is
     done and the next is journalled but not carried out. Returns the journal states."""
-    env = {**os.environ, PAUSE_ENV: "1.5", "HOME": str(home), "XDG_DATA_HOME": str(data)}
+    env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(data)}
     proc = subprocess.Popen(
         [sys.executable, "-c", APPLY_SCRIPT, str(plan_path), "--yes"], cwd=ROOT, env=env
     )

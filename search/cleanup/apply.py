@@ -10,7 +10,6 @@ never touched; a file whose size, mtime or hash differs from the plan is skipped
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 
 from send2trash import send2trash
@@ -27,7 +26,6 @@ from search.cleanup.trash import (
     restore_from_trash,
 )
 
-PAUSE_ENV = "DINOSEARCH_APPLY_PAUSE_S"  # test hook: wait this long between journal and action
 TMP_SUFFIX = ".dinosearch-tmp"  # a link or copy is built here, then renamed over the file
 
 
@@ -225,7 +223,6 @@ def _apply_step(store: Store, plan_id: str, step: Step, cache: dict) -> Outcome:
         return Outcome(step.file.path, step.action, "skipped", why)
     else:
         _journal(store, plan_id, step, "pending")
-    _pause()
     return _perform(store, plan_id, step)
 
 
@@ -302,12 +299,6 @@ def _update_library(store: Store, step: Step) -> None:
     else:
         st = os.stat(path)
         store.touch_image(path, st.st_size, st.st_mtime_ns)
-
-
-def _pause() -> None:
-    seconds = float(os.environ.get(PAUSE_ENV) or 0)
-    if seconds > 0:
-        time.sleep(seconds)
 
 
 # --- the actions themselves ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Every error the API answers, in one shape: `{"error": {"code", "message"}}` with its status.
 
-Our typed errors (indexer.errors) map to a status and code here; HTTP errors, bad requests and
-anything unexpected are answered the same way (never a stack trace to the client)."""
+Our typed errors (indexer.errors) each carry their status and code; the framework's HTTP errors,
+bad requests and anything unexpected are answered the same way (never a stack trace to the
+client). Routes raise the typed errors, never HTTPException."""
 
 import logging
 
@@ -15,22 +16,9 @@ from search.web.schemas import ErrorBody
 
 log = logging.getLogger("dinosearch.api")
 
-# Our typed errors -> (HTTP status, code). The first matching class (most specific first) wins.
-ERROR_STATUS: list[tuple[type[errors.DinosearchError], int, str]] = [
-    (errors.DecompressionBomb, 413, "too_many_pixels"),
-    (errors.UnsupportedImage, 415, "unsupported_image"),
-    (errors.ImageError, 422, "bad_image"),
-    (errors.NotFound, 404, "not_found"),
-    (errors.NoLibrary, 409, "no_library"),
-    (errors.ModelMismatch, 409, "model_mismatch"),
-    (errors.ReadOnlyLibrary, 409, "read_only_library"),
-    (errors.LibraryBusy, 409, "library_busy"),
-    (errors.LibraryError, 500, "library_error"),
-    (errors.BadQuery, 400, "bad_query"),
-    (errors.WeightsUnavailable, 503, "weights_unavailable"),
-    (errors.UnknownModel, 503, "unknown_model"),
-    (errors.DinosearchError, 400, "error"),
-]
+# Our typed errors carry their own status and code (indexer/errors.py: http_status, code). These
+# are the codes of the HTTP errors the framework and the guard raise themselves (an unknown URL,
+# a wrong method, the streamed body cap).
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -48,8 +36,7 @@ HTTP_CODES = {
 def describe(exc: BaseException) -> tuple[int, str, str]:
     """(status, code, message) for any exception; never a stack trace to the client."""
     if isinstance(exc, errors.DinosearchError):
-        status, code = next((s, c) for cls, s, c in ERROR_STATUS if isinstance(exc, cls))
-        return status, code, str(exc)
+        return exc.http_status, exc.code, str(exc)
     if isinstance(exc, HTTPException):
         return exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(exc.detail)
     log.error("unexpected error", exc_info=exc)

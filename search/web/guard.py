@@ -99,7 +99,8 @@ def _capped(receive: Receive, limit: int) -> Receive:
         message = await receive()
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
-            if seen > limit:
+            if seen > limit:  # an HTTPException, not a typed error: FastAPI passes only that
+                # through its body parsing (anything else becomes a 400 "error parsing the body")
                 raise HTTPException(413, f"request body over {limit // (1024 * 1024)} MB")
         return message
 

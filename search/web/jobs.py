@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
 from indexer import errors
 from search.collection import Collection, IndexOptions
@@ -190,7 +190,7 @@ def start_job(state: AppState, folder: Path, retry_failed: bool) -> Job:
     """Start indexing `folder` in the background (409 while the library is being written)."""
     with state.jobs_lock:
         if busy := state.busy():
-            raise HTTPException(409, busy)
+            raise errors.Conflict(busy)
         job = Job(uuid.uuid4().hex, str(folder))
         state.jobs[job.id] = job
     options = IndexOptions(retry_failed=retry_failed)
@@ -205,7 +205,7 @@ def start_run(state: AppState, kind: str, plan) -> Run:
     plan_id = plan if isinstance(plan, str) else plan.id
     with state.jobs_lock:
         if busy := state.busy():
-            raise HTTPException(409, busy)
+            raise errors.Conflict(busy)
         run = Run(uuid.uuid4().hex, kind, plan_id)
         state.runs[run.id] = run
     if kind == "apply":

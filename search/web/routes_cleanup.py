@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Query
 from fastapi import Path as PathParam
+from fastapi import Query
 from fastapi.responses import JSONResponse
 
 from indexer import errors
@@ -171,7 +171,7 @@ def run_status(state: State, run_id: str) -> RunModel:
     """An apply or undo run: its state and, when done, the `apply --json` object."""
     run = state.runs.get(run_id)
     if run is None:
-        raise HTTPException(404, f"no run {run_id!r}")
+        raise errors.NotFound(f"no run {run_id!r}")
     return run.to_model()
 
 
@@ -187,13 +187,13 @@ def _policy(state: AppState, text: str | None):
 def _destination(state: AppState, given: str | None) -> str:
     """Where `move` puts files: a folder (existing or not) under a --root."""
     if not state.roots:
-        raise HTTPException(403, "moving files from the web is off: start serve with --root DIR")
+        raise errors.Forbidden("moving files from the web is off: start serve with --root DIR")
     if not given:
         raise errors.BadQuery("move_to: the folder (under a --root) to move duplicates to")
     base = Path(given) if os.path.isabs(given) else state.roots[0] / given
     real = Path(os.path.realpath(base))
     if not state.under_roots(real):
-        raise HTTPException(403, f"move_to {given!r} is not under a served --root")
+        raise errors.Forbidden(f"move_to {given!r} is not under a served --root")
     return str(real)
 
 

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import File, Form, HTTPException, Query, UploadFile
+from fastapi import File, Form, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
@@ -106,7 +106,7 @@ def job_status(state: State, job_id: str) -> JobModel:
     """Progress of an index job: count, rate, ETA, failures; the summary when done."""
     job = state.jobs.get(job_id)
     if job is None:
-        raise HTTPException(404, f"no job {job_id!r}")
+        raise errors.NotFound(f"no job {job_id!r}")
     return job.to_model()
 
 
@@ -116,7 +116,7 @@ def job_status(state: State, job_id: str) -> JobModel:
 def _read_upload(file: UploadFile, limit: int) -> bytes:
     data = file.file.read(limit + 1)
     if len(data) > limit:
-        raise HTTPException(413, f"upload is larger than {limit // (1024 * 1024)} MB")
+        raise errors.TooLarge(f"upload is larger than {limit // (1024 * 1024)} MB")
     if not data:
         raise errors.ImageError("the uploaded file is empty (0 bytes)")
     return data
@@ -130,14 +130,14 @@ def _current_file(state: AppState, image_id: int) -> dict:
     except OSError:
         raise errors.NotFound(f"image {image_id} is gone from disk; re-index its folder") from None
     if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
-        raise HTTPException(409, f"image {image_id} changed since it was indexed; re-index it")
+        raise errors.Conflict(f"image {image_id} changed since it was indexed; re-index it")
     return row
 
 
 def _folder_under_roots(state: AppState, given: str) -> Path:
     """Resolve `given` (symlinks and .. included) and require it to lie under a root."""
     if not state.roots:
-        raise HTTPException(403, "indexing from the web is off: start serve with --root DIR")
+        raise errors.Forbidden("indexing from the web is off: start serve with --root DIR")
     candidates = [Path(given)] if os.path.isabs(given) else [r / given for r in state.roots]
     for candidate in candidates:
         real = Path(os.path.realpath(candidate))
