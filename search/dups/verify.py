@@ -27,6 +27,7 @@ NCC_WHOLE = 0.95  # grey / brightness / contrast copies >= 0.97; nearest distinc
 NCC_SQUASHED = 0.97  # a copy stretched to another aspect (imagededup's resize 640x480 -> 300x300:
 # 0.998); distinct photos squashed to each other's frame <= 0.84 (61 photos' quarters)
 NCC_CROP = 0.95  # the best window at a crop scale: crops >= ?; distinct photos <= ?
+CROP_PREFILTER = 0.85  # NCC of the half-size search below which no full search is made
 MIN_CROP_SCALE = 0.74  # the narrowest window looked for: a crop keeping 75 % of the width
 DESCRIPTOR_PX = 16  # the grey layout that finds tone candidates (squashed: aspect checked later)
 DESCRIPTOR_MIN = 0.85  # NCC at 16 px: tone copies >= 0.97 (they pass 0.95 at 64 px too)
@@ -106,7 +107,11 @@ def best_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
     """The best NCC of either thumbnail, shrunk to a window of the other at any whole-pixel
     width between MIN_CROP_SCALE and all of it, over every offset. (Six fixed scales missed
     crops by rounding: a 20 % crop scored 0.92 at scale 0.80 and 0.98 one pixel wider.) Every
-    third width first, then the widths beside the best of them."""
+    third width first, then the widths beside the best of them; and only where the same search
+    at half the size (every other width) comes within CROP_PREFILTER (distinct photos: 0.2 % of
+    pairs reach 0.8; crops at 32 px >= 0.96)."""
+    if _coarse_crop_ncc(_halved(a), _halved(b)) < CROP_PREFILTER:
+        return -1.0
     best = -1.0
     for big, small in ((a, b), (b, a)):
         frame = _Frame(big)
@@ -116,6 +121,21 @@ def best_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
         fine = [frame.best_window(small, w) for w in (top - 2, top - 1, top + 1, top + 2)]
         best = max(best, coarse[top], *fine)
     return best
+
+
+def _coarse_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
+    best = -1.0
+    for big, small in ((a, b), (b, a)):
+        frame = _Frame(big)
+        for w in range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1, 2):
+            best = max(best, frame.best_window(small, w))
+    return best
+
+
+def _halved(grey: np.ndarray) -> np.ndarray:
+    h, w = grey.shape
+    small = Image.fromarray(grey).resize((max(8, w // 2), max(8, h // 2)), Image.Resampling.BOX)
+    return np.asarray(small)
 
 
 class _Frame:
