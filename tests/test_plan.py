@@ -145,7 +145,9 @@ def test_policy_explains_the_deciding_criterion_and_the_runner_up():
     assert why["runner_up_path"] == EDIT.path and "IMG_1-edited.jpg" in why["text"]
     why = parse_policy("resolution").explain(BIG_JPEG, SMALL_PNG)
     assert (why["kept"], why["runner_up"]) == ("4000x3000", "2000x1500")
-    tie = parse_policy("resolution").explain(BIG_JPEG, EDIT)
+    tie = parse_policy("resolution").explain(BIG_JPEG, EDIT)  # the policy ties: the name decides
+    assert tie["criterion"] == "original-over-edit" and "policy ties" in tie["text"]
+    tie = parse_policy("resolution").explain(BIG_JPEG, facts("/p/aa/IMG_1.jpg", 4000, 3000, 1, 2e9))
     assert tie["criterion"] == "path"
 
 

@@ -69,7 +69,8 @@ def test_dups_plan_and_html_through_the_cli(dup_lib, tmp_path):
     assert plan["policy"] == "largest-file > resolution" and plan["action"] == "move"
     assert len(plan["groups"]) == 2 and html.stat().st_size > 1000
     exact = next(g for g in plan["groups"] if g["tier"] == "exact")
-    assert exact["reason"]["criterion"] == "path"  # identical bytes: every criterion ties
+    assert exact["reason"]["criterion"] == "original-over-edit"  # the policy ties: the name
+    assert exact["reason"]["text"].startswith("byte-identical copies (same SHA-256): every")
     assert os.path.basename(exact["keep"]) == "kodim01.png"
     invoke("apply", plan_path, "--yes", "--to", tmp_path / "aside")
     assert len(os.listdir(tmp_path / "aside")) == 2

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from indexer.errors import BadQuery
-from indexer.files import sha256_file
+from indexer.files import is_image_name, sha256_file
 from indexer.library.store import Store
 from search.cleanup import captures
-from search.cleanup.policy import EXIF_KEYS, Facts, Policy, parse_policy
+from search.cleanup.policy import EXIF_KEYS, Facts, Policy, copy_folders, parse_policy
 from search.dups.groups import DupReport, Group, Member, is_under
 
 PLAN_VERSION = 1
@@ -82,7 +82,38 @@ class Plan:
         for f in (f for g in self.groups for f in g.files):
             counts[f.action] += 1
             freed += (f.size or 0) if f.action in FREEING else 0
-        return {"groups": len(self.groups), "actions": counts, "bytes_freed": freed}
+        return {
+            "groups": len(self.groups),
+            "actions": counts,
+            "bytes_freed": freed,
+            "emptied_folders": self.emptied_folders(),
+        }
+
+    def emptied_folders(self) -> list[dict]:
+        """Folders the plan takes every picture out of: {folder, files}, files the count it
+        removes; those not named like backups or copies first. A folder of originals emptied in
+        favour of a backup is worth a second look (`--reference FOLDER` keeps its files)."""
+        leaving: dict[str, set[str]] = {}
+        for _, f in self.files():
+            if f.action in REMOVING:
+                leaving.setdefault(os.path.dirname(f.path), set()).add(f.path)
+        out = []
+        for folder, paths in sorted(leaving.items()):
+            try:
+                names = os.listdir(folder)
+            except OSError:  # gone already (applied): every picture it held left with the plan
+                names = []
+            stays = [
+                n
+                for n in names
+                if is_image_name(n)
+                and not n.startswith(".")
+                and os.path.join(folder, n) not in paths
+            ]
+            if not stays:
+                out.append({"folder": folder, "files": len(paths)})
+        # the folders not named like backups or copies first: those likely hold originals
+        return sorted(out, key=lambda e: len(copy_folders(os.path.join(e["folder"], "_"))))
 
     def write(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:

@@ -5,6 +5,11 @@ A policy is written `criterion > criterion > ...`, best first, e.g.
 largest-file > folder:/archive/originals`. The first criterion on which the group's candidates
 differ decides; the path (shortest, then alphabetical) breaks a complete tie. A policy may also be
 read from a file (one criterion per line or `>`-separated; `#` starts a comment).
+
+Where every criterion of a policy ties (byte- or pixel-identical copies), the file a person
+considers the original still wins before the path does: the one not under a backup, copy,
+download, export, temporary, cache or trash folder (`original-folder`), then the one not named
+like a copy (`original-over-edit`), then the older (`oldest`); only then the shortest path.
 """
 
 import datetime as dt
@@ -17,8 +22,8 @@ from indexer.errors import BadQuery
 from indexer.files import RAW_EXTENSIONS
 
 DEFAULT_POLICY = (
-    "resolution > exif-complete > original-over-edit > format:raw,tiff,heic,png,jpeg,webp "
-    "> largest-file > oldest"
+    "resolution > exif-complete > original-folder > original-over-edit "
+    "> format:raw,tiff,heic,png,jpeg,webp > largest-file > oldest"
 )
 FORMAT_ALIASES = {  # format name in a policy -> file extensions
     "raw": RAW_EXTENSIONS,
@@ -33,9 +38,24 @@ FORMAT_ALIASES = {  # format name in a policy -> file extensions
     "jxl": frozenset({".jxl"}),
 }
 EDIT_MARKERS = re.compile(
-    r"(?i)([ _.-](edit(ed)?|copy|kopie|copie|copia|export(ed)?)( ?\d+)?$"
-    r"|^copy of |\(\d+\)$|~\d*$| - copy( \(\d+\))?$)"
+    r"(?i)([ _.-](edit(ed)?|copy|kopie|copie|copia|export(ed)?)([ -]?\d+)?$"
+    r"|^copy of |\(\d+\)$|~\d*$| - copy( \(\d+\))?$"
+    r"|(?<=.)(?<!\d-\d\d)(?<!\d-\d)-[1-9]\d?$)"  # IMG_0042-1, photo-2; not 2019-05-12
 )
+# Folders whose files are copies of a picture kept elsewhere (case-insensitive, a word of the
+# folder's name): Backup, Backups, "Old backup 2019", Copies, Downloads, Exports, tmp, Temp, ...
+COPY_FOLDER = re.compile(
+    r"(?i)(?:^|[^a-z0-9])(?:backups?|bak|cop(?:y|ies)|downloads?|exports?|exported|te?mp"
+    r"|temporary|caches?|trash|trashes|recycle(?:d|\.bin| bin)?)(?:$|[^a-z0-9])"
+)
+# Where a policy ties, these decide before the path (unless the policy already named them).
+TIE_BREAKERS = ("original-folder", "original-over-edit", "oldest")
+ALTHOUGH = {  # a kept file that looks less original than its runner-up, in words
+    "original-folder": lambda f, other: (
+        "under " + "/".join(copy_folders(f.path, _common_folder(f.path, other.path))) + "/"
+    ),
+    "original-over-edit": lambda f, other: "named like a copy",
+}
 
 
 class PolicyError(BadQuery):
@@ -96,22 +116,42 @@ class Policy:
         return sorted(candidates, key=self._sort_key)
 
     def _sort_key(self, f: Facts) -> tuple:
-        return tuple(_negate(c.key(f)) for c in self.criteria) + (len(f.path), f.path)
+        keys = tuple(_negate(c.key(f)) for c in (*self.criteria, *self.tie_breakers))
+        return keys + (len(f.path), f.path)
+
+    @property
+    def tie_breakers(self) -> list["Criterion"]:
+        """What decides where the policy ties, before the path: TIE_BREAKERS it does not name."""
+        named = {c.name for c in self.criteria}
+        return [SIMPLE[n]() for n in TIE_BREAKERS if n not in named]
 
     def explain(self, kept: Facts, runner_up: Facts | None) -> dict:
         """The criterion that put `kept` ahead of `runner_up`, with both values."""
         if runner_up is None:
             return {"criterion": None, "text": "the only candidate (the others are kept anyway)"}
+        same = "byte-identical copies (same SHA-256): " if _identical(kept, runner_up) else ""
         for c in self.criteria:
             if c.key(kept) != c.key(runner_up):
                 a, b = c.shown(kept, runner_up)
-                return _reason(c.name, a, b, runner_up, f"{c.name}: {a} beats {b}", kept.path)
-        text = "every criterion ties; kept the shortest path"
-        if kept.hash and kept.hash == runner_up.hash:
-            text = (
-                "byte-identical copies (same SHA-256): every criterion ties; kept the shortest path"
-            )
+                text = f"{same}{c.name}: {a} beats {b}{self._although(c, kept, runner_up)}"
+                return _reason(c.name, a, b, runner_up, text, kept.path)
+        for c in self.tie_breakers:
+            if c.key(kept) != c.key(runner_up):
+                a, b = c.shown(kept, runner_up)
+                text = f"{same}every criterion of the policy ties; then {c.name}: {a} beats {b}"
+                return _reason(c.name, a, b, runner_up, text, kept.path)
+        text = f"{same}every criterion ties; kept the shortest path"
         return _reason("path", kept.path, runner_up.path, runner_up, text, kept.path)
+
+    def _although(self, decided: "Criterion", kept: Facts, runner_up: Facts) -> str:
+        """`; kept although under Downloads`: the original-looking runner-up lost on an earlier
+        criterion (a larger export beats the original on resolution)."""
+        at = next(n for n, c in enumerate(self.criteria) if c is decided)
+        for c in (*self.criteria[at + 1 :], *self.tie_breakers):
+            if c.name in ALTHOUGH and c.key(runner_up) > c.key(kept):
+                why = ALTHOUGH[c.name](kept, runner_up)
+                return f"; kept although {why} ({c.name} comes after {decided.name})"
+        return ""
 
 
 def _reason(
@@ -134,6 +174,10 @@ def _distinct_name(path: str, other: str) -> str:
         if parts[-n:] != others[-n:]:
             return os.path.join(*parts[-n:])
     return path
+
+
+def _identical(a: Facts, b: Facts) -> bool:
+    return bool(a.hash) and a.hash == b.hash
 
 
 def _negate(key):
@@ -188,6 +232,24 @@ def _original() -> Criterion:
         return 0 if is_edit_name(f.path) else 1
 
     return Criterion("original-over-edit", key, lambda f: "edit/copy" if not key(f) else "original")
+
+
+def _original_folder() -> Criterion:
+    """Fewer backup/copy/download/export/temporary/cache/trash folders above the file wins."""
+
+    def key(f: Facts) -> int:
+        return -len(copy_folders(f.path))
+
+    def show(f: Facts, below: str = "") -> str:
+        found = copy_folders(f.path, below)
+        return f"under {'/'.join(found)}/" if found else "not under a backup/copy folder"
+
+    def pair(a: Facts, b: Facts) -> tuple[str, str]:
+        """Without the folders both lie under (/tmp for one, /tmp for the other)."""
+        common = _common_folder(a.path, b.path)
+        return show(a, common), show(b, common)
+
+    return Criterion("original-folder", key, show, pair)
 
 
 def _exif() -> Criterion:
@@ -256,6 +318,7 @@ def _folder(arg: str) -> Criterion:
 SIMPLE = {
     "resolution": _resolution,
     "original-over-edit": _original,
+    "original-folder": _original_folder,
     "exif-complete": _exif,
     "oldest": lambda: _age(True),
     "newest": lambda: _age(False),
@@ -296,6 +359,22 @@ def _criterion(part: str) -> Criterion:
 def is_edit_name(path: str) -> bool:
     """Does the file name look like an edit or a copy (`IMG_1-edited`, `photo (1)`, ...)?"""
     return bool(EDIT_MARKERS.search(os.path.splitext(os.path.basename(path))[0]))
+
+
+def copy_folders(path: str, below: str = "") -> list[str]:
+    """The folders above `path` (below the folder `below`, if given) named like backups or
+    copies (`Backup`, `Downloads`, `tmp`, ...)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if below:
+        folder = os.path.relpath(folder, below)
+    return [d for d in folder.split(os.sep) if d and d != "." and COPY_FOLDER.search(d)]
+
+
+def _common_folder(a: str, b: str) -> str:
+    try:
+        return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in (a, b)])
+    except ValueError:  # different drives
+        return ""
 
 
 def _ext(path: str) -> str:

@@ -49,7 +49,22 @@ def render_html(plan: Plan, thumb_px: int = THUMB_PX) -> str:
         f"<h1>Duplicates: {summary['groups']} groups</h1>"
         f'<div class="meta">policy <code>{escape(plan.policy)}</code> · {escape(acts)} · '
         f"{summary['bytes_freed'] / 1e6:.1f} MB to free · plan {escape(plan.id[:8])} · "
-        f"{escape(plan.created)}</div>{groups or '<p>No duplicates found.</p>'}</body></html>\n"
+        f"{escape(plan.created)}</div>{_emptied(summary['emptied_folders'])}"
+        f"{groups or '<p>No duplicates found.</p>'}</body></html>\n"
+    )
+
+
+def _emptied(emptied: list[dict]) -> str:
+    """The folders the plan takes every picture out of, and how to keep one."""
+    if not emptied:
+        return ""
+    items = "".join(
+        f"<li><code>{escape(e['folder'])}</code> ({e['files']} files)</li>" for e in emptied
+    )
+    return (
+        '<div class="emptied">This plan removes every picture of these folders; if one holds '
+        "your originals, plan again with <code>--reference FOLDER</code> to keep its files:"
+        f"<ul>{items}</ul></div>"
     )
 
 

@@ -1,6 +1,7 @@
 """`dinosearch dups` and `calibrate`: find duplicate groups, write a plan, fit the threshold."""
 
 import os
+import shlex
 
 import click
 
@@ -255,9 +256,34 @@ def _write_plan(coll, report, policy, action, move_to, plan_path, html_path) -> 
         plan.write(plan_path)
     if html_path:
         coll.write_review_page(plan, html_path)
-    counts = ", ".join(f"{n} {a}" for a, n in plan.summary()["actions"].items() if n)
+    summary = plan.summary()
+    counts = ", ".join(f"{n} {a}" for a, n in summary["actions"].items() if n)
     written = " and ".join(p for p in (plan_path, html_path) if p)
     click.echo(f"plan {plan.id[:8]} ({counts or 'no groups'}) written to {written}", err=True)
+    _warn_emptied(summary["emptied_folders"])
+
+
+EMPTIED_SHOWN = 10  # emptied folders named after a plan (all of them are in its JSON summary)
+
+
+def _warn_emptied(emptied: list[dict]) -> None:
+    """Name the folders the plan takes every picture out of, and how to keep one."""
+    if not emptied:
+        return
+    many = len(emptied) != 1
+    click.echo(
+        f"the plan removes every picture of {len(emptied)} folder{'s' if many else ''}:", err=True
+    )
+    for e in emptied[:EMPTIED_SHOWN]:
+        click.echo(f"  {e['folder']} ({e['files']} file{'' if e['files'] == 1 else 's'})", err=True)
+    if len(emptied) > EMPTIED_SHOWN:
+        click.echo(f"  ... and {len(emptied) - EMPTIED_SHOWN} more (the plan's summary)", err=True)
+    example = emptied[0]["folder"]
+    click.echo(
+        f"if {'one' if many else 'it'} holds originals, keep its files: "
+        f"dups --plan ... --reference {shlex.quote(example)}",
+        err=True,
+    )
 
 
 NEW_SHOWN = 20  # new files listed after a --against run (all of them with --json)
