@@ -3,11 +3,13 @@
 This is the one decoder for everything: the indexer's workers, queries and API uploads.
 """
 
+import datetime as dt
 import hashlib
 import io
 import json
 import math
 import os
+import re
 import struct
 import warnings
 from dataclasses import asdict, dataclass
@@ -37,7 +39,18 @@ PixelArray = np.ndarray  # (H, W, 3) uint8
 EXIF_IFD = 0x8769
 EXIF_DATETIME_ORIGINAL = 36867
 EXIF_SUBSEC_ORIGINAL = 37521
+EXIF_OFFSET_ORIGINAL = 36881  # OffsetTimeOriginal: the zone of DateTimeOriginal, "+02:00"
 EXIF_DATETIME = 306
+EXIF_SUBSEC = 37520  # SubSecTime: the fraction of DateTime
+EXIF_OFFSET = 36880  # OffsetTime: the zone of DateTime
+EXIF_STAMP = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+EXIF_ZONE = re.compile(r"^[+-]\d{2}:\d{2}$")
+SUBSEC_DIGITS = 6  # microseconds: finer fractions are cut (ISO 8601 readers take up to 6)
+# A stored capture time as any version wrote it: 2024-05-01T10:00:00, ...T10:00:00.5 or .25 (any
+# number of digits) and, since the zone is kept, ...T10:00:00.25+02:00.
+TAKEN = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
 EXIF_ORIENTATION = 274
 EXTREME_ASPECT_AREA = 16  # resized area over crop area beyond which only the crop is resized
 THUMB_JPEG_QUALITY = 85
@@ -94,7 +107,7 @@ class Decoded:
     width: int  # of the upright original
     height: int
     format: str
-    taken: str | None  # EXIF capture time, ISO 8601 without zone
+    taken: str | None  # EXIF capture time, ISO 8601 (+ zone when known: capture_time)
     quality: dict | None = None  # quality.measure of the decoded image (dinosearch flags)
     evidence: Evidence | None = None  # pixel evidence for `dups` (indexer/evidence.py)
 
@@ -320,20 +333,58 @@ def _resize_crop_region(img: Image.Image, target: tuple[int, int], recipe: Recip
 
 
 def capture_time(exif: Image.Exif) -> str | None:
-    """EXIF DateTimeOriginal (else DateTime) as ISO 8601, with SubSecTimeOriginal when the camera
-    wrote it (frames of a burst are often less than a second apart): 2024-05-01T10:00:00.25."""
+    """EXIF DateTimeOriginal (else DateTime) as ISO 8601, with its SubSecTimeOriginal (SubSecTime)
+    when the camera wrote it (frames of a burst are often less than a second apart) and its
+    OffsetTimeOriginal (OffsetTime) when known: 2024-05-01T10:00:00.25+02:00. Each tag is read
+    from the EXIF sub-IFD, else from IFD0 (where some tools write them); None without a valid
+    date."""
     try:
         sub = exif.get_ifd(EXIF_IFD)
-        value = sub.get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
-        fraction = sub.get(EXIF_SUBSEC_ORIGINAL) if sub.get(EXIF_DATETIME_ORIGINAL) else None
+
+        def tag(number: int):
+            value = sub.get(number)
+            return _exif_text(value if value is not None else exif.get(number))
+
+        tags = (EXIF_DATETIME_ORIGINAL, EXIF_SUBSEC_ORIGINAL, EXIF_OFFSET_ORIGINAL)
+        if not EXIF_STAMP.match(tag(EXIF_DATETIME_ORIGINAL)):
+            tags = (EXIF_DATETIME, EXIF_SUBSEC, EXIF_OFFSET)
+        value, fraction, zone = (tag(t) for t in tags)
     except Exception:  # malformed EXIF never costs the image
         return None
-    if not isinstance(value, str) or len(value) < 19:
+    m = EXIF_STAMP.match(value)
+    if not m or _valid_time(*map(int, m.groups())) is None:
+        return None  # "0000:00:00 00:00:00" and the like: no capture time
+    y, mo, d, h, mi, sec = m.groups()
+    digits = fraction[:SUBSEC_DIGITS] if fraction.isdigit() else ""
+    subsec = f".{digits}" if digits else ""
+    offset = zone if EXIF_ZONE.match(zone) else ""
+    return f"{y}-{mo}-{d}T{h}:{mi}:{sec}{subsec}{offset}"
+
+
+def parse_capture_time(text: str | None) -> dt.datetime | None:
+    """A stored capture time as the camera's clock read (naive: a zone is dropped, as bursts and
+    keep policies compare clocks), from every form `capture_time` has written; None when absent
+    or unreadable. Independent of the Python version (3.10's fromisoformat takes no `.5`)."""
+    m = TAKEN.match(text.strip()) if isinstance(text, str) else None
+    if not m:
         return None
-    value = value.strip("\x00 ")[:19]
-    digits = fraction.strip("\x00 ") if isinstance(fraction, str) else ""
-    subsec = f".{digits}" if digits.isdigit() else ""
-    return f"{value[:10].replace(':', '-')}T{value[11:19]}{subsec}"
+    y, mo, d, h, mi, s, fraction, _ = m.groups()
+    micro = int((fraction or "0")[:SUBSEC_DIGITS].ljust(SUBSEC_DIGITS, "0"))
+    return _valid_time(int(y), int(mo), int(d), int(h), int(mi), int(s), micro)
+
+
+def _valid_time(*parts: int) -> dt.datetime | None:
+    try:
+        return dt.datetime(*parts)
+    except ValueError:
+        return None
+
+
+def _exif_text(value) -> str:
+    """An EXIF ASCII value as text ('' when absent or not text), NULs and spaces stripped."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value.strip("\x00 ") if isinstance(value, str) else ""
 
 
 def pixel_digest(path: str) -> str:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from indexer.decode import parse_capture_time
 from indexer.errors import BadQuery
 from indexer.files import RAW_EXTENSIONS
 
@@ -187,12 +188,7 @@ def _negate(key):
 
 
 def _parse_iso(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=None)
-    except ValueError:
-        return None
+    return parse_capture_time(text)  # every stored form, on every supported Python
 
 
 # --- criteria ------------------------------------------------------------------------------------

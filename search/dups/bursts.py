@@ -1,9 +1,10 @@
 """Bursts: the `similar` tier limited by capture time, shown as one stack with its best shot.
 
 A burst is several shots of one moment, not copies to delete: with `--burst-window 10s` two
-images join a `similar` group only when both carry an EXIF capture time (DateTimeOriginal) and
-were taken within the window of each other. The stack's best shot is the sharpest one (variance
-of the Laplacian of a 512 px grey rendering, the usual focus measure), then the larger.
+images join a `similar` group only when both carry an EXIF capture time (DateTimeOriginal with
+SubSecTimeOriginal: frames of one second told apart) and were taken within the window of each
+other. The stack's best shot is the sharpest one (variance of the Laplacian of a 512 px grey
+rendering, the usual focus measure), then the larger.
 """
 
 import datetime as dt
@@ -13,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from indexer import raw
-from indexer.decode import IMAGE_ERRORS
+from indexer.decode import IMAGE_ERRORS, parse_capture_time
 from indexer.errors import BadQuery
 
 SHARPNESS_PX = 512  # long side the focus measure is taken at: detail survives, noise averages
@@ -31,14 +32,15 @@ def parse_window(text: str | float | None) -> float | None:
     return float(m.group(1)) * UNIT_S[m.group(2)]
 
 
+EPOCH = dt.datetime(1970, 1, 1)
+
+
 def seconds(taken: str | None) -> float | None:
-    """An EXIF capture time as stored (`2024-05-01T10:00:03`) -> seconds; None without one."""
-    if not taken:
-        return None
-    try:
-        return dt.datetime.fromisoformat(taken).timestamp()
-    except ValueError:
-        return None
+    """An EXIF capture time as stored (`2024-05-01T10:00:03`, `...T10:00:03.25+02:00`) -> seconds
+    on the camera's clock (no zone applied, no local-time shift: frames of a burst share both);
+    None without one."""
+    when = parse_capture_time(taken)
+    return None if when is None else (when - EPOCH).total_seconds()
 
 
 def within_window(times: list[float | None], rows, cols, window: float) -> np.ndarray:

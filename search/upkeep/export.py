@@ -10,7 +10,7 @@ Output: a directory of `part-NNNNN.parquet` files, one row per indexed image (st
     width       int32     upright (EXIF orientation applied)
     height      int32
     format      string    Pillow's format name (JPEG, PNG, HEIF, ...)
-    taken       string    EXIF capture time, ISO 8601 without zone, or null
+    taken       string    EXIF capture time, ISO 8601 (+ zone if the camera wrote one), or null
     indexed_at  string    ISO 8601 UTC
     vector      fixed_size_list<float32>[dim]   L2-normalised CLS embedding
     keep        bool      in the default keep-list (`dups --keep-list`: not a duplicate, or
