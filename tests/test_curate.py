@@ -21,7 +21,7 @@ from search.web.app import create_app
 from tests.helpers import PHOTOS, ROOT, index, invoke
 
 WEIGHTS = os.environ.get("DINOSEARCH_REAL_WEIGHTS")
-OUTLIER_KEYS = {"rank", "id", "path", "score", "nearest"}
+OUTLIER_KEYS = {"rank", "id", "path", "score", "nearest", "copies", "copy_paths"}
 CLUSTER_KEYS = {"id", "size", "representative", "members"}
 COPY = "0.999"  # a copy for the tiny random model (distinct photos reach 0.995)
 

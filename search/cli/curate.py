@@ -86,6 +86,8 @@ def outliers(count, within, index_dir, as_json):
 
     The score is 1 - the cosine to an image's k-th nearest neighbour, with k = 2 % of the
     library (at least 20): a small group of odd images (screenshots, scans) ranks high too.
+    One entry per picture: its copies (the `dups` groups once dups has calibrated, else
+    byte-identical files) share its rank, listed as "+N copies".
 
     \b
     Examples:
@@ -100,7 +102,8 @@ def outliers(count, within, index_dir, as_json):
     click.echo(f"{'rank':>4}  {'score':>6}  path  (nearest)")
     for o in report.outliers:
         near = f"  (nearest {os.path.basename(o.nearest)})" if o.nearest else ""
-        click.echo(f"{o.rank:4d}  {o.score:6.3f}  {o.path}{near}")
+        copies = f"  +{o.copies} cop{'y' if o.copies == 1 else 'ies'}" if o.copies else ""
+        click.echo(f"{o.rank:4d}  {o.score:6.3f}  {o.path}{copies}{near}")
     s = report.stats
     click.echo(
         f"{len(report.outliers)} of {s['images']} images; score: 1 - cosine to the "

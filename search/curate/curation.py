@@ -30,15 +30,36 @@ class Curation:
             ids, vectors = ids[inside], vectors[inside]
         return ids, vectors
 
-    def outliers(self, count: int = 50, within: str | None = None, progress=None) -> OutlierReport:
-        """The `count` images least like the rest (search/curate/outliers.py)."""
+    def outliers(
+        self, count: int = 50, within: str | None = None, progress=None, groups=None
+    ) -> OutlierReport:
+        """The `count` images least like the rest (search/curate/outliers.py), one per picture:
+        the copies of each (`groups` of ids, else copy_groups) folded into its entry."""
         ids, vectors = self._scope(within)
         store = self.coll.store()
 
         def paths_of(wanted):
             return {i: r["path"] for i, r in store.images_by_ids(wanted, "id, path").items()}
 
-        return find_outliers(ids, vectors, paths_of, count, progress)
+        source = "given"
+        if groups is None:
+            groups, source = self.copy_groups(ids, within, progress)
+        report = find_outliers(ids, vectors, paths_of, count, progress, groups)
+        report.stats["copies_from"] = source
+        return report
+
+    def copy_groups(self, ids, within: str | None = None, progress=None) -> tuple[list, str]:
+        """(groups of ids that are copies of each other, where they come from): the `dups`
+        groups at the default settings when the library has its calibration (no model needed),
+        else byte-identical files only ("bytes": outliers never load a model to calibrate)."""
+        if run.stored_calibration(self.coll) is not None:
+            report = self.coll.duplicates(DupOptions(within=within), progress)
+            return [[m.id for m in g.members if m.id >= 0] for g in report.groups], "dups"
+        by_hash: dict[str, list[int]] = {}
+        for i, row in self.coll.store().images_by_ids(ids.tolist(), "id, hash").items():
+            if row["hash"]:
+                by_hash.setdefault(row["hash"], []).append(int(i))
+        return [g for g in by_hash.values() if len(g) > 1], "bytes"
 
     def clusters(
         self,
@@ -88,7 +109,8 @@ class Curation:
         plan = self.coll.plan(report, policy)
         ids, _ = self._scope(within)
         flagged = self._flagged(drop_flags, within) if drop_flags else {}
-        outliers = self.outliers(drop_outliers, within) if drop_outliers else None
+        groups = [[m.id for m in g.members if m.id >= 0] for g in report.groups]
+        outliers = self.outliers(drop_outliers, within, groups=groups) if drop_outliers else None
         return keeplist.build(self.coll.store(), ids, report, plan, flagged, outliers)
 
     def require_flags(self, names: tuple[str, ...]) -> None:

@@ -55,6 +55,8 @@ def build(store, ids, report, plan, flagged: dict, outliers) -> KeepList:
         dropped.setdefault(path, f"flag: {','.join(names)}")
     for o in outliers.outliers if outliers else []:
         dropped.setdefault(o.path, f"outlier: rank {o.rank}")
+        for copy in (rows[i]["path"] for i in o.copy_ids if i in rows):  # as unusual: its rank
+            dropped.setdefault(copy, f"outlier: rank {o.rank} (a copy of {o.path})")
     kept = sorted(p for p in path_id if p not in dropped)
     return KeepList(kept, {path_id[p] for p in kept}, dropped)
 

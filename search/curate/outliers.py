@@ -10,6 +10,11 @@ bench/results/curate_outliers.md).
 Above REFERENCE_MAX images the k-th neighbour is estimated on a random reference sample of
 REFERENCE_MAX images: the (k * m / n)-th neighbour among m sampled images is the same quantile of
 the image's similarities to the collection. The cost is n x m inner products, never n x n.
+
+One entry per picture: given copy groups (the `dups` groups, or byte-identical files), a group's
+most unusual member stands for it, `copies` saying how many others it stands for, so one photo's
+backup, export and download do not fill the ranks below it; `nearest` is then the nearest image
+that is not one of its copies.
 """
 
 import time
@@ -25,6 +30,7 @@ K_FRACTION = 0.02  # ... and up to ~2 % of a large one (the issue asks for ~1 %)
 REFERENCE_MAX = 4096  # images scored against; above, a random sample (seeded) of this many
 K_REFERENCE_MIN = 20  # a quantile read from fewer order statistics of the sample is noisy
 QUERY_BLOCK = 8192  # query rows per search call (bounds the scores held at once)
+COPY_PATHS_SHOWN = 20  # copy paths listed per entry (`copies` counts them all)
 
 Progress = object  # a callable (stage, done, total)
 
@@ -35,7 +41,10 @@ class Outlier:
     id: int
     path: str
     score: float  # 1 - cosine to the k-th nearest neighbour: higher is more unusual
-    nearest: str | None  # the path of its nearest other image
+    nearest: str | None  # the path of its nearest other image that is not one of its copies
+    copies: int = 0  # how many other images are copies of this one (not listed on their own)
+    copy_paths: list[str] = field(default_factory=list)  # up to COPY_PATHS_SHOWN of them
+    copy_ids: list[int] = field(default_factory=list)  # all of them (not in the JSON)
 
     def to_json(self) -> dict:
         return {
@@ -44,6 +53,8 @@ class Outlier:
             "path": self.path,
             "score": round(self.score, 6),
             "nearest": self.nearest,
+            "copies": self.copies,
+            "copy_paths": self.copy_paths,
         }
 
 
@@ -90,17 +101,27 @@ def kth_similarity(vectors: np.ndarray, k: int, progress=None, seed: int = 0) ->
 NEAREST_BLOCK_SCORES = 1 << 22  # scores held at once while finding the nearest (16 MB)
 
 
-def nearest_other(vectors: np.ndarray, rows: np.ndarray, block: int | None = None) -> np.ndarray:
+def nearest_other(
+    vectors: np.ndarray, rows: np.ndarray, block: int | None = None, exclude=None
+) -> np.ndarray:
     """For each of `rows`, the row of its most similar other vector (exact, in blocks: no copy
-    of the vectors, at most NEAREST_BLOCK_SCORES scores at once)."""
+    of the vectors, at most NEAREST_BLOCK_SCORES scores at once). `exclude`: per row, rows not
+    to name (its copies); -1 where every other row is excluded."""
     block = block or max(256, NEAREST_BLOCK_SCORES // max(1, len(rows)))
     queries = np.asarray(vectors[rows], dtype=np.float32)
     best = np.full(len(rows), -np.inf, np.float32)
-    where = np.zeros(len(rows), np.int64)
+    where = np.full(len(rows), -1, np.int64)
+    if exclude is not None:  # (excluded row, query) pairs, by excluded row
+        lengths = [len(e) for e in exclude]
+        out_rows = np.concatenate([np.asarray(e, np.int64) for e in exclude] + [np.empty(0, int)])
+        out_queries = np.repeat(np.arange(len(rows)), lengths)
     for lo in range(0, len(vectors), block):
         scores = np.asarray(vectors[lo : lo + block], dtype=np.float32) @ queries.T
         mine = np.flatnonzero((rows >= lo) & (rows < lo + block))  # a row is not its own
         scores[rows[mine] - lo, mine] = -np.inf
+        if exclude is not None:
+            inside = (out_rows >= lo) & (out_rows < lo + len(scores))
+            scores[out_rows[inside] - lo, out_queries[inside]] = -np.inf
         top = scores.argmax(0)
         value = scores[top, np.arange(len(rows))]
         better = value > best
@@ -108,9 +129,12 @@ def nearest_other(vectors: np.ndarray, rows: np.ndarray, block: int | None = Non
     return where
 
 
-def find_outliers(ids, vectors, paths_of, count: int = 50, progress=None) -> OutlierReport:
+def find_outliers(
+    ids, vectors, paths_of, count: int = 50, progress=None, groups=None
+) -> OutlierReport:
     """The `count` most unusual of the rows (ids aligned with vectors); `paths_of(ids)` gives
-    {id: path} for the few rows reported."""
+    {id: path} for the few rows reported. `groups`: lists of ids that are copies of each other
+    (ids outside the rows are ignored): one entry each, its most unusual member's."""
     started = time.perf_counter()
     if count < 1:
         raise BadQuery("-n: how many outliers to list, at least 1")
@@ -122,18 +146,65 @@ def find_outliers(ids, vectors, paths_of, count: int = 50, progress=None) -> Out
     k = neighbour_rank(n)
     sims, m, k_ref = kth_similarity(vectors, k, progress)
     scores = 1.0 - sims
-    top = np.argsort(-scores, kind="stable")[: min(count, n)]
-    near = nearest_other(vectors, top)
-    paths = paths_of([int(ids[r]) for r in np.concatenate([top, near])])
+    order = np.argsort(-scores, kind="stable")
+    top, copies = one_per_group(order, copy_groups(ids, groups), count)
+    near = nearest_other(vectors, top, exclude=copies if groups else None)
+    shown = [c[:COPY_PATHS_SHOWN] for c in copies]
+    listed = np.concatenate([top, near[near >= 0], *shown]).astype(np.int64)
+    paths = paths_of([int(ids[r]) for r in listed])
     outliers = [
-        Outlier(rank, int(ids[r]), paths[int(ids[r])], float(scores[r]), paths.get(int(ids[o])))
-        for rank, (r, o) in enumerate(zip(top.tolist(), near.tolist(), strict=True), start=1)
+        Outlier(
+            rank,
+            int(ids[r]),
+            paths[int(ids[r])],
+            float(scores[r]),
+            paths.get(int(ids[o])) if o >= 0 else None,
+            len(c),
+            [paths[int(ids[x])] for x in c[:COPY_PATHS_SHOWN]],
+            [int(ids[x]) for x in c],
+        )
+        for rank, (r, o, c) in enumerate(zip(top.tolist(), near.tolist(), copies, strict=True), 1)
     ]
     stats.update(
         k=k,
         reference=m,
         reference_rank=k_ref,
         median_score=round(float(np.median(scores)), 6),
+        copies_folded=sum(o.copies for o in outliers),
         seconds=round(time.perf_counter() - started, 3),
     )
     return OutlierReport(outliers, stats)
+
+
+def copy_groups(ids, groups) -> list[np.ndarray]:
+    """The copy groups as arrays of rows (of `ids`), each of two rows or more."""
+    if not groups:
+        return []
+    row_of = {int(i): r for r, i in enumerate(np.asarray(ids).tolist())}
+    rows = ([row_of[int(i)] for i in g if int(i) in row_of] for g in groups)
+    return [np.array(sorted(set(r)), np.int64) for r in rows if len(set(r)) > 1]
+
+
+def one_per_group(order: np.ndarray, groups: list[np.ndarray], count: int) -> tuple:
+    """(the first `count` rows of `order` that are no copy of a row before them, their copies'
+    rows, most unusual first)."""
+    group_of = np.full(len(order), -1, np.int64)
+    for g, rows in enumerate(groups):
+        group_of[rows] = g
+    rank_of = np.empty(len(order), np.int64)
+    rank_of[order] = np.arange(len(order))
+    top, copies, seen = [], [], set()
+    for r in order.tolist():
+        g = int(group_of[r])
+        if g in seen:
+            continue
+        if g >= 0:
+            seen.add(g)
+            others = groups[g][groups[g] != r]
+            copies.append(others[np.argsort(rank_of[others], kind="stable")])
+        else:
+            copies.append(np.empty(0, np.int64))
+        top.append(r)
+        if len(top) == count:
+            break
+    return np.array(top, np.int64), copies

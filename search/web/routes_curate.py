@@ -18,6 +18,8 @@ class OutlierModel(BaseModel):
     path: str
     score: float
     nearest: str | None
+    copies: int = 0  # other images that are copies of this one, not listed on their own
+    copy_paths: list[str] = []
 
 
 class OutliersResponse(BaseModel):

@@ -147,6 +147,12 @@ function outlierItem(hit) {
   li.classList.add("outlier");
   const button = li.querySelector(".hit");
   button.prepend(element("span", `#${hit.rank}`, "rank"));
+  if (hit.copies) {  // its copies share its rank: one entry per picture
+    const copies = element("span", `+${hit.copies} ${hit.copies === 1 ? "copy" : "copies"}`,
+      "copies");
+    copies.title = (hit.copy_paths || []).join("\n");
+    button.append(copies);
+  }
   if (hit.nearest) {
     const near = element("span", "", "nearest");
     near.append("nearest: ", element("span", baseName(hit.nearest), "near-name"),
