@@ -297,7 +297,7 @@ def test_calibrate_seed_picks_another_sample(dup_folder, library):
         for seed in ("0", "5")
     }
     assert runs["0"]["seed"] == 0 and runs["5"]["seed"] == 5
-    assert runs["0"]["method"] == runs["5"]["method"] == "pixel-evidence/2"
+    assert runs["0"]["method"] == runs["5"]["method"] == "pixel-evidence/3"
     # a different sample of sources and copies: different positive scores
     assert runs["0"]["table"] != runs["5"]["table"]
 

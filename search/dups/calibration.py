@@ -41,7 +41,7 @@ MIN_SAMPLE = 8  # sources at least (64 copies)
 IMAGES_PER_SOURCE = 40  # the sample grows with the library: one source per 40 indexed images
 TRANSFORMS_PER_SOURCE = 8  # of the 15, drawn per source: every transform is seen across sources
 NEGATIVE_CANDIDATES = 12  # nearest library images looked at per copy for its negatives
-METHOD = "pixel-evidence/2"  # stored with a calibration: another method refits it
+METHOD = "pixel-evidence/3"  # stored with a calibration: another method refits it
 
 
 def sample_for(images: int) -> int:
@@ -165,9 +165,9 @@ def _encode(img: Image.Image, name: str) -> bytes:
 
 
 def load_source(path: str) -> Image.Image:
-    with Image.open(path) as img:
-        img.draft("RGB", (SOURCE_MAX_SIDE, SOURCE_MAX_SIDE))
-        img = to_rgb(ImageOps.exif_transpose(img))
+    with Image.open(path) as opened:
+        opened.draft("RGB", (SOURCE_MAX_SIDE, SOURCE_MAX_SIDE))
+        img = to_rgb(ImageOps.exif_transpose(opened))
     img.thumbnail((SOURCE_MAX_SIDE, SOURCE_MAX_SIDE), Image.Resampling.LANCZOS)
     return img
 
@@ -259,7 +259,8 @@ def calibrate(
             progress("calibrate", done * TRANSFORMS_PER_SOURCE, len(chosen) * TRANSFORMS_PER_SOURCE)
     pos_parts = [copies @ space[row] for row, _, copies, _ in sources]
     pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0)
-    negatives, by_transform, excluded = [], {}, 0
+    negatives, excluded = [], 0
+    by_transform: dict[str, list[float]] = {}
     judged = _Judged(seen)
     for (row, names, copies, seen_copies), p in zip(sources, pos_parts, strict=True):
         neg, dropped = _negatives(row, copies, p, space, hash_codes, judged)

@@ -15,6 +15,7 @@ Rows whose content has no stored evidence (a library indexed before it was kept,
 a Ray cluster) are measured here once, from a small decode, and the result is stored.
 """
 
+import dataclasses
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,7 @@ class Seen:
     def of_library(cls, store, lib: Library, progress: Progress | None = None) -> "Seen":
         """Stored evidence of every row; rows without it are measured now and it is stored."""
         found = stored.load(store, [h for h in lib.hashes if h])
-        missing = {}
+        missing: dict[str, str] = {}
         for row, r in enumerate(lib.rows):
             if r["hash"] not in found:
                 missing.setdefault(r["hash"] or f"row:{row}", r["path"])
@@ -112,9 +113,18 @@ def look_alike(a: Evidence, size_a, b: Evidence, size_b) -> bool:
     and, where both have structure, the same structure up to contrast (two different near-black
     photos or pages of text agree in every other measure)."""
     sig_a, sig_b = lowinfo.from_evidence(a, *size_a), lowinfo.from_evidence(b, *size_b)
-    if sig_a is None or sig_b is None or not lowinfo.same_picture(sig_a, sig_b):
+    if sig_a is None or sig_b is None:
+        return False
+    if a.greyscale != b.greyscale:  # a grey copy: compare the colour layouts as grey
+        sig_a, sig_b = _grey_layout(sig_a), _grey_layout(sig_b)
+    if not lowinfo.same_picture(sig_a, sig_b):
         return False
     return same_structure(a.thumb, b.thumb)
+
+
+def _grey_layout(sig: lowinfo.Signature) -> lowinfo.Signature:
+    grey = np.clip((sig.colour.astype(np.float32) @ lowinfo.LUMA).round(), 0, 255)
+    return dataclasses.replace(sig, colour=np.repeat(grey[..., None], 3, axis=2).astype(np.uint8))
 
 
 def same_structure(a: np.ndarray, b: np.ndarray) -> bool:
@@ -177,7 +187,8 @@ def _measure(store, missing: dict[str, str], progress: Progress | None) -> dict[
 def pixel_pairs(lib: Library, rows, cols, close) -> list[tuple[int, int]]:
     """Close same-size pairs of different content whose decoded pixels are identical (a full
     decode of each candidate, once; byte twins are represented by their first copy)."""
-    hashes, first = lib.hashes, {}
+    hashes = lib.hashes
+    first: dict[str | int, int] = {}  # content hash (or the row, without one) -> its first row
     for row, digest in enumerate(hashes):
         first.setdefault(digest or row, row)
     return [

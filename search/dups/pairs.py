@@ -147,3 +147,20 @@ def clustered_pairs(
         if progress:
             progress("dups", done, n)
     return merge_join(n, *(np.concatenate([p[k] for p in parts]) for k in range(3)))
+
+
+def strongest_per_row(n: int, pairs: Pairs, k: int) -> Pairs:
+    """The pairs that are among the k highest-scoring of at least one of their two rows."""
+    rows, cols, sims = pairs
+    if not len(rows):
+        return pairs
+    ends = np.concatenate([rows, cols])
+    scores = np.concatenate([sims, sims])
+    which = np.concatenate([np.arange(len(rows)), np.arange(len(rows))])
+    order = np.lexsort((-scores, ends))  # by row, best first
+    ends, which = ends[order], which[order]
+    starts = np.searchsorted(ends, np.arange(n + 1))
+    rank = np.arange(len(ends)) - starts[ends]
+    keep = np.zeros(len(rows), bool)
+    keep[which[rank < k]] = True
+    return rows[keep], cols[keep], sims[keep]

@@ -26,12 +26,13 @@ from search.dups.groups import (
     leader_groups,
     twin_units,
 )
-from search.dups.pairs import neighbour_pairs
+from search.dups.pairs import neighbour_pairs, strongest_per_row
 from search.dups.precision import EVIDENCE_PRECISION, Estimate, from_calibration
 from search.dups.ray import ray_neighbour_pairs
 from search.dups.verify import DESCRIPTOR_MIN
 from search.dups.whitening import Whitening, fit_whitening
 
+RAW_NEIGHBOURS = 8  # nearest images by raw cosine whose pixels are looked at, per image
 LAYOUT_MIN_COSINE = 0.6  # raw cosine a pair found by its grey layout needs (a grey copy: >= 0.8)
 REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
 
@@ -178,6 +179,7 @@ def find_duplicates(coll, options: DupOptions, progress=None) -> DupReport:
     started = time.perf_counter()
     options = dataclasses.replace(options, burst_window=bursts.parse_window(options.burst_window))
     calibration, whitening, threshold, mode = _thresholds(coll, options, progress)
+    report: DupReport
     if options.against or options.of:
         report = against(coll, options, calibration, whitening, threshold, progress)
         if options.rotations:  # the query files that found nothing, looked up turned
@@ -208,8 +210,7 @@ def _thresholds(coll, options: DupOptions, progress):
     if not -1 <= threshold <= 1:
         raise BadQuery("--threshold is a cosine between -1 and 1")
     stored = stored_calibration(coll)
-    calibration = stored[0] if stored else None
-    return calibration, None, threshold, "cosine"
+    return (stored[0] if stored else None), None, threshold, "cosine"
 
 
 def _similar_threshold(options, calibration, threshold) -> float:
@@ -244,8 +245,9 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     is_twin = units.rep != np.arange(len(lib.ids))  # grouped through their representative
     keep = ~(is_twin[rows] | is_twin[cols])
     rows, cols, sims = rows[keep], cols[keep], sims[keep]
-    if auto:  # grey and re-toned copies that whitening scatters, found by their grey layouts
-        rows, cols, sims = _with_layout_pairs(lib, space, seen, is_twin, (rows, cols, sims))
+    if auto:  # copies the whitened band misses: by raw cosine, and by grey layout
+        pairs = _with_raw_neighbours(lib, space, is_twin, (rows, cols, sims), progress)
+        rows, cols, sims = _with_layout_pairs(lib, space, seen, is_twin, pairs)
     links = _judged(lib, seen, (rows, cols, sims), threshold, estimate, progress)
     report.estimate = estimate.to_json() if estimate else None
     turns: dict = {}
@@ -271,7 +273,8 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
         if h and ok
     }
     taken = is_twin.copy()
-    near = []  # (tier, leader, [(member, similarity)], {attached member: the member it copies})
+    # (tier, leader, [(member, similarity)], {attached member: the member it copies})
+    near: list[tuple[str, int, list[tuple[int, float]], dict[int, int]]] = []
     copy_links = (rows[admitted], cols[admitted], sims[admitted])
     for leader, members in leader_groups(len(lib.ids), *copy_links, -np.inf, priority, taken):
         near.append(("copy", leader, members, {}))
@@ -295,6 +298,27 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     report.groups.sort(key=lambda g: TIERS.index(g.tier))  # stable: exact, pixels, copy, similar
     report.pixel_checks = auto  # copies admitted by pixel evidence (a fixed cosine: gating only)
     return report
+
+
+def _with_raw_neighbours(lib, space, is_twin, pairs, progress):
+    """The candidate pairs plus each image's RAW_NEIGHBOURS nearest by raw cosine, from
+    VERIFY_MIN_COSINE up: a bright or cropped copy can fall below the whitened band (the
+    calibrated threshold on a library of look-alike tiles was 0.99) while its raw cosine is 0.99,
+    and pixels, not the band, decide what it is."""
+    rows, cols, sims = pairs
+    reps = np.flatnonzero(~is_twin)
+    if len(reps) < 2:
+        return pairs
+    near = neighbour_pairs(np.ascontiguousarray(lib.vectors[reps]), VERIFY_MIN_COSINE, progress)
+    i, j, _ = strongest_per_row(len(reps), near, RAW_NEIGHBOURS)
+    i, j = reps[i], reps[j]
+    known = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    fresh = np.array(
+        [(x, y) not in known for x, y in zip(i.tolist(), j.tolist(), strict=True)], bool
+    )
+    i, j = i[fresh], j[fresh]
+    extra = np.einsum("ij,ij->i", space[i], space[j]).astype(np.float32)
+    return np.concatenate([rows, i]), np.concatenate([cols, j]), np.concatenate([sims, extra])
 
 
 def _with_layout_pairs(lib, space, seen: Seen, is_twin, pairs):

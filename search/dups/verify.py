@@ -27,6 +27,7 @@ NCC_WHOLE = 0.95  # grey / brightness / contrast copies >= 0.97; nearest distinc
 NCC_SQUASHED = 0.97  # a copy stretched to another aspect (imagededup's resize 640x480 -> 300x300:
 # 0.998); distinct photos squashed to each other's frame <= 0.84 (61 photos' quarters)
 NCC_CROP = 0.95  # the best window at a crop scale: crops >= ?; distinct photos <= ?
+DETAIL_NCC = 0.3  # correlation of the fine detail a tone or crop match also needs (same_detail)
 CROP_PREFILTER = 0.85  # NCC of the half-size search below which no full search is made
 MIN_CROP_SCALE = 0.74  # the narrowest window looked for: a crop keeping 75 % of the width
 DESCRIPTOR_PX = 16  # the grey layout that finds tone candidates (squashed: aspect checked later)
@@ -91,12 +92,32 @@ def confirm(path_a: str, path_b: str, crops: bool = True, turn: str | None = Non
 
 
 def match(a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = None) -> str | None:
-    """`confirm` on two grey thumbnails (long side THUMB_PX): "tone", "crop" or None."""
+    """`confirm` on two grey thumbnails (long side THUMB_PX): "tone", "crop" or None. Either
+    needs the fine detail to agree too (same_detail): two neighbouring parts of one scene (a
+    treeline beside the next) share the coarse layout that dominates a correlation."""
     a = turned(a, turn)
-    whole = ncc(a.astype(np.float32), _resized(b, a.shape))
+    b_on_a = _resized(b, a.shape)
+    whole = ncc(a.astype(np.float32), b_on_a)
     if whole >= (NCC_WHOLE if _same_frame(a, b) else NCC_SQUASHED):
-        return "tone"
-    return "crop" if crops and best_crop_ncc(a, b) >= NCC_CROP else None
+        return "tone" if same_detail(a.astype(np.float32), b_on_a) else None
+    if not crops:
+        return None
+    score, window, template = best_crop(a, b)
+    return "crop" if score >= NCC_CROP and same_detail(window, template) else None
+
+
+def same_detail(a: np.ndarray, b: np.ndarray) -> bool:
+    """The pictures' fine detail (a Laplacian of the equal-shape grey arrays) correlates:
+    copies >= 0.51 (a 20 % crop, matched at 64 px), two neighbouring tiles of one photo 0.07."""
+    la, lb = _laplacian(a), _laplacian(b)
+    la, lb = la - la.mean(), lb - lb.mean()
+    denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
+    return denom > 0 and float((la * lb).sum()) / denom >= DETAIL_NCC
+
+
+def _laplacian(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
 
 
 def _same_frame(a: np.ndarray, b: np.ndarray) -> bool:
@@ -104,22 +125,30 @@ def _same_frame(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def best_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
-    """The best NCC of either thumbnail, shrunk to a window of the other at any whole-pixel
-    width between MIN_CROP_SCALE and all of it, over every offset. (Six fixed scales missed
-    crops by rounding: a 20 % crop scored 0.92 at scale 0.80 and 0.98 one pixel wider.) Every
-    third width first, then the widths beside the best of them; and only where the same search
-    at half the size (every other width) comes within CROP_PREFILTER (distinct photos: 0.2 % of
-    pairs reach 0.8; crops at 32 px >= 0.96)."""
+    """The best NCC of either thumbnail shrunk to a window of the other (best_crop)."""
+    return best_crop(a, b)[0]
+
+
+def best_crop(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(NCC, window, template) of the best match of either thumbnail, shrunk to a window of the
+    other at any whole-pixel width between MIN_CROP_SCALE and all of it, over every offset.
+    (Six fixed scales missed crops by rounding: a 20 % crop scored 0.92 at scale 0.80 and 0.98
+    one pixel wider.) Every third width first, then the widths beside the best of them; and
+    only where the same search at half the size (every other width) comes within
+    CROP_PREFILTER (distinct photos: 0.2 % of pairs reach 0.8; crops at 32 px >= 0.96)."""
+    none = (-1.0, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32))
     if _coarse_crop_ncc(_halved(a), _halved(b)) < CROP_PREFILTER:
-        return -1.0
-    best = -1.0
+        return none
+    best = none
     for big, small in ((a, b), (b, a)):
         frame = _Frame(big)
         widths = range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1)
         coarse = {w: frame.best_window(small, w) for w in widths[::3]}
-        top = max(coarse, key=coarse.__getitem__)
-        fine = [frame.best_window(small, w) for w in (top - 2, top - 1, top + 1, top + 2)]
-        best = max(best, coarse[top], *fine)
+        top = max(coarse, key=lambda w: coarse[w][0])
+        for w in (top - 2, top - 1, top, top + 1, top + 2):
+            found = coarse[w] if w in coarse else frame.best_window(small, w)
+            if found[0] > best[0]:
+                best = found
     return best
 
 
@@ -128,7 +157,7 @@ def _coarse_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
     for big, small in ((a, b), (b, a)):
         frame = _Frame(big)
         for w in range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1, 2):
-            best = max(best, frame.best_window(small, w))
+            best = max(best, frame.best_window(small, w)[0])
     return best
 
 
@@ -144,29 +173,34 @@ class _Frame:
     def __init__(self, big: np.ndarray):
         self.H, self.W = big.shape
         image = big.astype(np.float64)
+        self.image = image.astype(np.float32)
         self.spectrum = np.fft.rfft2(image)
         self.sums = np.pad(image, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
         self.squares = np.pad(image**2, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
 
-    def best_window(self, small: np.ndarray, w: int) -> float:
-        """`small` taken as the part of the frame that is `w` pixels wide: best NCC over every
-        offset (a cross-correlation by FFT; window statistics from integral images)."""
+    def best_window(self, small: np.ndarray, w: int) -> tuple[float, np.ndarray, np.ndarray]:
+        """`small` taken as the part of the frame that is `w` pixels wide: (best NCC over every
+        offset, the frame's window there, the template), by a cross-correlation by FFT with
+        window statistics from integral images."""
         H, W = self.H, self.W
         h = max(8, round(w * small.shape[0] / small.shape[1]))
+        empty = np.zeros((3, 3), np.float32)
         if h > H or w > W or w < 8:
-            return -1.0
+            return -1.0, empty, empty
         template = _resized(small, (h, w))
-        template -= template.mean()
-        t_norm = float(np.linalg.norm(template))
-        if t_norm < MIN_STD * np.sqrt(template.size):
-            return -1.0
-        spectrum = self.spectrum * np.fft.rfft2(template[::-1, ::-1], s=(H, W))
+        centred = template - template.mean()
+        t_norm = float(np.linalg.norm(centred))
+        if t_norm < MIN_STD * np.sqrt(centred.size):
+            return -1.0, empty, empty
+        spectrum = self.spectrum * np.fft.rfft2(centred[::-1, ::-1], s=(H, W))
         sums = np.fft.irfft2(spectrum, s=(H, W))[h - 1 :, w - 1 :]  # zero-mean template
-        n = template.size
+        n = centred.size
         mean, square = _windows(self.sums, h, w) / n, _windows(self.squares, h, w) / n
         std = np.sqrt(np.maximum(square - mean**2, 0.0))
         scores = np.where(std >= MIN_STD, sums / (np.maximum(std, 1e-6) * np.sqrt(n) * t_norm), -1)
-        return float(scores.max())
+        y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        window = self.image[y : y + h, x : x + w]
+        return float(scores[y, x]), window, template
 
 
 def _windows(s: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -202,9 +236,9 @@ def is_greyscale(path: str) -> bool:
 @per_file_version(CACHE_ENTRIES)
 def _seen(path: str) -> tuple[np.ndarray, bool]:
     """The grey thumbnail and whether the picture has no colour, from one small decode."""
-    with Image.open(path) as img:
-        img.draft("RGB", (THUMB_PX * 4, THUMB_PX * 4))
-        img = to_rgb(ImageOps.exif_transpose(img))
+    with Image.open(path) as opened:
+        opened.draft("RGB", (THUMB_PX * 4, THUMB_PX * 4))
+        img = to_rgb(ImageOps.exif_transpose(opened))
         img.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR, reducing_gap=2.0)
         rgb = np.asarray(img, np.int16)
         chroma = rgb.max(axis=2) - rgb.min(axis=2)
