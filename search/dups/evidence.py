@@ -34,6 +34,10 @@ VERIFY_MIN_COSINE = 0.85  # raw cosine of a candidate below the threshold for a 
 STRUCTURE_MIN_STD = 1.0  # grey levels: a thumbnail with less spread has no structure to compare
 STRUCTURE_NCC = 0.9  # low-information pictures with structure (near-black photos, pages of text)
 # must correlate this well once contrast is normalised: copies >= 0.97, distinct pages <= 0.7
+LOW_INFO_EDGES = 6.0  # Laplacian std of a 64 px thumbnail a low-information picture needs before
+# a tone or crop match is believed for it (a smooth sky tile: ~2; a dark photo with structure: 6+)
+FINE_MIN_STD = 3.0  # grey levels of the 192 px Laplacian: below it a picture has no fine edges
+FINE_NCC = 0.88  # see same_fine_detail
 MEASURE_BATCH = 256  # evidence measured by a run is stored this many contents at a time
 
 Progress = Callable[[str, int, int], None]
@@ -99,8 +103,17 @@ def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = 
     if a is None or b is None:
         return None
     if lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b):
-        return "looks" if look_alike(a, size_a, b, size_b) else None
+        if look_alike(a, size_a, b, size_b):
+            return "looks"
+        # a crop or tone edit of a low-information picture that still has edges of its own: a
+        # correlation of smooth pictures means nothing, one of their edges does (same_detail)
+        if min(_edges(a.thumb), _edges(b.thumb)) < LOW_INFO_EDGES:
+            return None
     return verify.match(a.thumb, b.thumb, crops)
+
+
+def _edges(thumb: np.ndarray) -> float:
+    return float(verify.laplacian(thumb).std())
 
 
 def needs_evidence(seen: tuple[Evidence, tuple[int, int]] | None) -> bool:
@@ -119,7 +132,21 @@ def look_alike(a: Evidence, size_a, b: Evidence, size_b) -> bool:
         sig_a, sig_b = _grey_layout(sig_a), _grey_layout(sig_b)
     if not lowinfo.same_picture(sig_a, sig_b):
         return False
-    return same_structure(a.thumb, b.thumb)
+    return same_structure(a.thumb, b.thumb) and same_fine_detail(a.fine, b.fine)
+
+
+def same_fine_detail(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Where both pictures have edges at 192 px (text, a UI), their Laplacians correlate:
+    copies of a screenshot >= 0.95 (a quarter-size JPEG), other screenshots of the same app
+    <= 0.79, other pages of text lower still."""
+    if a is None or b is None:
+        return True  # measured before fine detail was kept: the other measures decide
+    la, lb = verify.laplacian(a), verify.laplacian(b)
+    sa, sb = float(la.std()), float(lb.std())
+    if sa < FINE_MIN_STD or sb < FINE_MIN_STD:
+        return True  # flat: nothing fine to compare
+    la, lb = la - la.mean(), lb - lb.mean()
+    return float((la * lb).mean() / (sa * sb)) >= FINE_NCC
 
 
 def _grey_layout(sig: lowinfo.Signature) -> lowinfo.Signature:

@@ -110,13 +110,14 @@ def match(a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = N
 def same_detail(a: np.ndarray, b: np.ndarray) -> bool:
     """The pictures' fine detail (a Laplacian of the equal-shape grey arrays) correlates:
     copies >= 0.51 (a 20 % crop, matched at 64 px), two neighbouring tiles of one photo 0.07."""
-    la, lb = _laplacian(a), _laplacian(b)
+    la, lb = laplacian(a), laplacian(b)
     la, lb = la - la.mean(), lb - lb.mean()
     denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
     return denom > 0 and float((la * lb).sum()) / denom >= DETAIL_NCC
 
 
-def _laplacian(x: np.ndarray) -> np.ndarray:
+def laplacian(x: np.ndarray) -> np.ndarray:
+    """The 4-neighbour Laplacian of a grey array (its inner part)."""
     x = np.asarray(x, np.float32)
     return 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
 
