@@ -12,7 +12,9 @@ import sys
 
 def main() -> None:
     spin, threads, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    import onnxruntime as ort
+    from indexer import privacy
+
+    ort = privacy.onnxruntime()  # the product's import: telemetry off
 
     original = ort.InferenceSession.__init__
 

@@ -576,8 +576,9 @@ def main() -> None:
             ],
             check=True,
         )
-    import onnxruntime
+    from indexer import privacy
 
+    onnxruntime = privacy.onnxruntime()  # telemetry off, as in the product
     started = time.perf_counter()
     data = {
         "command": "python " + shlex.join(["bench/runtime_speed.py", *sys.argv[1:]]),
