@@ -483,6 +483,7 @@ def bench_size(size: int, args: argparse.Namespace, model: str, extra: list[str]
             "--workers",
             "1",
             "--json",
+            *shlex.split(args.index_args),
         ],
         log,
     )
@@ -668,6 +669,7 @@ def main() -> None:
     ap.add_argument("--model", help="model directory (default: real_dinov2_small.sh's)")
     ap.add_argument("--work", type=Path, default=BENCH / "work" / "lookalike")
     ap.add_argument("--extra-args", default="", help="added to every dups call, e.g. --rotations")
+    ap.add_argument("--index-args", default="", help="added to every index call, e.g. --fast")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="lookalike", help="results file name (bench/results/NAME.*)")
     ap.add_argument(
@@ -695,6 +697,7 @@ def main() -> None:
         "model_label": WEIGHTS_LABEL,
         "seed": args.seed,
         "extra_args": args.extra_args,
+        "index_args": args.index_args,
         "command": shlex.join([".venv/bin/python", "bench/lookalike.py", *sys.argv[1:]]),
         "started": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),

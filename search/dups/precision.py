@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NEVER = float("inf")
-# Pair precision of pixel evidence on distinct look-alike photos (bench/results/lookalike.md):
-# the probability a member confirmed by its pixels is given.
-EVIDENCE_PRECISION = 0.999
+# Pair precision of pixel evidence on distinct look-alike photos, the probability a member
+# confirmed by its pixels is given: 202 of 203 copy pairs right over the look-alike sets of 20 to
+# 1,000 files, the one wrong pair two tiles of one nearly flat yellow band (bench/lookalike.py,
+# bench/results/lookalike.md); 5,818 of 5,818 on the near-duplicate set.
+EVIDENCE_PRECISION = 0.995
 
 
 @dataclass
