@@ -27,7 +27,7 @@ try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
 
     pillow_heif.register_heif_opener()
 except ImportError:  # pragma: no cover - pillow-heif is a hard dependency, but degrade gracefully
-    pillow_heif = None
+    pillow_heif = None  # type: ignore[assignment]  # an optional module
 
 # We enforce our own pixel limit from the header (see check_pixels); Pillow's fixed one would
 # refuse real 200 MP phone photos.
@@ -87,7 +87,18 @@ class Recipe:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return self.crop or self.size or (self.shortest_edge, self.shortest_edge)
+        if self.crop:
+            return self.crop
+        if self.size:
+            return self.size
+        return (self.edge, self.edge)
+
+    @property
+    def edge(self) -> int:
+        """The shorter side's target, for a recipe that resizes by it."""
+        if not self.shortest_edge:
+            raise ValueError("a recipe needs a size or a shortest edge to resize to")
+        return self.shortest_edge
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -199,7 +210,7 @@ def _raw_capture_time(path: str) -> str | None:
 
 
 def _decode(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded:
-    img = Image.open(io.BytesIO(data))
+    img: Image.Image = Image.open(io.BytesIO(data))
     fmt = img.format or "unknown"
     check_pixels(img.width, img.height, max_pixels)
     width, height = img.size
@@ -236,9 +247,8 @@ def _prepare_heif(img: Image.Image, data: bytes, shortest_edge: int | None) -> s
         # short of the model's resize is still taken (an iPhone's 240 px against DINOv2's 256)
         shortest_edge = math.ceil(shortest_edge * HEIF_THUMBNAIL_MIN_SHARE)
         scale = shortest_edge / min(img.size)
-        wanted = tuple(
-            shortest_edge if side == min(img.size) else int(side * scale) for side in img.size
-        )
+        w, h = (shortest_edge if side == min(img.size) else int(side * scale) for side in img.size)
+        wanted = (w, h)
         if img.draft("RGB", wanted) is not None:
             return "thumbnail"
     return "primary"
@@ -305,7 +315,7 @@ def preprocess(img: Image.Image, recipe: Recipe) -> Image.Image:
         target_h, target_w = recipe.size
     else:
         short, long = sorted(img.size)
-        new_short, new_long = recipe.shortest_edge, int(recipe.shortest_edge * long / short)
+        new_short, new_long = recipe.edge, int(recipe.edge * long / short)
         target_w, target_h = (
             (new_short, new_long) if img.width <= img.height else (new_long, new_short)
         )
@@ -325,6 +335,7 @@ def preprocess(img: Image.Image, recipe: Recipe) -> Image.Image:
 def _resize_crop_region(img: Image.Image, target: tuple[int, int], recipe: Recipe) -> Image.Image:
     """For a panorama like 1 x 60000, resize only the part that lands in the centre crop
     (resizing all of it would take gigabytes); same geometry as resize-then-crop."""
+    assert recipe.crop is not None  # the caller's condition
     (target_w, target_h), (crop_h, crop_w) = target, recipe.crop
     sx, sy = target_w / img.width, target_h / img.height
     top, left = (target_h - crop_h) // 2, (target_w - crop_w) // 2
@@ -373,9 +384,11 @@ def parse_capture_time(text: str | None) -> dt.datetime | None:
     return _valid_time(int(y), int(mo), int(d), int(h), int(mi), int(s), micro)
 
 
-def _valid_time(*parts: int) -> dt.datetime | None:
+def _valid_time(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0
+) -> dt.datetime | None:
     try:
-        return dt.datetime(*parts)
+        return dt.datetime(year, month, day, hour, minute, second, micro)
     except ValueError:
         return None
 

@@ -31,6 +31,7 @@ DEFAULT_DECODE_MEMORY_BYTES = 4 << 30  # address space per worker: a 200 MP imag
 BACKSTOP_GRACE_S = 5.0
 # Files whose decode, not the model, sets the pace (HEIC: HEVC in software, ~1 s a 12 MP file)
 DECODE_BOUND_EXTENSIONS = (".heic", ".heif", ".hif")
+FREED = np.zeros(0, np.uint8)  # what an embedded item's pixels become: their memory given back
 
 
 @dataclass
@@ -68,12 +69,8 @@ def time_limit(seconds: float | None):
     Python checks the alarm between the decoder's chunks, so a decoder stuck in native code is
     left to the parent's backstop. Without SIGALRM (Windows) or off the main thread: no limit.
     """
-    usable = (
-        seconds
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not seconds or not usable:
         yield
         return
     previous = signal.signal(signal.SIGALRM, _on_alarm)
@@ -221,6 +218,8 @@ class DecodeStream:
             self.pool = None
 
     def _submit(self, path: str):
+        if self.pool is None:
+            raise RuntimeError("the decode pool is closed")
         return self.pool.submit(path, self.recipe, self.max_pixels)
 
     def _fill(self) -> None:
@@ -297,10 +296,10 @@ def embed_batches(
 
 
 def _run(batch: list[Embedded], embed: Callable[[np.ndarray], np.ndarray]) -> list[Embedded]:
-    ok = [item for item in batch if item.decoded is not None]
+    ok = [(item, item.decoded) for item in batch if item.decoded is not None]
     if ok:
-        vectors = embed(np.stack([item.decoded.pixels for item in ok]))
-        for item, vector in zip(ok, vectors, strict=True):
+        vectors = embed(np.stack([decoded.pixels for _, decoded in ok]))
+        for (item, decoded), vector in zip(ok, vectors, strict=True):
             item.vector = vector
-            item.decoded.pixels = None  # free the pixels once embedded
+            decoded.pixels = FREED  # free the pixels once embedded
     return batch

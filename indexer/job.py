@@ -110,7 +110,11 @@ def plan(
             result.unchanged += 1
         else:
             candidates.append(f)
-    gone = {row.hash: row for row in known.values() if row.path not in seen and row.status == "ok"}
+    gone = {
+        row.hash: row
+        for row in known.values()
+        if row.path not in seen and row.status == "ok" and row.hash is not None
+    }
     gone_ids = {row.id for row in known.values() if row.path not in seen}
     hashes = _hash_all(candidates, result, progress)
     reusable = store.rows_with_hashes(h for _, h in hashes)
@@ -275,10 +279,10 @@ def _measure_unmeasured(
     info = store.model()
     present = [r for r in roots if os.path.exists(r)]  # an unmounted drive: nothing to read
     todo = flags.unmeasured(store, present) if info and not options.ray else []
-    if not todo:
+    if not todo or info is None:
         return
     hashes = {path: digest for digest, path in {d: p for p, d in reversed(todo)}.items()}
-    stream = _decode_stream(list(hashes), Recipe.from_json(info.recipe), options)
+    stream = _local_stream(list(hashes), Recipe.from_json(info.recipe), options)
     measured: list[tuple[str, dict]] = []
     with stream:
         for done, item in enumerate(stream, 1):
@@ -294,6 +298,10 @@ def _measure_unmeasured(
 def _decode_stream(paths: list[str], recipe: Recipe, options: IndexOptions) -> DecodeStream | None:
     if options.ray:
         return None  # Ray workers decode on the cluster
+    return _local_stream(paths, recipe, options)
+
+
+def _local_stream(paths: list[str], recipe: Recipe, options: IndexOptions) -> DecodeStream:
     workers = default_workers(paths) if options.workers is None else options.workers
     isolation = Isolation(options.decode_timeout_s, options.decode_memory_bytes)
     return DecodeStream(paths, recipe, options.max_pixels, workers, isolation)
@@ -305,5 +313,5 @@ def _batches(
     """Embedded batches: on a Ray cluster with --ray (any order), else locally (input order)."""
     if options.ray:
         return ray_embedded_batches(paths, embedder.id, embedder.recipe, options, options.ray)
-    decoded = early or _decode_stream(paths, embedder.recipe, options)
+    decoded = early or _local_stream(paths, embedder.recipe, options)
     return embed_batches(decoded, embedder.embed, options.batch_size)

@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -301,9 +302,9 @@ def _hf_recipe(spec: ModelSpec, model_type: str) -> Recipe:
                     raise OSError("the hub cannot be reached")
                 with _quiet_retries():
                     path = Path(hf_hub_download(spec.source, "preprocessor_config.json"))
-            except Exception:  # no processor config published: the DINO default below
-                path = None
-    if path is None or not path.exists():
+            except Exception:  # no processor config published: the DINO default
+                return Recipe()
+    if not path.exists():
         return Recipe()  # the DINO/DINOv2 default: shorter side 256 bicubic, centre crop 224
     return recipe_from_processor_config(json.loads(path.read_text()))
 
@@ -368,7 +369,7 @@ def _load_hf_file(path: Path):
     layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layer."))
     grid = int(round((state["embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
     # Heads leave no trace in the shapes: every DINO/DINOv2 ViT uses 64-wide heads.
-    common = dict(
+    common: dict[str, Any] = dict(
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=hidden // 64,
@@ -378,7 +379,7 @@ def _load_hf_file(path: Path):
     if "encoder.layer.0.layer_scale1.lambda1" in state:
         mlp = state.get("encoder.layer.0.mlp.fc1.weight")
         ratio = mlp.shape[0] // hidden if mlp is not None else 4
-        net = Dinov2Model(Dinov2Config(mlp_ratio=ratio, **common))
+        net: Dinov2Model | ViTModel = Dinov2Model(Dinov2Config(mlp_ratio=ratio, **common))
     else:
         inter = int(state["encoder.layer.0.intermediate.dense.weight"].shape[0])
         net = ViTModel(ViTConfig(intermediate_size=inter, **common), add_pooling_layer=False)

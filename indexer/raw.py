@@ -49,6 +49,7 @@ def open_raw(path: str, min_side: int | None) -> tuple[Image.Image, str, tuple[i
 
 def _preview(raw, flip: int, min_side: int) -> Image.Image | None:
     """The embedded preview, upright, when it is large enough; else None."""
+    img: Image.Image
     try:
         thumb = raw.extract_thumb()
     except RAW_ERRORS:  # none, or one LibRaw cannot unpack: demosaic instead

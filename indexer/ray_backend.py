@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer import privacy
 from indexer.decode import Decoded, Recipe, decode_bytes
-from indexer.decode_pool import Embedded, guarded_decode
+from indexer.decode_pool import FREED, Embedded, guarded_decode
 from indexer.errors import DinosearchError, RuntimeUnavailable
 from indexer.model import load
 
@@ -165,9 +165,11 @@ def build_dataset(
     quiet()
     # enough blocks to keep every replica fed, even for a small folder
     blocks = max(-(-len(paths) // DECODE_BLOCK_FILES), min(len(paths), 4 * layout.actors))
-    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+    ds: ray.data.Dataset = ray.data.from_items(
+        [{"path": p} for p in paths], override_num_blocks=blocks
+    )
     ds = ds.map_batches(
-        decode_batch,
+        decode_batch,  # type: ignore[arg-type, unused-ignore]  # ray's stubs: a one-argument fn
         batch_size=DECODE_BLOCK_FILES,
         fn_kwargs={
             "recipe": recipe,
@@ -215,7 +217,7 @@ def to_embedded(batch: dict) -> list[Embedded]:
             continue
         taken = str(batch["taken"][i]) or None
         d = Decoded(
-            None, int(batch["width"][i]), int(batch["height"][i]), str(batch["format"][i]), taken
+            FREED, int(batch["width"][i]), int(batch["height"][i]), str(batch["format"][i]), taken
         )
         out.append(Embedded(str(path), d, np.asarray(batch["vector"][i], np.float32)))
     return out

@@ -18,9 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from indexer.errors import BadQuery, LibraryError
 from indexer.files import is_excluded, is_image_name
+
+if TYPE_CHECKING:  # watchdog is imported only for --watch
+    from watchdog.observers.api import BaseObserver, ObservedWatch
 
 QUIET_S = 2.0  # a batch waits for this long without events
 MAX_DELAY_S = 30.0  # ... but never longer than this after its first event
@@ -76,8 +80,8 @@ class Watcher:
         self._events = 0
         self._first = self._last = 0.0
         self._device = {r: _identity(r) for r in self.roots}
-        self._watches: dict[str, object] = {}
-        self._observer = None
+        self._watches: dict[str, ObservedWatch] = {}
+        self._observer: BaseObserver | None = None
 
     # --- the observer ---------------------------------------------------------------------------
 
@@ -92,8 +96,15 @@ class Watcher:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+
+    @property
+    def observer(self) -> "BaseObserver":
+        if self._observer is None:
+            raise RuntimeError("the watcher is not running: use it as `with Watcher(...)`")
+        return self._observer
 
     def _schedule(self, root: str) -> None:
         from watchdog.events import FileSystemEventHandler
@@ -105,7 +116,7 @@ class Watcher:
                 watcher._event(root, event)
 
         try:
-            self._watches[root] = self._observer.schedule(Handler(), root, recursive=True)
+            self._watches[root] = self.observer.schedule(Handler(), root, recursive=True)
         except OSError as exc:  # e.g. the inotify watch limit: say which knob to turn
             raise LibraryError(
                 f"cannot watch {root}: {exc.strerror or exc}"
@@ -120,7 +131,7 @@ class Watcher:
         watch = self._watches.pop(root, None)
         if watch is not None:
             try:
-                self._observer.unschedule(watch)
+                self.observer.unschedule(watch)
             except (KeyError, OSError):
                 pass  # the folder went first: the observer has dropped it already
 

@@ -5,6 +5,7 @@ hands the work to its room (indexer/, search/dups, search/cleanup, search/upkeep
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -227,7 +228,7 @@ class Collection(CleanupMethods):
             changed = store.changed_since(previous.generation) if previous else None
         # outside the read transaction (an HNSW build takes minutes); the memory map stays
         # valid: the file is append-only and compaction keeps the previous file
-        if previous is not None:
+        if previous is not None and changed is not None:
             updated = previous.updated(
                 ids, lambda rows: space[slots[rows]], space.shape[1], changed, generation
             )
@@ -261,7 +262,7 @@ class Collection(CleanupMethods):
         vectors = [self._stored_vector(p) for p in paths]
         todo = [n for n, v in enumerate(vectors) if v is None]
         if not todo:
-            return np.stack(vectors)
+            return np.stack(cast(list[np.ndarray], vectors))
         recipe = self._recipe_hint() or Recipe()
         decoded = {n: _decode_query(paths[n], recipe) for n in todo}
         embedder = self.embedder()
@@ -269,7 +270,7 @@ class Collection(CleanupMethods):
             if embedder.recipe != recipe:  # the hint was wrong: decode with the model's own
                 decoded[n] = _decode_query(paths[n], embedder.recipe)
             vectors[n] = embedder.embed(decoded[n].pixels[None])[0]
-        return np.stack(vectors)
+        return np.stack(cast(list[np.ndarray], vectors))  # every None is embedded now
 
     def _stored_vector(self, path: str) -> np.ndarray | None:
         """The library's vector of an indexed, unchanged file; None when it must be embedded."""
@@ -331,7 +332,8 @@ class Collection(CleanupMethods):
             (float(s), int(i)) for s, i in zip(scores[0], found[0], strict=True) if int(i) in rows
         ]
         hits = [Hit(rank, i, rows[i]["path"], s) for rank, (s, i) in enumerate(pairs, start=1)]
-        return QueryResult([], store.model().id if store.model() else "", hits)
+        bound = store.model()
+        return QueryResult([], bound.id if bound else "", hits)
 
     # --- duplicates -----------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import numpy as np
 try:
     import fcntl
 except ImportError:  # Windows: temp files are judged by their age
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 from indexer.config import INDEX_PREFIX
 from indexer.errors import BadQuery, DiskFull, LibraryError
@@ -111,6 +111,7 @@ def index_ids(index) -> np.ndarray:
         return faiss.vector_to_array(index.id_map).astype(np.int64)
     ivf = faiss.extract_index_ivf(index)
     lists = ivf.invlists
+    assert lists is not None  # an IVF index always has its lists
     parts = [
         faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
         for i in range(ivf.nlist)
@@ -135,7 +136,7 @@ def build_all(store, requested: str = "auto") -> "VectorIndex":
 
 @dataclass
 class VectorIndex:
-    index: object  # IndexIDMap2 around a flat or HNSW index; an IndexIVFPQ as it is
+    index: faiss.Index  # IndexIDMap2 around a flat or HNSW index; an IndexIVFPQ as it is
     kind: str
     generation: int
     build_seconds: float = 0.0
@@ -157,6 +158,7 @@ class VectorIndex:
                 raise ValueError(f"IVF-PQ needs {IVFPQ_MIN_VECTORS_TO_TRAIN} vectors to train")
             index = _build_ivfpq(ids, vectors, dim)
             return cls(index, kind, generation, time.perf_counter() - started)
+        inner: faiss.Index
         if kind == "hnsw":
             inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION

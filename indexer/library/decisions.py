@@ -25,7 +25,7 @@ class Decisions:
             self.db.execute(
                 "delete from decisions where hash_a = ? and hash_b = ?", [hash_a, hash_b]
             )
-            self.db["decisions"].insert(record)
+            self.db.table("decisions").insert(record)
 
     def delete(self, hash_a: str, hash_b: str) -> bool:
         """Forget the pair's decision; True if there was one."""

@@ -20,7 +20,7 @@ def write(store: Store, measured: Iterable[tuple[str, Evidence]]) -> None:
     if not records:
         return
     with store.transaction():
-        store.db["evidence"].upsert_all(records, pk="hash", alter=False)
+        store.db.table("evidence").upsert_all(records, pk="hash", alter=False)
 
 
 def load(store: Store, hashes: Iterable[str]) -> dict[str, Evidence]:

@@ -20,7 +20,7 @@ def write(store: Store, measured: Iterable[tuple[str, Values]]) -> None:
     if not records:
         return
     with store.transaction():
-        store.db["quality"].upsert_all(records, pk="hash", alter=False)
+        store.db.table("quality").upsert_all(records, pk="hash", alter=False)
 
 
 def unmeasured(store: Store, roots: Iterable[str]) -> list[tuple[str, str]]:

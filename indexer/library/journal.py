@@ -44,7 +44,7 @@ class Journal:
                 "delete from journal where plan_id = ? and path = ?",
                 [record["plan_id"], record["path"]],
             )
-            self.db["journal"].insert(record)
+            self.db.table("journal").insert(record)
 
     def set_state(self, plan_id: str, path: str, state: str, **cols) -> None:
         """Within the caller's transaction when there is one (done + library update together)."""
@@ -57,7 +57,7 @@ class Journal:
     def record_plan(self, plan_id: str, path: str | None, created: str) -> None:
         record = {"id": plan_id, "path": path, "created": created, "applied": now()}
         with self.db.atomic():
-            self.db["plans"].upsert(record, pk="id")
+            self.db.table("plans").upsert(record, pk="id")
 
     def last_plan_id(self) -> str | None:
         """The latest applied plan with something left to undo."""

@@ -16,8 +16,8 @@ MIGRATION_CHUNK_ROWS = 10_000
 
 
 def m001_images_and_meta(db: sqlite_utils.Database, directory: Path) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["images"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("images").create(
         {
             "id": int,
             "path": str,  # absolute path as walked
@@ -36,13 +36,13 @@ def m001_images_and_meta(db: sqlite_utils.Database, directory: Path) -> None:
         pk="id",
         not_null={"path", "status"},
     )
-    db["images"].create_index(["path"], unique=True)
-    db["images"].create_index(["hash"])
+    db.table("images").create_index(["path"], unique=True)
+    db.table("images").create_index(["hash"])
 
 
 def m002_calibration(db: sqlite_utils.Database, directory: Path) -> None:
     """Score normalisation and duplicate threshold, fitted on the library's own images."""
-    db["calibration"].create(
+    db.table("calibration").create(
         {
             "name": str,  # "current"
             "model": str,  # invalid once the library's model differs
@@ -57,7 +57,7 @@ def m002_calibration(db: sqlite_utils.Database, directory: Path) -> None:
 
 def m003_decisions_and_journal(db: sqlite_utils.Database, directory: Path) -> None:
     """Duplicate decisions keyed by content hash, and the journal of file actions (apply/undo)."""
-    db["decisions"].create(
+    db.table("decisions").create(
         {
             "id": int,
             "hash_a": str,  # sha256 of one file; hash_a <= hash_b (equal: copies of one content)
@@ -68,8 +68,8 @@ def m003_decisions_and_journal(db: sqlite_utils.Database, directory: Path) -> No
         },
         pk="id",
     )
-    db["decisions"].create_index(["hash_a", "hash_b"], unique=True)
-    db["plans"].create(
+    db.table("decisions").create_index(["hash_a", "hash_b"], unique=True)
+    db.table("plans").create(
         {
             "id": str,  # the plan file's "id"
             "path": str,  # where the plan file was when applied
@@ -79,7 +79,7 @@ def m003_decisions_and_journal(db: sqlite_utils.Database, directory: Path) -> No
         },
         pk="id",
     )
-    db["journal"].create(
+    db.table("journal").create(
         {
             "id": int,
             "plan_id": str,
@@ -100,7 +100,7 @@ def m003_decisions_and_journal(db: sqlite_utils.Database, directory: Path) -> No
         pk="id",
         not_null={"plan_id", "path", "action", "state"},
     )
-    db["journal"].create_index(["plan_id", "path"], unique=True)
+    db.table("journal").create_index(["plan_id", "path"], unique=True)
 
 
 def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
@@ -111,8 +111,8 @@ def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
     is written and synced
     before this transaction commits; a kill before that leaves the blobs, and this step runs
     again from the start."""
-    db["images"].add_column("slot", int)
-    db["images"].add_column("generation", int, not_null_default=0)
+    db.table("images").add_column("slot", int)
+    db.table("images").add_column("generation", int, not_null_default=0)
     raw = db.execute("select value from meta where key = 'model'").fetchone()
     dim = int(json.loads(raw[0])["dim"]) if raw else 0
     ids = [r[0] for r in db.execute("select id from images where vector is not null order by id")]
@@ -140,18 +140,18 @@ def m004_vectors_in_a_file(db: sqlite_utils.Database, directory: Path) -> None:
             "--retry-failed to embed it again"
         ],
     )
-    db["meta"].upsert_all(
+    db.table("meta").upsert_all(
         [{"key": "vector_file", "value": name}, {"key": "vector_slots", "value": str(len(slots))}],
         pk="key",
     )
-    db["images"].transform(drop={"vector"})
-    db["images"].create_index(["generation"])
+    db.table("images").transform(drop={"vector"})
+    db.table("images").create_index(["generation"])
 
 
 def m005_quality(db: sqlite_utils.Database, directory: Path) -> None:
     """Quality measures of each content (indexer/quality.py), by content hash: taken at index
     time in the decode worker; a library from before gets them at its next `index`."""
-    db["quality"].create(
+    db.table("quality").create(
         {
             "hash": str,  # sha256 of the file's bytes, as images.hash
             "brightness": float,  # mean grey level, 0..1
@@ -168,7 +168,7 @@ def m005_quality(db: sqlite_utils.Database, directory: Path) -> None:
 def m006_evidence(db: sqlite_utils.Database, directory: Path) -> None:
     """Pixel evidence of each content (indexer/evidence.py), by content hash: taken at index time
     in the decode worker; a library from before gets it from its next `dups` (search/dups)."""
-    db["evidence"].create(
+    db.table("evidence").create(
         {
             "hash": str,  # sha256 of the file's bytes, as images.hash
             "thumb_w": int,  # grey thumbnail, long side 64, upright
@@ -214,5 +214,5 @@ def migrate(db: sqlite_utils.Database, directory: Path) -> int:
     for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
         with db.atomic():
             step(db, directory)
-            db["meta"].upsert({"key": SCHEMA_VERSION_KEY, "value": str(number)}, pk="key")
+            db.table("meta").upsert({"key": SCHEMA_VERSION_KEY, "value": str(number)}, pk="key")
     return len(MIGRATIONS)

@@ -56,6 +56,7 @@ class Store:
                 raise ReadOnlyLibrary(directory, why, "creating a library")
             return cls._open_read_only(directory, why)
         deadline = time.monotonic() + BUSY_TIMEOUT_S
+        error: sqlite3.DatabaseError
         while True:
             try:
                 return cls(directory, connection.connect(path, directory, BUSY_TIMEOUT_S))
@@ -120,7 +121,7 @@ class Store:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+        self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
 
     @property
     def generation(self) -> int:
@@ -347,7 +348,7 @@ class Store:
         with self.transaction():
             self._hold_write_lock()
             self._store_vectors(records)
-            self.db["images"].upsert_all(records, pk="path", alter=False)
+            self.db.table("images").upsert_all(records, pk="path", alter=False)
             self._bump()
 
     def _hold_write_lock(self) -> None:
@@ -443,7 +444,7 @@ class Store:
             "whitening": whitening,
         }
         with self.transaction():
-            self.db["calibration"].upsert(record, pk="name")
+            self.db.table("calibration").upsert(record, pk="name")
 
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
@@ -484,7 +485,7 @@ class Store:
         with self.transaction():
             self._hold_write_lock()
             self._store_vectors([record])
-            self.db["images"].upsert(record, pk="path", alter=False)
+            self.db.table("images").upsert(record, pk="path", alter=False)
             self._bump()
 
 

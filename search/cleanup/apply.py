@@ -40,6 +40,20 @@ class Step:
     follows: str | None = None  # the duplicate this sidecar follows
     check_hash: bool = True
 
+    @property
+    def to(self) -> str:
+        """The target of a move, hardlink or symlink: always set for those actions."""
+        if self.target is None:
+            raise PlanError(f"{self.action} {self.file.path}: the plan gives no target")
+        return self.target
+
+    @property
+    def plan_group(self) -> PlanGroup:
+        """The group of a step made from a plan (not one rebuilt from a journal row)."""
+        if self.group is None:
+            raise PlanError(f"{self.file.path}: not in a group of the plan")
+        return self.group
+
 
 @dataclass
 class Outcome:
@@ -82,7 +96,7 @@ def steps_for(plan: Plan, move_to: str | None = None) -> list[Step]:
             continue
         if f.action == "move" and not dest:
             raise PlanError("the plan moves files: give a destination (apply --to DIR)")
-        target = _move_target(plan, f.path, dest) if f.action == "move" else g.keep
+        target = _move_target(plan, f.path, dest) if f.action == "move" and dest else g.keep
         out.append(Step(g, f, f.action, target))
         out += [_follower(g, f, c, target) for c in f.companions if c["follows"]]
     return out
@@ -97,9 +111,11 @@ def _move_target(plan: Plan, path: str, dest: str) -> str:
 
 
 def _follower(g: PlanGroup, f: PlanFile, companion: dict, target: str | None) -> Step:
-    moved = os.path.join(os.path.dirname(target), os.path.basename(companion["path"]))
+    moved = None
+    if f.action == "move" and target:
+        moved = os.path.join(os.path.dirname(target), os.path.basename(companion["path"]))
     sidecar = PlanFile(companion["path"], f.action, None, companion["size"], companion["mtime_ns"])
-    return Step(g, sidecar, f.action, moved if f.action == "move" else None, f.path, False)
+    return Step(g, sidecar, f.action, moved, f.path, False)
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -123,7 +139,8 @@ def changed(path: str, size: int | None, mtime_ns: int | None, digest: str | Non
 
 def _kept_problem(step: Step, cache: dict) -> str | None:
     """A reason not to remove anything in favour of the group's kept file."""
-    keep = next(f for f in step.group.files if f.path == step.group.keep)
+    group = step.plan_group
+    keep = next(f for f in group.files if f.path == group.keep)
     if keep.path not in cache:
         cache[keep.path] = changed(keep.path, keep.size, None, keep.hash)
     why = cache[keep.path]
@@ -139,13 +156,14 @@ def precheck(step: Step, cache: dict) -> str | None:
         return why
     if step.action in ("hardlink", "symlink") and step.file.hash != _kept_hash(step):
         return f"not byte-identical to the kept file: {step.action} would lose it"
-    if step.action == "move" and os.path.lexists(step.target):
+    if step.action == "move" and os.path.lexists(step.to):
         return f"destination exists: {step.target}"
     return None
 
 
 def _kept_hash(step: Step) -> str | None:
-    return next(f.hash for f in step.group.files if f.path == step.group.keep)
+    group = step.plan_group
+    return next(f.hash for f in group.files if f.path == group.keep)
 
 
 # --- the journal ---------------------------------------------------------------------------------
@@ -155,7 +173,7 @@ def _journal(store: Store, plan_id: str, step: Step, state: str, detail: str | N
     Journal(store).write_pending(
         {
             "plan_id": plan_id,
-            "grp": step.group.group,
+            "grp": step.plan_group.group,
             "path": step.file.path,
             "action": step.action,
             "target": step.target,
@@ -243,13 +261,13 @@ def _resume(store: Store, plan_id: str, step: Step, row: dict) -> Outcome | None
 def _happened(step: Step) -> bool:
     path = step.file.path
     if step.action == "move":
-        return not os.path.lexists(path) and os.path.lexists(step.target)
+        return not os.path.lexists(path) and os.path.lexists(step.to)
     if step.action in ("trash", "delete"):
         return not os.path.lexists(path)
     if step.action == "symlink":
         return os.path.islink(path) and os.readlink(path) == step.target
     if step.action == "hardlink":
-        return os.path.exists(path) and os.path.samefile(path, step.target)
+        return os.path.exists(path) and os.path.samefile(path, step.to)
     return False
 
 
@@ -260,8 +278,8 @@ def _cleanup_partial(step: Step) -> None:
         os.unlink(tmp)
     if step.action == "trash":
         drop_orphan_infos(step.file.path)  # send2trash killed between its info and the move
-    if step.action == "move" and os.path.lexists(step.target) and os.path.lexists(step.file.path):
-        os.unlink(step.target)  # pending: the destination was free when journalled, so it is ours
+    if step.action == "move" and os.path.lexists(step.to) and os.path.lexists(step.file.path):
+        os.unlink(step.to)  # pending: the destination was free when journalled, so it is ours
 
 
 def _perform(store: Store, plan_id: str, step: Step) -> Outcome:
@@ -294,8 +312,8 @@ def _update_library(store: Store, step: Step) -> None:
     if step.action in ("trash", "delete"):
         store.remove_image(path)
     elif step.action == "move":
-        st = os.stat(step.target)
-        store.move_image(path, step.target, st.st_size, st.st_mtime_ns)
+        st = os.stat(step.to)
+        store.move_image(path, step.to, st.st_size, st.st_mtime_ns)
     else:
         st = os.stat(path)
         store.touch_image(path, st.st_size, st.st_mtime_ns)
@@ -309,19 +327,19 @@ def _trash(step: Step) -> None:
 
 
 def _move(step: Step) -> None:
-    os.makedirs(os.path.dirname(step.target), exist_ok=True)
-    move_file(step.file.path, step.target)
+    os.makedirs(os.path.dirname(step.to), exist_ok=True)
+    move_file(step.file.path, step.to)
 
 
 def _hardlink(step: Step) -> None:
     tmp = step.file.path + TMP_SUFFIX
-    os.link(step.target, tmp)
+    os.link(step.to, tmp)
     os.replace(tmp, step.file.path)
 
 
 def _symlink(step: Step) -> None:
     tmp = step.file.path + TMP_SUFFIX
-    os.symlink(step.target, tmp)
+    os.symlink(step.to, tmp)
     os.replace(tmp, step.file.path)
 
 

@@ -2,10 +2,13 @@
 apply, undo and the page's plan edits. Each method hands the work to its module here in
 search/cleanup; the library parts (store, writer lock, FAISS file) come from Collection."""
 
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadQuery
 from indexer.library.journal import Journal
+from indexer.library.store import Store
 from search.cleanup import editing
 from search.cleanup.apply import Result, apply_plan, undo_plan
 from search.cleanup.plan import Plan, PlanGroup, build_plan, read_plan
@@ -17,6 +20,15 @@ from search.dups.groups import DupReport
 
 class CleanupMethods:
     """Needs from its class: directory, store(), writing(doing), vector_index()."""
+
+    if TYPE_CHECKING:  # what Collection provides (declared for the type checker only)
+        directory: Path
+
+        def store(self, create: bool = False) -> Store: ...
+
+        def writing(self, doing: str) -> AbstractContextManager[Any]: ...
+
+        def vector_index(self) -> Any: ...  # search.knn.VectorIndex (above this room)
 
     def policy(self, text: str | None) -> Policy:
         """A keep policy, checked (a bad one fails before a long dups run)."""

@@ -310,6 +310,8 @@ def _plan_group(
 
 
 def _stack_group(number: int, group: Group, rows: dict, facts: dict) -> PlanGroup:
+    if group.best is None:
+        raise PlanError("a burst's group names no best shot")
     best = rows[group.best]
     files = [_plan_file(m, rows[m.path], best, facts, "keep", None, ()) for m in group.members]
     for f in files:

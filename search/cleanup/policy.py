@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from indexer.decode import parse_capture_time
 from indexer.errors import BadQuery
@@ -97,7 +98,7 @@ EXIF_KEYS = 6  # DateTimeOriginal, Make, Model, LensModel, ExposureTime, GPS
 @dataclass
 class Criterion:
     name: str  # as written in the policy, e.g. "format:raw,jpeg"
-    key: Callable[[Facts], float | tuple]  # higher is better
+    key: Callable[[Facts], Any]  # higher is better: a number, or a tuple compared in order
     show: Callable[[Facts], str]
     # two candidates' values precise enough to tell apart, where `show` may print equal ones
     pair: Callable[[Facts, Facts], tuple[str, str]] | None = None

@@ -4,8 +4,6 @@ Each command lives with its family (library, dups, cleanup, upkeep, serve), pars
 calls one method of the facade (search/collection.py) and renders the result.
 """
 
-import sys
-
 import click
 
 from indexer.errors import DinosearchError
@@ -54,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()  # click exits with the command's status

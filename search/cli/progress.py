@@ -37,7 +37,8 @@ class TerminalProgress:
     def __init__(self, stream=None, enabled: bool | None = None):
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.stage, self.started, self.last = None, 0.0, 0.0
+        self.stage: str | None = None
+        self.started, self.last = 0.0, 0.0
         self.first = 0  # items already done at the stage's first tick: not timed by us
 
     def __call__(self, stage: str, done: int, total: int) -> None:

@@ -18,6 +18,7 @@ Each cluster's representative is its leader; each member's score its raw cosine 
 
 import csv
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,7 +112,7 @@ def cluster_library(
     lib: Library,
     space: np.ndarray,
     threshold: float,
-    groups: list[list[int]] = (),
+    groups: Sequence[Sequence[int]] = (),
     min_size: int = 2,
     progress=None,
 ) -> ClusterReport:
@@ -148,11 +149,11 @@ def cluster_library(
     for lo, hi in bounds:
         if hi - lo < min_size:
             continue
-        members = order[lo:hi]
-        rep = members[0]
-        scores = np.asarray(lib.vectors[members], np.float32) @ np.asarray(lib.vectors[rep])
-        similar = np.asarray(space[members], np.float32) @ np.asarray(space[rep])
-        report.clusters.append(Cluster(len(report.clusters) + 1, members, scores, similar))
+        in_cluster = order[lo:hi]
+        rep = in_cluster[0]
+        scores = np.asarray(lib.vectors[in_cluster], np.float32) @ np.asarray(lib.vectors[rep])
+        similar = np.asarray(space[in_cluster], np.float32) @ np.asarray(space[rep])
+        report.clusters.append(Cluster(len(report.clusters) + 1, in_cluster, scores, similar))
     sizes_all = np.array([hi - lo for lo, hi in bounds], np.int64)
     report.stats = {
         "images": n,

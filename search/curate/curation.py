@@ -3,21 +3,36 @@ the default keep set `export` writes. Edges call these through the Collection, n
 below."""
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from indexer.errors import BadQuery
+from indexer.library.store import Store
 from search.curate import gallery, keeplist
 from search.curate.clusters import ClusterReport, cluster_library
 from search.curate.keeplist import KeepList
 from search.curate.outliers import OutlierReport, find_outliers
 from search.dups import run
+from search.dups.groups import DupReport
 from search.dups.run import DupOptions
+
+
+class Library(Protocol):
+    """What curation needs of the Collection (search/collection.py), which it is handed."""
+
+    def store(self, create: bool = False) -> Store: ...
+
+    def duplicates(self, options: DupOptions | None = None, progress=None) -> DupReport: ...
+
+    def plan(self, report: DupReport, policy: Any = None) -> Any: ...
+
+    def flags(self, only: str | None = None, within: str | None = None) -> Any: ...
 
 
 @dataclass
 class Curation:
-    coll: object  # the Collection
+    coll: Library  # the Collection
 
     def _scope(self, within: str | None):
         """(ids, vectors) of the ok images, under `within` when given (refused when empty)."""

@@ -108,8 +108,8 @@ def _bulk(coll, indexed: dict, outside: set, inside, scoring, progress) -> dict:
     else:  # the whitened space of the whole library (as dups), then only the base rows
         space = whitening.apply(vectors) if whitening else vectors
         space_q = whitening.apply(queries) if whitening else queries
-        pairs = cross_pairs(space_q, space, _floor(scoring), progress, base_rows)
-        candidates = best_per_query(*pairs, AGAINST_CANDIDATES)
+        q_rows, b_rows, sims = cross_pairs(space_q, space, _floor(scoring), progress, base_rows)
+        candidates = best_per_query(q_rows, b_rows, sims, AGAINST_CANDIDATES)
     involved = {c for found in candidates.values() for c, _ in found}
     rows = store.images_by_ids([int(base_ids[c]) for c in involved] + qids.tolist(), ROW_COLUMNS)
     seen = of_rows(store, list(rows.values()))

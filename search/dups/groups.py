@@ -17,6 +17,7 @@ come from search/dups/pairs.py.
 import csv
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,7 @@ class Group:
     best: str | None = None  # a burst (tier similar): its best shot, the one suggested
 
     def to_json(self) -> dict:
-        out = {"tier": self.tier, "members": [m.to_json() for m in self.members]}
+        out: dict[str, Any] = {"tier": self.tier, "members": [m.to_json() for m in self.members]}
         if self.best:
             out["stack"], out["best"] = True, self.best
         return out
@@ -267,8 +268,8 @@ def twin_units(
         parent[root(b)] = root(a)
     best: dict[int, int] = {}
     for row in range(len(hashes)):
-        r, b = root(row), best.get(root(row))
-        if b is None or (sizes[row], -row) > (sizes[b], -b):
+        r, so_far = root(row), best.get(root(row))
+        if so_far is None or (sizes[row], -row) > (sizes[so_far], -so_far):
             best[r] = row
     return TwinUnits(np.array([best[root(i)] for i in range(len(hashes))], np.int64))
 

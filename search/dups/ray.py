@@ -126,4 +126,5 @@ def _gather(futures: list, rows_done: list[int], progress, n: int) -> Pairs:
         done += rows_done[i]
         if progress:
             progress("dups", done, n)
-    return tuple(np.concatenate([r[k] for r in results]) for k in range(3))
+    rows, cols, sims = (np.concatenate([r[k] for r in results]) for k in range(3))
+    return rows, cols, sims

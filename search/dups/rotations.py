@@ -149,7 +149,7 @@ def library_views(coll, lib: Library, rows: np.ndarray, prune: bool, progress=No
     kept = load_views(coll.directory, key)
     todo = [int(r) for r in rows if not hashes[r] or hashes[r] not in kept]
     fresh = embed_views(coll, [lib.rows[r]["path"] for r in todo], LIBRARY_VIEWS, progress)
-    new = {hashes[r]: fresh.vectors[k] for k, r in enumerate(todo) if fresh.ok[k] and hashes[r]}
+    new = {h: fresh.vectors[k] for k, r in enumerate(todo) if fresh.ok[k] and (h := hashes[r])}
     out = np.zeros((len(lib.ids), len(LIBRARY_VIEWS), lib.vectors.shape[1]), np.float32)
     has = np.zeros(len(lib.ids), bool)
     for k, r in enumerate(todo):

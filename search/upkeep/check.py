@@ -110,7 +110,7 @@ def check_library(directory: str | Path, deep: bool = False) -> CheckReport:
     dim = _dim(meta)
     if column == "slot":
         space = _vector_map(directory, meta, dim or 0, report)
-        rows = [_Row(*r[:6], _vector_bytes(space, r[6])) for r in found]
+        rows = [_Row(r[0], r[1], r[2], r[3], r[4], r[5], _vector_bytes(space, r[6])) for r in found]
     else:
         rows = [_Row(*r) for r in found]
     report.images = sum(r.status == "ok" for r in rows)
@@ -297,7 +297,8 @@ def repair_library(directory: str | Path, deep: bool = False) -> CheckReport:
     if fixable and (why := snapshot.read_only_reason(directory)):
         raise ReadOnlyLibrary(directory, why, "check --repair")
     if fixable:
-        _drop_rows(directory, [p.path for p in fixable if p.kind in ("missing_file", "bad_vector")])
+        gone = [p.path for p in fixable if p.kind in ("missing_file", "bad_vector") and p.path]
+        _drop_rows(directory, gone)
         if any(p.kind == "vectors_damaged" for p in fixable):
             _trim_vectors(directory)
         for p in fixable:

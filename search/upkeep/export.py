@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def _write_parts(
     import pyarrow.parquet as pq  # optional extra
 
     rows = files = 0
-    writer = None
+    writer: Any = None  # a pyarrow ParquetWriter (untyped) from the first chunk on
     with store.snapshot():  # rows and vectors agree while a job writes
         space = store.vector_map()
         for number, chunk in enumerate(store.ok_rows_in_chunks(COLUMNS, ROWS_PER_CHUNK)):

@@ -5,6 +5,8 @@ bad requests and anything unexpected are answered the same way (never a stack tr
 client). Routes raise the typed errors, never HTTPException."""
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -62,8 +64,8 @@ def add_error_handlers(app: FastAPI) -> None:
         status, code, message = describe(exc)
         return error_response(status, code, message, getattr(exc, "headers", None))
 
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = exc.errors()
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        problems = exc.errors() if isinstance(exc, RequestValidationError) else []
         if any(p.get("loc", ("",))[0] == "path" for p in problems):
             return error_response(404, "not_found", "no such resource")  # /api/images/../x, etc.
         return error_response(422, "invalid_request", _validation_message(problems))
@@ -73,7 +75,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
 
 
-def _validation_message(problems: list[dict]) -> str:
+def _validation_message(problems: Sequence[Any]) -> str:
     parts = [
         f"{'.'.join(str(x) for x in p.get('loc', ())[1:]) or 'request'}: {p.get('msg')}"
         for p in problems[:5]

@@ -60,7 +60,7 @@ class Guard:
             return error_response(
                 421, "misdirected_request", "unexpected Host header; use http://127.0.0.1:PORT/"
             )
-        if self.token is not None and not self._authorised(scope, headers):
+        if self.token is not None and not self._authorised(scope, headers, self.token):
             return error_response(
                 401,
                 "unauthorized",
@@ -77,17 +77,17 @@ class Guard:
             )
         return None
 
-    def _authorised(self, scope: Scope, headers: dict[str, str]) -> bool:
+    def _authorised(self, scope: Scope, headers: dict[str, str], token: str) -> bool:
         auth = headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
-            return token_matches(auth[7:].strip(), self.token)
+            return token_matches(auth[7:].strip(), token)
         cookie = _cookie(headers.get("cookie", ""), TOKEN_COOKIE)
         if cookie is not None:
-            return token_matches(cookie, self.token)
+            return token_matches(cookie, token)
         # the page's first load, /?token=..., sets the cookie (checked again in _page)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         given = query.get("token", [""])[0]
-        return scope["path"] == "/" and token_matches(given, self.token)
+        return scope["path"] == "/" and token_matches(given, token)
 
 
 def _capped(receive: Receive, limit: int) -> Receive:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -20,6 +20,9 @@ from indexer import errors
 from search.collection import Collection, IndexOptions
 from search.web.errors import error_body
 from search.web.schemas import ErrorBody, JobModel, RunModel
+
+if TYPE_CHECKING:  # watching.py imports this module
+    from search.web.watching import Watching
 
 log = logging.getLogger("dinosearch.api")
 
@@ -122,7 +125,7 @@ class AppState:
         self.jobs_lock = threading.Lock()  # also guards plans and runs
         self.plans: dict = {}  # plan id -> search.cleanup.plan.Plan (also under plans/)
         self.runs: dict[str, Run] = {}
-        self.watching = None  # serve --watch: search.web.watching.Watching
+        self.watching: Watching | None = None  # serve --watch
 
     def busy(self) -> str | None:
         """What is writing to the library now (an index job, an apply or undo), or None."""

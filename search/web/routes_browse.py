@@ -22,7 +22,7 @@ def folders(state: State) -> FoldersResponse:
     each with its image count and the count under it."""
     with state.reading() as coll:
         top, found = coll.browser().folders()
-    return FoldersResponse(top=top, folders=[f.__dict__ for f in found])
+    return FoldersResponse.model_validate({"top": top, "folders": [f.__dict__ for f in found]})
 
 
 def timeline(state: State, folder: Folder = None) -> TimelineResponse:

@@ -136,10 +136,12 @@ def apply(state: State, body: ApplyRequest) -> JSONResponse:
     a dry run (200, nothing touched); with it, 202 and a run to poll at /api/apply/{id}."""
     if (body.plan_id is None) == (body.plan is None):
         raise errors.BadQuery("give plan_id (a plan from POST /api/plan) or plan, not both")
-    if body.plan_id:
-        plan = _stored_plan(state, body.plan_id)
-    else:
+    if body.plan is not None:
         plan = state.collection.posted_plan(body.plan)  # checked as a plan file is
+    elif body.plan_id is not None:
+        plan = _stored_plan(state, body.plan_id)
+    else:  # excluded above; said again for the type checker
+        raise errors.BadQuery("give plan_id or plan")
     _check_plan_files(state, plan)
     if body.plan is not None:
         state.remember(plan)  # an edited plan replaces the stored one of its id

@@ -52,7 +52,9 @@ def image_meta(state: State, image_id: ImageId) -> ImageMeta:
     """What the library knows about one image (never its vector)."""
     row = state.row(image_id, ok_only=False)
     keys = ImageMeta.model_fields.keys() - {"name"}
-    return ImageMeta(name=os.path.basename(row["path"]), **{k: row.get(k) for k in keys})
+    return ImageMeta.model_validate(
+        {"name": os.path.basename(row["path"]), **{k: row.get(k) for k in keys}}
+    )
 
 
 def similar(state: State, image_id: ImageId, k: K = 10) -> dict[str, Any]:
