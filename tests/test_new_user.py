@@ -4,10 +4,16 @@ image formats for the CLI and the page."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
-from tests.helpers import ROOT, copy_photos
+from fastapi.testclient import TestClient
+
+from indexer.library.store import Store
+from search.collection import Collection
+from search.web.app import create_app
+from tests.helpers import ROOT, copy_photos, index, invoke, make_dup_lib, make_plan
 
 # The switches indexer/privacy.py sets (named here, not imported: the test states the promise).
 TELEMETRY_OFF = {
@@ -51,3 +57,71 @@ def test_the_onnx_path_writes_no_telemetry_under_home(tmp_path):
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     assert not (home / ".cache" / "Microsoft").exists(), written  # no device id, no event queue
     assert report["env"] == TELEMETRY_OFF  # and its children (decode workers) inherit the switches
+
+
+# --- item 4: a plan acts only through the library it was made for --------------------------------
+
+
+def two_libraries(tmp_path):
+    """Two indexed duplicate libraries (helpers.make_dup_lib): a/ and b/, (folder, library) each."""
+    return make_dup_lib(tmp_path / "a"), make_dup_lib(tmp_path / "b")
+
+
+def error_line(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert "Traceback" not in result.output and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_a_plan_is_refused_through_another_library(tmp_path, trash):
+    (folder_a, lib_a), (folder_b, lib_b) = two_libraries(tmp_path)
+    plan_path = tmp_path / "plan.json"
+    invoke("dups", "--index", lib_a, "--threshold", "0.999", "--plan", plan_path)
+    plan = json.loads(plan_path.read_text())
+    id_a = plan["library_id"]
+    assert id_a and id_a == Store.open(lib_a).library_id()  # stored once, in the library's meta
+    id_b = Store.open(lib_b).library_id()
+    assert id_b and id_b != id_a
+    before = sorted(os.listdir(folder_a)), sorted(os.listdir(folder_b))
+    for args in (["--yes"], ["--dry-run"], ["--yes", "--json"]):
+        line = error_line(invoke("apply", plan_path, "--index", lib_b, *args, expect=1))
+        assert id_a in line and id_b in line and str(lib_a) in line and str(lib_b) in line
+    assert error_line(invoke("undo", plan_path, "--index", lib_b, expect=1)).count("id ") == 2
+    assert (sorted(os.listdir(folder_a)), sorted(os.listdir(folder_b))) == before
+    # the same folder made again is another library: the plan of the old one is refused too
+    shutil.rmtree(lib_a)
+    index(folder_a, lib_a)
+    assert "was made for the library" in error_line(invoke("apply", plan_path, "--yes", expect=1))
+    assert sorted(os.listdir(folder_a)) == before[0]
+
+
+def test_an_old_plan_without_an_id_is_taken_only_for_its_own_files(tmp_path, trash):
+    (folder_a, lib_a), (_, lib_b) = two_libraries(tmp_path)
+    plan_path = tmp_path / "plan.json"
+    invoke("dups", "--index", lib_a, "--threshold", "0.999", "--plan", plan_path)
+    plan = json.loads(plan_path.read_text())
+    del plan["library_id"]  # as dinosearch wrote plans before
+    plan_path.write_text(json.dumps(plan))
+    line = error_line(invoke("apply", plan_path, "--index", lib_b, "--dry-run", expect=1))
+    assert "no library id" in line and "dups --index" in line and str(lib_b) in line
+    done = json.loads(invoke("apply", plan_path, "--yes", "--json").stdout)  # its own library
+    assert done["counts"] == {"done": 2}
+    assert json.loads(invoke("undo", plan_path, "--json").stdout)["counts"] == {"undone": 2}
+
+
+def test_the_page_refuses_a_plan_of_another_library(tmp_path):
+    (_, lib_a), (_, lib_b) = two_libraries(tmp_path)
+    plan = make_plan(lib_a)
+    plan.library = str(lib_b)  # a plan file under b/plans/ that names b's folder, a's id
+    stored = tmp_path / "b" / "library" / "plans" / f"{plan.id}.json"
+    stored.parent.mkdir()
+    plan.write(str(stored))
+    with TestClient(create_app(Collection(lib_b)), base_url="http://127.0.0.1:8000") as client:
+        for body in ({"plan_id": plan.id}, {"plan_id": plan.id, "confirm": True}):
+            r = client.post("/api/apply", json=body)
+            assert r.status_code == 409, r.text
+            error = r.json()["error"]
+            assert (
+                error["code"] == "plan_for_another_library" and plan.library_id in error["message"]
+            )

@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from indexer.library.vectorfile import VECTOR_FILE_KEY, VECTOR_SLOTS_KEY, gather
 log = logging.getLogger(__name__)
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
 BUSY_TIMEOUT_S = 30  # how long a reader or writer waits for another's transaction
+LIBRARY_ID_KEY = "library_id"  # meta: the id plans are bound to (Store.library_id)
 
 
 class Store:
@@ -122,6 +124,20 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
+
+    def library_id(self, create: bool = True) -> str | None:
+        """This library's stable id (meta `library_id`), made the first time a plan asks for it
+        and kept for good: plans record it, so a plan acts only through the library it was made
+        for. None: none yet and `create` is false, or the library is read-only."""
+        found = self.get_meta(LIBRARY_ID_KEY)
+        if found or self.read_only or not create:
+            return found
+        with self.transaction():  # two first askers: the first id stands
+            self.db.execute(
+                "insert or ignore into meta (key, value) values (?, ?)",
+                [LIBRARY_ID_KEY, uuid.uuid4().hex],
+            )
+        return self.get_meta(LIBRARY_ID_KEY)
 
     @property
     def generation(self) -> int:

@@ -13,6 +13,7 @@ from search.cleanup.plan import (
     LINKS,
     Plan,
     PlanError,
+    PlanForAnotherLibrary,
     PlanGroup,
     attach_companions,
     check_plan,
@@ -67,6 +68,33 @@ def unknown_files(store: Store, plan: Plan) -> list[str]:
     known = {p for p in paths if (row := store.image_by_path(p)) and row["status"] == "ok"}
     known |= Journal(store).done_paths(plan.id) & paths
     return sorted(paths - known)
+
+
+def check_library(store: Store, plan: Plan) -> None:
+    """Refuse a plan made for another library (apply, its dry run, undo of a plan file). A plan
+    names its library's id; an old plan without one is taken only when it names this library's
+    folder and every file of it is this library's (or was moved or trashed by that plan)."""
+    here, ours = str(store.directory), store.library_id(create=False)  # checking writes nothing
+    if plan.library_id is not None:
+        if plan.library_id == ours:
+            return
+        raise PlanForAnotherLibrary(
+            f"plan {plan.id[:8]} was made for the library {plan.library} (id {plan.library_id}),"
+            f" not {here} (id {ours or 'none yet'}): give --index {plan.library}, or make a plan "
+            f"for this library with `dinosearch dups --index {here} --plan PLAN`"
+        )
+    same_folder = isinstance(plan.library, str) and (
+        os.path.realpath(plan.library) == os.path.realpath(here)
+    )
+    stray = [] if not same_folder else unknown_files(store, plan)
+    if same_folder and not stray:
+        return
+    why = f"it names {plan.library}" if not same_folder else f"{stray[0]} is not in it"
+    raise PlanForAnotherLibrary(
+        f"plan {plan.id[:8]} has no library id (made by an older dinosearch) and {why}, not "
+        f"only the library {here} (id {ours or 'none yet'}): make it again with "
+        f"`dinosearch dups --index {here} --plan PLAN`"
+    )
 
 
 def set_keeper(plan: Plan, group: PlanGroup, path: str) -> None:

@@ -67,6 +67,7 @@ class CleanupMethods:
     ) -> Result:
         """Carry out a plan through the journal (resumable); the FAISS file follows the rows."""
         store = self.store()
+        editing.check_library(store, plan)  # never through another library (its dry run too)
         if dry_run:
             return apply_plan(store, plan, move_to, dry_run, plan_path)
         store.require_writable("apply")
@@ -74,6 +75,10 @@ class CleanupMethods:
             result = apply_plan(store, plan, move_to, dry_run, plan_path)
             self.vector_index()
         return result
+
+    def check_plan_library(self, plan: Plan) -> None:
+        """Refuse (PlanForAnotherLibrary) a plan made for another library than this one."""
+        editing.check_library(self.store(), plan)
 
     def last_plan_id(self) -> str | None:
         """The latest applied plan with something left to undo."""

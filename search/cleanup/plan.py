@@ -30,6 +30,13 @@ class PlanError(BadQuery):
     """A plan file that is missing, malformed or inconsistent."""
 
 
+class PlanForAnotherLibrary(PlanError):
+    """A plan made for another library than the one it would act through."""
+
+    http_status = 409
+    code = "plan_for_another_library"
+
+
 @dataclass
 class PlanFile:
     path: str
@@ -71,6 +78,7 @@ class Plan:
     threshold: float | None
     groups: list[PlanGroup] = field(default_factory=list)
     reference: list[str] = field(default_factory=list)  # folders whose files are only kept
+    library_id: str | None = None  # the library's own id (Store.library_id); None: an old plan
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -179,7 +187,12 @@ def from_json(data: dict) -> Plan:
         for g in data["groups"]
     ]
     keys = ("id", "created", "library", "policy", "action", "move_to", "root", "threshold")
-    return Plan(**{k: data[k] for k in keys}, groups=groups, reference=data.get("reference", []))
+    return Plan(
+        **{k: data[k] for k in keys},
+        groups=groups,
+        reference=data.get("reference", []),
+        library_id=data.get("library_id"),
+    )
 
 
 def check_plan(plan: Plan) -> None:
@@ -225,6 +238,7 @@ def build_plan(
         id=uuid.uuid4().hex,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         library=str(store.directory),
+        library_id=store.library_id(),
         policy=policy.text,
         action=action,
         move_to=os.path.abspath(move_to) if move_to else None,

@@ -36,6 +36,7 @@ def apply_cmd(plan_path, dry_run, yes, move_to, index_dir, as_json, wait_for_wri
     """
     plan = collection().read_plan(plan_path)
     coll = collection(index_dir or plan.library)  # the plan's library unless --index says
+    coll.check_plan_library(plan)  # before asking: never through another library
     waits_for_writer(coll, wait_for_writer)
     if not dry_run:
         coll.require_writable("apply")  # before asking
@@ -107,6 +108,8 @@ def undo_cmd(plan_path, last, index_dir, as_json, wait_for_writer):
         raise BadQuery("undo: give a PLAN file or --last")
     plan = collection().read_plan(plan_path) if plan_path else None
     coll = collection(index_dir or (plan.library if plan else None))
+    if plan:
+        coll.check_plan_library(plan)
     waits_for_writer(coll, wait_for_writer)
     result = coll.undo(plan.id if plan else None)
     if as_json:

@@ -217,6 +217,7 @@ def _check_plan_files(state: AppState, plan) -> None:
     """Only indexed files are acted on (or kept), and `move` only into a --root. (The plan was
     checked as it was read, made or posted.)"""
     with state.reading() as coll:
+        coll.check_plan_library(plan)  # a plan of another library: 409, before anything runs
         missing = coll.unknown_plan_files(plan)
     if missing:
         raise errors.NotFound(f"not an indexed image of this library: {missing[0]}")
