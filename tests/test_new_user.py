@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from indexer.library.store import Store
 from search.collection import Collection
 from search.web.app import create_app
-from tests.helpers import ROOT, copy_photos, index, invoke, make_dup_lib, make_plan
+from tests.helpers import PHOTOS, ROOT, copy_photos, index, invoke, make_dup_lib, make_plan
 
 # The switches indexer/privacy.py sets (named here, not imported: the test states the promise).
 TELEMETRY_OFF = {
@@ -125,3 +126,32 @@ def test_the_page_refuses_a_plan_of_another_library(tmp_path):
             assert (
                 error["code"] == "plan_for_another_library" and plan.library_id in error["message"]
             )
+
+
+# --- item 5: `apply` on a file that is not a plan -------------------------------------------------
+
+
+def not_plans(tmp_path) -> dict:
+    """What a new user hands `apply` instead of a plan."""
+    out = tmp_path / "not-plans"
+    out.mkdir()
+    shutil.copy(next(PHOTOS.glob("*.png")), out / "photo.png")
+    Image.new("RGB", (8, 8), "red").save(out / "IMAGE.jpg", quality=90)
+    (out / "notes.txt").write_text("keep the red ones\n")
+    (out / "empty.json").write_text("")
+    (out / "other.json").write_text(json.dumps({"hello": "world"}))
+    (out / "list.json").write_text("[1, 2, 3]")
+    (out / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    groups = {"version": 1, "groups": [{"group": 1, "keep": ["a"], "files": []}]}
+    (out / "odd-plan.json").write_text(json.dumps(groups))  # a plan's shape, wrong types
+    (out / "folder").mkdir()
+    return {p.name: p for p in out.iterdir()} | {"missing.json": out / "missing.json"}
+
+
+def test_apply_and_undo_on_what_is_not_a_plan_say_so_in_one_line(tmp_path):
+    for name, path in not_plans(tmp_path).items():
+        for command in (["apply", path], ["apply", path, "--dry-run"], ["undo", path]):
+            result = invoke(*command, expect=None)
+            line = error_line(result)
+            assert result.exit_code == 2, (name, command, result.output)
+            assert name in line or str(path) in line, (name, line)

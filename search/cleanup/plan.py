@@ -30,6 +30,13 @@ class PlanError(BadQuery):
     """A plan file that is missing, malformed or inconsistent."""
 
 
+class NotAPlan(PlanError):
+    """A file that is no plan at all (an image, other text or JSON, empty): bad input, as a
+    missing PLAN argument is."""
+
+    exit_code = 2
+
+
 class PlanForAnotherLibrary(PlanError):
     """A plan made for another library than the one it would act through."""
 
@@ -160,19 +167,28 @@ def _csv_row(g: PlanGroup, f: PlanFile) -> dict:
 
 
 def read_plan(path: str) -> Plan:
-    """Load and check a plan file (edited or not)."""
+    """Load and check a plan file (edited or not); a file that is not a plan is one NotAPlan."""
+    make = "make one with `dinosearch dups --plan PLAN`"
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError as exc:
-        raise PlanError(f"cannot read plan {path}: {exc.strerror or exc}") from None
+        raise NotAPlan(f"cannot read plan {path}: {exc.strerror or exc}") from None
+    if not raw.strip():
+        raise NotAPlan(f"{path} is empty, not a plan: {make}")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise NotAPlan(f"{path} is not a plan (not text: an image?): {make}") from None
     except json.JSONDecodeError as exc:
-        raise PlanError(f"plan {path} is not valid JSON: {exc}") from None
+        raise NotAPlan(f"{path} is not a plan (not valid JSON: {exc}): {make}") from None
+    if not isinstance(data, dict) or "groups" not in data or "version" not in data:
+        raise NotAPlan(f"{path} is JSON but not a plan: {make}")
     try:
         plan = from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PlanError(f"plan {path} is malformed ({exc!r}); make it with dups --plan") from None
-    check_plan(plan)
+        check_plan(plan)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise NotAPlan(f"plan {path} is malformed ({exc!r}); {make}") from None
     return plan
 
 
