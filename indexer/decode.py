@@ -137,10 +137,16 @@ def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
         )
 
 
-def decode_bytes(data: bytes, recipe: Recipe, max_pixels: int | None) -> Decoded:
-    """Decode an encoded image and preprocess it; raises ImageError with a readable reason."""
+def decode_bytes(
+    data: bytes, recipe: Recipe, max_pixels: int | None, name: str | None = None
+) -> Decoded:
+    """Decode an encoded image and preprocess it; raises ImageError with a readable reason.
+    `name`: the file's name (an upload's, a Ray worker's path), whose extension picks the
+    decoder as decode_file's does: a camera RAW (indexer/files.py) goes to LibRaw."""
     if not data:
         raise ImageError("empty file")
+    if name and raw.is_raw(name):
+        return _decode_raw(name, recipe, max_pixels, data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF/ICC chatter from odd but decodable files
@@ -177,13 +183,20 @@ def decode_file(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
     return decode_bytes(data, recipe, max_pixels)
 
 
-def _decode_raw(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
+def _decode_raw(
+    path: str, recipe: Recipe, max_pixels: int | None, data: bytes | None = None
+) -> Decoded:
     """A camera RAW: its embedded preview when large enough, else a half-size demosaic; the
-    format says which (`DNG (preview)`, `NEF (demosaic)`)."""
+    format says which (`DNG (preview)`, `NEF (demosaic)`). `data`: the file's bytes, read
+    already (an upload named `path`)."""
+
+    def source() -> str | io.BytesIO:
+        return path if data is None else io.BytesIO(data)
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img, how, (width, height) = raw.open_raw(path, recipe.shortest_edge)
+            img, how, (width, height) = raw.open_raw(source(), recipe.shortest_edge)
             check_pixels(width, height, max_pixels)
             rgb = to_rgb(img)
             measures = quality.measure(rgb)
@@ -196,14 +209,14 @@ def _decode_raw(path: str, recipe: Recipe, max_pixels: int | None) -> Decoded:
     except DECODE_ERRORS as exc:
         raise ImageError(_describe(exc)) from None
     fmt = f"{os.path.splitext(path)[1].lstrip('.').upper()} ({how})"
-    return Decoded(pixels, width, height, fmt, _raw_capture_time(path), measures, seen)
+    return Decoded(pixels, width, height, fmt, _raw_capture_time(source()), measures, seen)
 
 
-def _raw_capture_time(path: str) -> str | None:
+def _raw_capture_time(source: str | io.BytesIO) -> str | None:
     """EXIF capture time of a TIFF-based RAW (DNG, CR2, NEF, ARW, ...), read by Pillow's TIFF
     reader from the header; None for the others."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             return capture_time(img.getexif())
     except (*DECODE_ERRORS, Image.UnidentifiedImageError):
         return None

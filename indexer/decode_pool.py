@@ -18,6 +18,7 @@ import numpy as np
 
 from indexer.decode import Decoded, Recipe, decode_file, set_heif_threads
 from indexer.errors import ImageError
+from indexer.files import HEIF_EXTENSIONS
 
 IN_FLIGHT_PER_WORKER = 8  # files queued per decode worker: enough to hide decode jitter
 # Decoded pixels held ahead of the model, however few workers: when decoding starts first it
@@ -30,7 +31,7 @@ DEFAULT_DECODE_MEMORY_BYTES = 4 << 30  # address space per worker: a 200 MP imag
 # this much longer before it decides the worker is stuck inside native code (or dead) and kills it.
 BACKSTOP_GRACE_S = 5.0
 # Files whose decode, not the model, sets the pace (HEIC: HEVC in software, ~1 s a 12 MP file)
-DECODE_BOUND_EXTENSIONS = (".heic", ".heif", ".hif")
+DECODE_BOUND_EXTENSIONS = HEIF_EXTENSIONS
 FREED = np.zeros(0, np.uint8)  # what an embedded item's pixels become: their memory given back
 
 

@@ -13,12 +13,33 @@ RAW_EXTENSIONS = frozenset(  # camera RAW: read through LibRaw (indexer/raw.py)
     ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .dng .3fr .iiq .x3f .erf "
     ".mef .mos .kdc .rwl".split()
 )
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})  # through pillow-heif
+JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 # Extensions we try to decode: camera RAW, and what Pillow (with pillow-heif) opens, minus
-# formats that are documents rather than pictures. Lower-case, with the dot.
-IMAGE_EXTENSIONS = RAW_EXTENSIONS | frozenset(
-    ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .heic .heif .hif .avif "
-    ".ppm .pgm .pbm .pnm .tga .ico .jp2 .j2k .jpx .qoi .dds .pcx .sgi .psd".split()
+# formats that are documents rather than pictures. Lower-case, with the dot. The one list: the
+# walk, uploads to the page (and its file picker), Ray workers and keep criteria all read it.
+IMAGE_EXTENSIONS = (
+    RAW_EXTENSIONS
+    | HEIF_EXTENSIONS
+    | JPEG_EXTENSIONS
+    | frozenset(
+        ".png .apng .gif .webp .bmp .dib .tif .tiff .avif "
+        ".ppm .pgm .pbm .pnm .tga .ico .jp2 .j2k .jpx .qoi .dds .pcx .sgi .psd".split()
+    )
 )
+# What keep criteria call formats (`format:raw,jpeg`) -> their extensions, all of them indexed.
+# No `jxl`: the Pillow dinosearch installs has no JPEG XL decoder, so no .jxl file is indexed.
+FORMAT_NAMES = {
+    "raw": RAW_EXTENSIONS,
+    "jpeg": JPEG_EXTENSIONS,
+    "heic": HEIF_EXTENSIONS,
+    "tiff": frozenset({".tif", ".tiff"}),
+    "png": frozenset({".png"}),
+    "webp": frozenset({".webp"}),
+    "avif": frozenset({".avif"}),
+    "gif": frozenset({".gif"}),
+    "bmp": frozenset({".bmp", ".dib"}),
+}
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,11 @@ def is_raw(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in RAW_EXTENSIONS
 
 
-def open_raw(path: str, min_side: int | None) -> tuple[Image.Image, str, tuple[int, int]]:
-    """(upright RGB picture, how it was read: "preview" or "demosaic", the upright full size)."""
+def open_raw(
+    path: str | io.BytesIO, min_side: int | None
+) -> tuple[Image.Image, str, tuple[int, int]]:
+    """(upright RGB picture, how it was read: "preview" or "demosaic", the upright full size);
+    `path` may be the file's bytes (LibRaw reads a file object as it reads a path)."""
     try:
         with rawpy.imread(path) as raw:
             flip = raw.sizes.flip

@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -106,7 +107,8 @@ def decode_on_worker(
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         return None, f"cannot read file on Ray worker {socket.gethostname()}: {reason}; {READ_HINT}"
-    return guarded_decode(decode_bytes, data, recipe, max_pixels, timeout_s)
+    decode = partial(decode_bytes, name=path)  # a RAW is read by LibRaw, as a local worker does
+    return guarded_decode(decode, data, recipe, max_pixels, timeout_s)
 
 
 def decode_batch(

@@ -284,13 +284,16 @@ class Collection(CleanupMethods):
             return np.frombuffer(row["vector"], dtype=np.float32)
         return None
 
-    def vector_for_bytes(self, data: bytes, max_pixels: int | None) -> np.ndarray:
-        """An uploaded image's vector, decoded first: a bad upload fails before the model loads."""
+    def vector_for_bytes(
+        self, data: bytes, max_pixels: int | None, name: str | None = None
+    ) -> np.ndarray:
+        """An uploaded image's vector, decoded first: a bad upload fails before the model loads.
+        `name`: the upload's file name (a camera RAW is read as the CLI reads one)."""
         recipe = self._recipe_hint() or Recipe()
-        decoded = decode_bytes(data, recipe, max_pixels)
+        decoded = decode_bytes(data, recipe, max_pixels, name)
         embedder = self.embedder()
         if embedder.recipe != recipe:
-            decoded = decode_bytes(data, embedder.recipe, max_pixels)
+            decoded = decode_bytes(data, embedder.recipe, max_pixels, name)
         return embedder.embed(decoded.pixels[None])[0]
 
     def query(

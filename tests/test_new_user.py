@@ -4,17 +4,33 @@ image formats for the CLI and the page."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from indexer import files, ray_backend
+from indexer.decode import Recipe
+from indexer.errors import BadQuery
 from indexer.library.store import Store
+from search.cleanup.policy import parse_policy
 from search.collection import Collection
 from search.web.app import create_app
-from tests.helpers import PHOTOS, ROOT, copy_photos, index, invoke, make_dup_lib, make_plan
+from tests.helpers import (
+    PHOTOS,
+    ROOT,
+    copy_photos,
+    index,
+    invoke,
+    make_dup_lib,
+    make_plan,
+    stored_rows,
+)
+from tests.raw_samples import write_dng
 
 # The switches indexer/privacy.py sets (named here, not imported: the test states the promise).
 TELEMETRY_OFF = {
@@ -155,3 +171,51 @@ def test_apply_and_undo_on_what_is_not_a_plan_say_so_in_one_line(tmp_path):
             line = error_line(result)
             assert result.exit_code == 2, (name, command, result.output)
             assert name in line or str(path) in line, (name, line)
+
+
+# --- item 6: one list of image formats (indexer/files.py) for the CLI and the page ----------------
+
+BASE_URL = "http://127.0.0.1:8000"
+
+
+def library_with_a_dng(tmp_path):
+    """(library, dng): two photos and a DNG without an embedded preview (Pillow cannot read it;
+    LibRaw demosaics it), indexed by the CLI."""
+    folder = tmp_path / "photos"
+    sources = copy_photos(folder, 3)
+    dng = write_dng(sources[2], folder / "IMG_0001.DNG")
+    (folder / sources[2].name).unlink()
+    library = tmp_path / "library"
+    index(folder, library)
+    assert str(dng) in {r["path"] for r in stored_rows(library) if r["status"] == "ok"}
+    return library, dng
+
+
+def test_a_dng_upload_is_searched_as_the_cli_reads_it(tmp_path):
+    library, dng = library_with_a_dng(tmp_path)
+    via_cli = json.loads(invoke("query", dng, "--index", library, "-k", "3", "--json").stdout)
+    with TestClient(create_app(Collection(library)), base_url=BASE_URL) as client:
+        upload = {"file": (dng.name, dng.read_bytes(), "image/x-adobe-dng")}
+        r = client.post("/api/search", files=upload, data={"k": 3})
+        assert r.status_code == 200, r.text  # was 415: uploads were read by Pillow only
+        results = r.json()["results"]
+        assert results[0]["path"] == str(dng) and results[0]["score"] > 0.9999
+        assert [h["id"] for h in results] == [h["id"] for h in via_cli["results"]]
+        page = client.get("/").text  # the page's file picker offers every indexed extension
+        accept = re.search(r'accept="([^"]*)"', page).group(1).split(",")
+        assert {".dng", ".nef", ".heic", ".jpg"} <= set(accept)
+
+
+def test_ray_workers_read_raw_files_as_local_workers_do(tmp_path):
+    dng = write_dng(next(PHOTOS.glob("*.png")), tmp_path / "IMG_0002.dng")
+    decoded, why = ray_backend.decode_on_worker(str(dng), Recipe(), None)
+    assert why is None and decoded.format == "DNG (demosaic)"
+
+
+def test_keep_criteria_name_only_formats_that_are_indexed():
+    for name, extensions in files.FORMAT_NAMES.items():
+        assert extensions and extensions <= files.IMAGE_EXTENSIONS, name
+    assert "jxl" not in files.FORMAT_NAMES  # Pillow here has no JPEG XL decoder: never indexed
+    with pytest.raises(BadQuery, match="format:jxl"):
+        parse_policy("format:jxl,png")
+    assert parse_policy("format:raw,tiff,heic,png,jpeg,webp,avif,gif,bmp")

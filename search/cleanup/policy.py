@@ -21,24 +21,13 @@ from typing import Any
 
 from indexer.decode import parse_capture_time
 from indexer.errors import BadQuery
-from indexer.files import RAW_EXTENSIONS
+from indexer.files import FORMAT_NAMES
 
 DEFAULT_POLICY = (
     "resolution > exif-complete > original-folder > original-over-edit "
     "> format:raw,tiff,heic,png,jpeg,webp > largest-file > oldest"
 )
-FORMAT_ALIASES = {  # format name in a policy -> file extensions
-    "raw": RAW_EXTENSIONS,
-    "jpeg": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
-    "heic": frozenset({".heic", ".heif", ".hif"}),
-    "tiff": frozenset({".tif", ".tiff"}),
-    "png": frozenset({".png"}),
-    "webp": frozenset({".webp"}),
-    "avif": frozenset({".avif"}),
-    "gif": frozenset({".gif"}),
-    "bmp": frozenset({".bmp", ".dib"}),
-    "jxl": frozenset({".jxl"}),
-}
+FORMAT_ALIASES = FORMAT_NAMES  # format name in a policy -> file extensions (indexer/files.py)
 EDIT_MARKERS = re.compile(
     r"(?i)([ _.-](edit(ed)?|copy|kopie|copie|copia|export(ed)?)([ -]?\d+)?$"
     r"|^copy of |\(\d+\)$|~\d*$| - copy( \(\d+\))?$"

@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from indexer.config import DEFAULT_MAX_PIXELS
+from indexer.files import IMAGE_EXTENSIONS
 from search.collection import Collection
 from search.web import routes_browse as library
 from search.web import routes_cleanup as cleanup
@@ -40,6 +41,7 @@ from search.web.schemas import (
 __all__ = ["LOOPBACK_HOSTS", "create_app"]
 
 STATIC_DIR = Path(__file__).parent / "static"
+PICKER_ACCEPT = ",".join(["image/*", *sorted(IMAGE_EXTENSIONS)])
 DOCS_STATIC_URL = "/static-docs"  # Swagger UI and ReDoc, served from the package: /docs offline
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # one uploaded query image
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, headers and the small fields
@@ -153,4 +155,7 @@ def _page(request: Request) -> Response:
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
         return response
-    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    # the file picker offers every extension the library indexes (RAW too), not image/* only
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    html = html.replace('accept="image/*"', f'accept="{PICKER_ACCEPT}"')
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})

@@ -41,7 +41,7 @@ def search(
     with state.lock:
         state.collection.embedder()  # load the model once, under the store lock (reads meta)
     with state.embed_lock:
-        vector = state.collection.vector_for_bytes(data, state.max_upload_pixels)
+        vector = state.collection.vector_for_bytes(data, state.max_upload_pixels, file.filename)
     with state.reading() as coll:
         result = coll.search_vector(vector, k)
     result.query = [file.filename or "upload"]
