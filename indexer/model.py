@@ -106,6 +106,8 @@ class Embedder:
     def record(self) -> dict:
         """What the library keeps of how its vectors were made."""
         out = {"runtime": self.runtime, "dtype": self.dtype}
+        if why := getattr(self, "why", None):  # set by runtime.load: why this path serves
+            out["why"] = why
         return {**out, "fast": True} if getattr(self, "fast", False) else out
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:

@@ -85,9 +85,7 @@ class Collection(CleanupMethods):
             held = info.precision if info else None  # a new library: no precision yet
             record = (info.runtime or {}) if info else {}
             args = (self.device, self.dtype, self.runtime, held, self._sample_roots)
-            self._embedder = runtime.load(
-                self.model_id(), *args, self._fast(info), held_gate=record.get("gate")
-            )
+            self._embedder = runtime.load(self.model_id(), *args, self._fast(info), held=record)
             self._check_recipe(self._embedder.recipe)
         return self._embedder
 
@@ -427,8 +425,10 @@ class Collection(CleanupMethods):
             "library": str(self.directory),
             "model": model.id if model else None,
             "dim": model.dim if model else None,
-            # how the vectors were made (a library from before runtimes were recorded: torch)
-            "runtime": (model.runtime or {"runtime": "torch", "dtype": None}) if model else None,
+            # how the vectors were made (a library from before runtimes were recorded: torch),
+            # and why that path (runtime.explain); the int8 scales stay in the record
+            "runtime": runtime.explain(model.runtime) if model else None,
+            "cpu": runtime.cpu_features(),  # the flags that pick the int8 and bf16 kernels
             "images": counts.get("ok", 0),
             "failed": counts.get("failed", 0),
             "index": {

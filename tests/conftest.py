@@ -11,6 +11,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("DINOSEARCH_INDEX", None)
 os.environ.pop("DINOSEARCH_MODEL", None)
 os.environ.pop("DINOSEARCH_ONNX_CACHE", None)  # the ONNX exports go under this HF_HOME
+os.environ["DINOSEARCH_PROBE"] = "0"  # the default stays int8: tests/test_runtime.py probes
 
 import pytest  # noqa: E402
 from send2trash import plat_other  # noqa: E402

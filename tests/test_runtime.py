@@ -66,8 +66,10 @@ def test_int8_gate_is_measured_and_recorded(library, onnx_cache):
         return
     record = coll.store().model().runtime
     assert record["dtype"] == "int8" and record["gate"]["passed"]
-    gate_file = next(onnx_cache.glob("*-int8.gate.json"))
+    assert record["quant"] == "static" and record["scales"]  # batched int8, its scales kept
+    gate_file = next(onnx_cache.glob("*-int8s.gate.json"))
     assert json.loads(gate_file.read_text())["min_cosine"] == record["gate"]["min_cosine"]
+    assert json.loads(next(onnx_cache.glob("*-int8s.scales.json")).read_text()) == record["scales"]
 
 
 def test_the_export_is_cached_and_reused(photos, tmp_path, onnx_cache, monkeypatch):
@@ -102,7 +104,8 @@ def test_runtime_torch_gives_todays_vectors(photos, library, onnx_cache):
     got = vectors(library)
     expected = torch_vectors(list(got))
     assert all(np.allclose(got[p], expected[p], atol=1e-5) for p in got)
-    assert Collection(library).info()["runtime"] == {"runtime": "torch", "dtype": "fp32"}
+    shown = Collection(library).info()["runtime"]
+    assert (shown["runtime"], shown["dtype"], shown["why"]) == ("torch", "fp32", "--runtime torch")
     assert not list(onnx_cache.glob("*.onnx"))  # torch needs no export
 
 
@@ -227,3 +230,127 @@ def test_an_int8_library_reloads_without_photos_to_gate_on(photos, library, onnx
     assert again.embedder().dtype == "int8"
     assert again.embedder().gate.to_json() == coll.store().model().runtime["gate"]
     invoke("calibrate", "--index", library, "--sample", "4", "--json")
+
+
+# --- static int8: batched, gated, rebuilt from the record; the fastest path by a probe ----------
+
+
+def static_int8(library) -> Collection:
+    """A library indexed in static int8 (the tiny model passes the gate on the 24 photos)."""
+    coll = Collection(library, model=DINOV2, dtype="int8")
+    coll.index([PHOTOS])
+    assert coll.store().model().runtime["quant"] == "static"
+    return coll
+
+
+def photo_pixels(embedder, count: int = 6) -> np.ndarray:
+    files = sorted(PHOTOS.glob("*.png"))[:count]
+    return np.stack([decode_file(str(f), embedder.recipe, None).pixels for f in files])
+
+
+def test_a_static_int8_vector_does_not_depend_on_its_batch(library, onnx_cache):
+    embedder = static_int8(library).embedder()
+    assert embedder.batched
+    pixels = photo_pixels(embedder)
+    alone = np.concatenate([embedder.embed(p[None]) for p in pixels])
+    together = embedder.embed(pixels)
+    others = embedder.embed(pixels[::-1])[::-1]  # other neighbours, other positions
+    for batch in (together, others):
+        assert (alone * batch).sum(axis=1).min() > 0.9999
+    stored = vectors(library)
+    path = str(sorted(PHOTOS.glob("*.png"))[0])
+    assert float(stored[path] @ alone[0]) > 0.9999  # batch 16 in the run, alone here
+
+
+def test_the_gate_refuses_a_bad_static_quantization(library, onnx_cache, monkeypatch, caplog):
+    def clipped(fp32, tensors, inputs):  # ranges 100x too narrow: activations saturate
+        ranges = real_ranges(fp32, tensors, inputs)
+        return {name: (lo / 100, hi / 100) for name, (lo, hi) in ranges.items()}
+
+    real_ranges = onnx_runtime._ranges
+    monkeypatch.setattr(onnx_runtime, "_ranges", clipped)
+    coll = Collection(library, model=DINOV2, dtype="int8")
+    try:
+        coll.index([PHOTOS])
+    except onnx_runtime.GateFailed:  # dynamic int8 missed it too: refused, nothing made
+        assert not library.exists() or coll.store().model() is None
+    else:
+        assert coll.store().model().runtime["quant"] == "dynamic"  # the fallback, gated
+        assert not coll.embedder().batched
+    assert "static int8 misses the accuracy gate" in caplog.text
+    verdict = json.loads(next(onnx_cache.glob("*-int8s.gate.json")).read_text())
+    assert verdict["passed"] is False and verdict["min_cosine"] < onnx_runtime.GATE_MIN_COSINE
+    with pytest.raises(onnx_runtime.GateFailed, match="accuracy gate"):  # the verdict is kept
+        onnx_runtime.load(model.resolve(DINOV2), "int8", None, quant="static")
+
+
+def test_a_static_int8_library_rebuilds_its_model_from_its_record(library, onnx_cache):
+    static_int8(library)
+    stored = vectors(library)
+    for f in onnx_cache.glob("*int8s*"):
+        f.unlink()  # another machine, a cleared cache, a Ray worker: only the record is left
+    again = Collection(library).embedder()  # no roots: nothing to calibrate on
+    assert again.quant == "static" and again.path.exists()
+    path = str(sorted(PHOTOS.glob("*.png"))[0])
+    pixels = decode_file(path, again.recipe, None).pixels[None]
+    assert np.allclose(again.embed(pixels)[0], stored[path], atol=1e-6)  # the same model
+
+
+def test_an_older_dynamic_int8_library_keeps_dynamic_int8(library, onnx_cache, monkeypatch):
+    def missed(*args):
+        raise onnx_runtime.GateFailed("static int8 misses the accuracy gate (test)")
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx_runtime, "_static", missed)
+        coll = Collection(library, model=DINOV2, dtype="int8")
+        try:
+            coll.index([PHOTOS])
+        except onnx_runtime.GateFailed:  # the tiny model misses dynamic int8's gate
+            return
+    store = coll.store()
+    info = store.model()
+    old = {k: v for k, v in info.runtime.items() if k not in ("quant", "why")}  # as before
+    with store.transaction():
+        store.set_meta("model", json.dumps({**info.__dict__, "runtime": old}))
+    coll.close()
+    again = Collection(library)
+    assert again.embedder().quant == "dynamic" and not again.embedder().batched
+    shown = again.info()["runtime"]
+    assert shown["quant"] == "dynamic" and shown["batched"] is False and "keeps" in shown["why"]
+
+
+def test_info_says_which_path_runs_and_why(library, onnx_cache):
+    static_int8(library)
+    data = json.loads(invoke("info", "--index", library, "--json").stdout)
+    shown = data["runtime"]
+    assert shown["quant"] == "static" and shown["batched"] is True and "scales" not in shown
+    assert "static int8, whole batches" in shown["why"] and "--dtype int8" in shown["why"]
+    assert set(data["cpu"]) == {"model", "flags", "int8", "bf16"}
+    text = invoke("info", "--index", library).output
+    assert "runtime: onnx int8 (static, batched)" in text and "why:     ONNX Runtime" in text
+
+
+def test_on_a_cpu_with_bf16_the_probe_picks_the_faster_path(tmp_path, onnx_cache, monkeypatch):
+    monkeypatch.setenv(runtime.ENV_PROBE, "1")
+    monkeypatch.setattr(runtime, "cpu_features", lambda: {**FEATURES, "bf16": "avx512_bf16"})
+    first = runtime.load(DINOV2, sample_roots=[str(PHOTOS)])
+    rates = next(iter(json.loads((onnx_cache / runtime.PROBE_FILE).read_text()).values()))
+    faster = "torch" if rates["torch_bf16"] > rates["onnx_int8"] else "onnx"
+    assert first.runtime == faster and "probe: int8" in first.why
+    assert first.dtype == ("bf16" if faster == "torch" else "int8")
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("probed again")
+
+    monkeypatch.setattr(model, "load", no_measuring) if faster == "onnx" else None
+    second = runtime.load(DINOV2, sample_roots=[str(PHOTOS)])  # read from PROBE_FILE
+    assert second.runtime == faster and second.why == first.why
+
+
+def test_a_bf16_library_stays_on_torch_bf16(photos, library, onnx_cache):
+    invoke("index", photos, "--index", library, "--runtime", "torch", "--dtype", "bf16")
+    again = Collection(library).embedder()  # auto, no probe: the library's own runtime
+    assert (again.runtime, again.dtype) == ("torch", "bf16") and "keeps" in again.why
+
+
+FEATURES = runtime.cpu_features()

@@ -256,7 +256,12 @@ def info(index_dir, as_json):
             else ""
         )
         fast = ", --fast (196 px)" if rt.get("fast") else ""
-        click.echo(f"runtime: {rt['runtime']} {rt['dtype'] or ''}{fast}{checked}")
+        calls = "batched" if rt.get("batched") else "one image per call"
+        quant = f" ({rt['quant']}, {calls})" if rt.get("quant") else ""
+        click.echo(f"runtime: {rt['runtime']} {rt['dtype'] or ''}{quant}{fast}{checked}")
+        click.echo(f"why:     {rt['why']}")
+    cpu = data["cpu"]
+    click.echo(f"cpu:     {cpu['model']} (int8: {cpu['int8'] or '-'}, bf16: {cpu['bf16'] or '-'})")
     click.echo(f"size:    {data['bytes'] / 1e6:.1f} MB")
     c = data["calibration"]
     if c:
