@@ -312,6 +312,9 @@ def _batches(
 ):
     """Embedded batches: on a Ray cluster with --ray (any order), else locally (input order)."""
     if options.ray:
-        return ray_embedded_batches(paths, embedder.id, embedder.recipe, options, options.ray)
+        record = embedder.record()  # the actors load this embedder: the local run's vectors
+        return ray_embedded_batches(
+            paths, embedder.id, embedder.recipe, options, options.ray, record=record
+        )
     decoded = early or _local_stream(paths, embedder.recipe, options)
     return embed_batches(decoded, embedder.embed, options.batch_size)

@@ -1,4 +1,6 @@
-"""Embedding on a Ray cluster: the same decode and model as a local run, spread over workers.
+"""Embedding on a Ray cluster: the same decode, model and runtime as a local run, spread over
+workers (the driver's embedder record travels to the actors: ONNX Runtime int8 with its gate and
+scales where the local run would use it).
 
 The driver lists the files (the incremental plan is unchanged); Ray Data reads and decodes them in
 tasks with `decode_file`, an actor pool of model replicas embeds them (one GPU per actor when the
@@ -16,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-from indexer import privacy
+from indexer import onnx_runtime, privacy, runtime
 from indexer.decode import Decoded, Recipe, decode_bytes
 from indexer.decode_pool import FREED, Embedded, guarded_decode
 from indexer.errors import DinosearchError, RuntimeUnavailable
@@ -24,7 +26,14 @@ from indexer.model import load
 
 DECODE_BLOCK_FILES = 32  # files per decode task: big enough to amortise task overhead
 CPUS_PER_GPU_ACTOR = 1.0
-HF_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+# what workers started by connect() inherit: the model caches (the ONNX export's too)
+HF_ENV = (
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    onnx_runtime.ENV_CACHE,
+)
 READ_HINT = (
     "every Ray worker must see the same path (shared filesystem mounted at the same place, or "
     "an s3:// / gs:// URI); see the README, 'Beyond one machine'"
@@ -133,14 +142,42 @@ def decode_batch(
 
 
 class EmbedActor:
-    """One model replica: loaded once per actor through the product's loader."""
+    """One model replica: loaded once per actor through the product's loader. With `record`
+    (the driver's embedder.record()) it is the driver's runtime, dtype and int8 model (rebuilt
+    from the record's scales where the worker has no cached file), so `index --ray` makes the
+    vectors a local run makes; without, torch in `dtype` (dups --ray's and older callers')."""
 
-    def __init__(self, model: str, recipe: Recipe, device: str, dtype: str, threads: int):
-        import torch  # on the Ray worker: 1.4 s, only in the actor
+    def __init__(
+        self,
+        model: str,
+        recipe: Recipe,
+        device: str,
+        dtype: str,
+        threads: int,
+        record: dict | None = None,
+    ):
+        if record and record.get("runtime") == "onnx":
+            onnx_runtime.OnnxEmbedder.threads = threads  # this actor's share of the node
+            self.embedder = runtime.load(
+                model,
+                "cpu",
+                record["dtype"],
+                "onnx",
+                "int8" if record["dtype"] == "int8" else "float",
+                fast=bool(record.get("fast")),
+                held=record,
+            )
+        else:
+            import torch  # on the Ray worker: 1.4 s, only in the actor
 
-        if device in ("auto", "cpu") and not torch.cuda.is_available():
-            torch.set_num_threads(threads)
-        self.embedder = load(model, device, dtype)
+            if device in ("auto", "cpu") and not torch.cuda.is_available():
+                torch.set_num_threads(threads)
+            if record:  # the driver's torch dtype (bf16 on a CPU that has it, say)
+                dtype = record.get("dtype") or dtype
+                fast = bool(record.get("fast"))
+                self.embedder = runtime.load(model, device, dtype, "torch", fast=fast)
+            else:
+                self.embedder = load(model, device, dtype)
         if self.embedder.recipe != recipe:
             raise DinosearchError(
                 f"the Ray worker's {model} preprocesses differently from the driver's; install "
@@ -159,7 +196,14 @@ class EmbedActor:
 
 
 def build_dataset(
-    paths: list[str], model: str, recipe: Recipe, options, layout: Layout, device: str, dtype: str
+    paths: list[str],
+    model: str,
+    recipe: Recipe,
+    options,
+    layout: Layout,
+    device: str,
+    dtype: str,
+    record: dict | None = None,
 ):
     """The Ray Data pipeline: paths -> decode tasks -> embedding actors (lazy, streaming)."""
     import ray.data  # optional extra (dinosearch[ray])
@@ -192,6 +236,7 @@ def build_dataset(
             "device": device,
             "dtype": dtype,
             "threads": layout.threads,
+            "record": record,
         },
         num_gpus=layout.num_gpus,
         num_cpus=layout.num_cpus,
@@ -233,17 +278,19 @@ def ray_embedded_batches(
     address: str | None,
     device: str = "auto",
     dtype: str = "auto",
+    record: dict | None = None,
 ) -> Iterator[list[Embedded]]:
     """Embed paths on Ray; yields batches in completion order (not input order).
 
     `options` is an IndexOptions: batch_size, max_pixels, and `workers` as the number of model
-    replicas (None: one per GPU, else one per spare CPU of the cluster).
+    replicas (None: one per GPU, else one per spare CPU of the cluster). `record`: the local
+    embedder's record, which the replicas load (EmbedActor); None: torch in `dtype`.
     """
     if not paths:
         return
     connect(address)
     layout = plan_layout(options.workers or None)
-    ds = build_dataset(paths, model, recipe, options, layout, device, dtype)
+    ds = build_dataset(paths, model, recipe, options, layout, device, dtype, record)
     from ray.exceptions import RayError  # optional extra
 
     try:

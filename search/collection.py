@@ -150,9 +150,7 @@ class Collection(CleanupMethods):
                 if index_type:
                     self.set_index_type(index_type)
                 roots, hint = [str(p) for p in paths], self._recipe_hint()
-                self._sample_roots = roots
-                if options and options.ray:  # Ray actors embed with torch: the library says so
-                    self.runtime = "torch" if self.runtime == "auto" else self.runtime
+                self._sample_roots = roots  # Ray actors load the embedder this picks
                 summary = job.run(store, roots, self.embedder, options, progress, hint)
             except BaseException:
                 if new:
