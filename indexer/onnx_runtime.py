@@ -147,7 +147,8 @@ class OnnxEmbedder:
 
     def record(self) -> dict:
         """What the library keeps of how its vectors were made."""
-        out = {"runtime": self.runtime, "dtype": self.dtype, "file": self.path.name}
+        out: dict[str, object] = {"runtime": self.runtime, "dtype": self.dtype}
+        out["file"] = self.path.name
         if self.quant:
             out["quant"] = self.quant
         if self.gate is not None:
@@ -521,6 +522,7 @@ def _quantize_static(fp32: Path, int8: Path, inputs: np.ndarray | None, scales=N
         shape = _input_shape(fp32)
     else:
         inputs_of = {n.name: n.input[0] for n in graph.node if n.input}
+        assert inputs is not None  # the dynamic-ranges path is given the gate's inputs
         ranges = _ranges(fp32, sorted({inputs_of[n] for n in nodes}), inputs)
         overrides = {name: [{"rmin": lo, "rmax": hi}] for name, (lo, hi) in ranges.items()}
         shape = inputs.shape

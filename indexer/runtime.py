@@ -20,6 +20,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -204,12 +205,12 @@ def _why_torch(runtime: str, gpu: bool, dtype: str, kept: bool) -> str:
 def _fastest(text: str, int8, recipe):
     """A new library on a CPU with native bf16: static int8 or torch bf16, whichever the probe
     (measured once on this machine, then read from PROBE_FILE) finds faster."""
-    rates, bf16 = probe(text, int8, recipe)
+    rates, probed = probe(text, int8, recipe)
     said = f"probe: int8 {rates['onnx_int8']:.2f} vs torch bf16 {rates['torch_bf16']:.2f} img/s"
     if rates["torch_bf16"] <= rates["onnx_int8"]:
         int8.why = _why_int8(int8, said + " on this CPU")
         return int8
-    bf16 = bf16 or model.load(text, "cpu", "bf16")
+    bf16: Any = probed or model.load(text, "cpu", "bf16")
     if recipe is not None:
         bf16.recipe = recipe
     bf16.why = f"torch bf16 (native bf16 on this CPU); {said}"
