@@ -354,3 +354,17 @@ def test_a_bf16_library_stays_on_torch_bf16(photos, library, onnx_cache):
 
 
 FEATURES = runtime.cpu_features()
+
+
+def test_a_rebuild_quantizes_what_the_library_quantized(library, onnx_cache, monkeypatch):
+    """The scales decide which MatMuls a rebuilt model quantizes, not today's default."""
+    with monkeypatch.context() as m:
+        m.setattr(onnx_runtime, "FP32_LAST_LAYERS", 1)  # a library made with the last layer fp32
+        static_int8(library)
+    stored = vectors(library)
+    for f in onnx_cache.glob("*int8s*"):
+        f.unlink()
+    again = Collection(library).embedder()
+    path = str(sorted(PHOTOS.glob("*.png"))[0])
+    pixels = decode_file(path, again.recipe, None).pixels[None]
+    assert np.allclose(again.embed(pixels)[0], stored[path], atol=1e-6)
