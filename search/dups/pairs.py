@@ -164,3 +164,48 @@ def strongest_per_row(n: int, pairs: Pairs, k: int) -> Pairs:
     keep = np.zeros(len(rows), bool)
     keep[which[rank < k]] = True
     return rows[keep], cols[keep], sims[keep]
+
+
+PAIR_BLOCK = 1 << 20  # pairs whose scores are computed at once (pair_scores): ~3 GB at 384 dims
+
+
+def pair_scores(space: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Inner products of the given row pairs, PAIR_BLOCK pairs at a time: gathering both rows of
+    24M pairs at once took 70 GB (bench/results/dups_evidence_scale.md)."""
+    out = np.empty(len(rows), np.float32)
+    for lo in range(0, len(rows), PAIR_BLOCK):
+        a, b = rows[lo : lo + PAIR_BLOCK], cols[lo : lo + PAIR_BLOCK]
+        out[lo : lo + PAIR_BLOCK] = np.einsum("ij,ij->i", space[a], space[b])
+    return out
+
+
+def nearest_pairs(space: np.ndarray, k: int, min_score: float) -> Pairs:
+    """Each row's k nearest other rows scoring >= min_score, as pairs (i < j), n * k at most:
+    exact up to EXACT_SEARCH_MAX rows, an IVF search (2 sqrt(n) lists, JOIN_NPROBE probed) above.
+    A range search at the same score found 5e9 pairs on 1M realistic vectors."""
+    n, d = space.shape
+    if n < 2:
+        return no_pairs()
+    space = np.ascontiguousarray(space, np.float32)
+    index: faiss.Index = faiss.IndexFlatIP(d)
+    if n > EXACT_SEARCH_MAX:
+        nlist = max(1, min(n // 8, int(JOIN_LISTS_PER_SQRT * np.sqrt(n))))
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(n, min(n, IVF_TRAIN_PER_LIST * nlist), False)
+        ivf.cp.niter = IVF_KMEANS_ITERATIONS
+        ivf.train(space[sample])
+        ivf.nprobe = min(JOIN_NPROBE, nlist)
+        index = ivf
+    index.add(space)
+    rows, cols, sims = [], [], []
+    for lo in range(0, n, QUERY_BLOCK):
+        scores, found = index.search(space[lo : lo + QUERY_BLOCK], min(k + 1, n))
+        query = np.repeat(np.arange(lo, lo + len(found)), found.shape[1])
+        found, scores = found.ravel(), scores.ravel()
+        keep = (found >= 0) & (found != query) & (scores >= min_score)
+        a, b = query[keep], found[keep]
+        rows.append(np.minimum(a, b))
+        cols.append(np.maximum(a, b))
+        sims.append(scores[keep].astype(np.float32))
+    r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+    return merge_join(n, r, c, s)

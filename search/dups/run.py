@@ -26,7 +26,7 @@ from search.dups.groups import (
     leader_groups,
     twin_units,
 )
-from search.dups.pairs import neighbour_pairs, strongest_per_row
+from search.dups.pairs import nearest_pairs, neighbour_pairs, pair_scores
 from search.dups.precision import EVIDENCE_PRECISION, Estimate, from_calibration
 from search.dups.ray import ray_neighbour_pairs
 from search.dups.verify import DESCRIPTOR_MIN
@@ -309,15 +309,14 @@ def _with_raw_neighbours(lib, space, is_twin, pairs, progress):
     reps = np.flatnonzero(~is_twin)
     if len(reps) < 2:
         return pairs
-    near = neighbour_pairs(np.ascontiguousarray(lib.vectors[reps]), VERIFY_MIN_COSINE, progress)
-    i, j, _ = strongest_per_row(len(reps), near, RAW_NEIGHBOURS)
+    i, j, _ = nearest_pairs(lib.vectors[reps], RAW_NEIGHBOURS, VERIFY_MIN_COSINE)
     i, j = reps[i], reps[j]
     known = set(zip(rows.tolist(), cols.tolist(), strict=True))
     fresh = np.array(
         [(x, y) not in known for x, y in zip(i.tolist(), j.tolist(), strict=True)], bool
     )
     i, j = i[fresh], j[fresh]
-    extra = np.einsum("ij,ij->i", space[i], space[j]).astype(np.float32)
+    extra = pair_scores(space, i, j)
     return np.concatenate([rows, i]), np.concatenate([cols, j]), np.concatenate([sims, extra])
 
 
@@ -327,16 +326,16 @@ def _with_layout_pairs(lib, space, seen: Seen, is_twin, pairs):
     from its original, its pixels do not."""
     rows, cols, sims = pairs
     layout, have = seen.descriptors(np.flatnonzero(~is_twin))
-    a, b, _ = neighbour_pairs(layout, DESCRIPTOR_MIN)
+    a, b, _ = nearest_pairs(layout, RAW_NEIGHBOURS, DESCRIPTOR_MIN)  # n * k at most
     i, j = np.minimum(have[a], have[b]), np.maximum(have[a], have[b])
     known = set(zip(rows.tolist(), cols.tolist(), strict=True))
     fresh = np.array(
         [(x, y) not in known for x, y in zip(i.tolist(), j.tolist(), strict=True)], bool
     )
     i, j = i[fresh], j[fresh]
-    close = np.einsum("ij,ij->i", lib.vectors[i], lib.vectors[j]) >= LAYOUT_MIN_COSINE
+    close = pair_scores(lib.vectors, i, j) >= LAYOUT_MIN_COSINE
     i, j = i[close], j[close]
-    extra = np.einsum("ij,ij->i", space[i], space[j]).astype(np.float32)
+    extra = pair_scores(space, i, j)
     return np.concatenate([rows, i]), np.concatenate([cols, j]), np.concatenate([sims, extra])
 
 
@@ -346,7 +345,7 @@ def _judged(lib, seen: Seen, pairs, threshold, estimate: Estimate | None, progre
     and, where neither image needs evidence (low information, no colour), those at the
     estimate's embeddings-alone threshold (calibrated runs) or at the fixed raw cosine."""
     rows, cols, sims = pairs
-    raw = np.einsum("ij,ij->i", lib.vectors[rows], lib.vectors[cols])
+    raw = pair_scores(lib.vectors, rows, cols)
     how = np.empty(len(rows), dtype=object)
     for k, (i, j) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
         how[k] = seen.judge(i, j, crops=bool(raw[k] >= VERIFY_MIN_COSINE)) or ""
