@@ -64,7 +64,7 @@ CONFIGS = {
 NEW = "static int8, batch 16 (new default)"
 THREADS = {  # static int8 under other session settings (the product's: SPINNING, every core)
     "static, spin on": (["--dtype", "int8"], {"spin": "1"}),
-    "static, spin off": (["--dtype", "int8"], {"spin": "0"}),
+    "static, spin off (the default again: the noise)": (["--dtype", "int8"], {"spin": "0"}),
     "static, 1 thread": (["--dtype", "int8"], {"threads": 1}),
     "static, inter-op 2 (parallel)": (["--dtype", "int8"], {"inter": 2}),
     "static, 2 decode workers": (["--dtype", "int8", "--workers", "2"], {}),
@@ -286,13 +286,16 @@ def variants(fp32: Path, gate_pixels, reference, every, ref_every, product) -> d
             "calibrate_method": CalibrationMethod.Percentile,
             "extra_options": {"CalibPercentile": 99.999},
         },
-        "weight MatMuls, outputs float": {"nodes_to_quantize": wm, "extra_options": noout},
+        "weight MatMuls, outputs float (the product's)": {
+            "nodes_to_quantize": wm,
+            "extra_options": noout,
+        },
         "... and attention's Q.K^T": {
             "nodes_to_quantize": wm + qk,
             "op_types_to_quantize": ["MatMul"],
             "extra_options": noout,
         },
-        "... last layer fp32 (the product's)": {
+        "... last layer fp32": {
             "nodes_to_quantize": but(last),
             "extra_options": noout,
         },
