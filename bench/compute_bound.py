@@ -8,11 +8,10 @@
     python bench/compute_bound.py [--quick] [--model DIR]
 """
 
-import argparse
 import time
 
+import harness
 import numpy as np
-import perf_common as pc
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -40,21 +39,20 @@ def flops_per_image(net, size: int = 224) -> float:
 
 def forward_rate(embedder, batch: int, repeat: int) -> float:
     pixels = np.random.default_rng(0).integers(0, 255, (batch, 224, 224, 3), dtype=np.uint8)
-    seconds = pc.median_time(lambda: embedder.embed(pixels), repeat)
+    seconds = harness.median_time(lambda: embedder.embed(pixels), repeat)
     return batch / seconds
 
 
 def real_photo_pixels(recipe, count: int) -> np.ndarray:
-    files = sorted(pc.PHOTOS.glob("*.png"))[:count]
+    files = sorted(harness.PHOTOS.glob("*.png"))[:count]
     return np.stack([decode_file(str(f), recipe, None).pixels for f in files])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: short timings")
-    ap.add_argument("--model", default=str(pc.REAL_WEIGHTS), help="ViT-S/14 directory")
+    ap = harness.parser(__doc__, quick="smoke run: short timings", model=True)
     ap.add_argument("--batches", default="1,8,16")
     args = ap.parse_args()
+    args.model = harness.model_dir(args.model)
     seconds = 0.5 if args.quick else 3.0
     repeat = 2 if args.quick else 5
     tokens = 16 * 257  # batch 16 x (256 patches + CLS): the MLP's matmul shape
@@ -96,7 +94,7 @@ def main() -> None:
     md = (
         f"ViT-S/14 @ 224: **{flops / 1e9:.2f} GFLOP per image** (torch FlopCounterMode, "
         "multiply-add = 2 FLOP).\n\n"
-        + pc.table(
+        + harness.table(
             ["matmul (4112x384 @ 384x1536)", "GFLOP/s", "ceiling images/s"],
             [
                 ["fp32", peak["fp32"], bound["fp32"]],
@@ -105,13 +103,13 @@ def main() -> None:
             ],
         )
         + "\nForward pass only (Embedder.embed on preprocessed uint8 pixels, inference mode):\n\n"
-        + pc.table(["dtype", "batch", "images/s", "% of matmul ceiling"], rows)
+        + harness.table(["dtype", "batch", "images/s", "% of matmul ceiling"], rows)
         + f"\nAttention at batch 8, fp32: eager {attn['eager']:.2f} images/s, "
         f"SDPA {attn['sdpa']:.2f} images/s (SDPA is transformers' default for Dinov2).\n"
         f"\nbf16 autocast vs fp32 on {len(pixels)} real photos: min cosine {cos.min():.5f} "
         f"(distance {1 - cos.min():.1e}; limit 1e-2).\n"
     )
-    pc.write_results("compute_bound", data, md)
+    harness.write_results("perf_compute_bound", md, data)
 
 
 if __name__ == "__main__":

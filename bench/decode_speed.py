@@ -7,12 +7,11 @@ shipped   indexer.decode.decode_file (draft, reducing_gap resize, EXIF, checks)
   python bench/decode_speed.py [--quick]
 """
 
-import argparse
 import io
 import statistics
 import time
 
-import perf_common as pc
+import harness
 from make_perf_images import OUT as IMAGES
 from PIL import Image
 
@@ -38,7 +37,7 @@ def plain_resize(path: str, recipe: Recipe) -> None:
 
 
 def webp_copies(count: int):
-    folder = pc.WORK / "perf-images" / "webp"
+    folder = harness.WORK / "perf-images" / "webp"
     folder.mkdir(parents=True, exist_ok=True)
     for src in sorted((IMAGES / "jpeg12mp").glob("*.jpg"))[:count]:
         dst = folder / (src.stem + ".webp")
@@ -58,8 +57,7 @@ def per_image_ms(fn, files, repeat: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    ap = harness.parser(__doc__, quick="smoke run: 3 files per format, 1 repeat")
     args = ap.parse_args()
     n = 3 if args.quick else 8
     repeat = 1 if args.quick else 3
@@ -98,7 +96,7 @@ def main() -> None:
         "repeats. *full + plain resize*: decode everything, one bicubic resize (the HF "
         "processor's way); *full*: with Pillow's reducing_gap box pre-shrink; *draft*: libjpeg "
         "DCT-domain downscale first; *shipped*: `indexer.decode.decode_file`.\n\n"
-        + pc.table(
+        + harness.table(
             [
                 "format",
                 "files",
@@ -111,7 +109,7 @@ def main() -> None:
             rows,
         )
     )
-    pc.write_results("decode_speed", {"quick": args.quick, "formats": data}, md)
+    harness.write_results("perf_decode_speed", md, {"quick": args.quick, "formats": data})
 
 
 if __name__ == "__main__":

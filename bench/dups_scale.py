@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
+import harness
 import numpy as np
-import perf_common as pc
 
 from search.dups import pairs as D
 from search.dups.groups import leader_groups
@@ -28,7 +28,7 @@ def child(args) -> None:
     """Runs in a fresh process: load vectors, find pairs, group; print JSON."""
     # Read into anonymous memory, like the product's store.vectors(): a copy of a memory map
     # would count the file's pages in the peak RSS as well.
-    vectors, planted = pc.vectors_cached(args.child, mmap=False)
+    vectors, planted = harness.vectors_cached(args.child, mmap=False)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     for flag, name in (
         ("nlist_per_sqrt", "JOIN_LISTS_PER_SQRT"),
@@ -79,8 +79,7 @@ def child(args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 20k vectors")
+    ap = harness.parser(__doc__, quick="smoke run: 20k vectors")
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--threshold", type=float, default=0.97)
     ap.add_argument("--nlist-per-sqrt", type=float, default=0)
@@ -89,7 +88,7 @@ def main() -> None:
     ap.add_argument("--niter", type=int, default=0)
     ap.add_argument("--exact-max", type=int, default=0)
     ap.add_argument("--exact-check", action="store_true")
-    ap.add_argument("--name", default="dups_scale")
+    ap.add_argument("--name", default="dups_scale", help="results file: perf_<name>.*")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -98,10 +97,10 @@ def main() -> None:
     passthrough = [a for a in sys.argv[1:] if a != "--quick"]
     data, rows = {}, []
     for n in sizes:
-        pc.vectors_cached(n)  # generate outside the timed child
+        harness.vectors_cached(n)  # generate outside the timed child
         started = time.perf_counter()
         out = subprocess.run(
-            [pc.PYTHON, __file__, "--child", str(n), *passthrough],
+            [harness.PYTHON, __file__, "--child", str(n), *passthrough],
             capture_output=True,
             text=True,
             check=True,
@@ -129,7 +128,7 @@ def main() -> None:
         f"`neighbour_pairs` + `leader_groups` at raw cosine >= {args.threshold}, 3 % planted "
         "near-copies; peak RSS of a fresh process holding the vectors (includes Python, numpy, "
         f"faiss). Join overrides: {_overrides(args) or 'none (shipped parameters)'}.\n\n"
-        + pc.table(
+        + harness.table(
             [
                 "vectors",
                 "total s",
@@ -146,15 +145,15 @@ def main() -> None:
             rows,
         )
     )
-    pc.write_results(
-        args.name,
+    harness.write_results(
+        f"perf_{args.name}",
+        md,
         {
             "quick": args.quick,
             "threshold": args.threshold,
             "overrides": _overrides(args),
             "sizes": data,
         },
-        md,
     )
 
 

@@ -8,21 +8,21 @@ UKBench). Planted, from the 24 Kodak photos: dark (levels x0.12), overexposed (l
 (a 3:1 strip), low-information (the photo's mean colour, a horizontal gradient between two of
 its colours).
 
-    python bench/flags_thresholds.py
+    python bench/flags_thresholds.py [--quick]
 """
 
 import statistics
 import tempfile
 from pathlib import Path
 
+import harness
 import numpy as np
-import perf_common as pc
 from PIL import Image, ImageFilter
 
 from indexer.decode import Recipe, decode_file
 from indexer.quality import FLAGS, THRESHOLDS, flags_of, shape_values
 
-SHARED = pc.ROOT.parent / "shared" / "testdata"
+SHARED = harness.TESTDATA
 REAL = {
     "photos": sorted((SHARED / "photos").iterdir()),
     "photos-more": sorted((SHARED / "photos-more").iterdir()),
@@ -56,12 +56,15 @@ def values_of(path: Path) -> dict:
 
 
 def main() -> None:
+    ap = harness.parser(__doc__, quick="smoke run: 4 images per set, planted from 2")
+    args = ap.parse_args()
+    count = 4 if args.quick else None
     real: dict[str, list[tuple[str, dict]]] = {}
     for name, files in REAL.items():
-        real[name] = [(f.name, values_of(f)) for f in files]
+        real[name] = [(f.name, values_of(f)) for f in files[:count]]
     kinds: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for src in REAL["photos"]:
+        for src in REAL["photos"][: 2 if args.quick else None]:
             for kind, img in planted(src).items():
                 path = Path(tmp) / f"{src.stem}-{kind}.png"
                 img.save(path)
@@ -95,15 +98,15 @@ def main() -> None:
     greys = [n for rows in real.values() for n, v in rows if v["colourfulness"] == 0]
     md = (
         "# Quality flags: thresholds, false positives on real photos, recall on planted defects\n\n"
-        "`python bench/flags_thresholds.py` (every image decoded and measured as `index` does)\n\n"
-        + pc.table(header, rows)
+        "Every image decoded and measured as `index` does.\n\n"
+        + harness.table(header, rows)
         + "\n\nReal photos with R = G = B in every pixel (true greys, not false positives): "
         + (", ".join(greys) or "none")
         + "\n\nPlanted defects (from the 24 Kodak photos) and every flag each raised:\n\n"
-        + pc.table(["planted", "images", "flags raised"], planted_rows)
+        + harness.table(["planted", "images", "flags raised"], planted_rows)
     )
     data = {"real": real, "planted": kinds, "thresholds": THRESHOLDS}
-    pc.write_results("flags_thresholds", data, md)
+    harness.write_results("perf_flags_thresholds", md, data)
 
 
 if __name__ == "__main__":

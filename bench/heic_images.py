@@ -5,19 +5,18 @@ heic-iphone/  4032x3024, a 512x512-tiled grid primary image and a 320x240 thumbn
 heic-thumbs/  the photos at their own size (768x512) with 320 and 512 px thumbnails: the
               thumbnail paths of both recipes (196 px --fast, 256 px default), for the cosine study
 
-  python bench/heic_images.py [--iphone 16]
+  python bench/heic_images.py [--iphone 16] [--quick]
 """
 
-import argparse
 from pathlib import Path
 
+import harness
 import numpy as np
-import perf_common as pc
 import pillow_heif
 from make_perf_images import variant
 from PIL import Image
 
-OUT = pc.WORK / "heic-images"
+OUT = harness.WORK / "heic-images"
 IPHONE_SIZE = (4032, 3024)
 IPHONE_TILE = 512
 IPHONE_THUMB = 320  # the longer side of an iPhone's thumbnail (320x240)
@@ -34,7 +33,7 @@ def save(img: Image.Image, path: Path, thumbnails: list[int], tile: int = 0) -> 
 def make_iphone(count: int) -> Path:
     folder = OUT / "heic-iphone"
     folder.mkdir(parents=True, exist_ok=True)
-    sources = sorted(pc.PHOTOS.glob("*.png"))
+    sources = sorted(harness.PHOTOS.glob("*.png"))
     rng = np.random.default_rng(3)
     for i in range(count):
         path = folder / f"iphone-{i:04d}.heic"
@@ -47,7 +46,7 @@ def make_iphone(count: int) -> Path:
 def make_thumbs() -> Path:
     folder = OUT / "heic-thumbs"
     folder.mkdir(parents=True, exist_ok=True)
-    for src in sorted(pc.PHOTOS.glob("*.png")):
+    for src in sorted(harness.PHOTOS.glob("*.png")):
         path = folder / f"{src.stem}.heic"
         if not path.exists():
             save(Image.open(src).convert("RGB"), path, [320, 512])
@@ -55,10 +54,10 @@ def make_thumbs() -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: 2 iPhone-like files")
     ap.add_argument("--iphone", type=int, default=16)
     args = ap.parse_args()
-    print(make_thumbs(), make_iphone(args.iphone))
+    print(make_thumbs(), make_iphone(2 if args.quick else args.iphone))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ iPhone-like grid one, next to the embedded thumbnail. With `perf` on PATH, also 
 time per library (libde265 vs libheif vs Pillow) over the whole `decode_file`.
 
     python bench/make_perf_images.py --heic 40 && python bench/heic_images.py   # once
-    python bench/heic_profile.py [--files 4]
+    python bench/heic_profile.py [--files 4] [--quick]
 """
 
-import argparse
 import io
 import json
 import re
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import perf_common as pc
+import harness
 import pillow_heif
 from heic_images import OUT as HEIC_IMAGES
 from make_perf_images import OUT as PERF_IMAGES
@@ -71,8 +70,8 @@ def perf_split(paths: list[Path]) -> dict[str, float] | None:
         "from indexer.decode import Recipe, decode_file\n"
         "for p in sys.argv[1:]: decode_file(p, Recipe(), None)\n"
     )
-    cmd = ["perf", "record", "-q", "-o", str(out), pc.PYTHON, "-c", code, *map(str, paths)]
-    if subprocess.run(cmd, cwd=pc.ROOT, capture_output=True).returncode:
+    cmd = ["perf", "record", "-q", "-o", str(out), harness.PYTHON, "-c", code, *map(str, paths)]
+    if subprocess.run(cmd, cwd=harness.ROOT, capture_output=True).returncode:
         return None
     report = subprocess.run(
         ["perf", "report", "-i", str(out), "--sort", "dso", "--stdio"],
@@ -89,9 +88,11 @@ def perf_split(paths: list[Path]) -> dict[str, float] | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: 1 file per set")
     ap.add_argument("--files", type=int, default=4)
     args = ap.parse_args()
+    if args.quick:
+        args.files = 1
     sets = {**SETS, "iPhone-like grid": HEIC_IMAGES / "heic-iphone"}
     data, rows = {}, []
     for name, folder in sets.items():
@@ -120,14 +121,14 @@ def main() -> None:
         )
     md = (
         "# Where a 12-MP HEIC's decode time goes\n\n"
-        f"`python bench/heic_profile.py --files {args.files}` (medians over the files)\n\n"
-        + pc.table(header, rows)
+        f"Medians over {args.files} files per set.\n\n"
+        + harness.table(header, rows)
         + "\n\n"
         + "\n".join(notes)
         + "\n\nlibheif decode = libde265's HEVC decode plus libheif's chroma upsampling and "
         "YCbCr->RGB conversion (one call); the perf split says which of the two it is.\n"
     )
-    pc.write_results("heic_profile", {"stages": data}, md)
+    harness.write_results("perf_heic_profile", md, {"stages": data})
     print(json.dumps(data, indent=1))
 
 

@@ -8,7 +8,6 @@ favours it).
     python bench/index_speed.py [--quick] [--formats jpeg12mp,png,heic] [--configs w1b16,w2b16]
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -18,15 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
-import perf_common as pc
 import torch
 from compute_bound import forward_rate, matmul_gflops
 from make_perf_images import OUT as IMAGES
 
 from indexer import model as M
-
-DINOSEARCH = str(Path(pc.PYTHON).with_name("dinosearch"))
 
 
 def parse_config(text: str) -> dict:
@@ -45,14 +42,12 @@ def parse_config(text: str) -> dict:
 
 
 def run_dinosearch(files_dir: Path, model: str, cfg: dict, dtype: str) -> dict:
-    lib = Path(tempfile.mkdtemp(prefix="perf-lib-", dir=pc.WORK))
-    cmd = [DINOSEARCH, "index", str(files_dir), "--index", str(lib), "--model", model, "--json"]
+    lib = Path(tempfile.mkdtemp(prefix="perf-lib-", dir=harness.WORK))
+    cmd = harness.cli_command("index", files_dir, "--index", lib, "--model", model, "--json")
     cmd += ["--batch-size", str(cfg["batch"]), "--dtype", dtype, "--device", "cpu"]
     if cfg["workers"] is not None:
         cmd += ["--workers", str(cfg["workers"])]
-    env = dict(os.environ)
-    if cfg["threads"]:
-        env["OMP_NUM_THREADS"] = str(cfg["threads"])
+    env = harness.cli_env({"OMP_NUM_THREADS": str(cfg["threads"])} if cfg["threads"] else None)
     try:
         started = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
@@ -68,7 +63,7 @@ def run_dinosearch(files_dir: Path, model: str, cfg: dict, dtype: str) -> dict:
 def run_naive(files: list[Path], model: str) -> dict:
     script = Path(__file__).with_name("naive_loop.py")
     out = subprocess.run(
-        [pc.PYTHON, str(script), model, *map(str, files)],
+        [harness.PYTHON, str(script), model, *map(str, files)],
         capture_output=True,
         text=True,
         check=True,
@@ -82,7 +77,7 @@ def subset(kind: str, count: int) -> Path:
     """A folder of the first `count` images of a kind (hard links: same bytes, no copies)."""
     src = sorted((IMAGES / kind).iterdir())
     src = [p for p in src if not p.name.startswith(".")][:count]
-    folder = pc.WORK / "perf-subsets" / f"{kind}-{len(src)}"
+    folder = harness.WORK / "perf-subsets" / f"{kind}-{len(src)}"
     if not folder.exists() or len(list(folder.iterdir())) != len(src):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -92,9 +87,7 @@ def subset(kind: str, count: int) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 16 images per format")
-    ap.add_argument("--model", default=str(pc.REAL_WEIGHTS))
+    ap = harness.parser(__doc__, quick="smoke run: 16 images per format", model=True)
     ap.add_argument("--formats", default="jpeg12mp,png,heic")
     ap.add_argument("--count", type=int, default=200, help="images per format (at most)")
     ap.add_argument("--naive-count", type=int, default=40, help="images through the naive loop")
@@ -102,6 +95,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--name", default="index_speed", help="results file: perf_<name>.*")
     args = ap.parse_args()
+    args.model = harness.model_dir(args.model)
     count = 16 if args.quick else args.count
     naive_count = 8 if args.quick else args.naive_count
     repeat = 2 if args.quick else 3
@@ -160,7 +154,7 @@ def main() -> None:
         f"FAISS) vs the model card's loop, {args.dtype}, model `{Path(args.model).name}` "
         "(full-size ViT-S/14). Forward-only = Embedder.embed on ready pixels at the same batch "
         "(median of before/after); bound = measured fp32 matmul GFLOP/s / 11.03 GFLOP.\n\n"
-        + pc.table(
+        + harness.table(
             [
                 "format",
                 "config",
@@ -183,7 +177,7 @@ def main() -> None:
         + "\nconfig: `default` = product defaults (batch 16, workers = cores - 1); "
         "wNbM = --workers N --batch-size M; tK = OMP_NUM_THREADS=K.\n"
     )
-    pc.write_results(args.name, data, md)
+    harness.write_results(f"perf_{args.name}", md, data)
 
 
 if __name__ == "__main__":

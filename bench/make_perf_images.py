@@ -5,18 +5,17 @@ jpeg12mp/  4000x3000 JPEGs, q92: a Kodak photo cropped to 4:3, flipped or not, u
 png/       the originals at 768x512, each copy with its own faint noise (unique content hashes)
 heic/      12-MP HEICs (pillow-heif, quality 90), fewer: x265 encoding is slow
 
-  python bench/make_perf_images.py [--jpeg 200] [--png 200] [--heic 40]
+  python bench/make_perf_images.py [--jpeg 200] [--png 200] [--heic 40] [--quick]
 """
 
-import argparse
 from pathlib import Path
 
+import harness
 import numpy as np
-import perf_common as pc
 import pillow_heif
 from PIL import Image, ImageOps
 
-OUT = pc.WORK / "perf-images"
+OUT = harness.WORK / "perf-images"
 SIZE_12MP = (4000, 3000)
 NOISE_SIGMA = 3.0  # levels of 255: a clean phone photo at base ISO
 
@@ -52,7 +51,7 @@ def noise_tile(rng) -> np.ndarray:
 def make(kind: str, count: int) -> None:
     folder = OUT / kind
     folder.mkdir(parents=True, exist_ok=True)
-    sources = sorted(pc.PHOTOS.glob("*.png"))
+    sources = sorted(harness.PHOTOS.glob("*.png"))
     rng = np.random.default_rng({"jpeg12mp": 0, "png": 1, "heic": 2}[kind])
     for i in range(count):
         suffix = {"jpeg12mp": "jpg", "png": "png", "heic": "heic"}[kind]
@@ -74,11 +73,13 @@ def make(kind: str, count: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: --jpeg 16 --png 16 --heic 4")
     ap.add_argument("--jpeg", type=int, default=200)
     ap.add_argument("--png", type=int, default=200)
     ap.add_argument("--heic", type=int, default=40)
     args = ap.parse_args()
+    if args.quick:
+        args.jpeg, args.png, args.heic = 16, 16, 4
     make("jpeg12mp", args.jpeg)
     make("png", args.png)
     make("heic", args.heic)

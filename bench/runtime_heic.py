@@ -14,10 +14,9 @@ thumbnail when large enough) and from its primary image (pillow-heif's thumbnail
 min and median cosine per set and recipe.
 
     python bench/make_perf_images.py --heic 40 && python bench/heic_images.py   # once
-    python bench/runtime_heic.py [--count 16] [--repeat 1] [--part all|rates|cosine]
+    python bench/runtime_heic.py [--count 16] [--repeat 1] [--part all|rates|cosine] [--quick]
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -28,8 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import harness
 import numpy as np
-import perf_common as pc
 import pillow_heif
 from heic_images import OUT as HEIC_IMAGES
 from make_perf_images import OUT as IMAGES
@@ -38,8 +37,7 @@ from indexer import runtime
 from indexer.decode import Recipe, decode_file
 from indexer.decode_pool import Isolation, decode_all, default_workers
 
-DINOSEARCH = str(Path(pc.PYTHON).with_name("dinosearch"))
-MODEL = str(pc.REAL_WEIGHTS)
+MODEL = str(harness.REAL_WEIGHTS)  # --model
 FAST = Recipe(shortest_edge=224, crop=(196, 196))  # runtime.fast_recipe of DINOv2
 FOLDERS = {
     "jpeg12mp": IMAGES / "jpeg12mp",
@@ -54,7 +52,7 @@ COSINE_SETS = {
 
 def subset(name: str, count: int) -> Path:
     files = sorted(FOLDERS[name].iterdir())[:count]
-    folder = pc.WORK / "perf-subsets" / f"{name}-{count}"
+    folder = harness.WORK / "perf-subsets" / f"{name}-{count}"
     if not folder.exists():
         folder.mkdir(parents=True)
         for f in files:
@@ -63,12 +61,14 @@ def subset(name: str, count: int) -> Path:
 
 
 def index_rate(folder: Path, fast: bool) -> float:
-    lib = Path(tempfile.mkdtemp(prefix="heic-lib-", dir=pc.WORK))
-    cmd = [DINOSEARCH, "index", str(folder), "--index", str(lib), "--model", MODEL, "--json"]
+    lib = Path(tempfile.mkdtemp(prefix="heic-lib-", dir=harness.WORK))
+    cmd = harness.cli_command("index", folder, "--index", lib, "--model", MODEL, "--json")
     cmd += ["--fast"] if fast else []
     try:
         started = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, check=True, env=harness.cli_env()
+        ).stdout
         seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(lib, ignore_errors=True)
@@ -123,7 +123,7 @@ def rates(count: int, repeat: int) -> tuple[dict, str]:
     header += ["index img/s --fast"]
     md = (
         f"## Rates: {count} files of each kind, median of {repeat}\n\n"
-        + pc.table(header, rows)
+        + harness.table(header, rows)
         + "\n\n*workers* is the default for that folder (`default_workers`: one per core when "
         "most files are HEIC, else one per spare core); the column before it is the decode rate "
         "with the former default. Index rates are whole processes (start-up and model load "
@@ -156,7 +156,7 @@ def cosines(limit: int) -> tuple[dict, str]:
             rows.append([name, label, ways, f"{cos.min():.4f}", f"{np.median(cos):.4f}"])
     md = (
         "## Vectors: thumbnail path against a full decode (real DINOv2-S/14, torch fp32)\n\n"
-        + pc.table(["set", "recipe", "read as", "min cosine", "median cosine"], rows)
+        + harness.table(["set", "recipe", "read as", "min cosine", "median cosine"], rows)
         + "\n\nA set read as `HEIF (primary)` under a recipe compares a full decode with "
         "itself (cosine 1): its thumbnail is smaller than that recipe's shorter side.\n"
     )
@@ -164,24 +164,25 @@ def cosines(limit: int) -> tuple[dict, str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    global MODEL
+    ap = harness.parser(__doc__, quick="smoke run: 2 files per set, 4 for the cosines", model=True)
     ap.add_argument("--count", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--part", choices=["all", "rates", "cosine"], default="all")
     args = ap.parse_args()
+    MODEL = harness.model_dir(args.model)
+    if args.quick:
+        args.count = 2
     data, parts = {}, []
     if args.part in ("all", "rates"):
         found, md = rates(args.count, args.repeat)
         data["rates"], parts = found, [*parts, md]
     if args.part in ("all", "cosine"):
-        found, md = cosines(64)
+        found, md = cosines(4 if args.quick else 64)
         data["cosine"], parts = found, [*parts, md]
-    cmd = f"`python bench/runtime_heic.py --count {args.count} --repeat {args.repeat}"
-    head = (
-        f"# HEIC vs JPEG: rates, and the thumbnail path's vectors\n\n{cmd} --part {args.part}`\n\n"
-    )
+    head = "# HEIC vs JPEG: rates, and the thumbnail path's vectors\n\n"
     suffix = "" if args.part == "all" else f"_{args.part}"
-    pc.write_results(f"runtime_heic{suffix}", data, head + "\n".join(parts))
+    harness.write_results(f"perf_runtime_heic{suffix}", head + "\n".join(parts), data)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Exact (IndexFlatIP) vs HNSW vs IVF-PQ, through the product's search.knn.VectorIndex, at 100k
-and 1M realistic 384-d vectors (perf_common.realistic_vectors): build time, bytes per vector,
+and 1M realistic 384-d vectors (harness.realistic_vectors): build time, bytes per vector,
 single and batched query latency p50/p99, recall@10 against exact, HNSW efSearch trade-offs, and
 IVF-PQ with its candidates re-scored from the exact vectors (as a library does from its
 memory-mapped vector file).
@@ -9,12 +9,11 @@ Queries are library vectors moved to cosine ~0.9 (an image similar to one in the
     python bench/search_speed.py [--quick] [--sizes 100000,1000000]
 """
 
-import argparse
 import time
 
 import faiss
+import harness
 import numpy as np
-import perf_common as pc
 
 from search import knn
 
@@ -56,7 +55,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 def bench_size(
     n: int, nq: int, ef_values: list[int], hnsw: bool = True, ivf_settings=()
 ) -> tuple[dict, list]:
-    vectors, _ = pc.vectors_cached(n)
+    vectors, _ = harness.vectors_cached(n)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.arange(n, dtype=np.int64)
     queries = queries_near(vectors, nq)
@@ -140,8 +139,7 @@ def bench_size(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 20k vectors")
+    ap = harness.parser(__doc__, quick="smoke run: 20k vectors")
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--ef", default="32,64,128,256")
@@ -164,7 +162,7 @@ def main() -> None:
         f"{args.queries} queries (library vectors moved to cosine ~0.9), k={K}, faiss "
         f"{_faiss_version()} with {_threads()} threads, through `search.knn.VectorIndex`. "
         "Latency in ms; recall@10 against exact.\n\n"
-        + pc.table(
+        + harness.table(
             [
                 "vectors",
                 "index",
@@ -179,7 +177,7 @@ def main() -> None:
             rows,
         )
     )
-    pc.write_results(args.name, {"quick": args.quick, "sizes": data}, md)
+    harness.write_results(f"perf_{args.name}", md, {"quick": args.quick, "sizes": data})
 
 
 def _faiss_version() -> str:

@@ -4,7 +4,6 @@ and where the time goes (`python -X importtime`, heavy imports one by one, model
     python bench/startup.py [--quick] [--model DIR]
 """
 
-import argparse
 import json
 import re
 import shutil
@@ -14,16 +13,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import perf_common as pc
+import harness
 
-DINOSEARCH = str(Path(pc.PYTHON).with_name("dinosearch"))
+DINOSEARCH = str(Path(harness.PYTHON).with_name("dinosearch"))  # the console script itself
 
 
 def timed(cmd: list[str], repeat: int) -> dict:
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True)
+        subprocess.run(cmd, capture_output=True, check=True, env=harness.cli_env())
         times.append(time.perf_counter() - t)
     return {"median": statistics.median(times), "min": min(times), "runs": times}
 
@@ -31,7 +30,7 @@ def timed(cmd: list[str], repeat: int) -> dict:
 def importtime(module: str, top: int = 8) -> list[tuple[str, float]]:
     """The slowest top-level-ish imports (cumulative ms) when importing `module`."""
     err = subprocess.run(
-        [pc.PYTHON, "-X", "importtime", "-c", f"import {module}"],
+        [harness.PYTHON, "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
         text=True,
         check=True,
@@ -49,7 +48,7 @@ def import_seconds(module: str, repeat: int) -> float:
     runs = [
         float(
             subprocess.run(
-                [pc.PYTHON, "-c", code], capture_output=True, text=True, check=True
+                [harness.PYTHON, "-c", code], capture_output=True, text=True, check=True
             ).stdout
         )
         for _ in range(repeat)
@@ -58,13 +57,12 @@ def import_seconds(module: str, repeat: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 runs instead of 7")
-    ap.add_argument("--model", default=str(pc.REAL_WEIGHTS))
+    ap = harness.parser(__doc__, quick="3 runs instead of 7", model=True)
     args = ap.parse_args()
+    args.model = harness.model_dir(args.model)
     repeat = 3 if args.quick else 7
-    photos = sorted(pc.PHOTOS.glob("*.png"))
-    lib = Path(tempfile.mkdtemp(prefix="perf-startup-", dir=pc.WORK))
+    photos = sorted(harness.PHOTOS.glob("*.png"))
+    lib = Path(tempfile.mkdtemp(prefix="perf-startup-", dir=harness.WORK))
     corpus = lib / "photos"
     corpus.mkdir()
     for p in photos[:4]:
@@ -75,10 +73,11 @@ def main() -> None:
             [DINOSEARCH, "index", str(corpus), *base, "--model", args.model, "--json"],
             capture_output=True,
             check=True,
+            env=harness.cli_env(),
         )
         data = {
             "help": timed([DINOSEARCH, "--help"], repeat),
-            "python_bare": timed([pc.PYTHON, "-c", "pass"], repeat),
+            "python_bare": timed([harness.PYTHON, "-c", "pass"], repeat),
             # a stored vector: no model load (the common case for files in the library)
             "query_indexed": timed(
                 [DINOSEARCH, "query", str(corpus / photos[0].name), *base, "--json"], repeat
@@ -98,11 +97,11 @@ def main() -> None:
         load = statistics.median(
             json.loads(
                 subprocess.run(
-                    [pc.PYTHON, "-c", load_code],
+                    [harness.PYTHON, "-c", load_code],
                     capture_output=True,
                     text=True,
                     check=True,
-                    cwd=pc.ROOT,
+                    cwd=harness.ROOT,
                 ).stdout
             )
             for _ in range(max(3, repeat // 2))
@@ -127,12 +126,12 @@ def main() -> None:
     ] + [[f"import {m}", s] for m, s in imports.items()]
     md = (
         f"Medians of {repeat} runs as subprocesses (page cache warm).\n\n"
-        + pc.table(["what", "seconds"], rows)
+        + harness.table(["what", "seconds"], rows)
         + "\n`python -X importtime -c 'import search.cli.app'`, slowest direct imports (ms): "
         + ", ".join(f"{m} {ms:.0f}" for m, ms in cli_imports)
         + "\n"
     )
-    pc.write_results("startup", data, md)
+    harness.write_results("perf_startup", md, data)
 
 
 if __name__ == "__main__":
