@@ -92,3 +92,67 @@ def test_a_changed_file_gets_a_new_thumbnail(tmp_path, copies):
     with Image.open(KODAK[7]) as img:
         img.convert("RGB").resize((768, 512)).save(path)
     assert verify.confirm(copies["original"], str(path)) is None
+
+
+def _brute_force_window(big, small, w):
+    """The best NCC of `small`, resized to width w, over every offset of `big`, by loops."""
+    import numpy as np
+
+    h = max(8, round(w * small.shape[0] / small.shape[1]))
+    template = verify._resized(small, (h, w)).astype(np.float64)
+    template -= template.mean()
+    best = -1.0
+    for y in range(big.shape[0] - h + 1):
+        for x in range(big.shape[1] - w + 1):
+            window = big[y : y + h, x : x + w].astype(np.float64)
+            centred = window - window.mean()
+            if centred.std() < verify.MIN_STD:
+                continue
+            best = max(
+                best,
+                float(
+                    (centred * template).sum() / np.sqrt((centred**2).sum() * (template**2).sum())
+                ),
+            )
+    return best
+
+
+def test_the_batched_window_search_equals_every_offset_tried_by_hand(copies):
+    """The cross-correlation of several widths in one FFT (with cached window statistics and
+    templates) finds exactly the best offset a loop over every offset finds."""
+    a = verify.thumbnail(copies["original"])
+    b = verify.thumbnail(copies["crop-0.8"])
+    c = verify.thumbnail(str(KODAK[7]))
+    for big, small in (
+        (verify._halved(a), verify._halved(b)),
+        (verify._halved(c), verify._halved(a)),
+    ):
+        frame = verify._frame_of(verify._key(big))
+        widths = list(range(int(frame.W * verify.MIN_CROP_SCALE), frame.W + 1, 2))
+        found = frame.windows(small, widths)
+        assert [f.w for f in found] == widths
+        for f in found:
+            assert f.score == pytest.approx(_brute_force_window(big, small, f.w), abs=1e-6)
+    assert verify.best_crop(a, b)[0] >= verify.NCC_CROP  # the crop is still found at 64 px
+
+
+def test_judging_many_pairs_in_processes_gives_the_serial_answers(copies, tmp_path):
+    """Seen.judge_pairs splits a long list over forked processes: same answers as one by one."""
+    import numpy as np
+
+    from indexer.evidence import from_file
+    from search.dups.evidence import JUDGE_CHUNK, Seen
+
+    paths = list(copies.values()) + [str(p) for p in KODAK[:10]]
+    measured = [from_file(p) for p in paths]
+    seen = Seen([m[0] for m in measured], [(m[1], m[2]) for m in measured])
+    rng = np.random.default_rng(0)
+    n = 2 * JUDGE_CHUNK + 17  # two chunks and a bit: processes on a machine with 2+ cores
+    rows, cols = rng.integers(0, len(paths), n), rng.integers(0, len(paths), n)
+    crops = rng.random(n) < 0.7
+    got = seen.judge_pairs(rows, cols, crops)
+    expected = [
+        seen.judge(int(i), int(j), bool(c)) or "" for i, j, c in zip(rows, cols, crops, strict=True)
+    ]
+    assert got.tolist() == expected
+    assert {"tone", "crop", ""} <= set(expected)  # the list holds copies and non-copies

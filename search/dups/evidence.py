@@ -15,8 +15,11 @@ Rows whose content has no stored evidence (a library indexed before it was kept,
 a Ray cluster) are measured here once, from a small decode, and the result is stored.
 """
 
+import contextlib
 import dataclasses
+import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,6 +42,7 @@ LOW_INFO_EDGES = 6.0  # Laplacian std of a 64 px thumbnail a low-information pic
 FINE_MIN_STD = 3.0  # grey levels of the 192 px Laplacian: below it a picture has no fine edges
 FINE_NCC = 0.88  # see same_fine_detail
 MEASURE_BATCH = 256  # evidence measured by a run is stored this many contents at a time
+JUDGE_CHUNK = 2000  # pairs a judging process takes at a time (~1 s); fewer pairs: no processes
 
 Progress = Callable[[str, int, int], None]
 
@@ -84,6 +88,24 @@ class Seen:
         """How the pixels of rows i and j show one picture: "tone", "crop", "looks" or None."""
         return judge(self.evidence[i], self.dims[i], self.evidence[j], self.dims[j], crops)
 
+    def judge_pairs(self, rows, cols, crops, progress: Progress | None = None) -> np.ndarray:
+        """`judge` of every pair (rows[k], cols[k], crop search when crops[k]), as an array of
+        "tone", "crop", "looks" or "". A long list is split over a process per core (forked:
+        they share this evidence without copying it); the answers do not depend on how."""
+        how = np.full(len(rows), "", dtype=object)
+        chunks = np.array_split(np.arange(len(rows)), max(1, len(rows) // JUDGE_CHUNK))
+        work = [(rows[c].tolist(), cols[c].tolist(), np.asarray(crops)[c].tolist()) for c in chunks]
+        workers = min(_cores(), len(chunks))
+        done = 0
+        with _forked_pool(self, workers) as pool:
+            answers = pool.imap(_judge_chunk, work) if pool else map(_judge_chunk, work)
+            for chunk, got in zip(chunks, answers, strict=True):
+                how[chunk] = got
+                done += len(chunk)
+                if progress:
+                    progress("checking pixels", done, len(rows))
+        return how
+
     def descriptors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grey layouts of these rows as unit vectors (verify.descriptor), and the rows that
         have one (flat pictures have none)."""
@@ -96,6 +118,35 @@ class Seen:
                 have.append(row)
         dim = verify.DESCRIPTOR_PX**2
         return np.array(out, np.float32).reshape(-1, dim), np.array(have, np.int64)
+
+
+_JUDGING: Seen | None = None  # the evidence a forked judging process reads (judge_pairs)
+
+
+def _judge_chunk(work: tuple[list[int], list[int], list[bool]]) -> list[str]:
+    seen = _JUDGING
+    assert seen is not None
+    return [seen.judge(i, j, c) or "" for i, j, c in zip(*work, strict=True)]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _forked_pool(seen: Seen, workers: int):
+    """A pool of `workers` forked processes that see `seen`, or None where one process is all
+    there is to use or processes cannot be forked safely (not Linux)."""
+    global _JUDGING
+    _JUDGING = seen
+    try:
+        if workers < 2 or not sys.platform.startswith("linux"):
+            yield None
+            return
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield pool
+    finally:
+        _JUDGING = None
 
 
 def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = True) -> str | None:

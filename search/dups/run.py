@@ -346,11 +346,7 @@ def _judged(lib, seen: Seen, pairs, threshold, estimate: Estimate | None, progre
     estimate's embeddings-alone threshold (calibrated runs) or at the fixed raw cosine."""
     rows, cols, sims = pairs
     raw = pair_scores(lib.vectors, rows, cols)
-    how = np.empty(len(rows), dtype=object)
-    for k, (i, j) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
-        how[k] = seen.judge(i, j, crops=bool(raw[k] >= VERIFY_MIN_COSINE)) or ""
-        if progress and (k + 1) % 5000 == 0:
-            progress("checking pixels", k + 1, len(rows))
+    how = seen.judge_pairs(rows, cols, raw >= VERIFY_MIN_COSINE, progress)
     needs = np.fromiter(
         (seen.needs_evidence(i) or seen.needs_evidence(j) for i, j in zip(rows, cols, strict=True)),
         bool,

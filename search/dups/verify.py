@@ -12,6 +12,8 @@ thumbnails is high over the whole frame, or over the best window at one of a few
 Distinct photos, even the nearest ones, correlate far lower (bench/results/hard_copies.md).
 """
 
+import dataclasses
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,6 +38,8 @@ DESCRIPTOR_MIN = 0.85  # NCC at 16 px: tone copies >= 0.97 (they pass 0.95 at 64
 GREY_CHROMA = 8  # levels between channels in 99 % of a thumbnail's pixels: no colour (JPEG noise)
 MIN_STD = 4.0  # grey levels: a window flatter than this has no structure to correlate
 CACHE_ENTRIES = 8192  # thumbnails of <= 64x64 bytes: 32 MB at most
+FRAME_CACHE = 4096  # half-size thumbnails prepared for window searches: ~20 KB each
+TEMPLATE_CACHE = 16384  # half-size thumbnails resized to a window width: ~3 KB each
 # A picture turned or mirrored in its pixels (not by EXIF), as PIL's Image.transpose names it:
 # rot90 is 90 degrees anticlockwise (ROTATE_90), mirror is left-right (FLIP_LEFT_RIGHT).
 TURNS = {
@@ -141,32 +145,74 @@ def best_crop(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarr
     none = (-1.0, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32))
     if _coarse_crop_ncc(_halved(a), _halved(b)) < CROP_PREFILTER:
         return none
-    best = none
+    best: _Window | None = None
     for big, small in ((a, b), (b, a)):
         frame = _Frame(big)
         widths = range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1)
-        coarse = {w: frame.best_window(small, w) for w in widths[::3]}
-        top = max(coarse, key=lambda w: coarse[w][0])
-        for w in (top - 2, top - 1, top, top + 1, top + 2):
-            found = coarse[w] if w in coarse else frame.best_window(small, w)
-            if found[0] > best[0]:
+        coarse = frame.windows(small, widths[::3])
+        if not coarse:
+            continue
+        top = max(coarse, key=lambda found: found.score).w
+        near = [w for w in range(top - 2, top + 3) if w in widths and (w - widths[0]) % 3]
+        for found in coarse + frame.windows(small, near):
+            if best is None or found.score > best.score:
                 best = found
-    return best
+    return none if best is None else (best.score, best.window, best.template)
 
 
 def _coarse_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
     best = -1.0
     for big, small in ((a, b), (b, a)):
-        frame = _Frame(big)
-        for w in range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1, 2):
-            best = max(best, frame.best_window(small, w)[0])
+        frame = _frame_of(_key(big))
+        widths = range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1, 2)
+        best = max([best] + [found.score for found in frame.windows(small, widths)])
     return best
 
 
 def _halved(grey: np.ndarray) -> np.ndarray:
+    return _halved_of(_key(grey))
+
+
+def _key(grey: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
+    """A thumbnail by its content, for the caches below: a pair search meets each picture in
+    several pairs (its ~8 nearest neighbours), and a duplicate run judges ~9 pairs per image."""
+    return grey.dtype.str, grey.shape, np.ascontiguousarray(grey).tobytes()
+
+
+def _unkey(key: tuple[str, tuple[int, ...], bytes]) -> np.ndarray:
+    return np.frombuffer(key[2], np.dtype(key[0])).reshape(key[1])
+
+
+@functools.lru_cache(maxsize=FRAME_CACHE)
+def _halved_of(key) -> np.ndarray:
+    grey = _unkey(key)
     h, w = grey.shape
     small = Image.fromarray(grey).resize((max(8, w // 2), max(8, h // 2)), Image.Resampling.BOX)
     return np.asarray(small)
+
+
+@functools.lru_cache(maxsize=FRAME_CACHE)
+def _frame_of(key) -> "_Frame":
+    return _Frame(_unkey(key))
+
+
+@functools.lru_cache(maxsize=TEMPLATE_CACHE)
+def _template_of(key, h: int, w: int) -> tuple[np.ndarray, float] | None:
+    """The picture resized to h x w with its mean removed, and its norm; None when flat."""
+    centred = _resized(_unkey(key), (h, w))
+    centred -= centred.mean()
+    t_norm = float(np.linalg.norm(centred))
+    return (centred, t_norm) if t_norm >= MIN_STD * np.sqrt(centred.size) else None
+
+
+@dataclasses.dataclass
+class _Window:
+    """The best offset of a template at one width: its NCC and the two arrays compared."""
+
+    score: float
+    w: int
+    window: np.ndarray
+    template: np.ndarray  # mean removed: same_detail compares Laplacians, blind to an offset
 
 
 class _Frame:
@@ -179,30 +225,56 @@ class _Frame:
         self.spectrum = np.fft.rfft2(image)
         self.sums = np.pad(image, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
         self.squares = np.pad(image**2, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        self._stats: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _statistics(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """For every h x w window: whether it has structure (MIN_STD), and the factor that turns
+        its correlation with a unit-norm zero-mean template into an NCC (1 / (std sqrt n))."""
+        if (h, w) not in self._stats:
+            n = h * w
+            mean, square = _windows(self.sums, h, w) / n, _windows(self.squares, h, w) / n
+            std = np.sqrt(np.maximum(square - mean**2, 0.0))
+            self._stats[h, w] = std >= MIN_STD, 1.0 / (np.maximum(std, 1e-6) * np.sqrt(n))
+        return self._stats[h, w]
 
     def best_window(self, small: np.ndarray, w: int) -> tuple[float, np.ndarray, np.ndarray]:
         """`small` taken as the part of the frame that is `w` pixels wide: (best NCC over every
-        offset, the frame's window there, the template), by a cross-correlation by FFT with
+        offset, the frame's window there, the template)."""
+        found = self.windows(small, [w])
+        if not found:
+            empty = np.zeros((3, 3), np.float32)
+            return -1.0, empty, empty
+        return found[0].score, found[0].window, found[0].template
+
+    def windows(self, small: np.ndarray, widths) -> list[_Window]:
+        """`small` taken as the part of the frame that is w pixels wide, for each of `widths`:
+        the best offset of each (widths too big, too small or flat at that size are left out).
+        One cross-correlation by FFT for all the widths together (a batched transform), with
         window statistics from integral images."""
         H, W = self.H, self.W
-        h = max(8, round(w * small.shape[0] / small.shape[1]))
-        empty = np.zeros((3, 3), np.float32)
-        if h > H or w > W or w < 8:
-            return -1.0, empty, empty
-        template = _resized(small, (h, w))
-        centred = template - template.mean()
-        t_norm = float(np.linalg.norm(centred))
-        if t_norm < MIN_STD * np.sqrt(centred.size):
-            return -1.0, empty, empty
-        spectrum = self.spectrum * np.fft.rfft2(centred[::-1, ::-1], s=(H, W))
-        sums = np.fft.irfft2(spectrum, s=(H, W))[h - 1 :, w - 1 :]  # zero-mean template
-        n = centred.size
-        mean, square = _windows(self.sums, h, w) / n, _windows(self.squares, h, w) / n
-        std = np.sqrt(np.maximum(square - mean**2, 0.0))
-        scores = np.where(std >= MIN_STD, sums / (np.maximum(std, 1e-6) * np.sqrt(n) * t_norm), -1)
-        y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        window = self.image[y : y + h, x : x + w]
-        return float(scores[y, x]), window, template
+        key, shaped = _key(small), []
+        for w in widths:
+            h = max(8, round(w * small.shape[0] / small.shape[1]))
+            if h > H or w > W or w < 8:
+                continue
+            found = _template_of(key, h, w)
+            if found is not None:
+                shaped.append((w, h, *found))
+        if not shaped:
+            return []
+        flipped = np.zeros((len(shaped), H, W))
+        for k, (w, h, centred, _) in enumerate(shaped):
+            flipped[k, :h, :w] = centred[::-1, ::-1]
+        correlations = np.fft.irfft2(self.spectrum * np.fft.rfft2(flipped), s=(H, W))
+        out = []
+        for k, (w, h, centred, t_norm) in enumerate(shaped):
+            valid, scale = self._statistics(h, w)
+            sums = correlations[k, h - 1 :, w - 1 :]  # zero-mean template: no mean term
+            scores = np.where(valid, sums * (scale / t_norm), -1.0)
+            y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+            window = self.image[y : y + h, x : x + w]
+            out.append(_Window(float(scores[y, x]), w, window, centred))
+        return out
 
 
 def _windows(s: np.ndarray, h: int, w: int) -> np.ndarray:
