@@ -3,31 +3,26 @@ images (text documents, charts, UI screenshots, flat graphics; bench/curate_plan
 `dinosearch outliers` (1 - cosine to the k-th neighbour, k = max(20, 2 % of n)) and by the
 alternatives the issue measured: the 5th, 10th neighbour and the distance to the centre.
 
-    python bench/curate_outliers.py [--model ~/.cache/dinosearch-dev/dinov2-small-imgfocus]
+    python bench/curate_outliers.py [--model DIR] [--quick]
 
 24 odd images (6 of each kind) are indexed once with the photos; each planted group (a batch of
 one kind, a mix, everything) is evaluated on the photos plus that group. Results:
 bench/results/curate_outliers.md (+ .json).
 """
 
-import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
+import curate_planted
+import harness
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import curate_planted  # noqa: E402
-import perf_common as pc  # noqa: E402
+from indexer.job import IndexOptions
+from search.collection import Collection
+from search.curate.outliers import find_outliers, neighbour_rank
 
-from indexer.job import IndexOptions  # noqa: E402
-from search.collection import Collection  # noqa: E402
-from search.curate.outliers import find_outliers, neighbour_rank  # noqa: E402
-
-WORK = pc.WORK / "curate"
-RESULTS = pc.RESULTS
+WORK = harness.WORK / "curate"
 KINDS = ("screenshot", "document", "chart", "flat_graphic")
 GROUPS = {  # name -> how many of each kind
     "1 screenshot": {"screenshot": 1},
@@ -39,7 +34,6 @@ GROUPS = {  # name -> how many of each kind
     "12: 6 screenshots + 6 documents": {"screenshot": 6, "document": 6},
     "24: all four kinds": dict.fromkeys(KINDS, 6),
 }
-DEFAULT_MODEL = os.path.expanduser("~/.cache/dinosearch-dev/dinov2-small-imgfocus")
 
 
 def library(model: str) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
@@ -96,10 +90,9 @@ def metrics(scores: np.ndarray, odd: np.ndarray) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap = harness.parser(__doc__, quick="smoke run: the first 2 odd groups", model=True)
     args = ap.parse_args()
-    ids, vectors, paths, truth = library(args.model)
+    ids, vectors, paths, truth = library(harness.model_dir(args.model))
     photo_rows = [r for r, p in enumerate(paths) if p in set(truth["photos"])]
     by_kind = {
         k: [paths.index(p) for p in truth["odd"] if Path(p).name.startswith(k)] for k in KINDS
@@ -111,7 +104,7 @@ def main() -> None:
         "distance to the centre": centre_score,
     }
     data, rows = {"photos": len(photo_rows), "model": args.model, "runs": []}, []
-    for group, counts in GROUPS.items():
+    for group, counts in list(GROUPS.items())[: 2 if args.quick else None]:
         planted = [r for k, c in counts.items() for r in by_kind[k][:c]]
         sel = photo_rows + planted
         odd = np.array([r in set(planted) for r in sel])
@@ -125,20 +118,15 @@ def main() -> None:
             )  # fmt: skip
     header = ["odd group", "images", "share", "method", "odd in top 10", "precision@group",
               "average precision", "rank of the last odd image"]  # fmt: skip
-    m = pc.machine()
     md = (
         f"# Outliers on a planted set\n\n{len(photo_rows)} real scene photos "
         "(Kodak, McMaster, Set14/Set5, UKBench base images, 12 Kodak quarter crops) plus a group "
         "of odd images made with PIL (text documents, bar/line charts, UI screenshots, "
         f"flat-colour graphics), real DINOv2-S/14 weights (`{os.path.basename(args.model)}`), raw "
         f"cosine. `outliers` uses k = {neighbour_rank(len(photo_rows) + 24)} here (n < 1000: "
-        "the floor of 20). Command: `python bench/curate_outliers.py`. "
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}.\n\n" + pc.table(header, rows)
+        "the floor of 20).\n\n" + harness.table(header, rows)
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "curate_outliers.json").write_text(json.dumps({"machine": m, **data}, indent=1))
-    (RESULTS / "curate_outliers.md").write_text(md)
-    print(md)
+    harness.write_results("curate_outliers", md, data)
 
 
 if __name__ == "__main__":

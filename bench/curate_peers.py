@@ -1,7 +1,9 @@
 """Outliers side by side with the peers on the planted set of bench/curate_outliers.py (83 real
 photos + 24 odd images: 6 each of UI screenshots, text documents, charts, flat graphics).
 
-    python bench/curate_peers.py        # after bench/curate_outliers.py (it indexes the set)
+    python bench/curate_peers.py [--model DIR] [--quick]  # after curate_outliers.py (it indexes)
+
+Needs bench/work/venv-fastdup (see bench/fastdup_baseline.py); --quick skips cleanvision.
 
 - dinosearch `outliers` (real DINOv2-S/14 weights; the library bench/curate_outliers.py made).
 - fastdup 2.54 (bench/work/venv-fastdup, see bench/fastdup_baseline.py): `fastdup.run` with its
@@ -18,17 +20,14 @@ Results: bench/results/curate_peers.md (+ .json).
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import curate_outliers as co
+import harness
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import curate_outliers as co  # noqa: E402
-import perf_common as pc  # noqa: E402
-
-FASTDUP_PY = pc.WORK / "venv-fastdup" / "bin" / "python"
+FASTDUP_PY = harness.WORK / "venv-fastdup" / "bin" / "python"
 CLEANVISION_PY = Path("/tmp/peers-venv/bin/python")
 RUN_FASTDUP = (
     "import os, sys; os.environ['SENTRY_OPT_OUT'] = '1'; import fastdup; "
@@ -74,7 +73,11 @@ def cleanvision_flags(folder: Path) -> dict | str:
 
 
 def main() -> None:
-    ids, vectors, paths, truth = co.library(co.DEFAULT_MODEL)
+    ap = harness.parser(__doc__, quick="smoke run: without cleanvision", model=True)
+    args = ap.parse_args()
+    model = harness.model_dir(args.model)
+    harness.need(FASTDUP_PY, "make it as bench/fastdup_baseline.py's docstring says")
+    ids, vectors, paths, truth = co.library(model)
     folder = (co.WORK / "planted").resolve()
     odd = set(truth["odd"])
     is_odd = np.array([p in odd for p in paths])
@@ -87,18 +90,16 @@ def main() -> None:
     rows.append([name, fd["top10"], fd["precision_at_group"], fd["average_precision"],
                  fd["worst_odd_rank"]])  # fmt: skip
     fd_hits = sum(os.path.realpath(p) in {os.path.realpath(o) for o in odd} for p in fd_listed)
-    cv = cleanvision_flags(folder)
+    cv = "not run (--quick)" if args.quick else cleanvision_flags(folder)
     cv_line = cv if isinstance(cv, str) else _cleanvision_summary(cv, odd)
     if not isinstance(cv, str):
         skipped = sorted({Path(p).suffix for p in paths} - {Path(p).suffix for p in cv})
         cv_line += f"; it read {len(cv)} of {len(paths)} files (skipped: {', '.join(skipped)})"
-    m = pc.machine()
     md = (
         "# Outliers: dinosearch and its peers on the planted set\n\n"
         f"{len(truth['photos'])} real photos + {len(odd)} odd images (6 UI screenshots, 6 text "
-        "documents, 6 charts, 6 flat-colour graphics; bench/curate_planted.py). Command: "
-        f"`python bench/curate_peers.py`. Machine: {m['cpu']}, {m['cores']} cores, {m['date']}.\n\n"
-        + pc.table(
+        "documents, 6 charts, 6 flat-colour graphics; bench/curate_planted.py).\n\n"
+        + harness.table(
             [
                 "tool",
                 "odd in top 10",
@@ -115,11 +116,8 @@ def main() -> None:
         "flat, bright and low in entropy, which such statistics catch whatever the embedding "
         "says.\n"
     )
-    out = {"machine": m, "ours": ours, "fastdup": fd, "fastdup_listed": fd_listed,
-           "cleanvision": cv}  # fmt: skip
-    (pc.RESULTS / "curate_peers.json").write_text(json.dumps(out, indent=1))
-    (pc.RESULTS / "curate_peers.md").write_text(md)
-    print(md)
+    out = {"ours": ours, "fastdup": fd, "fastdup_listed": fd_listed, "cleanvision": cv}
+    harness.write_results("curate_peers", md, out)
 
 
 def _cleanvision_summary(flags: dict, odd: set) -> str:

@@ -1,7 +1,7 @@
 """A planted set for outlier detection: real scene photos plus a small group of odd images made
 here with PIL (text documents, charts, UI-like screenshots, flat-colour graphics).
 
-    python bench/curate_planted.py OUT [--odd 8] [--seed 0]
+    python bench/curate_planted.py OUT [--odd 8] [--seed 0] [--quick]
 
 Photos: the 24 Kodak images, the 37 of photos-more, the UKBench base images of imagededup, and
 the top-left quarter of 12 Kodak images (another view of a scene): 82 real photos, read from
@@ -9,16 +9,15 @@ the top-left quarter of 12 Kodak images (another view of a scene): 82 real photo
 OUT/odd. OUT/truth.json lists both. Nothing is downloaded.
 """
 
-import argparse
 import json
 import random
 import shutil
 from pathlib import Path
 
+import harness
 from PIL import Image, ImageDraw, ImageFont
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "testdata"
+SHARED = harness.TESTDATA
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 WORDS = (
     "invoice total amount due payment account quarterly report revenue growth customer "
@@ -143,12 +142,12 @@ def make(out: Path, odd: int = 8, seed: int = 0) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: 4 odd images")
     ap.add_argument("out", type=Path)
     ap.add_argument("--odd", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    truth = make(args.out, args.odd, args.seed)
+    truth = make(args.out, 4 if args.quick else args.odd, args.seed)
     print(f"{len(truth['photos'])} photos, {len(truth['odd'])} odd images under {args.out}")
 
 

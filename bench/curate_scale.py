@@ -1,10 +1,10 @@
 """`outliers`, `clusters` and the split-leakage join at scale, on realistic vectors
-(bench/perf_common.realistic_vectors: the mean and covariance of real DINOv2 embeddings, events of
+(bench/harness.realistic_vectors: the mean and covariance of real DINOv2 embeddings, events of
 ~30 images, 3 % planted near-copies), with 1 % planted outliers in 10 tight batches (0.1 % of
 the library each: screenshots-like groups far from every photo). Each size runs in a fresh
 process so its peak RSS (ru_maxrss) is its own; the vectors are read into RAM.
 
-    python bench/curate_scale.py [--sizes 100000,300000] [--copy 0.97] [--similar 0.96]
+    python bench/curate_scale.py [--sizes 100000,300000] [--copy 0.97] [--similar 0.96] [--quick]
 
 Per size: outliers (search/curate/outliers.find_outliers: time, and the share of the planted
 outliers among the top 1 %; the same for the distance to the centre), clusters (the product's
@@ -20,30 +20,26 @@ import argparse
 import json
 import resource
 import subprocess
-import sys
 import time
-from pathlib import Path
 
+import harness
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import perf_common as pc  # noqa: E402
-
-from indexer.library.store import Store  # noqa: E402
-from search.curate.clusters import cluster_library  # noqa: E402
-from search.curate.outliers import find_outliers  # noqa: E402
-from search.dups.groups import Library, leader_groups  # noqa: E402
-from search.dups.leakage import cross_pairs  # noqa: E402
-from search.dups.pairs import neighbour_pairs  # noqa: E402
+from indexer.library.store import Store
+from search.curate.clusters import cluster_library
+from search.curate.outliers import find_outliers
+from search.dups.groups import Library, leader_groups
+from search.dups.leakage import cross_pairs
+from search.dups.pairs import neighbour_pairs
 
 OUTLIER_SHARE = 0.01
 BATCHES = 10
 
 
 def real_embeddings() -> np.ndarray:
-    """perf_common.real_embeddings reads vectors as SQLite blobs, which libraries no longer hold
+    """harness.real_embeddings reads vectors as SQLite blobs, which libraries no longer hold
     (they live in the vector file): read bench/work/lib-real through the Store instead."""
-    store = Store.open(pc.REAL_LIBRARY)
+    store = Store.open(harness.REAL_LIBRARY)
     try:
         _, vectors = store.vectors()
         return np.array(vectors, np.float32)
@@ -51,8 +47,8 @@ def real_embeddings() -> np.ndarray:
         store.close()
 
 
-if (pc.REAL_LIBRARY / "library.db").exists():
-    pc.real_embeddings = real_embeddings
+if (harness.REAL_LIBRARY / "library.db").exists():
+    harness.real_embeddings = real_embeddings
 
 
 def plant_outliers(vectors: np.ndarray, seed: int = 7) -> np.ndarray:
@@ -76,7 +72,7 @@ def rss_mb() -> float:
 
 
 def child(args) -> None:
-    vectors, planted = pc.vectors_cached(args.child, mmap=False)
+    vectors, planted = harness.vectors_cached(args.child, mmap=False)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     odd = plant_outliers(vectors)
     n = len(vectors)
@@ -133,7 +129,7 @@ def child(args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: 20k vectors")
     ap.add_argument("--sizes", default="100000,300000")
     ap.add_argument("--copy", type=float, default=0.97)
     ap.add_argument("--similar", type=float, default=0.96)
@@ -141,12 +137,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.quick:
+        args.sizes = "20000"
     results, rows = [], []
     for n in [int(s) for s in args.sizes.split(",")]:
-        pc.vectors_cached(n)  # generated outside the timed child
+        harness.vectors_cached(n)  # generated outside the timed child
         started = time.perf_counter()
         proc = subprocess.run(
-            [pc.PYTHON, __file__, "--child", str(n), "--copy", str(args.copy),
+            [harness.PYTHON, __file__, "--child", str(n), "--copy", str(args.copy),
              "--similar", str(args.similar)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
@@ -163,23 +161,18 @@ def main() -> None:
     header = ["vectors", "outliers s", "outliers: planted in top 1 %", "centre: top 1 %",
               "dups groups s", "clusters s", "clusters", "largest", "dup groups split",
               "leakage s", "leakage recall", "peak RSS MB", "vectors MB", "RSS/vec"]  # fmt: skip
-    m = pc.machine()
     md = (
         "# Curation at scale\n\n"
         f"Realistic 384-d vectors, 1 % planted outliers in {BATCHES} tight batches; copy "
         f"threshold {args.copy}, cluster level {args.similar} (raw cosine). `clusters` in the "
         "product = `dups` groups + `cluster_library`: add both columns. Leakage: a 10 % test "
         "split against the other 90 %. Peak RSS of a fresh process holding the vectors in RAM "
-        f"(Python, numpy, faiss included). Command: `python bench/curate_scale.py --sizes "
-        f"{args.sizes}`. Machine: {m['cpu']}, {m['cores']} cores (shared with other work), load "
-        f"average at the end {m['load_average']}, {m['date']}.\n\n" + pc.table(header, rows)
+        "(Python, numpy, faiss included); the machine is shared with other work.\n\n"
+        + harness.table(header, rows)
     )
-    prev = pc.RESULTS / "curate_scale.json"
-    old = json.loads(prev.read_text())["results"] if prev.exists() else []
+    old = (harness.read_results("curate_scale") or {}).get("results", [])
     keep = [r for r in old if r["n"] not in {x["n"] for x in results}]
-    (prev).write_text(json.dumps({"machine": m, "results": keep + results}, indent=1))
-    (pc.RESULTS / "curate_scale.md").write_text(md)
-    print(md)
+    harness.write_results("curate_scale", md, {"results": keep + results})
 
 
 if __name__ == "__main__":

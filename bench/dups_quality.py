@@ -10,7 +10,9 @@ usage:
 whitening, neighbourhood (CSLS) normalisation and their combination, each at the hindsight-best
 threshold and at a label-free "auto" threshold calibrated on synthetic copies of a sample of the
 library (embedded in memory with the product's decode and model code). Writes
-bench/results/dups_research.{md,json}.
+bench/results/dups_research.{md,json}. Without it: the product benchmark (`dinosearch dups`
+on LIBRARY, bench/results/dups_quality.*; --quick: the auto run only, results in
+bench/work/quick-results); --seeds: over calibration samples.
 """
 
 from __future__ import annotations
@@ -19,20 +21,15 @@ import argparse
 import json
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import harness
 import numpy as np
-
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
-from dups_eval import (  # noqa: E402
+from dups_eval import (
     DEFAULT_TRUTH,
     TruthSet,
     at_threshold,
@@ -43,15 +40,15 @@ from dups_eval import (  # noqa: E402
     transform_recall,
     upper_pairs,
 )
-from make_neardup_set import TRANSFORMS, load_rgb, make_copy  # noqa: E402
-from perf_common import prf_cell, recall_table, table  # noqa: E402
+from harness import prf_cell, recall_table, table
+from make_neardup_set import TRANSFORMS, load_rgb, make_copy
 
-from indexer.decode import decode_bytes  # noqa: E402
-from indexer.library.store import Store  # noqa: E402
-from indexer.model import load  # noqa: E402
+from indexer.decode import decode_bytes
+from indexer.library.store import Store
+from indexer.model import load
 
 Vectors = np.ndarray  # (N, D) float32, one row per image
-RESULTS = BENCH / "results"
+BENCH = harness.BENCH
 TARGET_PRECISION = 0.99  # of the auto threshold on the synthetic calibration pairs
 CALIB_SOURCES = 30  # library images copied in memory for calibration
 CALIB_NEGATIVES = 10  # nearest distinct library images per calibration source
@@ -437,9 +434,7 @@ def research(args: argparse.Namespace) -> None:
         "robustness": {m.name: robustness(b, m) for m in picks},
     }
     report["seconds"] = round(time.perf_counter() - start, 1)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dups_research.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / "dups_research.md").write_text(render_research(report))
+    harness.write_results("dups_research", render_research(report), report)
 
 
 def describe_pairs(ts: TruthSet, row_of: dict[str, int]) -> str:
@@ -456,11 +451,8 @@ TIERS = ("exact", "pixels", "copy", "similar")
 
 def run_dups(lib: Path, extra: list[str]) -> tuple[dict, float]:
     """Run the product command; return its JSON document and wall seconds."""
-    exe = Path(sys.executable).with_name("dinosearch")
-    cmd = [str(exe), "dups", "--index", str(lib), "--json", *extra]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout), time.perf_counter() - start
+    seconds, done = harness.run_cli("dups", "--index", lib, "--json", *extra)
+    return json.loads(done.stdout), seconds
 
 
 def predicted_groups(doc: dict, tiers: tuple[str, ...]) -> list[list[str]]:
@@ -527,7 +519,8 @@ def product(args: argparse.Namespace) -> None:
     paths, _ = read_library(args.library)
     sets = load_sets(args.truth)
     report = {"model_label": MODEL_LABEL, "runs": {}}
-    for name, extra in (("auto", []), ("auto --include-similar", ["--include-similar"])):
+    runs = (("auto", []), ("auto --include-similar", ["--include-similar"]))
+    for name, extra in runs[: 1 if args.quick else None]:
         doc, seconds = run_dups(args.library, extra)
         report["runs"][name] = {
             "seconds": round(seconds, 2),
@@ -537,11 +530,8 @@ def product(args: argparse.Namespace) -> None:
             "sets": {ts.name: product_eval(ts, doc, set(paths)) for ts in sets},
         }
         print(name, doc["threshold"], round(seconds, 1), flush=True)
-    hashes = RESULTS / "dups_imagededup.json"
-    report["imagededup"] = json.loads(hashes.read_text()) if hashes.exists() else None
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dups_quality.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / "dups_quality.md").write_text(render_product(report))
+    report["imagededup"] = harness.read_results("dups_imagededup", harness.RESULTS)
+    harness.write_results("dups_quality", render_product(report), report)
 
 
 def seeds(args: argparse.Namespace) -> None:
@@ -549,16 +539,15 @@ def seeds(args: argparse.Namespace) -> None:
     copy of the library so its stored calibration stays the default one."""
     paths, _ = read_library(args.library)
     truth = load_sets(args.truth)[0]
-    exe = str(Path(sys.executable).with_name("dinosearch"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="seeds-") as tmp:
         lib = Path(tmp) / "lib"
         shutil.copytree(args.library, lib)
         for seed in [int(x) for x in args.seeds.split(",")]:
             started = time.perf_counter()
-            cmd = [exe, "calibrate", "--index", str(lib), "--seed", str(seed), "--json"]
+            cmd = ["calibrate", "--index", str(lib), "--seed", str(seed), "--json"]
             cmd += ["--sample", str(args.sample)] if args.sample else []
-            cal = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+            cal = json.loads(harness.run_cli(*cmd)[1].stdout)
             doc, _ = run_dups(lib, [])
             r = product_eval(truth, doc, set(paths))["exact+pixels+copy"]
             rows.append((seed, doc["threshold"], r["pairs"], r["groups"], cal))
@@ -567,11 +556,8 @@ def seeds(args: argparse.Namespace) -> None:
     lines = [
         "# `dinosearch dups --threshold auto` over calibration samples",
         "",
-        f"Model: {MODEL_LABEL}. Command: `python bench/dups_quality.py --seeds {args.seeds}"
-        + (f" --sample {args.sample}" if args.sample else "")
-        + "` "
-        "(per seed: `dinosearch calibrate --seed S`, then `dinosearch dups --json`, on a copy "
-        "of the library). Set: neardup, tiers exact+pixels+copy.",
+        f"Model: {MODEL_LABEL}. Per seed: `dinosearch calibrate --seed S`, then `dinosearch dups"
+        " --json`, on a copy of the library. Set: neardup, tiers exact+pixels+copy.",
         "",
         "| seed | threshold | link threshold | linked per source (median) | pair P / R / F1 "
         "| group P |",
@@ -584,8 +570,10 @@ def seeds(args: argparse.Namespace) -> None:
         )
     spread = f"min {min(f1):.3f}, median {float(np.median(f1)):.3f}, max {max(f1):.3f}"
     lines += ["", f"Pair F1: {spread}."]
-    name = f"dups_quality_seeds{'_sample' + str(args.sample) if args.sample else ''}.md"
-    (RESULTS / name).write_text("\n".join(lines) + "\n")
+    name = f"dups_quality_seeds{'_sample' + str(args.sample) if args.sample else ''}"
+    data = [{"seed": s, "threshold": t, "pairs": p, "groups": g, "calibration": c}
+            for s, t, p, g, c in rows]  # fmt: skip
+    harness.write_results(name, lines, {"seeds": data})
 
 
 def render_product(report: dict) -> str:
@@ -693,17 +681,17 @@ RECALL_METHODS = [
 
 def main() -> None:
     """Parse options; run the research or the product benchmark."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: the product's auto run only", model=True)
     ap.add_argument("--research", action="store_true")
     ap.add_argument("--seeds", help="e.g. 0,1,2: the product run with other calibration samples")
     ap.add_argument("--sample", type=int, help="with --seeds: calibrate --sample N")
-    ap.add_argument("--library", type=Path, default=BENCH / "work" / "lib-real")
+    ap.add_argument("--library", type=Path, default=harness.REAL_LIBRARY)
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
-    ap.add_argument(
-        "--model", default=str(Path.home() / ".cache/dinosearch-dev/dinov2-small-imgfocus")
-    )
     args = ap.parse_args()
+    harness.need(args.library, "index the near-duplicate set as this file's docstring says")
+    harness.need(args.truth, "run bench/make_neardup_set.py")
     if args.research:
+        args.model = harness.model_dir(args.model)
         research(args)
     elif args.seeds:
         seeds(args)

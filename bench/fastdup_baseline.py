@@ -3,7 +3,7 @@
 usage:
   python3 -m venv bench/work/venv-fastdup
   bench/work/venv-fastdup/bin/pip install fastdup          # 2.54 here; its own numpy/opencv
-  bench/work/venv-fastdup/bin/python bench/fastdup_baseline.py [--truth GT] [--runs 2]
+  bench/work/venv-fastdup/bin/python bench/fastdup_baseline.py [--truth GT] [--runs 2] [--quick]
 
 Runs in its own venv (fastdup pins numpy 1.26 and ships its own C++ engine and ONNX model).
 Telemetry is switched off (SENTRY_OPT_OUT=1). fastdup is given the same files as dinosearch (the
@@ -14,13 +14,12 @@ import, feature extraction, neighbour search, reports), median of --runs fresh w
 Quality: cosine of fastdup's own feature vectors (atrain_features.dat) for every pair, at the
 hindsight-best threshold and at fastdup's default similarity threshold 0.9, and for pairs in its
 similarity.csv (the neighbours it reports, k=2 by default) - the same ground truth and helpers as
-the other duplicate benches. Writes bench/results/dups_fastdup.{json,md}.
+the other duplicate benches. Writes bench/results/dups_fastdup.{json,md} (--quick: one run on
+100 files per set, into bench/work/quick-results).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,10 +30,8 @@ from pathlib import Path
 
 os.environ["SENTRY_OPT_OUT"] = "1"
 
+import harness  # noqa: E402
 import numpy as np  # noqa: E402
-
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
 from dups_eval import (  # noqa: E402
     DEFAULT_TRUTH,
     at_threshold,
@@ -43,9 +40,8 @@ from dups_eval import (  # noqa: E402
     pair_scores,
     transform_recall,
 )
-from perf_common import machine, prf_cell, recall_table, table  # noqa: E402
+from harness import prf_cell, recall_table, table  # noqa: E402
 
-RESULTS = BENCH / "results"
 THREADS = 2
 DEFAULT_THRESHOLD = 0.9  # fastdup.run(threshold=0.9): its default similarity cut
 RUN = (
@@ -105,13 +101,11 @@ def evaluate(ts, vectors: dict[str, np.ndarray], reported: set[tuple[str, str]])
 
 
 def render(report: dict) -> str:
-    m = report["machine"]
     lines = [
         "# fastdup on the near-duplicate set",
         "",
         f"fastdup {report['fastdup_version']} (its bundled {report['dim']}-d ONNX model), CPU, "
-        f"{THREADS} threads. Machine: {m['cpu']}, {m['cores']} cores, load average at the end "
-        f"{m['load_average']}, {m['date']}. Command: `{report['command']}`.",
+        f"{THREADS} threads.",
         "",
         f"Whole process on {report['files']} files (both sets): "
         f"{', '.join(f'{s:.1f}' for s in report['seconds'])} s -> **{report['img_s']:.1f} img/s** "
@@ -144,13 +138,23 @@ def render(report: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: one run on 100 files per set")
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
     ap.add_argument("--runs", type=int, default=2)
     args = ap.parse_args()
-    import fastdup
+    harness.need(args.truth, "run bench/make_neardup_set.py")
+    try:
+        import fastdup
+    except ImportError:
+        raise SystemExit(
+            "error: fastdup is not installed here: run this file with "
+            "bench/work/venv-fastdup/bin/python (see bench/README.md)"
+        ) from None
 
     sets = load_sets(args.truth)
+    if args.quick:
+        args.runs = 1
+        sets = [ts.subset(set(ts.paths[:100])) for ts in sets]
     files = [p for ts in sets for p in ts.paths]
     seconds = []
     with tempfile.TemporaryDirectory(prefix="fastdup-") as tmp:
@@ -174,22 +178,16 @@ def main() -> None:
             }
     report = {
         "fastdup_version": getattr(fastdup, "__version__", "2.54"),
-        "command": "bench/work/venv-fastdup/bin/python bench/fastdup_baseline.py"
-        + (f" --runs {args.runs}" if args.runs != 2 else ""),
         "files": len(files),
         "failed_files": len(files) - len(vectors),
         "dim": int(feats.shape[1]),
         "seconds": [round(s, 2) for s in seconds],
         "img_s": round(len(files) / statistics.median(seconds), 2),
         "sets": {ts.name: evaluate(ts, vectors, reported) for ts in sets},
-        "machine": machine(),
     }
     for name, r in report["sets"].items():
         print(name, r["best"], r["default"], r.get("recall_at_1"), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dups_fastdup.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / "dups_fastdup.md").write_text(render(report))
-    print(render(report))
+    harness.write_results("dups_fastdup", render(report), report)
 
 
 if __name__ == "__main__":

@@ -130,17 +130,21 @@ def git_state() -> dict:
 
 
 def machine_line(m: dict) -> str:
-    """One markdown line of the machine record."""
-    torch = f"torch {m['torch']} ({m.get('torch_threads', '-')} threads)" if "torch" in m else ""
+    """One markdown line of the machine record (an older record may lack some of it)."""
+    flags = f" ({', '.join(m['flags'])})" if m.get("flags") else ""
+    if "load_average_start" in m:
+        start, end = m["load_average_start"], m["load_average"]
+        load = f"load average {start} at the start, {end} at the end"
+    else:
+        load = f"load average {m['load_average']} at the end" if "load_average" in m else ""
     dirty = " (tree dirty)" if m.get("dirty") else ""
     parts = [
-        f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores ({', '.join(m.get('flags', []))})",
-        f"Python {m.get('python', '?')}",
-        torch,
-        f"load average {m.get('load_average_start', '?')} at the start, "
-        f"{m.get('load_average', '?')} at the end",
-        f"{m.get('date', '?')}",
-        f"commit {m.get('commit', '?')}{dirty}",
+        f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores{flags}",
+        f"Python {m['python']}" if "python" in m else "",
+        f"torch {m['torch']} ({m.get('torch_threads', '-')} threads)" if "torch" in m else "",
+        load,
+        m.get("date", ""),
+        f"commit {m['commit']}{dirty}" if "commit" in m else "",
     ]
     return "Machine: " + ", ".join(p for p in parts if p) + "."
 
@@ -149,9 +153,15 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     """The exact command this run was started with, as a shell line from the repository root."""
     argv = list(sys.argv if argv is None else argv)
     if argv:
-        script = Path(argv[0]).resolve()
-        argv[0] = str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else str(script)
-    return shlex.join(["python", *argv])
+        argv[0] = _shown(Path(argv[0]).resolve())
+    python = Path(sys.executable)
+    # the project's .venv reads as `python`; a baseline's own venv (bench/work/venv-*) by its path
+    own = python.is_relative_to(ROOT) and not python.is_relative_to(ROOT / ".venv")
+    return shlex.join([_shown(python) if own else "python", *argv])
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 # --- the results writer ------------------------------------------------------------------------

@@ -1,32 +1,25 @@
 """imagededup PHash/DHash/WHash pair precision/recall/F1 on the near-duplicate set.
 
-usage: bench/work/venv-imagededup/bin/python bench/imagededup_baseline.py [--truth GROUNDTRUTH]
+usage: bench/work/venv-imagededup/bin/python bench/imagededup_baseline.py [--truth GT] [--quick]
 
 Runs in its own venv (imagededup 0.3.3.post2 installed with --no-deps, plus its non-torch
 dependencies). imagededup's package __init__ imports its CNN method, which needs torchvision;
 PyPI only has a CUDA torchvision build that does not load against the CPU torch, so the two CNN
 modules are stubbed before import. The hashing code that runs is imagededup's own, unchanged.
-Writes bench/results/dups_imagededup.{json,md}.
+Writes bench/results/dups_imagededup.{json,md} (--quick: 100 files per set, into
+bench/work/quick-results).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 import types
 from pathlib import Path
 
+import harness
 import numpy as np
-
-sys.modules["imagededup.methods.cnn"] = types.SimpleNamespace(CNN=None)  # needs torchvision
-sys.modules["imagededup.utils.models"] = types.SimpleNamespace(CustomModel=None)
-import imagededup  # noqa: E402
-from imagededup.methods import DHash, PHash, WHash  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from dups_eval import (  # noqa: E402
+from dups_eval import (
     DEFAULT_TRUTH,
     TruthSet,
     at_threshold,
@@ -35,11 +28,24 @@ from dups_eval import (  # noqa: E402
     pair_scores,
     transform_recall,
 )
-from perf_common import prf_cell, recall_table, table  # noqa: E402
+from harness import prf_cell, recall_table, table
 
-RESULTS = Path(__file__).parent / "results"
 DEFAULT_DISTANCE = 10  # imagededup's find_duplicates max_distance_threshold default (64-bit hash)
-METHODS = {"PHash": PHash, "DHash": DHash, "WHash": WHash}
+
+
+def imagededup_methods():
+    """(imagededup, {name: hash class}), its CNN modules stubbed (they need torchvision)."""
+    sys.modules["imagededup.methods.cnn"] = types.SimpleNamespace(CNN=None)
+    sys.modules["imagededup.utils.models"] = types.SimpleNamespace(CustomModel=None)
+    try:
+        import imagededup
+        from imagededup.methods import DHash, PHash, WHash
+    except ImportError:
+        raise SystemExit(
+            "error: imagededup is not installed here: run this file with "
+            "bench/work/venv-imagededup/bin/python (see bench/README.md)"
+        ) from None
+    return imagededup, {"PHash": PHash, "DHash": DHash, "WHash": WHash}
 
 
 def encode(method, paths: list[str]) -> tuple[dict[str, int], float]:
@@ -97,7 +103,7 @@ def render_md(report: dict) -> str:
     lines = [
         "# imagededup hash baselines on the near-duplicate set",
         "",
-        f"imagededup {report['imagededup_version']}; command: `{report['command']}`",
+        f"imagededup {report['imagededup_version']}.",
         "",
     ]
     header = ["set", "method", "default d<=10 P / R / F1", "best d", "best P / R / F1", "hash s"]
@@ -118,17 +124,20 @@ def render_md(report: dict) -> str:
 
 def main() -> None:
     """Hash, evaluate, write results."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: 100 files per set")
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
     args = ap.parse_args()
+    harness.need(args.truth, "run bench/make_neardup_set.py")
+    imagededup, methods = imagededup_methods()
     report: dict = {
         "imagededup_version": getattr(imagededup, "__version__", "0.3.3.post2"),
-        "command": "bench/work/venv-imagededup/bin/python bench/imagededup_baseline.py",
         "sets": {},
     }
     for ts in load_sets(args.truth):
+        if args.quick:
+            ts = ts.subset(set(ts.paths[:100]))
         report["sets"][ts.name] = {}
-        for name, cls in METHODS.items():
+        for name, cls in methods.items():
             method = cls(verbose=False)
             hashes, seconds = encode(method, ts.paths)
             r = evaluate(ts, hashes)
@@ -138,9 +147,7 @@ def main() -> None:
             )
             report["sets"][ts.name][name] = r
             print(ts.name, name, r["default"], r["best"], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dups_imagededup.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / "dups_imagededup.md").write_text(render_md(report))
+    harness.write_results("dups_imagededup", render_md(report), report)
 
 
 if __name__ == "__main__":

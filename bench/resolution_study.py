@@ -25,22 +25,17 @@ embeddings are cached in bench/work/resolution/.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import harness
 import numpy as np
-
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
-from dups_eval import (  # noqa: E402
+from dups_eval import (
     DEFAULT_TRUTH,
     TruthSet,
     at_threshold,
@@ -49,17 +44,15 @@ from dups_eval import (  # noqa: E402
     pair_scores,
     transform_recall,
 )
-from perf_common import REAL_LIBRARY, REAL_WEIGHTS, machine, prf_cell, table  # noqa: E402
+from harness import REAL_LIBRARY, prf_cell, table
 
-from indexer.decode import Recipe, decode_file  # noqa: E402
-from indexer.errors import ImageError  # noqa: E402
-from indexer.model import load  # noqa: E402
-from search.dups import calibration as cal  # noqa: E402
-from search.dups.run import embed_encoded  # noqa: E402
-from search.dups.whitening import fit_whitening  # noqa: E402
+from indexer.decode import Recipe, decode_file
+from indexer.errors import ImageError
+from indexer.model import load
+from search.dups import calibration as cal
+from search.dups.whitening import fit_whitening
 
-RESULTS = BENCH / "results"
-CACHE = BENCH / "work" / "resolution"
+CACHE = harness.WORK / "resolution"
 SIZES = {224: 256, 196: 224, 168: 192}  # crop -> shortest edge (same 0.875 crop ratio)
 BATCH = 8
 THREADS = 2  # timed wall img/s
@@ -166,6 +159,18 @@ def sha(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def copies_codec(embedder, recipe):
+    """How `dups` decodes and embeds its calibration copies, from wherever the product keeps it
+    (search/dups/calibrated.py's codec; search/dups/run.py's embed_encoded before it)."""
+    try:
+        from search.dups.calibrated import codec
+    except ImportError:
+        from search.dups.run import embed_encoded
+
+        return functools.partial(embed_encoded, embedder, recipe)
+    return codec(embedder, recipe)
+
+
 def product_calibration(embedder, crop, paths, vectors, sample, seed=0):
     """`dinosearch dups`'s calibration (search/dups/run.py run_calibration), in memory: whitening
     fitted on all library vectors, copies of sampled library images decoded at this size."""
@@ -173,7 +178,7 @@ def product_calibration(embedder, crop, paths, vectors, sample, seed=0):
     whitening = fit_whitening(vectors)
     space = whitening.apply(vectors) if whitening else vectors
 
-    embed_bytes = functools.partial(embed_encoded, embedder, recipe)
+    embed_bytes = copies_codec(embedder, recipe)
 
     _, codes = np.unique(np.array([sha(p) for p in paths]), return_inverse=True)
     ids = np.arange(len(paths))
@@ -294,15 +299,11 @@ def verdict(report: dict) -> dict:
 
 
 def render(report: dict) -> str:
-    m = report["machine"]
     lines = [
         "# DINOv2 input size on CPU: 224 vs 196 vs 168",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['flags'])}), torch "
-        f"{m.get('torch', '-')}, {THREADS} threads, load average at the end {m['load_average']}, "
-        f"{m['date']}. Model: `{report['model']}` (DINOv2-S/14, fp32).",
-        "",
-        f"Command: `{report['command']}`" + (" (**--quick: a subset**)" if report["quick"] else ""),
+        f"{THREADS} threads. Model: `{report['model']}` (DINOv2-S/14, fp32)."
+        + (" **--quick: a subset.**" if report["quick"] else ""),
         "",
         f"Set: {report['set_note']}",
         "",
@@ -462,19 +463,24 @@ def conclusion(report: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REAL_WEIGHTS))
+    ap = harness.parser(__doc__, quick="20 groups, 8 calibration sources", model=True)
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
-    ap.add_argument("--quick", action="store_true", help="20 groups, 8 calibration sources")
     ap.add_argument("--rounds", type=int, default=None, help="speed rounds (default 15, quick 5)")
     ap.add_argument("--render-only", action="store_true", help="re-write the .md from the .json")
     args = ap.parse_args()
     name = "resolution_study_quick" if args.quick else "resolution_study"
     if args.render_only:
-        report = json.loads((RESULTS / f"{name}.json").read_text())
+        report = harness.read_results(name)
+        if report is None:
+            raise SystemExit(f"error: no {name}.json in {harness.results_dir()} to render")
         report["conclusion"] = conclusion(report)
-        (RESULTS / f"{name}.md").write_text(render(report))
+        harness.write_results(
+            name, render(report), report,
+            machine_record=report["machine"], command=report.get("command"),
+        )  # fmt: skip
         return
+    args.model = harness.model_dir(args.model)
+    harness.need(args.truth, "run bench/make_neardup_set.py")
     import torch
 
     torch.set_num_threads(EMBED_THREADS)
@@ -491,7 +497,6 @@ def main() -> None:
     report: dict = {
         "model": args.model,
         "quick": args.quick,
-        "command": "python bench/resolution_study.py" + (" --quick" if args.quick else ""),
         "set_note": (
             f"bench/work/neardup ({len(sets[0].paths)} files"
             + (", the first 20 groups" if args.quick else "")
@@ -532,11 +537,7 @@ def main() -> None:
     report["verdict"] = verdict(report)
     report["conclusion"] = conclusion(report)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    report["machine"] = machine()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / f"{name}.md").write_text(render(report))
-    print(render(report))
+    harness.write_results(name, render(report), report)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 by 90/180/270 degrees or mirrored in their pixels, with the real weights.
 
 usage: python bench/rotations.py [--model DIR] [--originals 30] [--distractors 15] [--seed 0]
+                                 [--quick] [--rescore]
 
 The set (bench/work/rotations/photos, ground truth beside it) takes the originals of
 bench/make_neardup_set.py: `--originals` of them get plain copies from its TRANSFORMS (TRANSFORMS
@@ -10,32 +11,27 @@ copied twice, and on each copy two whole `dinosearch dups --json` processes run 
 other: without --rotations, then with (first run: calibration, and for --rotations the views;
 second run: what is stored). Pairs and groups are scored as bench/dups_quality.py scores
 `dups` (tiers exact+pixels+copy). Then `query` of each rot90 copy, as it is and with rotations:
-the rank of its original. Writes bench/results/rotations.{md,json}.
+the rank of its original. Writes bench/results/rotations.{md,json} (--quick: 4 originals and 2
+distractors in bench/work/rotations-quick, results in bench/work/quick-results).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import random
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import harness
+from dups_eval import load_sets
+from dups_quality import product_eval, run_dups
+from harness import WORK, prf_cell, recall_table, table
+from make_neardup_set import load_rgb, make_copy, originals
 from PIL import Image
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
-from dups_eval import load_sets  # noqa: E402
-from dups_quality import product_eval, run_dups  # noqa: E402
-from make_neardup_set import load_rgb, make_copy, originals  # noqa: E402
-from perf_common import REAL_WEIGHTS, RESULTS, WORK, machine, prf_cell, recall_table, table  # noqa: E402
-
-from search.collection import Collection  # noqa: E402
+from search.collection import Collection
 
 T = Image.Transpose
 PLAIN = ("jpeg_q60", "crop_10", "grey")  # copies as they are, from make_neardup_set.TRANSFORMS
@@ -95,16 +91,6 @@ def build_set(out: Path, n_originals: int, n_distractors: int, seed: int) -> Pat
     return truth
 
 
-def timed(cmd: list[str]) -> tuple[dict, float]:
-    started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout), round(time.perf_counter() - started, 2)
-
-
-def dinosearch() -> str:
-    return str(Path(sys.executable).with_name("dinosearch"))
-
-
 def query_ranks(library: Path, truth_set) -> dict:
     """Rank of the original for each rot90 copy used as a query, as it is and with rotations
     (the other copies of the same photo left out of the results)."""
@@ -137,8 +123,7 @@ def query_ranks(library: Path, truth_set) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REAL_WEIGHTS))
+    ap = harness.parser(__doc__, quick="smoke run: 4 originals, 2 distractors", model=True)
     ap.add_argument("--originals", type=int, default=30)
     ap.add_argument("--distractors", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
@@ -148,13 +133,20 @@ def main() -> None:
         help="keep the set, the libraries and the timings of the last run; score again",
     )
     args = ap.parse_args()
-    work = WORK / "rotations"
+    work = WORK / ("rotations-quick" if args.quick else "rotations")
     if args.rescore:
-        return rescore(work, json.loads((RESULTS / "rotations.json").read_text()))
+        last = harness.read_results("rotations")
+        if last is None:
+            raise SystemExit(f"error: no rotations.json in {harness.results_dir()} to rescore")
+        return rescore(work, last)
+    model = harness.model_dir(args.model)
+    if args.quick:
+        args.originals, args.distractors = 4, 2
     truth_set = truth(build_set(work, args.originals, args.distractors, args.seed))
     base = work / "lib"
-    cmd = [dinosearch(), "index", str(work / "photos"), "--index", str(base), "--json"]
-    index_doc, index_s = timed(cmd + ["--model", args.model])
+    cmd = ["index", work / "photos", "--index", base, "--json", "--model", model]
+    index_s, done = harness.run_cli(*cmd)
+    index_doc, index_s = json.loads(done.stdout), round(index_s, 2)
     print(f"indexed {index_doc['indexed']} in {index_s}s", flush=True)
     runs = {}
     for label, extra in (("dups", []), ("dups --rotations", ["--rotations"])):
@@ -175,8 +167,7 @@ def main() -> None:
         print(label, runs[label]["first_s"], runs[label]["second_s"], flush=True)
     ranks = query_ranks(work / "lib-rot", truth_set)
     report = {
-        "machine": machine(),
-        "model": args.model,
+        "model": model,
         "files": len(truth_set.paths),
         "originals": args.originals,
         "distractors": args.distractors,
@@ -218,20 +209,22 @@ def rescore(work: Path, report: dict) -> None:
 
 
 def write(report: dict) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "rotations.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / "rotations.md").write_text(render(report))
-    print((RESULTS / "rotations.md").read_text())
+    """A rescore keeps the full run's machine record and command (its times are from then)."""
+    if report.get("rescored"):
+        command = report.get("command", "python bench/rotations.py")
+        harness.write_results(
+            "rotations", render(report), report, machine_record=report["machine"], command=command
+        )
+    else:
+        harness.write_results("rotations", render(report), report)
 
 
 def render(r: dict) -> str:
     plain, rot = r["runs"]["dups"], r["runs"]["dups --rotations"]
-    m = r["machine"]
     lines = [
         "# `dups --rotations`: cost and quality",
         "",
-        f"Command: `python bench/rotations.py` (real DINOv2-S/14 weights, int8 ONNX default). "
-        f"{m['cores']} cores ({m['cpu']}), load average {m['load_average']}, {m['date']}.",
+        "Real DINOv2-S/14 weights, int8 ONNX default.",
         "",
         f"Set: {r['files']} files: {r['originals']} originals with copies "
         f"({', '.join(PLAIN)} from bench/make_neardup_set.py, and turned in their pixels: "
