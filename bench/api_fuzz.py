@@ -1,7 +1,7 @@
 """schemathesis against the API's own OpenAPI schema, on a real server on loopback.
 
-usage: python bench/api_fuzz.py [--max-examples 20]   (needs `pip install schemathesis`, in the
-dev extra)
+usage: python bench/api_fuzz.py [--max-examples 20] [--quick]   (needs `pip install
+schemathesis`, in the dev extra; --quick: --max-examples 2, the blind run only)
 
 Builds a small library of real photos (8, and an exact copy of one: a duplicate group) with the
 tests' tiny real-architecture DINOv2 (no weights needed), serves it with `python -m
@@ -16,7 +16,6 @@ Writes bench/results/reliability_api_fuzz.md: failures by check, server errors a
 violations counted apart from schema-precision findings, and the tail of each run's output.
 """
 
-import argparse
 import json
 import os
 import re
@@ -27,16 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness
+import httpx
+from harness import PHOTOS, ROOT
 
-import httpx  # noqa: E402
-
-from tests.checkpoints import populate_hub_cache  # noqa: E402
-from tests.live_server import live_server  # noqa: E402
-
-RESULT = ROOT / "bench" / "results" / "reliability_api_fuzz.md"
-PHOTOS = ROOT.parent / "shared" / "testdata" / "photos"
 # schemathesis failure titles -> what they mean for us
 SERVER_ERRORS = ("Server error",)
 SCHEMA_VIOLATIONS = (
@@ -58,7 +51,7 @@ def prepare(work: Path) -> tuple[Path, Path, dict]:
     os.environ.update(
         HF_HOME=str(work / "hf"), HF_HUB_CACHE=str(work / "hf" / "hub"), HF_HUB_OFFLINE="1"
     )
-    populate_hub_cache(work / "hf" / "hub")
+    harness.tests_module("checkpoints").populate_hub_cache(work / "hf" / "hub")  # torch: here
     photos = work / "photos"
     photos.mkdir()
     for src in sorted(PHOTOS.glob("*.png"))[:8]:
@@ -133,25 +126,30 @@ def kind(title: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="smoke run: --max-examples 2, the blind run only")
     ap.add_argument("--max-examples", type=int, default=20)
     args = ap.parse_args()
+    if args.quick:
+        args.max_examples = 2
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         photos, library, env = prepare(Path(tmp))
         started = time.perf_counter()
         log = Path(tmp) / "serve.log"
+        live_server = harness.tests_module("live_server").live_server
         with live_server(library, "--root", str(photos), env=env, log_path=log) as url:
             ids = real_ids(url, photos)
-            for name, given in (("blind", None), ("seeded", ids)):
+            for name, given in (("blind", None), ("seeded", ids))[: 1 if args.quick else None]:
                 cwd = Path(tmp) / name
                 cwd.mkdir()
                 runs[name] = fuzz(url, args.max_examples, cwd, given)
         seconds = time.perf_counter() - started
         causes = sorted({x for x in log.read_text().splitlines() if "Error:" in x})
     report = render(args.max_examples, runs, ids, seconds, causes)
-    RESULT.write_text(report)
-    print(report)
+    data = {"max_examples": args.max_examples, "seconds": round(seconds, 1), "ids": ids,
+            "runs": {n: {"exit": p.returncode, "failures": failures(p.stdout)}
+                     for n, p in runs.items()}, "server_causes": causes}  # fmt: skip
+    harness.write_results("reliability_api_fuzz", report, data)
     sys.exit(max(p.returncode for p in runs.values()))
 
 
@@ -159,8 +157,8 @@ def render(max_examples: int, runs: dict, ids: dict, seconds: float, causes: lis
     parts = [
         "# schemathesis against the OpenAPI schema",
         "",
-        f"Command: `python bench/api_fuzz.py --max-examples {max_examples}` (schemathesis"
-        " `st run --checks all`, real server on loopback, tiny model, 8 photos and a copy);"
+        f"schemathesis `st run --checks all --max-examples {max_examples}`, real server on"
+        " loopback, tiny model, 8 photos and a copy;"
         f" {seconds:.0f} s for both runs. Seeded ids: {ids}.",
         "",
         "| run | exit | operations | test cases | server errors | schema violations"

@@ -21,13 +21,12 @@ the exception line of any 5xx or failed job is taken from the server's log. At t
 and every file of every folder back in place. Uses the tests' tiny real-architecture DINOv2, so
 it measures the serving stack (HTTP, locks, SQLite, FAISS, decode), not model compute.
 
-    .venv/bin/python bench/api_load.py [--seconds 300] [--clients 8]
+    .venv/bin/python bench/api_load.py [--seconds 300] [--clients 8] [--quick]
+    (--quick: 20 s and 2 clients; the report then goes to bench/work/quick-results)
 """
 
-import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -43,9 +42,7 @@ from pathlib import Path
 if __name__ == "__main__":  # not again in decode workers, which import this file as __mp_main__
     HF_HOME = Path(tempfile.mkdtemp(prefix="dinosearch-bench-hf-"))
     os.environ.update(HF_HOME=str(HF_HOME), HF_HUB_CACHE=str(HF_HOME / "hub"), HF_HUB_OFFLINE="1")
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
+import harness  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -53,11 +50,9 @@ from PIL import Image  # noqa: E402
 from indexer.job import IndexOptions  # noqa: E402
 from indexer.library import writer  # noqa: E402
 from search.collection import Collection, DupOptions  # noqa: E402
-from tests.checkpoints import populate_hub_cache  # noqa: E402
-from tests.live_server import live_server  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "testdata"
-RESULTS = REPO / "bench" / "results" / "api_load.md"
+REPO = harness.ROOT
+SHARED = harness.TESTDATA
 ENDPOINTS = ("similar", "search", "thumbnail", "duplicates", "duplicates_auto")
 # one client's round: base ids are the 24 photos never touched; fresh ones are being trashed
 ROUND = ["similar", "similar_fresh", "thumbnail", "thumbnail_fresh", "thumbnail_fresh"]
@@ -364,20 +359,20 @@ class Writer(threading.Thread):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__, quick="smoke run: 20 s, 2 clients")
     parser.add_argument("--seconds", type=float, default=300.0, help="of load, in all")
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-    populate_hub_cache(HF_HOME / "hub")
+    if args.quick:
+        args.seconds, args.clients = 20.0, 2
+    harness.tests_module("checkpoints").populate_hub_cache(HF_HOME / "hub")
     work = Path(tempfile.mkdtemp(prefix="dinosearch-bench-"))
     try:
         report = run(work, args.seconds, args.clients)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(HF_HOME, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
+    harness.write_results("api_load", report, {"seconds": args.seconds, "clients": args.clients})
 
 
 def private_env(work: Path) -> dict[str, str]:
@@ -391,6 +386,7 @@ def run(work: Path, seconds: float, clients: int) -> str:
     started = time.perf_counter()
     library, root, photos = prepare(work)
     env, log, fresh_ids = private_env(work), work / "serve.log", []
+    live_server = harness.tests_module("live_server").live_server
     with (
         live_server(library, "--root", str(root), env=env, log_path=log) as url,
         httpx.Client(base_url=url, timeout=120) as http,
@@ -479,12 +475,8 @@ def render(seconds, clients, readers, keeper, images, causes, after, wall) -> st
         [
             "# API load: four endpoints under concurrent clients while jobs and applies write",
             "",
-            f"Command: `.venv/bin/python bench/api_load.py --seconds {seconds:g}"
-            f" --clients {clients}`"
-            f" ({wall:.0f} s in all, set-up included).",
-            "",
-            f"Machine: {os.cpu_count()} cores (shared with other work), {platform.machine()},"
-            f" Python {platform.python_version()}, CPU only. Real server (`python -m"
+            f"{wall:.0f} s in all, set-up included; CPU only, the cores shared with other work."
+            " Real server (`python -m"
             " search.cli.serve --root ROOT`) on 127.0.0.1; clients are httpx threads in the"
             " benchmark process. Model: the tests' tiny random-init DINOv2 (real architecture),"
             " so these figures are the serving stack, not DINOv2-S compute.",
@@ -528,8 +520,7 @@ def render(seconds, clients, readers, keeper, images, causes, after, wall) -> st
             f" ({check.get('images')} images,"
             f" problems: {check.get('problems') or 'none'}); {after['folders']} folders, files"
             f" missing from them: {after['missing']}; left in moved/: {after['left_moved']}; left"
-            f" in the trash: {after['left_trash']}. Code at commit {_commit()} (plus the working"
-            " tree).",
+            f" in the trash: {after['left_trash']}.",
             "",
             HISTORY,
         ]
@@ -556,16 +547,6 @@ HISTORY = """## History
 def _server_error(status: int | str) -> bool:
     """A 5xx, or no answer at all (a dropped connection counts as a server error here)."""
     return not isinstance(status, int) or status >= 500
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

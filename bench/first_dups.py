@@ -7,6 +7,7 @@ duplicate quality of each report is measured against the planted truth: recall p
 pair precision, files in two groups, groups mixing distinct graphics.
 
     python bench/first_dups.py [--model DIR] [--sizes 14x1,55x2] [--repeat 3] [--name first_dups]
+    python bench/first_dups.py --quick     # smoke run: --sizes 6x1 --repeat 1
 
 Each size runs --repeat times, each on a fresh library; timings are medians, the ratio is the
 median of each run's own ratio (the per-run ratios are listed too).
@@ -16,34 +17,17 @@ median of each run's own ratio (the per-run ratios are listed too).
 ../shared/tools/real_dinov2_small.sh makes. Results: bench/results/<name>.{md,json}.
 """
 
-import argparse
 import itertools
 import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-from perf_common import PYTHON, REAL_WEIGHTS, RESULTS, ROOT, WORK, machine
+import harness
+from harness import WORK
 
-sys.path.insert(0, str(ROOT))
-from tests import messy_library as messy  # noqa: E402
-
-
-def dinosearch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
-    """Run the real CLI as a user does; (wall seconds, process)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [PYTHON, "-m", "search.cli.app", *args], capture_output=True, text=True, cwd=ROOT, env=env
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"dinosearch {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
-    return seconds, proc
+messy = harness.tests_module("messy_library")
+dinosearch = harness.run_cli  # the real CLI as a user runs it: (wall seconds, process)
 
 
 def journey(model: str, photos: int, copies: int) -> dict:
@@ -112,11 +96,8 @@ def sweep(model: str, photos: int, copies: int, samples: list[int], seeds: list[
     return rows
 
 
-def write(name: str, data: dict, command: str | None = None) -> None:
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    command = command or f"python bench/first_dups.py {' '.join(sys.argv[1:])}"
-    lines = [f"# {name}", "", f"`{command}`", ""]
-    lines += [f"Machine: {json.dumps(data['machine'])}", ""]
+def write(name: str, data: dict) -> None:
+    lines = [f"# {name}", ""]
     if data.get("journeys"):
         lines += [
             "| files | images | runs | index s | first dups s | ratio (per run) | second dups s "
@@ -141,23 +122,27 @@ def write(name: str, data: dict, command: str | None = None) -> None:
                 f"| {r['sample']} | {r['seed']} | {r['calibrate_s']} | {r['threshold']:.4f} "
                 f"| {r['pair_precision']} | {r['recall']} |"
             )
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    harness.write_results(name, lines, data)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=os.environ.get("DINOSEARCH_REAL_WEIGHTS"))
+    parser = harness.parser(__doc__, quick="smoke run: --sizes 6x1 --repeat 1")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("DINOSEARCH_REAL_WEIGHTS") or harness.default_model(),
+        help="model directory (default: $DINOSEARCH_REAL_WEIGHTS, else the real weights)",
+    )
     parser.add_argument("--sizes", default="14x1,55x2", help="PHOTOSxCOPIES of the messy folder")
     parser.add_argument("--sweep", help="comma-separated --sample values to compare")
     parser.add_argument("--seeds", default="0", help="calibration seeds for --sweep")
     parser.add_argument("--name", default="first_dups")
     parser.add_argument("--repeat", type=int, default=3, help="runs per size (medians reported)")
     args = parser.parse_args()
-    model = args.model or str(REAL_WEIGHTS)
-    if not Path(model, "config.json").exists():
-        raise SystemExit(f"no model at {model}: run ../shared/tools/real_dinov2_small.sh first")
+    model = harness.model_dir(args.model)
+    if args.quick:
+        args.sizes, args.repeat = "6x1", 1
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
-    data: dict = {"machine": machine(), "model": model}
+    data: dict = {"model": model}
     if args.sweep:
         samples = [int(x) for x in args.sweep.split(",")]
         seeds = [int(x) for x in args.seeds.split(",")]

@@ -1,7 +1,7 @@
 """Bounded fuzz run of the decode-and-preprocess entry point (indexer.decode.decode_bytes), the
 one decoder behind indexing, queries and API uploads, on mutated real image bytes.
 
-    python bench/fuzz_decode.py [--seconds 300] [--limit-s 5] [--out bench/results/...md]
+    python bench/fuzz_decode.py [--seconds 300] [--limit-s 5] [--out bench/results/...md] [--quick]
 
 Each input runs in a child process with a time limit and a 2 GiB address-space cap. A finding is:
 an exception other than ImageError (uncaught), a child that dies (native crash), or a decode
@@ -9,7 +9,6 @@ past the limit (hang). Uses hypothesis to mutate (byte flips, splices, truncatio
 rewrites) seeds of every format the indexer reads.
 """
 
-import argparse
 import io
 import multiprocessing as mp
 import resource
@@ -19,15 +18,13 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+import harness
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from indexer.decode import Recipe, decode_bytes
+from indexer.errors import ImageError
 
-from indexer.decode import Recipe, decode_bytes  # noqa: E402
-from indexer.errors import ImageError  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "testdata"
+SHARED = harness.TESTDATA
 MEMORY_CAP_BYTES = 2 << 30
 
 
@@ -83,11 +80,14 @@ def run_one(ctx, data: bytes, limit_s: float) -> tuple[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__, quick="smoke run: --seconds 10")
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--limit-s", type=float, default=5.0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/reliability_fuzz.md")
+    parser.add_argument("--out", type=Path, help="the report (bench/results/reliability_fuzz.md)")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 10
+    args.out = args.out or harness.results_dir() / "reliability_fuzz.md"
     from hypothesis import HealthCheck, given, settings  # 0.16 s: every fuzz child would pay it
     from hypothesis import strategies as st  # (each forkserver child re-runs module imports)
 
@@ -163,8 +163,7 @@ def write_report(out: Path, outcomes, findings, elapsed, args, names) -> None:
     lines = [
         "# Reliability: fuzzing `indexer.decode.decode_bytes`",
         "",
-        f"`bench/fuzz_decode.py --seconds {args.seconds:g} --limit-s {args.limit_s:g}`: "
-        f"hypothesis-mutated real images ({', '.join(names)}), each decoded in a fresh "
+        f"Hypothesis-mutated real images ({', '.join(names)}), each decoded in a fresh "
         f"process under a {MEMORY_CAP_BYTES >> 30} GiB address-space cap.",
         "",
         f"- executions: **{total}** in {elapsed:.0f} s",
@@ -188,7 +187,10 @@ def write_report(out: Path, outcomes, findings, elapsed, args, names) -> None:
         lines.append(
             f"- **{kind}**: `{detail}` (input {len(data)} bytes, head `{data[:24].hex()}`)"
         )
-    out.write_text("\n".join(lines) + "\n")
+    found = [{"kind": k, "detail": d, "bytes": len(b)} for (k, d), b in findings.items()]
+    data = {"executions": total, "seconds": round(elapsed, 1), "outcomes": dict(outcomes)}
+    data["findings"] = found
+    harness.write_results(out.stem, lines, data, directory=out.parent, quiet=True)
     print(f"wrote {out}: {total} executions", file=sys.stderr)
 
 
