@@ -276,11 +276,11 @@ def test_calibration_negatives_skip_the_librarys_copies_but_keep_its_look_alikes
             return "tone" if i < 9 and j < 9 else None
 
     judged = calibrate._Judged(Pixels())
-    neg, dropped = calibrate._negatives(0, synthetic, pos, space, np.arange(len(space)), judged)
+    neg, _, dropped = calibrate._negatives(0, synthetic, pos, space, np.arange(len(space)), judged)
     assert dropped == 8  # the library's own copies
     look_alike_scores = synthetic @ space[9]
     assert np.isclose(neg[:, None], look_alike_scores[None, :]).any()  # it is still a negative
-    naive, _ = calibrate._negatives(
+    naive, _, _ = calibrate._negatives(
         0, synthetic, pos, space, np.arange(len(space)), calibrate._Judged(None)
     )
     assert neg.max() <= naive.max()
@@ -297,7 +297,7 @@ def test_calibrate_seed_picks_another_sample(dup_folder, library):
         for seed in ("0", "5")
     }
     assert runs["0"]["seed"] == 0 and runs["5"]["seed"] == 5
-    assert runs["0"]["method"] == runs["5"]["method"] == "pixel-evidence/3"
+    assert runs["0"]["method"] == runs["5"]["method"] == calibrate.METHOD
     # a different sample of sources and copies: different positive scores
     assert runs["0"]["table"] != runs["5"]["table"]
 

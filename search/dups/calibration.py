@@ -1,12 +1,19 @@
 """`--threshold auto`: calibrate the duplicate rule on the library's own photos.
 
-Take a sample of the library, make known copies of each with every documented transform, embed
-them, and score each copy against its source (positives) and against its nearest *distinct* library
-images (negatives). The calibrated threshold is the lowest score that reaches the target precision
-on those pairs; a logistic fit of the same pairs turns a score into a confidence. Each copy's
-pixels are judged against its source too (search/dups/evidence.py): the share of copies pixels
+Take a sample of the library, make known copies of each with the documented transforms, and
+judge each copy's pixels against its source (search/dups/evidence.py): the share of copies pixels
 confirm, and the scores of those they do not, are the copy side of the estimate that sets the
-embeddings-alone threshold from the library's own pairs (search/dups/precision.py).
+embeddings-alone threshold from the library's own pairs (search/dups/precision.py). Embedded
+copies are scored against their source (positives) and against their nearest *distinct* library
+images (negatives); the calibrated threshold is the lowest score that reaches the target precision
+on those pairs, and a logistic fit of the same pairs turns a score into a confidence.
+
+Embedding is what a calibration costs (a forward pass a copy), judging pixels almost nothing. So
+every copy is judged, but only these are embedded (METHOD "pixel-evidence/4"): every copy that
+pixels do not confirm (their scores are the estimate's `alone_scores`, as before), and
+EMBEDDED_PER_SOURCE of the others drawn at random. Each drawn copy stands for the undrawn ones of
+its source (its weight: others / drawn), and so do its negatives: the weighted pairs are an
+unbiased estimate of the pairs all copies would give, at a quarter of the forward passes.
 
 "Distinct" is the hard part. The library may already hold copies of the source (a training set
 where every image has ~15 variants): those must not count as negatives, or they push the threshold
@@ -19,7 +26,7 @@ through close pairs, which dropped exactly those look-alikes: the issue that rep
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,6 +34,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from indexer.decode import to_rgb
 from indexer.errors import ImageError
+from indexer.evidence import Evidence
 from search.dups.evidence import judge
 from search.dups.whitening import Whitening
 
@@ -34,14 +42,16 @@ SOURCE_MAX_SIDE = 768  # sources are shrunk first: transforms on 12 MP would dom
 NEGATIVES_PER_COPY = 3
 # The sample is small: pixel evidence admits most copies, and the embeddings-alone threshold is
 # set from the library's own pairs (precision.py); the sample gives the copy side of that
-# estimate. 30 sources x 8 transforms = 240 copies at most: a first `dups` of the near-duplicate
-# set costs a fraction of its `index` (bench/first_dups.py).
+# estimate. 30 sources x 8 transforms = 240 copies judged at most, of which about 2 a source
+# plus those pixels miss are embedded: a first `dups` costs a fraction of its `index`
+# (bench/first_dups.py).
 DEFAULT_SAMPLE = 30  # sources at most
 MIN_SAMPLE = 8  # sources at least (64 copies)
 IMAGES_PER_SOURCE = 40  # the sample grows with the library: one source per 40 indexed images
 TRANSFORMS_PER_SOURCE = 8  # of the 15, drawn per source: every transform is seen across sources
+EMBEDDED_PER_SOURCE = 2  # copies embedded per source besides those pixels do not confirm
 NEGATIVE_CANDIDATES = 12  # nearest library images looked at per copy for its negatives
-METHOD = "pixel-evidence/3"  # stored with a calibration: another method refits it
+METHOD = "pixel-evidence/4"  # stored with a calibration: another method refits it
 
 
 def sample_for(images: int) -> int:
@@ -122,6 +132,7 @@ class Calibration:
     # "positives": copies judged, "alone_scores": scores of those not confirmed, "per_transform"}
     evidence: dict = field(default_factory=dict)
     library_copies_excluded: int = 0  # library images pixels call copies of a source
+    embedded: int = 0  # copies embedded (forward passes); `positives` counts every copy judged
 
     def confidence_of(self, scores: np.ndarray | float) -> np.ndarray | float:
         a, b = self.confidence["a"], self.confidence["b"]
@@ -179,38 +190,67 @@ def make_copies(path: str, rng: np.random.Generator, per_source: int) -> list[tu
     return [(str(n), _encode(TRANSFORMS[str(n)](img, rng), str(n))) for n in names]
 
 
-def choose_threshold(pos: np.ndarray, neg: np.ndarray, target: float) -> tuple[float, float, float]:
-    """Lowest threshold whose precision on (pos, neg) reaches target: (t, precision, recall)."""
+def _weights(scores: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    return np.ones(len(scores)) if weights is None else np.asarray(weights, np.float64)
+
+
+def choose_threshold(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    target: float,
+    pos_w: np.ndarray | None = None,
+    neg_w: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """Lowest threshold whose precision on (pos, neg) reaches target: (t, precision, recall).
+    Each pair counts with its weight (the copies it stands for; 1 without weights)."""
+    pos_w, neg_w = _weights(pos, pos_w), _weights(neg, neg_w)
     candidates = np.unique(np.concatenate([pos, neg]))
     best = (float(candidates.max()) + 1e-6 if len(candidates) else 1.0, 1.0, 0.0)
+    total = float(pos_w.sum()) or 1.0
     for t in candidates[::-1]:  # descending: precision falls as t falls
-        tp, fp = int((pos >= t).sum()), int((neg >= t).sum())
+        tp, fp = float(pos_w[pos >= t].sum()), float(neg_w[neg >= t].sum())
         precision = tp / (tp + fp) if tp + fp else 1.0
         if precision < target:
             break
-        best = (float(t), precision, tp / max(len(pos), 1))
+        best = (float(t), precision, tp / total)
     return best
 
 
-def precision_recall_table(pos: np.ndarray, neg: np.ndarray, steps: int = 21) -> list[dict]:
+def precision_recall_table(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    steps: int = 21,
+    pos_w: np.ndarray | None = None,
+    neg_w: np.ndarray | None = None,
+) -> list[dict]:
+    pos_w, neg_w = _weights(pos, pos_w), _weights(neg, neg_w)
     lo = float(min(pos.min(initial=1), neg.max(initial=0)))
+    total = float(pos_w.sum()) or 1.0
     rows = []
     for t in np.linspace(lo, float(pos.max(initial=1)), steps):
-        tp, fp = int((pos >= t).sum()), int((neg >= t).sum())
+        tp, fp = float(pos_w[pos >= t].sum()), float(neg_w[neg >= t].sum())
         rows.append(
             {
                 "threshold": round(float(t), 4),
                 "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
-                "recall": round(tp / max(len(pos), 1), 4),
+                "recall": round(tp / total, 4),
             }
         )
     return rows
 
 
-def fit_logistic(pos: np.ndarray, neg: np.ndarray, iterations: int = 50) -> dict:
-    """1-D logistic regression (Newton's method, small ridge) of label on score."""
+def fit_logistic(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    iterations: int = 50,
+    pos_w: np.ndarray | None = None,
+    neg_w: np.ndarray | None = None,
+) -> dict:
+    """1-D logistic regression (Newton's method, small ridge) of label on score, each pair
+    counted with its weight."""
     x = np.concatenate([pos, neg]).astype(np.float64)
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    weight = np.concatenate([_weights(pos, pos_w), _weights(neg, neg_w)])
     if not len(x) or y.min() == y.max():
         return {"a": 0.0, "b": 0.0}
     centre, scale = x.mean(), x.std() or 1.0
@@ -219,14 +259,35 @@ def fit_logistic(pos: np.ndarray, neg: np.ndarray, iterations: int = 50) -> dict
     design = np.stack([z, np.ones_like(z)], axis=1)
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-(design @ w)))
-        grad = design.T @ (p - y) + 1e-3 * w
-        hess = design.T @ (design * (p * (1 - p))[:, None]) + 1e-3 * np.eye(2)
+        grad = design.T @ (weight * (p - y)) + 1e-3 * w
+        hess = design.T @ (design * (weight * p * (1 - p))[:, None]) + 1e-3 * np.eye(2)
         w -= np.linalg.solve(hess, grad)
     a = w[0] / scale
     return {"a": float(a), "b": float(w[1] - a * centre)}
 
 
-Embedded = tuple[np.ndarray, list[int], list]  # vectors, indices decoded, their (evidence, dims)
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(np.asarray(weights, np.float64)[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+@dataclass
+class Decoded:
+    """A copy decoded as `index` decodes a file: the model input and the pixel evidence."""
+
+    pixels: np.ndarray
+    evidence: Evidence | None
+    dims: tuple[int, int]  # upright width, height
+
+
+@dataclass
+class Codec:
+    """How a calibration turns a copy's bytes into what `index` would store of it: `decode`
+    (None when it does not decode) and `embed` (a batch of model inputs -> raw vectors)."""
+
+    decode: Callable[[bytes], Decoded | None]
+    embed: Callable[[np.ndarray], np.ndarray]
 
 
 def calibrate(
@@ -234,7 +295,7 @@ def calibrate(
     space: np.ndarray,
     paths: dict[int, str],
     hash_codes: np.ndarray,
-    embed_bytes: Callable[[list[bytes]], Embedded],
+    codec: Codec,
     whitening: Whitening | None,
     model: str,
     precision_target: float = 0.99,
@@ -250,32 +311,57 @@ def calibrate(
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    sources = []  # (library row, transform names, copies in `space`, their evidence)
-    for done, row in enumerate(chosen, 1):
-        embedded = _embed_copies(paths[int(ids[row])], embed_bytes, whitening, rng)
-        if embedded is not None:
-            sources.append((int(row), *embedded))
-        if progress:  # counted in copies: what costs the time
-            progress("calibrate", done * TRANSFORMS_PER_SOURCE, len(chosen) * TRANSFORMS_PER_SOURCE)
-    pos_parts = [copies @ space[row] for row, _, copies, _ in sources]
-    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0)
-    negatives, excluded = [], 0
-    by_transform: dict[str, list[float]] = {}
     judged = _Judged(seen)
-    for (row, names, copies, seen_copies), p in zip(sources, pos_parts, strict=True):
-        neg, dropped = _negatives(row, copies, p, space, hash_codes, judged)
+    picked = []  # (library row, transform names, model inputs, weights) of the copies to embed
+    judged_copies = 0
+    for done, row in enumerate(chosen, 1):
+        copies = _copies_of(paths[int(ids[row])], codec, rng)
+        if copies:
+            verdicts = [judged.verdict(int(row), d) for _, d in copies]
+            for (name, _), verdict in zip(copies, verdicts, strict=True):
+                judged.tally(name, verdict)
+            pick, weights = _to_embed(verdicts, rng)
+            inputs = [copies[i][1].pixels for i in pick]
+            picked.append((int(row), [copies[i][0] for i in pick], inputs, weights, verdicts, pick))
+            judged_copies += len(copies)
+        if progress:  # counted in copies made and judged
+            progress("calibrate", done * TRANSFORMS_PER_SOURCE, len(chosen) * TRANSFORMS_PER_SOURCE)
+    everything = [x for _, _, inputs, *_ in picked for x in inputs]
+    vectors = _embed_all(codec, everything)
+    if whitening is not None and len(vectors):
+        vectors = whitening.apply(vectors)
+    sources = []  # (library row, transform names, copies in `space`, their weights)
+    at = 0
+    for row, names, inputs, weights, verdicts, pick in picked:
+        mine = vectors[at : at + len(inputs)]
+        at += len(inputs)
+        for i, score in zip(pick, mine @ space[row], strict=True):
+            judged.record(verdicts[i], float(score))
+        sources.append((row, names, mine, weights))
+    embedded = len(everything)
+    pos_parts = [vecs @ space[row] for row, _, vecs, _ in sources]
+    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0)
+    pos_w = np.concatenate([w for *_, w in sources]) if sources else np.zeros(0)
+    negatives, neg_weights, excluded = [], [], 0
+    by_transform: dict[str, list[tuple[float, float]]] = {}
+    for (row, names, vecs, weights), p in zip(sources, pos_parts, strict=True):
+        neg, of_copy, dropped = _negatives(row, vecs, p, space, hash_codes, judged)
         negatives.append(neg)
+        neg_weights.append(weights[of_copy])  # a copy's negatives stand for what it stands for
         excluded += dropped
-        for name, score, copy_seen in zip(names, p, seen_copies, strict=True):
-            by_transform.setdefault(name, []).append(float(score))
-            judged.copy(row, name, float(score), copy_seen)
+        for name, score, weight in zip(names, p, weights, strict=True):
+            by_transform.setdefault(name, []).append((float(score), float(weight)))
     neg = np.concatenate(negatives) if negatives else np.zeros(0)
+    neg_w = np.concatenate(neg_weights) if neg_weights else np.zeros(0)
     if keep_scores is not None:  # kept so another --precision needs no new embeddings
         keep_scores.update(
-            pos=[round(float(x), 5) for x in pos], neg=[round(float(x), 5) for x in neg]
+            pos=[round(float(x), 5) for x in pos],
+            neg=[round(float(x), 5) for x in neg],
+            pos_w=[round(float(x), 4) for x in pos_w],
+            neg_w=[round(float(x), 4) for x in neg_w],
         )
-    threshold, precision, recall = choose_threshold(pos, neg, precision_target)
-    median_neg = float(np.median(neg)) if len(neg) else threshold
+    threshold, precision, recall = choose_threshold(pos, neg, precision_target, pos_w, neg_w)
+    median_neg = weighted_median(neg, neg_w) if len(neg) else threshold
     return Calibration(
         model=model,
         images=len(ids),
@@ -285,21 +371,45 @@ def calibrate(
         precision=precision,
         recall=recall,
         similar_threshold=threshold - 0.5 * (threshold - median_neg),
-        confidence=fit_logistic(pos, neg),
+        confidence=fit_logistic(pos, neg, pos_w=pos_w, neg_w=neg_w),
         sample=len(chosen),
-        positives=len(pos),
+        positives=judged_copies,
         negatives=len(neg),
         per_transform_recall={
-            k: round(float(np.mean(np.array(v) >= threshold)), 4)
+            k: round(sum(w for s, w in v if s >= threshold) / sum(w for _, w in v), 4)
             for k, v in sorted(by_transform.items())
         },
-        table=precision_recall_table(pos, neg),
+        table=precision_recall_table(pos, neg, pos_w=pos_w, neg_w=neg_w),
         seconds=time.perf_counter() - started,
         method=METHOD,
         seed=seed,
         evidence=judged.summary() if seen is not None else {},
         library_copies_excluded=excluded,
+        embedded=embedded,
     )
+
+
+EMBED_BATCH = 16  # copies a forward pass takes (int8 vectors do not depend on their batch)
+
+
+def _embed_all(codec: Codec, inputs: list[np.ndarray]) -> np.ndarray:
+    parts = [
+        codec.embed(np.stack(inputs[k : k + EMBED_BATCH]))
+        for k in range(0, len(inputs), EMBED_BATCH)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def _to_embed(verdicts: Sequence[bool | None], rng: np.random.Generator):
+    """Which of a source's copies to embed, and the weight of each: every copy pixels do not
+    confirm (False: its score is needed as it is), and EMBEDDED_PER_SOURCE of the rest drawn at
+    random, each standing for rest / drawn copies."""
+    must = [i for i, v in enumerate(verdicts) if v is False]
+    rest = [i for i, v in enumerate(verdicts) if v is not False]
+    drawn = sorted(rng.choice(rest, size=min(EMBEDDED_PER_SOURCE, len(rest)), replace=False))
+    weight = len(rest) / len(drawn) if drawn else 0.0
+    pick = must + [int(i) for i in drawn]
+    return pick, np.array([1.0] * len(must) + [weight] * len(drawn))
 
 
 class _Judged:
@@ -311,18 +421,27 @@ class _Judged:
         self.alone: list[float] = []
         self.cache: dict[tuple[int, int], bool] = {}
 
-    def copy(self, row: int, name: str, score: float, copy_seen) -> None:
-        """One synthetic copy: counted where embeddings alone could admit it (a colour picture
-        with information); confirmed or not by its pixels."""
-        if self.seen is None or copy_seen is None or self.seen.needs_evidence(row):
-            return
-        ev, dims = copy_seen
-        if ev.greyscale:
-            return  # grey pictures enter only with evidence: not an embeddings-alone case
-        ok = judge(self.seen.evidence[row], self.seen.dims[row], ev, dims) is not None
-        self.confirmed.setdefault(name, []).append(ok)
-        if not ok:
+    def verdict(self, row: int, copy: Decoded) -> bool | None:
+        """One synthetic copy's pixels against its source's: confirmed (True) or not (False)
+        where embeddings alone could admit it (a colour picture with information), else None."""
+        if self.seen is None or self.seen.needs_evidence(row) or copy.evidence is None:
+            return None
+        if copy.evidence.greyscale:
+            return None  # grey pictures enter only with evidence: not an embeddings-alone case
+        return (
+            judge(self.seen.evidence[row], self.seen.dims[row], copy.evidence, copy.dims)
+            is not None
+        )
+
+    def record(self, verdict: bool | None, score: float) -> None:
+        """Count an embedded copy's verdict; an unconfirmed one's score is the estimate's."""
+        if verdict is False:
             self.alone.append(round(score, 5))
+
+    def tally(self, name: str, verdict: bool | None) -> None:
+        """Count a copy's verdict (every copy judged, embedded or not)."""
+        if verdict is not None:
+            self.confirmed.setdefault(name, []).append(verdict)
 
     def same_picture(self, row: int, other: int) -> bool:
         """Pixels call library images `row` and `other` one picture (a copy already there)."""
@@ -345,31 +464,31 @@ class _Judged:
         }
 
 
-def _embed_copies(path, embed_bytes, whitening, rng):
-    """(transform names, copy vectors in the scoring space, their evidence) for one source."""
+def _copies_of(path: str, codec: Codec, rng: np.random.Generator) -> list[tuple[str, Decoded]]:
+    """A source's copies decoded as `index` decodes files: (transform name, decoded)."""
     try:
         copies = make_copies(path, rng, TRANSFORMS_PER_SOURCE)
     except (OSError, ImageError, ValueError):
-        return None  # the file changed or vanished since indexing: skip it
-    vectors, ok, seen = embed_bytes([data for _, data in copies])  # one batch per source
-    if not ok:
-        return None
-    if whitening is not None:
-        vectors = whitening.apply(vectors)
-    return [copies[i][0] for i in ok], vectors, seen
+        return []  # the file changed or vanished since indexing: skip it
+    out = []
+    for name, data in copies:
+        decoded = codec.decode(data)
+        if decoded is not None:
+            out.append((name, decoded))
+    return out
 
 
-def _negatives(row, copies, pos, space, hash_codes, judged: _Judged) -> tuple[np.ndarray, int]:
+def _negatives(row, copies, pos, space, hash_codes, judged: _Judged):
     """Each copy's NEGATIVES_PER_COPY nearest library images that are not the source's copies:
     never one with the source's content hash, one pixels call the source's picture, nor one
-    closer to the copy than its source is. Also: how many library images were left out as
-    copies by their pixels."""
+    closer to the copy than its source is. (negative scores, the copy each belongs to, how many
+    library images were left out as copies by their pixels)."""
     sims = copies @ space.T
     sims[:, hash_codes == hash_codes[row]] = -np.inf
     sims[sims >= pos[:, None]] = -np.inf  # e.g. the library's grey version of a grey copy
     k = min(NEGATIVE_CANDIDATES, sims.shape[1])
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    out, dropped = [], set()
+    out, of_copy, dropped = [], [], set()
     for c in range(len(copies)):
         taken = 0
         for j in sorted(top[c].tolist(), key=lambda j: -sims[c, j]):
@@ -379,5 +498,6 @@ def _negatives(row, copies, pos, space, hash_codes, judged: _Judged) -> tuple[np
                 dropped.add(j)
                 continue
             out.append(float(sims[c, j]))
+            of_copy.append(c)
             taken += 1
-    return np.array(out, np.float64), len(dropped)
+    return np.array(out, np.float64), np.array(of_copy, np.int64), len(dropped)

@@ -1,19 +1,20 @@
-"""The duplicate job over a library: calibration management, tiers, --within (the pixel evidence
-in search/dups/evidence.py, --against/--of in search/dups/against.py)."""
+"""The duplicate job over a library: tiers, --within (the calibration's lifecycle in
+search/dups/calibrated.py, the pixel evidence in search/dups/evidence.py, --against/--of in
+search/dups/against.py)."""
 
 import dataclasses
-import functools
-import json
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.decode import decode_bytes
-from indexer.errors import BadQuery, ImageError
+from indexer.errors import BadQuery
 from search.dups import bursts, rotations
 from search.dups import calibration as cal
 from search.dups.against import against
+from search.dups.calibrated import calibration_due as calibration_due  # re-exported (facade)
+from search.dups.calibrated import ensure_calibration, stored_calibration
+from search.dups.calibrated import run_calibration as run_calibration
 from search.dups.decisions import respect_decisions
 from search.dups.evidence import VERIFY_MIN_COSINE, Seen, pixel_pairs
 from search.dups.groups import (
@@ -30,11 +31,9 @@ from search.dups.pairs import nearest_pairs, neighbour_pairs, pair_scores
 from search.dups.precision import EVIDENCE_PRECISION, Estimate, from_calibration
 from search.dups.ray import ray_neighbour_pairs
 from search.dups.verify import DESCRIPTOR_MIN
-from search.dups.whitening import Whitening, fit_whitening
 
 RAW_NEIGHBOURS = 8  # nearest images by raw cosine whose pixels are looked at, per image
 LAYOUT_MIN_COSINE = 0.6  # raw cosine a pair found by its grey layout needs (a grey copy: >= 0.8)
-REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
 
 
 @dataclass
@@ -64,112 +63,6 @@ def load_library(coll, within: str | None = None) -> Library:
     if not keep.all():
         ids, vectors = ids[keep], vectors[keep]
     return Library(ids, vectors, [meta[int(i)] for i in ids])
-
-
-# --- calibration ---------------------------------------------------------------------------------
-
-
-def stored_calibration(coll) -> tuple[cal.Calibration, dict, Whitening | None] | None:
-    """The library's calibration if still valid for its model and size, else None."""
-    store = coll.store()
-    row = store.calibration()
-    model = store.model()
-    if not row or not model or row["model"] != model.id:
-        return None
-    count = store.counts().get("ok", 0)
-    if not count or not (1 / REFIT_GROWTH <= count / max(row["images"], 1) <= REFIT_GROWTH):
-        return None
-    params = json.loads(row["params"])
-    if params["calibration"].get("method") != cal.METHOD:
-        return None  # fitted by an older method: refit
-    whitening = Whitening.from_bytes(row["whitening"]) if row["whitening"] else None
-    return cal.Calibration(**params["calibration"]), params["scores"], whitening
-
-
-def calibration_due(coll, options: DupOptions) -> int | None:
-    """Known copies the next `dups` run must embed to calibrate, or None (nothing to do)."""
-    if options.threshold != "auto" or stored_calibration(coll) is not None:
-        return None
-    images = coll.store().counts().get("ok", 0)
-    return (
-        None
-        if images < 2
-        else min(options.sample or cal.sample_for(images), images) * cal.TRANSFORMS_PER_SOURCE
-    )
-
-
-def embed_encoded(embedder, recipe, datas: list[bytes]) -> cal.Embedded:
-    """Embed encoded images in one batch: (vectors, indices of those that decoded, their pixel
-    evidence and upright size)."""
-    pixels, ok, seen = [], [], []
-    for i, data in enumerate(datas):
-        try:
-            decoded = decode_bytes(data, recipe, None)
-        except ImageError:
-            continue
-        pixels.append(decoded.pixels)
-        ok.append(i)
-        seen.append((decoded.evidence, (decoded.width, decoded.height)))
-    if not pixels:
-        return np.zeros((0, embedder.dim), np.float32), [], []
-    return embedder.embed(np.stack(pixels)), ok, seen
-
-
-def run_calibration(
-    coll, precision: float, sample: int | None, progress=None, seed: int = 0
-) -> tuple[cal.Calibration, Whitening | None]:
-    """Fit whitening on all library vectors and calibrate the threshold; store both."""
-    lib = load_library(coll)
-    if len(lib.ids) < 2:
-        raise BadQuery("calibration needs at least two indexed images")
-    sample = sample or cal.sample_for(len(lib.ids))
-    whitening = fit_whitening(lib.vectors)
-    space = whitening.apply(lib.vectors) if whitening else lib.vectors
-    embedder = coll.embedder()
-
-    embed_bytes = functools.partial(embed_encoded, embedder, embedder.recipe)
-
-    _, codes = np.unique(np.array([h or "" for h in lib.hashes]), return_inverse=True)
-    paths = {int(i): r["path"] for i, r in zip(lib.ids, lib.rows, strict=True)}
-    scores: dict = {}
-    seen = Seen.of_library(coll.store(), lib, progress)
-    calibration = cal.calibrate(
-        lib.ids,
-        space,
-        paths,
-        codes,
-        embed_bytes,
-        whitening,
-        embedder.id,
-        precision,
-        sample,
-        seed=seed,
-        progress=progress,
-        keep_scores=scores,
-        seen=seen,
-    )
-    coll.store().save_calibration(
-        embedder.id,
-        len(lib.ids),
-        {"calibration": calibration.to_json(), "scores": scores},
-        whitening.to_bytes() if whitening else None,
-    )
-    return calibration, whitening
-
-
-def ensure_calibration(
-    coll, precision: float, sample: int | None, progress=None, force=False
-) -> tuple[cal.Calibration, Whitening | None]:
-    stored = None if force else stored_calibration(coll)
-    if stored is None:
-        return run_calibration(coll, precision, sample, progress)
-    calibration, scores, whitening = stored
-    if calibration.precision_target != precision:  # re-choose from the kept pair scores
-        pos, neg = np.array(scores["pos"]), np.array(scores["neg"])
-        t, p, r = cal.choose_threshold(pos, neg, precision)
-        calibration.threshold, calibration.precision, calibration.recall = t, p, r
-        calibration.precision_target = precision
-    return calibration, whitening
 
 
 # --- the job -------------------------------------------------------------------------------------
