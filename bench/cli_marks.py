@@ -15,6 +15,9 @@ import sys
 import time
 
 T_START = time.time()
+if sys.argv[1:2] in (["-h"], ["--help"]):  # a helper other scripts run: its usage, nothing else
+    print(__doc__.strip())
+    sys.exit(0)
 
 
 def main() -> None:

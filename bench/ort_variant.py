@@ -9,6 +9,10 @@ Only the sessions the product creates are changed; nothing else differs from `di
 
 import sys
 
+if sys.argv[1:2] in (["-h"], ["--help"]):  # a helper other scripts run: its usage, nothing else
+    print(__doc__.strip())
+    sys.exit(0)
+
 
 def main() -> None:
     spin, threads, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]

@@ -5,28 +5,24 @@ Times the embedding stage the --ray switch replaces (files in, Embedded batches 
 local Ray cluster bounded to this machine (ray.init(num_cpus=2)). Vectors are checked against the
 local run. Writes bench/results/scale_ray.md.
 
-    python bench/ray_scaling.py [--model DIR] [--replicas 1,2,4] [--repeat 1]
+    python bench/ray_scaling.py [--model DIR] [--replicas 1,2,4] [--batch 16] [--quick]
+
+Needs the [ray] extra; --quick: 16 photos, 1 replica (results in bench/work/quick-results).
 """
 
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
+import harness
 import numpy as np
+from harness import table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from indexer.decode_pool import decode_all, default_workers, embed_batches
+from indexer.files import walk
+from indexer.job import IndexOptions
+from indexer.model import load
+from indexer.ray_backend import ray_embedded_batches
 
-from bench.perf_common import REAL_WEIGHTS, RESULTS, machine, table  # noqa: E402
-from indexer.decode_pool import decode_all, default_workers, embed_batches  # noqa: E402
-from indexer.files import walk  # noqa: E402
-from indexer.job import IndexOptions  # noqa: E402
-from indexer.model import load  # noqa: E402
-from indexer.ray_backend import ray_embedded_batches  # noqa: E402
-
-FOLDERS = [Path(__file__).resolve().parents[2] / "shared" / "testdata" / p
-           for p in ("photos", "photos-more")]  # fmt: skip
+FOLDERS = [harness.TESTDATA / p for p in ("photos", "photos-more")]
 RAY_CPUS = 2  # this machine's cores: the cluster never claims more
 
 
@@ -54,14 +50,19 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(REAL_WEIGHTS))
+    parser = harness.parser(__doc__, quick="smoke run: 16 photos, 1 replica", model=True)
     parser.add_argument("--replicas", default="1,2,4")
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
-    import ray  # optional extra (dinosearch[ray])
+    args.model = harness.model_dir(args.model)
+    try:
+        import ray  # optional extra (dinosearch[ray])
+    except ImportError:
+        raise SystemExit("error: ray is not installed: pip install -e '.[ray]'") from None
 
     paths = photo_paths()
+    if args.quick:
+        paths, args.replicas = paths[:16], "1"
     embedder = load(args.model, "cpu", "fp32")
     rows, data = [], {"images": len(paths), "model": args.model, "runs": []}
     seconds, local = run_local(paths, embedder, args.batch)
@@ -80,20 +81,16 @@ def main() -> None:
 
 
 def write(data: dict, rows: list) -> None:
-    m = machine()
     md = (
         f"# Ray scaling: decode + embed, {data['images']} real photos\n\n"
-        f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average']} (shared with "
-        f"other jobs), {m['date']}. Model: {data['model']} (DINOv2-S/14, fp32, CPU). "
+        "The cores are shared with other jobs. "
+        f"Model: {data['model']} (DINOv2-S/14, fp32, CPU). "
         f"Ray: local cluster, num_cpus={RAY_CPUS}; `ray.init` took {data['ray_init_s']:.1f} s "
         "(not included below). Each Ray run includes starting its actors and loading the model "
         "in each.\n\n"
     )
     md += table(["run", "replicas", "seconds", "images/s", "max |Δ| vs local"], rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale_ray.json").write_text(json.dumps({"machine": m, **data}, indent=1) + "\n")
-    (RESULTS / "scale_ray.md").write_text(md)
-    print(md)
+    harness.write_results("scale_ray", md, data)
 
 
 if __name__ == "__main__":

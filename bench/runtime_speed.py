@@ -21,32 +21,30 @@ Every process gets DINOSEARCH_ONNX_CACHE=bench/work/rt-onnx-cache (emptied at th
 export is measured) and HF_HUB_OFFLINE=1. Results: bench/results/runtime_speed.{md,json}.
 """
 
-import argparse
 import json
 import os
 import shlex
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import perf_common as pc
+import harness
 
-CACHE = pc.WORK / "rt-onnx-cache"
+CACHE = harness.WORK / "rt-onnx-cache"
 os.environ["DINOSEARCH_ONNX_CACHE"] = str(CACHE)  # before indexer.onnx_runtime is used
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import numpy as np  # noqa: E402
 from index_speed import subset  # noqa: E402
 
-DINOSEARCH = str(Path(pc.PYTHON).with_name("dinosearch"))
+DINOSEARCH = str(Path(harness.PYTHON).with_name("dinosearch"))
 MARKS = str(Path(__file__).with_name("cli_marks.py"))
-PHOTO_DIRS = [pc.PHOTOS, pc.PHOTOS.with_name("photos-more")]
-MIXED = pc.PHOTOS.with_name("imagededup") / "mixed_images"
-NEARDUP = pc.WORK / "neardup"
+PHOTO_DIRS = [harness.PHOTOS, harness.PHOTOS.with_name("photos-more")]
+MIXED = harness.PHOTOS.with_name("imagededup") / "mixed_images"
+NEARDUP = harness.WORK / "neardup"
 QUERY_IMAGE = PHOTO_DIRS[1] / "1.tif"  # not in any library this bench builds
 CONFIGS = {  # name -> extra CLI options
     "torch": ["--runtime", "torch"],
@@ -57,7 +55,7 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def env() -> dict:
-    return dict(os.environ)
+    return harness.cli_env()
 
 
 def run(cmd: list[str], marks: bool = False) -> dict:
@@ -65,9 +63,9 @@ def run(cmd: list[str], marks: bool = False) -> dict:
     the spawn) when `marks`."""
     path = None
     if marks:
-        fd, path = tempfile.mkstemp(prefix="marks-", suffix=".json", dir=pc.WORK)
+        fd, path = tempfile.mkstemp(prefix="marks-", suffix=".json", dir=harness.WORK)
         os.close(fd)
-        cmd = [pc.PYTHON, MARKS, path, *cmd[1:]]
+        cmd = [harness.PYTHON, MARKS, path, *cmd[1:]]
     spawned = time.time()
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env())
@@ -97,7 +95,7 @@ def info(lib: Path) -> dict:
 
 
 def fresh_lib(tag: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"rt-{tag.replace(' ', '-')}-", dir=pc.WORK))
+    return Path(tempfile.mkdtemp(prefix=f"rt-{tag.replace(' ', '-')}-", dir=harness.WORK))
 
 
 def med(xs) -> float:
@@ -118,7 +116,7 @@ def export_once(model: str) -> dict:
     out = {}
     lib = fresh_lib("export")
     try:
-        cold = index([pc.PHOTOS], lib, model, [], marks=True)
+        cold = index([harness.PHOTOS], lib, model, [], marks=True)
         out["cold"] = {"seconds": cold["seconds"], "marks": cold["marks"]}
         out["runtime"] = info(lib)["runtime"]
     finally:
@@ -127,7 +125,7 @@ def export_once(model: str) -> dict:
     for _ in range(2):
         lib = fresh_lib("export-warm")
         try:
-            warm.append(index([pc.PHOTOS], lib, model, [])["seconds"])
+            warm.append(index([harness.PHOTOS], lib, model, [])["seconds"])
         finally:
             shutil.rmtree(lib, ignore_errors=True)
     out["warm_seconds"] = warm
@@ -164,7 +162,7 @@ def index_speed(model: str, count: int, repeat: int, naive_count: int) -> dict:
                 shutil.rmtree(lib, ignore_errors=True)
         if naive_count:
             script = Path(__file__).with_name("naive_loop.py")
-            cmd = [pc.PYTHON, str(script), model, *map(str, files[:naive_count])]
+            cmd = [harness.PYTHON, str(script), model, *map(str, files[:naive_count])]
             out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
             out["rate"] = out["images"] / out["seconds"]
             runs["naive"].append(out)
@@ -254,12 +252,12 @@ def dups_quality(model: str) -> dict:
 
     if not (NEARDUP / "groundtruth.json").exists():
         subprocess.run(
-            [pc.PYTHON, str(Path(__file__).with_name("make_neardup_set.py"))], check=True
+            [harness.PYTHON, str(Path(__file__).with_name("make_neardup_set.py"))], check=True
         )
     sets = dq.load_sets(NEARDUP / "groundtruth.json")
     out, vectors = {}, {}
     for name in ("torch", "default"):
-        lib = pc.WORK / f"rt-dups-{name}"
+        lib = harness.WORK / f"rt-dups-{name}"
         shutil.rmtree(lib, ignore_errors=True)
         res = index([NEARDUP, MIXED], lib, model, [*CONFIGS[name], "--workers", "1"])
         paths, vecs = dq.read_library(lib)
@@ -335,17 +333,13 @@ def startup(model: str, repeat: int) -> dict:
 
 
 def render(data: dict) -> str:
-    t = pc.table
-    m = data["machine"]
+    t = harness.table
     lines = [
         "# Runtimes: torch vs ONNX Runtime fp32 vs the default (ONNX Runtime int8)",
         "",
-        f"`{data['command']}`",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['flags'])}), torch "
-        f"{m.get('torch')}, onnxruntime {data['onnxruntime']}, load average at the end "
-        f"{m['load_average']}, {m['date']}. Model `{Path(data['model']).name}` (ViT-S/14). "
-        f"ONNX cache `{CACHE.relative_to(pc.ROOT)}`; every process runs with HF_HUB_OFFLINE=1.",
+        f"onnxruntime {data['onnxruntime']}. Model `{Path(data['model']).name}` (ViT-S/14). "
+        f"ONNX cache `{CACHE.relative_to(harness.ROOT)}`; every process runs with "
+        "HF_HUB_OFFLINE=1.",
         "",
     ]
     ex = data.get("export")
@@ -443,8 +437,8 @@ def render(data: dict) -> str:
                 [
                     name,
                     f"{d['runtime']['runtime']}/{d['runtime']['dtype']}",
-                    pc.prf_cell(d["pairs"]["neardup"], bold_f1=True),
-                    pc.prf_cell(d["pairs"]["imagededup_mixed"]),
+                    harness.prf_cell(d["pairs"]["neardup"], bold_f1=True),
+                    harness.prf_cell(d["pairs"]["imagededup_mixed"]),
                     f"{d['groups']['neardup']['precision']:.3f}",
                     f"{d['threshold']:.4f}",
                     f"{d['index_rate']:.1f}",
@@ -543,9 +537,7 @@ def render(data: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 24 files, 2 repeats, no dups")
-    ap.add_argument("--model", default=str(pc.REAL_WEIGHTS))
+    ap = harness.parser(__doc__, quick="smoke run: 24 files, 2 repeats, no dups", model=True)
     ap.add_argument("--count", type=int, default=240, help="12-MP JPEGs per index run")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats of part 1")
     ap.add_argument("--naive-count", type=int, default=24, help="files through the naive loop")
@@ -559,13 +551,14 @@ def main() -> None:
         help="which parts to run (the export is always measured first)",
     )
     args = ap.parse_args()
+    args.model = harness.model_dir(args.model)
     if args.quick:
         args.count, args.repeat, args.naive_count, args.startup_repeat = 24, 2, 6, 2
         args.no_dups = True
-    if len(list((pc.WORK / "perf-images" / "jpeg12mp").glob("*.jpg"))) < args.count:
+    if len(list((harness.WORK / "perf-images" / "jpeg12mp").glob("*.jpg"))) < args.count:
         subprocess.run(
             [
-                pc.PYTHON,
+                harness.PYTHON,
                 str(Path(__file__).with_name("make_perf_images.py")),
                 "--jpeg",
                 str(args.count),
@@ -581,7 +574,6 @@ def main() -> None:
     onnxruntime = privacy.onnxruntime()  # telemetry off, as in the product
     started = time.perf_counter()
     data = {
-        "command": "python " + shlex.join(["bench/runtime_speed.py", *sys.argv[1:]]),
         "model": args.model,
         "onnxruntime": onnxruntime.__version__,
         "quick": args.quick,
@@ -603,12 +595,7 @@ def main() -> None:
     if "startup" in parts:
         data["startup"] = startup(args.model, args.startup_repeat)
     data["seconds"] = time.perf_counter() - started
-    data = {"machine": pc.machine(), **data}
-    pc.RESULTS.mkdir(parents=True, exist_ok=True)
-    (pc.RESULTS / f"{args.name}.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
-    md = render(data)
-    (pc.RESULTS / f"{args.name}.md").write_text(md)
-    print(md)
+    harness.write_results(args.name, render(data), data)
 
 
 if __name__ == "__main__":
