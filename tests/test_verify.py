@@ -5,7 +5,7 @@ import itertools
 import random
 
 import pytest
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from search.dups import verify
 from tests.helpers import PHOTOS
@@ -156,3 +156,58 @@ def test_judging_many_pairs_in_processes_gives_the_serial_answers(copies, tmp_pa
     ]
     assert got.tolist() == expected
     assert {"tone", "crop", ""} <= set(expected)  # the list holds copies and non-copies
+
+
+def _texture(blur: float, amplitude: float, seed: int) -> Image.Image:
+    """A low-contrast texture (a dim wall): grey noise blurred, scaled to `amplitude` levels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    noise = Image.fromarray(np.clip(128 + rng.normal(0, 40, (256, 256)), 0, 255).astype(np.uint8))
+    arr = np.asarray(noise.filter(ImageFilter.GaussianBlur(blur)), np.float64)
+    arr = 128 + (arr - arr.mean()) / arr.std() * amplitude
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def test_a_crop_of_a_dim_low_contrast_picture_is_looked_for(monkeypatch):
+    """Halving a dim picture for the crop prefilter flattens every window below MIN_STD; the
+    prefilter has its own floor, so the crop is still looked for (a 10 % crop of a dim wall was
+    missed on the look-alike set)."""
+    import numpy as np
+
+    wall = _texture(4.0, 5.0, seed=3)
+    big = np.asarray(wall.resize((64, 64), Image.Resampling.BILINEAR))
+    small = np.asarray(wall.crop((0, 0, 230, 230)).resize((64, 64), Image.Resampling.BILINEAR))
+    assert verify.best_crop(big, small)[0] >= verify.NCC_CROP
+    monkeypatch.setattr(verify, "PREFILTER_MIN_STD", verify.MIN_STD)  # the floor it had
+    assert verify.best_crop(big, small)[0] == -1.0
+
+
+def test_smooth_pictures_need_a_near_perfect_match(tmp_path):
+    """A 20 % crop of a smooth, low-contrast picture is its copy (its pixels say so, although
+    it is a low-information picture); a smooth picture with other fine detail over the same
+    layout is not, though it passes the ordinary floors."""
+    import numpy as np
+
+    from indexer.evidence import from_file
+    from search.dups import lowinfo
+    from search.dups.evidence import LOW_INFO_EDGES, _edges, judge
+
+    with Image.open(KODAK[2]) as img:
+        smooth = ImageEnhance.Contrast(img.convert("RGB").crop((0, 0, 256, 256))).enhance(0.2)
+    smooth = smooth.filter(ImageFilter.GaussianBlur(2.5))
+    crop = smooth.crop((0, 0, 205, 205))
+    ea, wa, ha = from_file(save(smooth, tmp_path / "a.jpg", quality=90))
+    eb, wb, hb = from_file(save(crop, tmp_path / "b.jpg", quality=90))
+    assert lowinfo.is_low(ea, wa, ha) and _edges(ea.thumb) < LOW_INFO_EDGES  # smooth indeed
+    assert judge(ea, (wa, ha), eb, (wb, hb)) == "crop"
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:64]
+    detail = rng.normal(0, 3, (48, 64))
+    a = np.clip(100 + 0.9 * x + 0.4 * y + detail, 0, 255).astype(np.uint8)
+    b = np.clip(100 + 0.9 * x + 0.4 * y + detail + rng.normal(0, 4, (48, 64)), 0, 255)
+    b = b.astype(np.uint8)
+    assert verify.NCC_WHOLE <= verify.ncc(a.astype(np.float32), b.astype(np.float32)) < 0.99
+    assert verify.match(a, b) == "tone"  # the ordinary floors
+    assert verify.match(a, b, smooth=True) is None

@@ -37,8 +37,9 @@ VERIFY_MIN_COSINE = 0.85  # raw cosine of a candidate below the threshold for a 
 STRUCTURE_MIN_STD = 1.0  # grey levels: a thumbnail with less spread has no structure to compare
 STRUCTURE_NCC = 0.9  # low-information pictures with structure (near-black photos, pages of text)
 # must correlate this well once contrast is normalised: copies >= 0.97, distinct pages <= 0.7
-LOW_INFO_EDGES = 6.0  # Laplacian std of a 64 px thumbnail a low-information picture needs before
-# a tone or crop match is believed for it (a smooth sky tile: ~2; a dark photo with structure: 6+)
+LOW_INFO_EDGES = 6.0  # Laplacian std of a 64 px thumbnail below which a low-information picture
+# is smooth (a sky tile: ~2; a dark photo with structure: 6+): a tone or crop match of it must be
+# near perfect (verify.SMOOTH_NCC, SMOOTH_DETAIL)
 FINE_MIN_STD = 3.0  # grey levels of the 192 px Laplacian: below it a picture has no fine edges
 FINE_NCC = 0.88  # see same_fine_detail
 MEASURE_BATCH = 256  # evidence measured by a run is stored this many contents at a time
@@ -156,10 +157,10 @@ def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = 
     if lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b):
         if look_alike(a, size_a, b, size_b):
             return "looks"
-        # a crop or tone edit of a low-information picture that still has edges of its own: a
-        # correlation of smooth pictures means nothing, one of their edges does (same_detail)
-        if min(_edges(a.thumb), _edges(b.thumb)) < LOW_INFO_EDGES:
-            return None
+        # a crop or tone edit of a smooth low-information picture: any two smooth pictures
+        # correlate, so both the correlation and their few edges must agree nearly perfectly
+        smooth = min(_edges(a.thumb), _edges(b.thumb)) < LOW_INFO_EDGES
+        return verify.match(a.thumb, b.thumb, crops, smooth=smooth)
     return verify.match(a.thumb, b.thumb, crops)
 
 

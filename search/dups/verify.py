@@ -30,8 +30,15 @@ NCC_SQUASHED = 0.97  # a copy stretched to another aspect (imagededup's resize 6
 # 0.998); distinct photos squashed to each other's frame <= 0.84 (61 photos' quarters)
 NCC_CROP = 0.95  # the best window at a crop scale: crops >= ?; distinct photos <= ?
 DETAIL_NCC = 0.3  # correlation of the fine detail a tone or crop match also needs (same_detail)
+# Smooth pictures (search/dups/evidence.py LOW_INFO_EDGES): on the look-alike sets, distinct pairs
+# reach NCC 0.98 with detail 0.65, or NCC 1.000 with detail 0.07, never both; their copies (a
+# 20 % crop of a grey wall) reach 0.997 and 0.47 (bench/results/lookalike.md)
+SMOOTH_NCC = 0.99
+SMOOTH_DETAIL = 0.4
 CROP_PREFILTER = 0.75  # NCC of the half-size search below which no full search is made (a 10 % crop
 # of a detailed 500 px photo: 0.83 at half size)
+PREFILTER_MIN_STD = 2.0  # grey levels a half-size window needs: halving flattens a low-contrast
+# picture below MIN_STD (a 10 % crop of a dim wall: 4.2 whole, under 4 in every window)
 MIN_CROP_SCALE = 0.74  # the narrowest window looked for: a crop keeping 75 % of the width
 DESCRIPTOR_PX = 16  # the grey layout that finds tone candidates (squashed: aspect checked later)
 DESCRIPTOR_MIN = 0.85  # NCC at 16 px: tone copies >= 0.97 (they pass 0.95 at 64 px too)
@@ -96,28 +103,35 @@ def confirm(path_a: str, path_b: str, crops: bool = True, turn: str | None = Non
     return match(a, b, crops, turn)
 
 
-def match(a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = None) -> str | None:
+def match(
+    a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = None, smooth: bool = False
+) -> str | None:
     """`confirm` on two grey thumbnails (long side THUMB_PX): "tone", "crop" or None. Either
     needs the fine detail to agree too (same_detail): two neighbouring parts of one scene (a
-    treeline beside the next) share the coarse layout that dominates a correlation."""
+    treeline beside the next) share the coarse layout that dominates a correlation. `smooth`
+    pictures (few edges: a sky, a wall) correlate with any other smooth picture, so for them
+    both must be near perfect (SMOOTH_NCC, SMOOTH_DETAIL)."""
     a = turned(a, turn)
     b_on_a = _resized(b, a.shape)
     whole = ncc(a.astype(np.float32), b_on_a)
-    if whole >= (NCC_WHOLE if _same_frame(a, b) else NCC_SQUASHED):
-        return "tone" if same_detail(a.astype(np.float32), b_on_a) else None
+    detail = SMOOTH_DETAIL if smooth else DETAIL_NCC
+    floor = SMOOTH_NCC if smooth else NCC_WHOLE if _same_frame(a, b) else NCC_SQUASHED
+    if whole >= floor:
+        return "tone" if same_detail(a.astype(np.float32), b_on_a, detail) else None
     if not crops:
         return None
     score, window, template = best_crop(a, b)
-    return "crop" if score >= NCC_CROP and same_detail(window, template) else None
+    floor = SMOOTH_NCC if smooth else NCC_CROP
+    return "crop" if score >= floor and same_detail(window, template, detail) else None
 
 
-def same_detail(a: np.ndarray, b: np.ndarray) -> bool:
+def same_detail(a: np.ndarray, b: np.ndarray, floor: float = DETAIL_NCC) -> bool:
     """The pictures' fine detail (a Laplacian of the equal-shape grey arrays) correlates:
     copies >= 0.51 (a 20 % crop, matched at 64 px), two neighbouring tiles of one photo 0.07."""
     la, lb = laplacian(a), laplacian(b)
     la, lb = la - la.mean(), lb - lb.mean()
     denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
-    return denom > 0 and float((la * lb).sum()) / denom >= DETAIL_NCC
+    return denom > 0 and float((la * lb).sum()) / denom >= floor
 
 
 def laplacian(x: np.ndarray) -> np.ndarray:
@@ -165,7 +179,8 @@ def _coarse_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
     for big, small in ((a, b), (b, a)):
         frame = _frame_of(_key(big))
         widths = range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1, 2)
-        best = max([best] + [found.score for found in frame.windows(small, widths)])
+        found = frame.windows(small, widths, PREFILTER_MIN_STD)
+        best = max([best] + [window.score for window in found])
     return best
 
 
@@ -197,12 +212,13 @@ def _frame_of(key) -> "_Frame":
 
 
 @functools.lru_cache(maxsize=TEMPLATE_CACHE)
-def _template_of(key, h: int, w: int) -> tuple[np.ndarray, float] | None:
-    """The picture resized to h x w with its mean removed, and its norm; None when flat."""
+def _template_of(key, h: int, w: int, min_std: float) -> tuple[np.ndarray, float] | None:
+    """The picture resized to h x w with its mean removed, and its norm; None when flatter
+    than `min_std` grey levels."""
     centred = _resized(_unkey(key), (h, w))
     centred -= centred.mean()
     t_norm = float(np.linalg.norm(centred))
-    return (centred, t_norm) if t_norm >= MIN_STD * np.sqrt(centred.size) else None
+    return (centred, t_norm) if t_norm >= min_std * np.sqrt(centred.size) else None
 
 
 @dataclasses.dataclass
@@ -225,17 +241,18 @@ class _Frame:
         self.spectrum = np.fft.rfft2(image)
         self.sums = np.pad(image, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
         self.squares = np.pad(image**2, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-        self._stats: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._stats: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray]] = {}
 
-    def _statistics(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """For every h x w window: whether it has structure (MIN_STD), and the factor that turns
-        its correlation with a unit-norm zero-mean template into an NCC (1 / (std sqrt n))."""
-        if (h, w) not in self._stats:
+    def _statistics(self, h: int, w: int, min_std: float) -> tuple[np.ndarray, np.ndarray]:
+        """For every h x w window: whether it has structure (min_std), and the factor that
+        turns its correlation with a unit-norm zero-mean template into an NCC (1/(std sqrt n))."""
+        if (h, w, min_std) not in self._stats:
             n = h * w
             mean, square = _windows(self.sums, h, w) / n, _windows(self.squares, h, w) / n
             std = np.sqrt(np.maximum(square - mean**2, 0.0))
-            self._stats[h, w] = std >= MIN_STD, 1.0 / (np.maximum(std, 1e-6) * np.sqrt(n))
-        return self._stats[h, w]
+            scale = 1.0 / (np.maximum(std, 1e-6) * np.sqrt(n))
+            self._stats[h, w, min_std] = std >= min_std, scale
+        return self._stats[h, w, min_std]
 
     def best_window(self, small: np.ndarray, w: int) -> tuple[float, np.ndarray, np.ndarray]:
         """`small` taken as the part of the frame that is `w` pixels wide: (best NCC over every
@@ -246,7 +263,7 @@ class _Frame:
             return -1.0, empty, empty
         return found[0].score, found[0].window, found[0].template
 
-    def windows(self, small: np.ndarray, widths) -> list[_Window]:
+    def windows(self, small: np.ndarray, widths, min_std: float = MIN_STD) -> list[_Window]:
         """`small` taken as the part of the frame that is w pixels wide, for each of `widths`:
         the best offset of each (widths too big, too small or flat at that size are left out).
         One cross-correlation by FFT for all the widths together (a batched transform), with
@@ -257,7 +274,7 @@ class _Frame:
             h = max(8, round(w * small.shape[0] / small.shape[1]))
             if h > H or w > W or w < 8:
                 continue
-            found = _template_of(key, h, w)
+            found = _template_of(key, h, w, min_std)
             if found is not None:
                 shaped.append((w, h, *found))
         if not shaped:
@@ -268,7 +285,7 @@ class _Frame:
         correlations = np.fft.irfft2(self.spectrum * np.fft.rfft2(flipped), s=(H, W))
         out = []
         for k, (w, h, centred, t_norm) in enumerate(shaped):
-            valid, scale = self._statistics(h, w)
+            valid, scale = self._statistics(h, w, min_std)
             sums = correlations[k, h - 1 :, w - 1 :]  # zero-mean template: no mean term
             scores = np.where(valid, sums * (scale / t_norm), -1.0)
             y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
