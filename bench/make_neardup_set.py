@@ -1,6 +1,7 @@
 """Build a seeded near-duplicate benchmark set from the shared real photos, with ground truth.
 
 usage: python bench/make_neardup_set.py [--out bench/work/neardup] [--seed 0] [--distractors 10]
+       python bench/make_neardup_set.py --quick   # the same set into bench/work/quick/neardup
 
 For every original (24 Kodak PNG + 37 McMaster/Set14/Set5 photos, read in place) it writes the
 original as PNG plus one file per transform in TRANSFORMS; `--distractors` originals (chosen by
@@ -12,7 +13,6 @@ Everything goes to `OUT/groundtruth.json`.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import random
@@ -20,10 +20,11 @@ from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
+import harness
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+TESTDATA = harness.TESTDATA
 SOURCES = (TESTDATA / "photos", TESTDATA / "photos-more")
 MIXED = TESTDATA / "imagededup" / "mixed_images"
 COPY_QUALITY = 90  # JPEG quality of every copy whose transform is not itself a re-encode
@@ -250,11 +251,13 @@ def mixed_set() -> dict:
 
 def main() -> None:
     """Parse options, build both sets, write groundtruth.json."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "work" / "neardup")
+    ap = harness.parser(__doc__, quick="smoke run: into bench/work/quick/neardup")
+    ap.add_argument("--out", type=Path, default=harness.WORK / "neardup")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--distractors", type=int, default=10)
     args = ap.parse_args()
+    if args.quick:  # the same set, away from the one bench/work/lib-real indexed
+        args.out = harness.WORK / "quick" / "neardup"
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out.resolve()
     truth = {
