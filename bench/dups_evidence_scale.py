@@ -27,11 +27,8 @@ _judged (an Estimate made by hand: target 0.99, calibrated threshold = the floor
 0.95, positives 100); leader_groups. The floor is the whitened score giving `--pairs-per-image`
 candidate pairs per image (3 by default), found on a sample; the copy threshold is the floor.
 
-A stage that would not fit is measured in part and not run whole:
-- a neighbour search whose result is estimated (from a sample of its lists) to need more than
-  `--mem-budget-gb` is not run; for _with_raw_neighbours the bench then finds what the product
-  keeps of it (each image's 8 strongest raw neighbours >= 0.85) with its own streaming top-8
-  join over the same clustered lists, so the later stages see the pairs the product would;
+Every stage runs as the product runs it (the neighbour searches are bounded k-NN searches,
+pair scores are taken in blocks), except:
 - _judged is timed on a random sample of the pairs first; when all of them would take more than
   `--judge-budget-min`, only the sample is judged (the rest: the planted pairs taken as admitted,
   for leader_groups alone) and the whole is extrapolated.
@@ -42,7 +39,6 @@ Results: bench/results/dups_evidence_scale.md (+ .json).
 """
 
 import argparse
-import contextlib
 import dataclasses
 import glob
 import io
@@ -66,7 +62,7 @@ from indexer.library.rows import ImageRow, ModelInfo
 from indexer.library.store import Store
 from search.dups import pairs as P
 from search.dups import run, verify
-from search.dups.evidence import VERIFY_MIN_COSINE, Seen, pixel_pairs
+from search.dups.evidence import VERIFY_MIN_COSINE, Seen, _cores, pixel_pairs
 from search.dups.groups import leader_groups, twin_units
 from search.dups.precision import Estimate
 from search.dups.whitening import fit_whitening
@@ -81,7 +77,6 @@ CAMERA_SIZES = [  # (width, height, share)
     (6000, 4000, 0.07), (1600, 1200, 0.05), (1080, 1920, 0.05), (2048, 2048, 0.05),
 ]  # fmt: skip
 JUDGE_SAMPLE = 5000  # pairs judged first, to time _judged per pair
-BYTES_PER_FOUND_PAIR = 100  # peak bytes of neighbour_pairs (+ strongest_per_row) per pair found
 # (read from search/dups/pairs.py: per-list parts, their concatenation, merge_join's unique;
 # checked against the exact path's RSS growth at --quick)
 RAW_K = run.RAW_NEIGHBOURS
@@ -420,75 +415,6 @@ class Coll:
         return self._store
 
 
-def estimate_join(x: np.ndarray, threshold: float, sample_lists: int = 24) -> dict:
-    """Pairs the product's neighbour_pairs(x, threshold) would find and its time, from a sample
-    of the clustered join's lists (or of rows, below EXACT_SEARCH_MAX)."""
-    n = len(x)
-    t = time.perf_counter()
-    if n <= P.EXACT_SEARCH_MAX:
-        q = np.random.default_rng(1).choice(n, min(n, 1000), replace=False)
-        per_row = float(np.mean(np.count_nonzero(x[q] @ x.T >= threshold, axis=1) - 1))
-        return {
-            "found_pairs_est": per_row * n / 2,
-            "plan": None,
-            "estimate_s": time.perf_counter() - t,
-        }
-    plan = P.plan_join(np.ascontiguousarray(x, dtype=np.float32))
-    plan_s = time.perf_counter() - t
-    lists = np.random.default_rng(2).choice(
-        plan.nlist, min(plan.nlist, sample_lists), replace=False
-    )
-    t = time.perf_counter()
-    found = sum(len(P.join_lists(x, plan, int(c), int(c) + 1, threshold)[0]) for c in lists)
-    join_s = time.perf_counter() - t
-    scale = plan.nlist / len(lists)
-    return {
-        "found_pairs_est": found * scale,
-        "plan": plan,
-        "plan_s": plan_s,
-        "join_s_est": join_s * scale,
-        "estimate_s": plan_s + join_s,
-    }
-
-
-def topk_join(x: np.ndarray, plan: P.JoinPlan, k: int, threshold: float) -> P.Pairs:
-    """Each row's k strongest neighbours >= threshold over the clustered join's lists, kept as it
-    goes (n x k): what strongest_per_row keeps of neighbour_pairs, without holding every pair."""
-    n = len(x)
-    best_s = np.full((n, k), -np.inf, np.float32)
-    best_j = np.full((n, k), -1, np.int64)
-    for c in range(plan.nlist):
-        mine = plan.members[plan.member_at[c] : plan.member_at[c + 1]]
-        queries = plan.probers[plan.prober_at[c] : plan.prober_at[c + 1]]
-        if not (len(mine) and len(queries)):
-            continue
-        scores = x[queries] @ x[mine].T
-        scores[queries[:, None] == mine[None, :]] = -np.inf
-        kk = min(k, len(mine))
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        cand_s = np.concatenate([best_s[queries], np.take_along_axis(scores, top, 1)], 1)
-        cand_j = np.concatenate([best_j[queries], mine[top].astype(np.int64)], 1)
-        keep = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]
-        best_s[queries] = np.take_along_axis(cand_s, keep, 1)
-        best_j[queries] = np.take_along_axis(cand_j, keep, 1)
-    rows = np.repeat(np.arange(n), k)
-    cols, sims = best_j.ravel(), best_s.ravel()
-    ok = (sims >= threshold) & (cols >= 0)
-    a, b, s = np.minimum(rows, cols)[ok], np.maximum(rows, cols)[ok], sims[ok]
-    return P.merge_join(n, a, b, s)
-
-
-@contextlib.contextmanager
-def swapped_search(fn):
-    """run.neighbour_pairs replaced in this process (the bench's substitute, this stage only)."""
-    original = run.neighbour_pairs
-    run.neighbour_pairs = fn
-    try:
-        yield
-    finally:
-        run.neighbour_pairs = original
-
-
 def child(args) -> None:
     n = args.child
     meta = json.loads((work_dir(n) / "bench-meta.json").read_text())
@@ -497,7 +423,6 @@ def child(args) -> None:
     out: dict = {"n": n, "floor": floor, "stages": {}, "rss_after_mb": {}}
     stages, notes = out["stages"], []
     out["notes"] = notes
-    budget = args.mem_budget_gb * 2**30
 
     def done(name: str, t: float) -> None:
         stages[name] = round(time.perf_counter() - t, 2)
@@ -551,108 +476,27 @@ def child(args) -> None:
     rows, cols, sims = rows[keep], cols[keep], sims[keep]
     out["twin_rows"] = int(np.count_nonzero(is_twin))
 
-    # _with_raw_neighbours: neighbour_pairs(raw vectors, 0.85), then each image's 8 strongest.
-    # Its result's size is estimated first (not timed as the stage).
-    reps = np.flatnonzero(~is_twin)
-    raw = np.ascontiguousarray(lib.vectors[reps])
-    est = estimate_join(raw, VERIFY_MIN_COSINE)
-    need = est["found_pairs_est"] * BYTES_PER_FOUND_PAIR
-    out["raw_neighbours_estimate"] = rounded(est, memory_gb_est=need / 2**30)
+    # _with_raw_neighbours: each image's RAW_NEIGHBOURS nearest by raw cosine >= 0.85 (a bounded
+    # k-NN search in the product since 795457c), and _with_layout_pairs: each image's nearest grey
+    # layouts (the same bounded search, pair scores in blocks): both as the product runs them
     before = (rows, cols, sims)
-    if need <= budget:
-        rss0 = rss_now_mb()
-        t = time.perf_counter()
-        rows, cols, sims = run._with_raw_neighbours(lib, space, is_twin, before, None)
-        done("raw_neighbours", t)
-        out["raw_neighbours_mode"] = "product"
-        out["raw_neighbours_rss_growth_mb"] = round(rss_mb() - rss0)
-    else:
-        t = time.perf_counter()
-        t_plan = time.perf_counter()
-        plan = est["plan"] if est["plan"] is not None else P.plan_join(raw)
-        plan_s = est.get("plan_s", time.perf_counter() - t_plan)
-        t_join = time.perf_counter()
-        near = topk_join(raw, plan, RAW_K, VERIFY_MIN_COSINE)
-        out["raw_neighbours_substitute_join_s"] = round(time.perf_counter() - t_join, 2)
-
-        n_reps = len(raw)
-
-        def substitute(x, threshold, progress=None):
-            assert threshold == VERIFY_MIN_COSINE and len(x) == n_reps
-            return near
-
-        t_rest = time.perf_counter()
-        with swapped_search(substitute):
-            rows, cols, sims = run._with_raw_neighbours(lib, space, is_twin, before, None)
-        out["raw_neighbours_product_rest_s"] = round(time.perf_counter() - t_rest, 2)
-        # the stage as run: the join's plan (made once for the estimate) + the bench's top-8
-        # join + the rest of the product's function
-        stages["raw_neighbours"] = round(
-            plan_s + out["raw_neighbours_substitute_join_s"]
-            + out["raw_neighbours_product_rest_s"], 2
-        )  # fmt: skip
-        out["rss_after_mb"]["raw_neighbours"] = round(rss_mb())
-        out.setdefault("rss_now_mb", {})["raw_neighbours"] = round(rss_now_mb())
-        say(f"  [{n}] raw_neighbours (substitute): {stages['raw_neighbours']} s")
-        out["raw_neighbours_mode"] = "bench top-8 join (the product's search would not fit)"
-        notes.append(
-            f"_with_raw_neighbours: neighbour_pairs(raw vectors, {VERIFY_MIN_COSINE}) would find "
-            f"~{est['found_pairs_est']:.3g} pairs, ~{need / 2**30:.0f} GB at the "
-            f"{BYTES_PER_FOUND_PAIR} B per pair measured at 20k, before strongest_per_row keeps "
-            f"{RAW_K} per image (and ~{est.get('join_s_est', 0):.0f} s of joining): not run; "
-            "the bench's streaming top-8 join stood in for it"
-        )
-    out["pairs_after_raw_neighbours"] = int(len(rows))
-    del raw, est
-
-    # _with_layout_pairs: its search and fresh-pair filter first (as the product does them, to
-    # know how many pairs its raw-cosine gather will hold), then the product's own function
-    # where that fits, else the same steps with the gathers done in blocks
+    rss0 = rss_now_mb()
     t = time.perf_counter()
-    layout, have = seen.descriptors(np.flatnonzero(~is_twin))
-    a, b, _ = P.neighbour_pairs(layout, verify.DESCRIPTOR_MIN)
-    del layout
-    li, lj = np.minimum(have[a], have[b]), np.maximum(have[a], have[b])
-    known = set(zip(rows.tolist(), cols.tolist(), strict=True))
-    fresh = np.array(
-        [(x, y) not in known for x, y in zip(li.tolist(), lj.tolist(), strict=True)], bool
-    )
-    del known
-    li, lj = li[fresh], lj[fresh]
-    replica_s = time.perf_counter() - t
+    rows, cols, sims = run._with_raw_neighbours(lib, space, is_twin, before, None)
+    done("raw_neighbours", t)
+    out["raw_neighbours_mode"] = "product"
+    out["raw_neighbours_rss_growth_mb"] = round(rss_now_mb() - rss0)
+    out["pairs_after_raw_neighbours"] = int(len(rows))
+    n_before = len(rows)
+    t = time.perf_counter()
+    rows, cols, sims = run._with_layout_pairs(lib, space, seen, is_twin, (rows, cols, sims))
+    done("layout_pairs", t)
+    out["layout_mode"] = "product"
     low = np.array(seen._low)
-    out["layout_pairs_found"] = int(len(a))
-    out["layout_pairs_fresh"] = int(len(li))
-    out["layout_pairs_both_low_info"] = int(np.count_nonzero(low[li] & low[lj]))
-    gather = len(li) * 4 * (2 * lib.vectors.shape[1] + 2 * space.shape[1])
-    out["layout_gather_gb"] = round(gather / 2**30, 2)
-    before = (rows, cols, sims)
-    if gather <= budget:
-        del a, b, li, lj, have
-        t = time.perf_counter()
-        rows, cols, sims = run._with_layout_pairs(lib, space, seen, is_twin, before)
-        done("layout_pairs", t)
-        out["layout_mode"] = "product"
-    else:
-        t = time.perf_counter()
-        close = blockwise_dot(lib.vectors, li, lj) >= run.LAYOUT_MIN_COSINE
-        li, lj = li[close], lj[close]
-        extra = blockwise_dot(space, li, lj)
-        rows, cols = np.concatenate([rows, li]), np.concatenate([cols, lj])
-        sims = np.concatenate([sims, extra])
-        stages["layout_pairs"] = round(replica_s + time.perf_counter() - t, 2)
-        out["rss_after_mb"]["layout_pairs"] = round(rss_mb())
-        out.setdefault("rss_now_mb", {})["layout_pairs"] = round(rss_now_mb())
-        say(f"  [{n}] layout_pairs (blockwise): {stages['layout_pairs']} s")
-        out["layout_mode"] = "bench, blockwise (the product's gather would not fit)"
-        notes.append(
-            f"_with_layout_pairs: {out['layout_pairs_fresh']:,} new layout pairs "
-            f"({out['layout_pairs_both_low_info']:,} of them between two low-information "
-            f"pictures); the product gathers both rows' raw vectors for all of them at once "
-            f"(np.einsum over lib.vectors[i], lib.vectors[j]: {gather / 2**30:.1f} GB with the "
-            "whitened gather; the first 1M run died there: MemoryError, 25.1 GiB for an array "
-            "(17577658, 384)): the same steps ran in blocks instead"
-        )
+    out["layout_pairs_fresh"] = int(len(rows) - n_before)
+    out["layout_pairs_both_low_info"] = int(
+        np.count_nonzero(low[rows[n_before:]] & low[cols[n_before:]])
+    )
     partial(out)
     out["pairs_judged"] = int(len(rows))
 
@@ -660,14 +504,6 @@ def child(args) -> None:
         0.99, floor, 0.95, np.sort(floor + np.array([0.02, 0.05, 0.1, 0.15, 0.2], np.float32)), 100
     )
     raw_cos = blockwise_dot(lib.vectors, rows, cols)
-    judged_gather = len(rows) * 4 * 2 * lib.vectors.shape[1]
-    out["judged_gather_gb"] = round(judged_gather / 2**30, 2)
-    if judged_gather > budget:
-        notes.append(
-            f"_judged: its first line gathers both rows' raw vectors for all {len(rows):,} pairs "
-            f"(np.einsum over lib.vectors[rows], lib.vectors[cols]): {judged_gather / 2**30:.0f} "
-            "GB before judging any"
-        )
     out["pairs_crop_searched"] = int(np.count_nonzero(raw_cos >= VERIFY_MIN_COSINE))
     # per-pair cost on a sample, split into the tone check and the crop search
     pick = np.random.default_rng(4).choice(len(rows), min(len(rows), JUDGE_SAMPLE), replace=False)
@@ -698,7 +534,7 @@ def child(args) -> None:
         out["judged_mode"] = f"sample of {len(pick)}, extrapolated"
         notes.append(
             f"_judged: {len(rows)} pairs x {per_pair_ms:.2f} ms = ~{out['judged_est_s'] / 60:.0f} "
-            "min (one Python thread); judged a sample only"
+            f"min ({_cores()} processes); judged a sample only"
         )
         pl = np.isin(rows * n + cols, list(key))
         how = np.full(len(rows), "", dtype=object)
@@ -795,7 +631,6 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--quick", action="store_true", help="one library of 20,000 rows")
     ap.add_argument("--pairs-per-image", type=float, default=3.0)
-    ap.add_argument("--mem-budget-gb", type=float, default=10.0)
     ap.add_argument("--judge-budget-min", type=float, default=25.0)
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -810,7 +645,7 @@ def main() -> None:
         load0 = [round(x, 2) for x in os.getloadavg()]
         meta = build(n, args.pairs_per_image)
         started = time.perf_counter()
-        cmd = [pc.PYTHON, __file__, "--child", str(n), "--mem-budget-gb", str(args.mem_budget_gb),
+        cmd = [pc.PYTHON, __file__, "--child", str(n),
                "--judge-budget-min", str(args.judge_budget_min)]  # fmt: skip
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if proc.returncode:
@@ -916,27 +751,13 @@ def markdown(data: dict) -> str:
             "same-size close pairs (pixel_pairs decodes both files) / files",
             lambda r: f"{r['same_size_pairs_decoded']:,} / {r['files_fully_decoded']:,}",
         ),
-        (
-            "raw >= 0.85 pairs neighbour_pairs would find (est.) / GB",
-            lambda r: (
-                f"{r['raw_neighbours_estimate']['found_pairs_est']:.3g} / "
-                f"{r['raw_neighbours_estimate']['memory_gb_est']}"
-            ),
-        ),
         ("_with_raw_neighbours run as", lambda r: r["raw_neighbours_mode"]),
         ("pairs after raw neighbours", lambda r: f"{r['pairs_after_raw_neighbours']:,}"),
         (
-            "layout pairs >= 0.85: found / new / both low-information",
-            lambda r: (
-                f"{r['layout_pairs_found']:,} / {r['layout_pairs_fresh']:,} / "
-                f"{r['layout_pairs_both_low_info']:,}"
-            ),
+            "layout pairs added / both low-information",
+            lambda r: f"{r['layout_pairs_fresh']:,} / {r['layout_pairs_both_low_info']:,}",
         ),
         ("_with_layout_pairs run as", lambda r: r["layout_mode"]),
-        (
-            "GB the product gathers at once: layout / _judged raw cosines",
-            lambda r: f"{r['layout_gather_gb']} / {r['judged_gather_gb']}",
-        ),
         (
             "pairs judged / crop-searched (raw >= 0.85)",
             lambda r: f"{r['pairs_judged']:,} / {r['pairs_crop_searched']:,}",
