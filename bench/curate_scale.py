@@ -25,7 +25,6 @@ import time
 import harness
 import numpy as np
 
-from indexer.library.store import Store
 from search.curate.clusters import cluster_library
 from search.curate.outliers import find_outliers
 from search.dups.groups import Library, leader_groups
@@ -34,21 +33,6 @@ from search.dups.pairs import neighbour_pairs
 
 OUTLIER_SHARE = 0.01
 BATCHES = 10
-
-
-def real_embeddings() -> np.ndarray:
-    """harness.real_embeddings reads vectors as SQLite blobs, which libraries no longer hold
-    (they live in the vector file): read bench/work/lib-real through the Store instead."""
-    store = Store.open(harness.REAL_LIBRARY)
-    try:
-        _, vectors = store.vectors()
-        return np.array(vectors, np.float32)
-    finally:
-        store.close()
-
-
-if (harness.REAL_LIBRARY / "library.db").exists():
-    harness.real_embeddings = real_embeddings
 
 
 def plant_outliers(vectors: np.ndarray, seed: int = 7) -> np.ndarray:

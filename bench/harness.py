@@ -23,7 +23,6 @@ import os
 import platform
 import resource
 import shlex
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -381,20 +380,19 @@ def median(values: Iterable[float]) -> float:
 
 
 def real_embeddings():
-    """Real DINOv2 CLS vectors (bench/work/lib-real) if present, else a seeded stand-in."""
+    """Real DINOv2 CLS vectors (bench/work/lib-real, read through the Store: a library keeps them
+    in its vector file) if present, else a seeded stand-in."""
     import numpy as np
 
-    db = REAL_LIBRARY / "library.db"
-    if db.exists():
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    if (REAL_LIBRARY / "library.db").exists():
+        from indexer.library.store import Store
+
+        store = Store.open(REAL_LIBRARY)
         try:
-            blobs = [
-                r[0] for r in con.execute("select vector from images where vector is not null")
-            ]
+            vecs = np.array(store.vectors()[1], np.float32)
         finally:
-            con.close()
-        vecs = np.stack([np.frombuffer(b, "<f4") for b in blobs]).astype(np.float32)
-        if vecs.shape[1] == DIM and len(vecs) >= 100:
+            store.close()
+        if vecs.ndim == 2 and vecs.shape[1] == DIM and len(vecs) >= 100:
             return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     rng = np.random.default_rng(1)
     spectrum = 1.0 / np.sqrt(np.arange(1, DIM + 1))  # anisotropic, like real embeddings
