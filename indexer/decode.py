@@ -3,6 +3,7 @@
 This is the one decoder for everything: the indexer's workers, queries and API uploads.
 """
 
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -439,6 +440,16 @@ def thumbnail_jpeg(path: str, size: int, max_pixels: int | None) -> bytes:
         raise DecompressionBomb(str(exc)) from None
     except Exception as exc:  # any decoder failure is a bad image, never a 500
         raise ImageError(f"cannot decode {os.path.basename(path)}: {exc}") from None
+
+
+def thumbnail_data_uri(path: str, size: int, max_pixels: int | None) -> str | None:
+    """thumbnail_jpeg as a `data:` URI, for a page that carries its pictures (the review page,
+    the clusters gallery); None for a file that cannot be read."""
+    try:
+        data = thumbnail_jpeg(path, size, max_pixels)
+    except (ImageError, OSError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
 def _thumbnail_jpeg(path: str, size: int, max_pixels: int | None) -> bytes:

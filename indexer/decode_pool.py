@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.config import DEFAULT_DECODE_MEMORY_BYTES, DEFAULT_DECODE_TIMEOUT_S
 from indexer.decode import Decoded, Recipe, decode_file, set_heif_threads
 from indexer.errors import ImageError
 from indexer.files import HEIF_EXTENSIONS
@@ -25,8 +26,6 @@ IN_FLIGHT_PER_WORKER = 8  # files queued per decode worker: enough to hide decod
 # runs through the model's load time (~5 s, ~150 12-MP JPEGs here) instead of stealing cores from
 # the forward pass later. A 224 px image is 150 KB: 64 MiB is ~440 of them (~80 at 518 px).
 PREFETCH_BYTES = 64 << 20
-DEFAULT_DECODE_TIMEOUT_S = 60.0  # a 200 MP PNG decodes in ~10 s here; a hang is cut at this
-DEFAULT_DECODE_MEMORY_BYTES = 4 << 30  # address space per worker: a 200 MP image needs < 2 GiB
 # The worker's own alarm cuts a slow decode between two of the decoder's chunks; the parent waits
 # this much longer before it decides the worker is stuck inside native code (or dead) and kills it.
 BACKSTOP_GRACE_S = 5.0

@@ -27,6 +27,10 @@ IMAGE_EXTENSIONS = (
         ".ppm .pgm .pbm .pnm .tga .ico .jp2 .j2k .jpx .qoi .dds .pcx .sgi .psd".split()
     )
 )
+# Not pictures, but a picture's companions (search/cleanup/captures.py): edit sidecars, and the
+# video half of a Live Photo / Motion Photo. Never indexed; they follow their image in a clean-up.
+SIDECAR_EXTENSIONS = frozenset(".xmp .aae .pp3 .dop .thm .on1 .cos".split())
+LIVE_EXTENSIONS = frozenset({".mov", ".mp4"})
 # What keep criteria call formats (`format:raw,jpeg`) -> their extensions, all of them indexed.
 # No `jxl`: the Pillow dinosearch installs has no JPEG XL decoder, so no .jxl file is indexed.
 FORMAT_NAMES = {

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import model, privacy
+from indexer import atomic, model, privacy
 from indexer.decode import Recipe
 from indexer.errors import RuntimeUnavailable
 
@@ -216,7 +216,7 @@ def content_hash(path: Path) -> str:
         while chunk := f.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     known[key] = digest.hexdigest()
-    _write_atomic(memo, json.dumps(known, indent=1).encode())
+    atomic.write_bytes(memo, json.dumps(known, indent=1).encode(), parents=True)
     return known[key]
 
 
@@ -300,8 +300,8 @@ def _static(spec, fp32: Path, stem: Path, recipe: Recipe, gate_pixels) -> OnnxEm
             scales = activation_scales(int8)
             gate = measure_gate(reference, int8, recipe, spec, pixels, QUANT_STATIC)
         if gate.images >= GATE_IMAGES:  # a full sample: later libraries reuse the verdict
-            _write_atomic(scales_file, json.dumps(scales).encode())
-            _write_atomic(gate_file, json.dumps(gate.to_json()).encode())
+            atomic.write_bytes(scales_file, json.dumps(scales).encode(), parents=True)
+            atomic.write_bytes(gate_file, json.dumps(gate.to_json()).encode(), parents=True)
     if not gate.passed:
         raise GateFailed(_missed(gate), few=gate.images < GATE_MIN_IMAGES)
     return OnnxEmbedder(spec, int8, recipe, "int8", gate, QUANT_STATIC, scales)
@@ -351,7 +351,7 @@ def _dynamic(spec, fp32: Path, stem: Path, recipe: Recipe, gate_pixels, held) ->
             OnnxEmbedder(spec, fp32, recipe, "fp32"), int8, recipe, spec, gate_pixels()
         )
         if gate.images >= GATE_IMAGES:  # a full sample: later libraries reuse the verdict
-            _write_atomic(gate_file, json.dumps(gate.to_json()).encode())
+            atomic.write_bytes(gate_file, json.dumps(gate.to_json()).encode(), parents=True)
     if not gate.passed:
         raise GateFailed(_missed(gate))
     return OnnxEmbedder(spec, int8, recipe, "int8", gate, QUANT_DYNAMIC)
@@ -441,11 +441,9 @@ def _export(torch_embedder, target: Path, recipe: Recipe) -> None:
 
     h, w = recipe.input_size
     example = torch.zeros(1, 3, h, w)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     started = time.perf_counter()
     try:
-        with _quiet_export():
+        with atomic.atomic_path(target, parents=True) as tmp, _quiet_export():
             torch.onnx.export(
                 Cls(torch_embedder.net).eval(),
                 (example,),
@@ -456,9 +454,7 @@ def _export(torch_embedder, target: Path, recipe: Recipe) -> None:
                 opset_version=OPSET,
                 dynamo=False,
             )
-        os.replace(tmp, target)
     except Exception as exc:  # an architecture the exporter cannot trace: torch serves it
-        tmp.unlink(missing_ok=True)
         raise OnnxUnavailable(f"cannot export {spec.id} to ONNX: {exc}") from None
     log.info("exported %s to %s in %.1fs", spec.id, target, time.perf_counter() - started)
 
@@ -468,13 +464,10 @@ def _quantize(fp32: Path, int8: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic  # 1.7 s, once
     except ImportError as exc:
         raise OnnxUnavailable(f"int8 needs onnxruntime's quantization tools ({exc})") from None
-    tmp = int8.with_name(f".{int8.name}.{os.getpid()}.tmp")
     try:
-        with _quiet_export():
+        with atomic.atomic_path(int8) as tmp, _quiet_export():
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
-        os.replace(tmp, int8)
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise OnnxUnavailable(f"cannot quantize {fp32.name}: {exc}") from None
 
 
@@ -537,10 +530,9 @@ def _quantize_static(fp32: Path, int8: Path, inputs: np.ndarray | None, scales=N
         # fast here, and closer to fp32 (bench/results/int8_batched.md)
         "OpTypesToExcludeOutputQuantization": ["MatMul"],
     }
-    tmp = int8.with_name(f".{int8.name}.{os.getpid()}.tmp")
     started = time.perf_counter()
     try:
-        with _quiet_export():
+        with atomic.atomic_path(int8) as tmp, _quiet_export():
             quantize_static(
                 str(fp32),
                 str(tmp),
@@ -553,9 +545,7 @@ def _quantize_static(fp32: Path, int8: Path, inputs: np.ndarray | None, scales=N
                 weight_type=QuantType.QInt8,
                 extra_options=extra,
             )
-        os.replace(tmp, int8)
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise OnnxUnavailable(f"cannot quantize {fp32.name} (static): {exc}") from None
     log.info("static int8 of %s in %.1fs", fp32.name, time.perf_counter() - started)
 
@@ -618,10 +608,3 @@ def _quiet_export():
     root.setLevel(logging.ERROR)
     stack.callback(root.setLevel, level)
     return stack
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer import model, onnx_runtime, privacy
+from indexer import atomic, model, onnx_runtime, privacy
 from indexer.config import DEFAULT_MAX_PIXELS, DTYPES, RUNTIMES
 from indexer.decode import Recipe
 from indexer.decode_pool import Isolation, decode_all, default_workers
@@ -250,7 +250,7 @@ def probe(text: str, int8, recipe=None) -> tuple[dict, object]:
 
     rates = {**{k: round(v, 2) for k, v in best.items()}, "torch": torch.__version__}
     known[key] = rates
-    onnx_runtime._write_atomic(path, json.dumps(known, indent=1).encode())
+    atomic.write_bytes(path, json.dumps(known, indent=1).encode(), parents=True)
     return rates, bf16
 
 

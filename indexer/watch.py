@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from indexer.errors import BadQuery, LibraryError
 from indexer.files import is_excluded, is_image_name
+from indexer.paths import is_under, under_any
 
 if TYPE_CHECKING:  # watchdog is imported only for --watch
     from watchdog.observers.api import BaseObserver, ObservedWatch
@@ -160,7 +161,7 @@ class Watcher:
             self._cond.notify_all()
 
     def _relevant(self, root: str, path: str, is_dir: bool) -> bool:
-        if any(path == s or path.startswith(s.rstrip(os.sep) + os.sep) for s in self.skip):
+        if under_any(path, self.skip):
             return False  # the library's own files (it may live inside a watched folder)
         rel = os.path.relpath(path, root)
         if rel.startswith(os.pardir):
@@ -207,7 +208,7 @@ class Watcher:
                 self._device[root] = None
                 self._unschedule(root)
                 with self._cond:  # what was pending under it waits for its return
-                    self._pending = {p for p in self._pending if not _under(p, root)}
+                    self._pending = {p for p in self._pending if not is_under(p, root)}
                 batch.gone.append(root)
             elif was is None and now is not None and self._looks_back(root):
                 self._device[root] = now
@@ -228,17 +229,13 @@ class Watcher:
         parent inside its root) and none below another."""
         existing = set()
         for folder in folders:
-            root = next((r for r in self.roots if _under(folder, r)), None)
+            root = next((r for r in self.roots if is_under(folder, r)), None)
             if root is None or self._device.get(root) is None:
                 continue
             while folder != root and not os.path.isdir(folder):
                 folder = os.path.dirname(folder)
             existing.add(folder)
-        return sorted(f for f in existing if not any(f != o and _under(f, o) for o in existing))
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+        return sorted(f for f in existing if not any(f != o and is_under(f, o) for o in existing))
 
 
 def keep_current(
@@ -253,7 +250,7 @@ def keep_current(
     while (batch := watcher.next_batch(stop)) is not None:
         roots = watcher.topmost(set(batch.roots) | set(batch.back) | retry)
         if batch.gone:
-            retry -= {r for r in retry if any(_under(r, g) for g in batch.gone)}
+            retry -= {r for r in retry if any(is_under(r, g) for g in batch.gone)}
         if not roots:
             on_batch(batch, None, None)
             continue

@@ -10,7 +10,13 @@ from typing import cast
 import numpy as np
 
 from indexer import job, model, quality, runtime, watch
-from indexer.config import DB_NAME, DEFAULT_MAX_PIXELS, default_library_dir, default_model
+from indexer.config import (
+    DB_NAME,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_PRECISION,
+    default_library_dir,
+    default_model,
+)
 from indexer.decode import Recipe, decode_bytes, decode_file
 from indexer.errors import BadQuery, ImageError, ModelMismatch, NotFound
 from indexer.job import IndexOptions, IndexSummary
@@ -359,7 +365,11 @@ class Collection(CleanupMethods):
                 )
 
     def calibrate(
-        self, precision: float = 0.99, sample: int | None = None, progress=None, seed: int = 0
+        self,
+        precision: float = DEFAULT_PRECISION,
+        sample: int | None = None,
+        progress=None,
+        seed: int = 0,
     ):
         """Refit score normalisation and the duplicate threshold on this library's images
         (sample None: one source per 20 images, 8 to 60)."""

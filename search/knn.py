@@ -21,10 +21,10 @@ try:
 except ImportError:  # Windows: temp files are judged by their age
     fcntl = None  # type: ignore[assignment]
 
-from indexer.config import INDEX_PREFIX
+from indexer.atomic import fsync_path, sync_directory
+from indexer.config import INDEX_PREFIX, INDEX_TYPES
 from indexer.errors import BadQuery, DiskFull, LibraryError
 from indexer.library.layout import INDEX_FILE_RE, INDEX_TMP_RE
-from indexer.library.vectorfile import sync_directory
 
 # Exact search below this many vectors: one query over 200k x 768 floats is ~10 ms on 2 cores, and
 # exact is what users trust. Above it HNSW (graph search, recall@10 >= 0.95 as measured in bench/).
@@ -48,7 +48,6 @@ IVFPQ_MIN_VECTORS_TO_TRAIN = 256  # 8-bit PQ codes need 256 training vectors; fe
 # An index is brought up to date in place (rows removed and added) unless more than this share of
 # the library changed, or it would have to remove rows from HNSW (it cannot): then it is rebuilt.
 UPDATE_MAX_FRACTION = 0.5
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 STALE_TMP_S = 600  # a temp file this old belongs to no live writer
 # A writer creates its temp file, then locks it; between the two it looks abandoned. Threads of
 # one process (the API's, an index job's) take this lock for both steps and for the cleanup check.
@@ -217,8 +216,7 @@ class VectorIndex:
 
     def _write(self, tmp: Path) -> None:
         faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_path(tmp)
 
     def ids(self) -> np.ndarray:
         return index_ids(self.index)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from indexer.errors import BadQuery
 from indexer.library.store import Store
+from indexer.paths import folder_prefix
 
 SORTS = ("path", "taken")
 NO_DATE = "none"  # the timeline's bucket of images without a capture time
@@ -143,7 +144,7 @@ def _in_folder(folder: str | None, recursive: bool) -> tuple[str, list]:
         return "status = 'ok'", []
     if not os.path.isabs(folder):
         raise BadQuery(f"folder: an absolute path, as GET /api/folders lists them, not {folder!r}")
-    prefix = os.path.normpath(folder).rstrip(os.sep) + os.sep
+    prefix = folder_prefix(os.path.normpath(folder))
     upper = prefix[:-1] + chr(ord(os.sep) + 1)
     where = "status = 'ok' and path >= ? and path < ?"
     if recursive:

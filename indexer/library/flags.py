@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from indexer.library.store import Store
+from indexer.paths import folder_prefix
 from indexer.quality import MEASURES, Values
 
 COLUMNS = ", ".join(f"q.{m}" for m in MEASURES)
@@ -33,7 +34,7 @@ def unmeasured(store: Store, roots: Iterable[str]) -> list[tuple[str, str]]:
     )
     for root in roots:
         root = os.path.abspath(root)
-        prefix = root.rstrip(os.sep) + os.sep
+        prefix = folder_prefix(root)
         out.extend(store.db.execute(query, [root, len(prefix), prefix]).fetchall())
     return sorted(set(out))
 
@@ -47,7 +48,7 @@ def rows(store: Store, within: str | None = None) -> Iterator[tuple]:
     args: list = []
     if within:
         root = os.path.abspath(within)
-        prefix = root.rstrip(os.sep) + os.sep
+        prefix = folder_prefix(root)
         query += " and (i.path = ? or substr(i.path, 1, ?) = ?)"
         args = [root, len(prefix), prefix]
     with store.snapshot():

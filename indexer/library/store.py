@@ -27,6 +27,7 @@ from indexer.library import compaction, connection, schema, vectorfile
 from indexer.library.rows import ImageRow, Known, ModelInfo
 from indexer.library.snapshot import connect_read_only, read_only_reason
 from indexer.library.vectorfile import VECTOR_FILE_KEY, VECTOR_SLOTS_KEY, gather
+from indexer.paths import folder_prefix
 
 log = logging.getLogger(__name__)
 VectorArray = np.ndarray  # (N, D) float32, rows L2-normalised
@@ -178,7 +179,7 @@ class Store:
         cols = "id, path, size, mtime_ns, hash, status"
         for root in roots:
             root = os.path.abspath(root)
-            prefix = root.rstrip(os.sep) + os.sep
+            prefix = folder_prefix(root)
             rows = self.db.execute(
                 f"select {cols} from images where path = ? or substr(path, 1, ?) = ?",
                 [root, len(prefix), prefix],
@@ -245,7 +246,7 @@ class Store:
 
     def ids_under(self, root: str) -> np.ndarray:
         root = os.path.abspath(root)
-        prefix = root.rstrip(os.sep) + os.sep
+        prefix = folder_prefix(root)
         rows = self.db.execute(
             "select id from images where status = 'ok' and (path = ? or substr(path, 1, ?) = ?)",
             [root, len(prefix), prefix],

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.atomic import sync_directory
+
 DTYPE = np.dtype("<f4")
 VECTOR_FILE_KEY = "vector_file"  # meta: the vector file in charge
 VECTOR_SLOTS_KEY = "vector_slots"  # meta: its committed rows
@@ -87,19 +89,6 @@ def write_new(path: Path, chunks) -> int:
         os.fsync(f.fileno())
     sync_directory(path.parent)
     return rows
-
-
-def sync_directory(directory: Path) -> None:
-    """Make a file's creation, rename or removal durable (skipped where a directory cannot be
-    opened, as on Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def gather(space: np.ndarray, slots: np.ndarray) -> np.ndarray:

@@ -10,10 +10,7 @@ another rendition of the capture stays in the folder.
 import os
 from dataclasses import dataclass
 
-from indexer.files import IMAGE_EXTENSIONS, RAW_EXTENSIONS
-
-SIDECAR_EXTENSIONS = frozenset(".xmp .aae .pp3 .dop .thm .on1 .cos".split())
-LIVE_EXTENSIONS = frozenset({".mov", ".mp4"})  # the video half of a Live Photo / Motion Photo
+from indexer.files import IMAGE_EXTENSIONS, LIVE_EXTENSIONS, RAW_EXTENSIONS, SIDECAR_EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from indexer.library.journal import Journal
 from indexer.library.snapshot import read_only_reason
 from indexer.library.store import Store
+from indexer.paths import under_any
 from search.cleanup import captures
 from search.cleanup.plan import (
     LINKS,
@@ -22,7 +23,6 @@ from search.cleanup.plan import (
     facts_for,
     from_json,
 )
-from search.dups.groups import is_under
 
 PLANS_DIR = "plans"  # under the library directory
 PLAN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -107,7 +107,7 @@ def set_keeper(plan: Plan, group: PlanGroup, path: str) -> None:
         f.note, f.deltas = None, None if f.path == path else deltas(facts[f.path], facts[path])
         if f.path == path:
             f.action = "keep"
-        elif is_under(f.path, plan.reference):
+        elif under_any(f.path, plan.reference):
             f.action, f.note = "keep", "in a reference folder: never acted on"
         elif captures.capture_key(f.path) == key:
             f.action, f.note = "keep", "same capture as the kept file (another rendition)"

@@ -6,6 +6,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from indexer.config import DEFAULT_ACTION
 from indexer.errors import BadQuery
 from indexer.library.journal import Journal
 from indexer.library.store import Store
@@ -38,7 +39,7 @@ class CleanupMethods:
         self,
         report: DupReport,
         policy: Policy | str | None = None,
-        action: str = "trash",
+        action: str = DEFAULT_ACTION,
         move_to: str | None = None,
     ) -> Plan:
         """The clean-up plan for a report: the policy's best file of each group is kept."""

@@ -12,15 +12,18 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from indexer.atomic import atomic_open
+from indexer.config import DEFAULT_ACTION, PLAN_ACTIONS
 from indexer.errors import BadQuery
 from indexer.files import is_image_name, sha256_file
 from indexer.library.store import Store
+from indexer.paths import under_any
 from search.cleanup import captures
 from search.cleanup.policy import EXIF_KEYS, Facts, Policy, copy_folders, parse_policy
-from search.dups.groups import DupReport, Group, Member, is_under
+from search.dups.groups import DupReport, Group, Member
 
 PLAN_VERSION = 1
-ACTIONS = ("keep", "trash", "move", "hardlink", "symlink", "delete")
+ACTIONS = PLAN_ACTIONS
 REMOVING = frozenset({"trash", "move", "delete"})  # actions after which the path is gone
 LINKS = frozenset({"hardlink", "symlink"})
 FREEING = frozenset({"trash", "delete", "hardlink", "symlink"})  # space back on this disk
@@ -131,13 +134,13 @@ class Plan:
         return sorted(out, key=lambda e: len(copy_folders(os.path.join(e["folder"], "_"))))
 
     def write(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_json(), f, indent=2, ensure_ascii=False)
             f.write("\n")
 
     def write_csv(self, path: str) -> None:
         fields = ["group", "tier", "path", "action", "kept", "reason", "note", "score", "bytes"]
-        with open(path, "w", newline="", encoding="utf-8") as out:
+        with atomic_open(path, "w", newline="", encoding="utf-8") as out:
             writer = csv.DictWriter(out, fieldnames=fields)
             writer.writeheader()
             for g in self.groups:
@@ -219,7 +222,7 @@ def check_plan(plan: Plan) -> None:
             raise PlanError(f"group {g.group}: unknown action {f.action!r} for {f.path}")
         if f.path in kept and f.action != "keep":
             raise PlanError(f"group {g.group}: {f.path} is a kept file; its action must be keep")
-        if f.action != "keep" and is_under(f.path, plan.reference):
+        if f.action != "keep" and under_any(f.path, plan.reference):
             raise PlanError(
                 f"group {g.group}: {f.path} is in a reference folder; its action must be keep"
             )
@@ -235,7 +238,7 @@ def build_plan(
     report: DupReport,
     store: Store,
     policy: Policy | str | None = None,
-    action: str = "trash",
+    action: str = DEFAULT_ACTION,
     move_to: str | None = None,
 ) -> Plan:
     """The plan for a duplicate report: keep the policy's best file of each group."""
@@ -359,7 +362,7 @@ def _plan_file(m: Member, row: dict, kept: dict, facts: dict, action: str, key, 
     note = None
     if m.path == kept["path"]:
         act = "keep"
-    elif is_under(m.path, refs):
+    elif under_any(m.path, refs):
         act, note = "keep", "in a reference folder: never acted on"
     elif captures.capture_key(m.path) == key:
         act, note = "keep", "same capture as the kept file (another rendition)"

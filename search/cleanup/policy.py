@@ -22,6 +22,7 @@ from typing import Any
 from indexer.decode import parse_capture_time
 from indexer.errors import BadQuery
 from indexer.files import FORMAT_NAMES
+from indexer.paths import is_under
 
 DEFAULT_POLICY = (
     "resolution > exif-complete > original-folder > original-over-edit "
@@ -292,10 +293,10 @@ def _folder(arg: str) -> Criterion:
         raise PolicyError("folder:PATH[,PATH...]: name the folders to prefer, best first")
 
     def key(f: Facts) -> int:
-        return next((len(folders) - i for i, d in enumerate(folders) if _under(f.path, d)), 0)
+        return next((len(folders) - i for i, d in enumerate(folders) if is_under(f.path, d)), 0)
 
     def show(f: Facts) -> str:
-        inside = [d for d in folders if _under(f.path, d)]
+        inside = [d for d in folders if is_under(f.path, d)]
         return f"in {inside[0]}" if inside else "outside the preferred folders"
 
     return Criterion(f"folder:{','.join(folders)}", key, show)
@@ -365,7 +366,3 @@ def _common_folder(a: str, b: str) -> str:
 
 def _ext(path: str) -> str:
     return os.path.splitext(path)[1].lower()
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

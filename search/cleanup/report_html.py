@@ -1,13 +1,12 @@
 """`dups --html`: one self-contained review page (thumbnails embedded) of a plan's groups."""
 
-import base64
 import datetime as dt
 import os
 from html import escape
 
+from indexer.atomic import atomic_open
 from indexer.config import DEFAULT_MAX_PIXELS
-from indexer.decode import thumbnail_jpeg
-from indexer.errors import ImageError
+from indexer.decode import thumbnail_data_uri
 from search.cleanup.plan import Plan, PlanFile, PlanGroup
 
 THUMB_PX = 256  # thumbnails fit this square; embedded as JPEG data URIs
@@ -34,7 +33,7 @@ justify-content:center;color:#999}
 
 def write_html(plan: Plan, path: str, thumb_px: int = THUMB_PX) -> None:
     """Write the review page for `plan` to `path`."""
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(render_html(plan, thumb_px))
 
 
@@ -94,11 +93,8 @@ def _card(g: PlanGroup, f: PlanFile, thumb_px: int) -> str:
 
 
 def _thumb(path: str, size: int) -> str:
-    try:
-        data = thumbnail_jpeg(path, size, DEFAULT_MAX_PIXELS)
-    except (ImageError, OSError):
+    if (uri := thumbnail_data_uri(path, size, DEFAULT_MAX_PIXELS)) is None:
         return '<div class="noimg">no preview</div>'
-    uri = "data:image/jpeg;base64," + base64.b64encode(data).decode()
     return f'<img src="{uri}" alt="{escape(os.path.basename(path))}">'
 
 

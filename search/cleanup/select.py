@@ -5,10 +5,10 @@ reference file, another rendition of the kept capture, a file a link would lose,
 import os
 from dataclasses import asdict, dataclass
 
+from indexer.paths import is_under, under_any
 from search.cleanup import captures
 from search.cleanup.editing import set_keeper
 from search.cleanup.plan import LINKS, Plan, PlanFile, PlanGroup, attach_companions, common_root
-from search.dups.groups import is_under
 
 CHOICES = ("keep", "act")
 
@@ -29,7 +29,7 @@ def select_by_folder(plan: Plan, folder: str, choice: str) -> FolderChoice:
     folder = os.path.normpath(folder)
     changed = skipped = 0
     for group in plan.groups:
-        inside = [f for f in group.files if is_under(f.path, [folder])]
+        inside = [f for f in group.files if is_under(f.path, folder)]
         if not inside:
             continue
         if choice == "keep":
@@ -55,9 +55,9 @@ def _keep_all(inside: list[PlanFile], folder: str) -> int:
 def _act_on_all(plan: Plan, group: PlanGroup, folder: str) -> int:
     """Every file under `folder` gets the plan's action; the kept file moves outside it."""
     before = {f.path: (f.action, f.note) for f in group.files}
-    if is_under(group.keep, [folder]) and not is_under(group.keep, plan.reference):
-        outside = [f for f in group.files if not is_under(f.path, [folder])]
-        outside.sort(key=lambda f: not is_under(f.path, plan.reference))  # a reference file first
+    if is_under(group.keep, folder) and not under_any(group.keep, plan.reference):
+        outside = [f for f in group.files if not is_under(f.path, folder)]
+        outside.sort(key=lambda f: not under_any(f.path, plan.reference))  # a reference file first
         old = group.keep
         set_keeper(plan, group, outside[0].path)
         group.reason["text"] = f"chosen by folder: the files in {folder} are acted on"
@@ -66,7 +66,7 @@ def _act_on_all(plan: Plan, group: PlanGroup, folder: str) -> int:
                 f.action, f.note = before[f.path]
     kept = next(f for f in group.files if f.path == group.keep)
     for f in group.files:
-        if f.path != kept.path and is_under(f.path, [folder]) and not _protected(plan, f, kept):
+        if f.path != kept.path and is_under(f.path, folder) and not _protected(plan, f, kept):
             f.action, f.note = plan.action, None
     return sum(before[f.path][0] != f.action for f in group.files)
 
@@ -74,7 +74,7 @@ def _act_on_all(plan: Plan, group: PlanGroup, folder: str) -> int:
 def _protected(plan: Plan, f: PlanFile, kept: PlanFile) -> bool:
     """Whether the plan must keep `f` whatever is selected (set_keeper's rules)."""
     return (
-        is_under(f.path, plan.reference)
+        under_any(f.path, plan.reference)
         or captures.capture_key(f.path) == captures.capture_key(kept.path)
         or (plan.action in LINKS and f.hash != kept.hash)
     )

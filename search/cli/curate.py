@@ -12,6 +12,10 @@ from search.cli.options import (
     emit_json,
     json_option,
     library_options,
+    output_option,
+    precision_option,
+    threshold_option,
+    within_option,
 )
 from search.cli.progress import TerminalProgress
 
@@ -33,7 +37,7 @@ COLUMNS = (
     help="Only images with one of these flags, comma-separated: dark, overexposed, blurry, "
     "low-information, grayscale, odd-aspect-ratio, tiny.",
 )
-@click.option("--within", type=click.Path(), help="Only images under this folder.")
+@within_option()
 @library_options
 @json_option
 def flags(only, within, index_dir, as_json):
@@ -78,7 +82,7 @@ def _cell(value: float | None, width: int, decimals: int) -> str:
 @click.option(
     "-n", "count", default=50, show_default=True, type=click.IntRange(1), help="How many to list."
 )
-@click.option("--within", type=click.Path(), help="Only images under this folder.")
+@within_option()
 @library_options
 @json_option
 def outliers(count, within, index_dir, as_json):
@@ -113,14 +117,8 @@ def outliers(count, within, index_dir, as_json):
 
 
 @click.command()
-@click.option(
-    "--threshold",
-    default="auto",
-    show_default=True,
-    metavar="auto|FLOAT",
-    help="auto: the calibrated 'similar' level (whitened scores); a number: raw cosine.",
-)
-@click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
+@threshold_option("the calibrated 'similar' level")
+@precision_option
 @click.option(
     "--min-size",
     default=2,
@@ -128,13 +126,10 @@ def outliers(count, within, index_dir, as_json):
     type=click.IntRange(1),
     help="List clusters of at least this many images (1: singletons too).",
 )
-@click.option("--within", type=click.Path(), help="Only images under this folder.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write rows to FILE.")
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False),
-    help="Write a self-contained gallery of the clusters (thumbnails embedded).",
+@within_option()
+@output_option("--csv", "csv_path", "Write rows to FILE.")
+@output_option(
+    "--html", "html_path", "Write a self-contained gallery of the clusters (thumbnails embedded)."
 )
 @library_options
 @json_option

@@ -5,34 +5,29 @@ import shlex
 
 import click
 
+from indexer.config import DEFAULT_ACTION, PLAN_ACTIONS
 from indexer.errors import BadQuery
 from search.cli.options import (
     check_writable,
     collection,
     emit_json,
+    files_pair_option,
+    folders_option,
     json_option,
     library_options,
+    output_option,
+    precision_option,
     ray_option,
+    threshold_option,
+    within_option,
 )
 from search.cli.progress import TerminalProgress
 
 
 @click.command()
-@click.option(
-    "--threshold",
-    default="auto",
-    show_default=True,
-    metavar="auto|FLOAT",
-    help="auto: calibrated on this library (whitened scores); a number: raw cosine.",
-)
-@click.option(
-    "--precision",
-    default=0.99,
-    show_default=True,
-    type=click.FloatRange(0.5, 1.0),
-    help="Target precision for --threshold auto.",
-)
-@click.option("--within", type=click.Path(), help="Only images under this folder.")
+@threshold_option("calibrated on this library")
+@precision_option
+@within_option()
 @click.option(
     "--against",
     multiple=True,
@@ -42,11 +37,10 @@ from search.cli.progress import TerminalProgress
 @click.option(
     "--of", "of", type=click.Path(exists=True, dir_okay=False), help="Duplicates of one image."
 )
-@click.option(
+@folders_option(
     "--reference",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="A folder whose files are never acted on (a master archive): a copy elsewhere is "
+    "reference",
+    "A folder whose files are never acted on (a master archive): a copy elsewhere is "
     "the one offered for removal; groups only of reference files are not reported.",
 )
 @click.option("--include-similar", is_flag=True, help="Also report 'similar' groups (bursts).")
@@ -63,12 +57,9 @@ from search.cli.progress import TerminalProgress
     help="Also find copies turned 90/180/270 degrees or mirrored in their pixels (3 more views "
     "of each image embedded on the first run, kept beside the library for later runs).",
 )
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write rows to FILE.")
-@click.option(
-    "--plan",
-    "plan_path",
-    type=click.Path(dir_okay=False),
-    help="Write an editable plan for `dinosearch apply` (JSON; a .csv name: CSV).",
+@output_option("--csv", "csv_path", "Write rows to FILE.")
+@output_option(
+    "--plan", "plan_path", "Write an editable plan for `dinosearch apply` (JSON; a .csv name: CSV)."
 )
 @click.option(
     "--keep",
@@ -78,23 +69,19 @@ from search.cli.progress import TerminalProgress
 )
 @click.option(
     "--action",
-    type=click.Choice(["trash", "move", "hardlink", "symlink", "delete"]),
-    default="trash",
+    type=click.Choice(PLAN_ACTIONS[1:]),  # "keep" is what a plan does with the kept file
+    default=DEFAULT_ACTION,
     show_default=True,
     help="What the plan does with each duplicate.",
 )
 @click.option("--move-to", type=click.Path(file_okay=False), help="Destination of --action move.")
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False),
-    help="Write a self-contained review page (thumbnails, kept file and why).",
+@output_option(
+    "--html", "html_path", "Write a self-contained review page (thumbnails, kept file and why)."
 )
-@click.option(
+@output_option(
     "--keep-list",
     "keep_list_path",
-    type=click.Path(dir_okay=False),
-    help="Write the images to train on, one path per line: every non-duplicate and the kept "
+    "Write the images to train on, one path per line: every non-duplicate and the kept "
     "file of each group (--keep decides).",
 )
 @click.option(
@@ -109,20 +96,11 @@ from search.cli.progress import TerminalProgress
     metavar="N",
     help="With --keep-list: leave out the N top outliers (dinosearch outliers).",
 )
-@click.option(
+@files_pair_option(
     "--mark-distinct",
-    nargs=2,
-    type=click.Path(exists=True, dir_okay=False),
-    metavar="A B",
-    help="Record that A and B are not duplicates (by content: survives renames), then exit.",
+    "Record that A and B are not duplicates (by content: survives renames), then exit.",
 )
-@click.option(
-    "--keep-both",
-    nargs=2,
-    type=click.Path(exists=True, dir_okay=False),
-    metavar="A B",
-    help="Record that A and B are duplicates to keep both of, then exit.",
-)
+@files_pair_option("--keep-both", "Record that A and B are duplicates to keep both of, then exit.")
 @library_options
 @ray_option
 @json_option
@@ -340,7 +318,7 @@ def _print_dups(report) -> None:
     help="Library images to make known copies of (15 copies each) "
     "[default: one per 20 indexed images, 8 to 60].",
 )
-@click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0.5, 1.0))
+@precision_option
 @click.option(
     "--seed",
     default=0,

@@ -5,7 +5,14 @@ import time
 
 import click
 
-from indexer.config import DB_NAME, DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
+from indexer.config import (
+    DB_NAME,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODE_MEMORY_BYTES,
+    DEFAULT_DECODE_TIMEOUT_S,
+    DEFAULT_MAX_PIXELS,
+    INDEX_TYPES,
+)
 from search.cli.options import (
     LocalPath,
     collection,
@@ -16,6 +23,7 @@ from search.cli.options import (
     ray_option,
     wait_option,
     waits_for_writer,
+    within_option,
 )
 from search.cli.progress import TerminalProgress
 
@@ -42,21 +50,21 @@ from search.cli.progress import TerminalProgress
 @click.option("--retry-failed", is_flag=True, help="Try files that failed before again.")
 @click.option(
     "--decode-timeout",
-    default=60.0,
+    default=DEFAULT_DECODE_TIMEOUT_S,
     show_default=True,
     type=click.FloatRange(0.1),
     help="Seconds one file may take to decode before it is skipped.",
 )
 @click.option(
     "--decode-memory",
-    default=4096,
+    default=DEFAULT_DECODE_MEMORY_BYTES >> 20,
     show_default=True,
     type=click.IntRange(0),
     help="MiB of address space per decode worker (0: no cap).",
 )
 @click.option(
     "--index-type",
-    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
+    type=click.Choice(INDEX_TYPES),
     default=None,
     help="FAISS index, kept for the library: auto = exact up to 200k vectors, HNSW up to 5M, "
     "IVF-PQ (re-ranked with the exact vectors) above.",
@@ -200,7 +208,7 @@ def _watch(coll, paths, options, progress, poll, as_json, index_type) -> None:
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="How many results.")
-@click.option("--within", type=click.Path(), help="Only results under this folder.")
+@within_option("results")
 @click.option(
     "--rotations",
     is_flag=True,

@@ -5,7 +5,15 @@ import os
 
 import click
 
-from indexer.config import DTYPES, ENV_INDEX, ENV_MODEL, RUNTIMES
+from indexer.config import (
+    DEFAULT_PRECISION,
+    DEVICES,
+    DTYPES,
+    ENV_INDEX,
+    ENV_MODEL,
+    PRECISION_RANGE,
+    RUNTIMES,
+)
 from indexer.errors import BadQuery
 
 
@@ -27,28 +35,26 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
 
 
-def model_options(f):
-    f = click.option(
+# The model's choices (flag, the library's constant, help), shown in this order; each defaults to
+# its constant's first choice, "auto"
+MODEL_CHOICES = (
+    ("--device", DEVICES, "Where torch runs the model."),
+    ("--runtime", RUNTIMES, "What runs the model (auto: ONNX Runtime on CPU, torch on GPU)."),
+    (
         "--dtype",
-        type=click.Choice(DTYPES),
-        default="auto",
-        show_default=True,
-        help="Inference precision (auto: the library's; new: int8 on CPU if it passes the "
+        DTYPES,
+        "Inference precision (auto: the library's; new: int8 on CPU if it passes the "
         "accuracy gate, else fp32; fp16 on GPU).",
-    )(f)
-    f = click.option(
-        "--runtime",
-        type=click.Choice(RUNTIMES),
-        default="auto",
-        show_default=True,
-        help="What runs the model (auto: ONNX Runtime on CPU, torch on GPU).",
-    )(f)
-    f = click.option(
-        "--device",
-        type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-        default="auto",
-        show_default=True,
-    )(f)
+    ),
+)
+
+
+def model_options(f):
+    """`--model`, `--device`, `--runtime`, `--dtype`: every command that loads the model."""
+    for flag, choices, text in reversed(MODEL_CHOICES):  # click lists the last applied first
+        f = click.option(
+            flag, type=click.Choice(choices), default=choices[0], show_default=True, help=text
+        )(f)
     f = click.option(
         "--model",
         "-m",
@@ -57,6 +63,52 @@ def model_options(f):
         "[default: the library's model, else dinov2-small].",
     )(f)
     return f
+
+
+def within_option(what: str = "images"):
+    """`--within FOLDER`: the scope of a command that reads the library."""
+    return click.option("--within", type=click.Path(), help=f"Only {what} under this folder.")
+
+
+def threshold_option(auto: str):
+    """`--threshold auto|FLOAT`; `auto` says what the calibrated level is."""
+    return click.option(
+        "--threshold",
+        default="auto",
+        show_default=True,
+        metavar="auto|FLOAT",
+        help=f"auto: {auto} (whitened scores); a number: raw cosine.",
+    )
+
+
+def precision_option(f):
+    """`--precision`: the target `--threshold auto` (and `calibrate`) is fitted to."""
+    return click.option(
+        "--precision",
+        default=DEFAULT_PRECISION,
+        show_default=True,
+        type=click.FloatRange(*PRECISION_RANGE),
+        help="Target precision of the calibrated threshold.",
+    )(f)
+
+
+def output_option(name: str, dest: str, help: str):
+    """An output FILE the command writes (checked writable before the run: check_writable)."""
+    return click.option(name, dest, type=click.Path(dir_okay=False), help=help)
+
+
+def files_pair_option(name: str, help: str):
+    """An option naming two existing files, `A B`."""
+    return click.option(
+        name, nargs=2, type=click.Path(exists=True, dir_okay=False), metavar="A B", help=help
+    )
+
+
+def folders_option(name: str, dest: str, help: str):
+    """A repeatable option naming existing folders."""
+    return click.option(
+        name, dest, multiple=True, type=click.Path(exists=True, file_okay=False), help=help
+    )
 
 
 def ray_option(f):

@@ -8,8 +8,7 @@ import threading
 
 import click
 
-from indexer.config import DTYPES, ENV_MODEL, RUNTIMES
-from search.cli.options import library_options
+from search.cli.options import folders_option, library_options, model_options
 
 ENV_TOKEN = "DINOSEARCH_TOKEN"
 
@@ -38,27 +37,20 @@ def page_url(host: str, port: int, token: str | None) -> str:
     help=f"Require 'Authorization: Bearer TOKEN' on every request [env {ENV_TOKEN}]; "
     "needed to bind anything but loopback.",
 )
-@click.option(
+@folders_option(
     "--root",
     "roots",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="A folder the page may index (repeatable); without one, indexing from the web is off.",
+    "A folder the page may index (repeatable); without one, indexing from the web is off.",
 )
-@click.option(
+@folders_option(
     "--watch",
     "watch",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Keep the library current as files under this folder are added, changed, moved or "
+    "Keep the library current as files under this folder are added, changed, moved or "
     "deleted (repeatable); GET /api/watch says what it is doing.",
 )
 @click.option("--watch-poll", is_flag=True, help="With --watch: poll (network shares).")
 @library_options
-@click.option("--model", "-m", envvar=ENV_MODEL, help="Model [default: the library's].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto")
-@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto")
+@model_options
 def serve(host, port, token, roots, watch, watch_poll, index_dir, model, device, dtype, runtime):
     """Serve the search page and HTTP API (OpenAPI docs at /docs).
 

@@ -5,6 +5,7 @@ import json
 
 import click
 
+from indexer.config import EXPORT_FORMATS
 from search.cli.options import collection, json_option, library_options
 
 
@@ -46,8 +47,8 @@ def _print(report) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["parquet"]),
-    default="parquet",
+    type=click.Choice(EXPORT_FORMATS),
+    default=EXPORT_FORMATS[0],
     show_default=True,
     help="Output format.",
 )

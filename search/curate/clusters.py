@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from indexer.atomic import atomic_open
 from indexer.errors import BadQuery
 from search.dups.groups import Library, leader_groups
 from search.dups.pairs import neighbour_pairs
@@ -65,7 +66,7 @@ class ClusterReport:
 
     def write_csv(self, path: str) -> None:
         """One row per listed member: cluster, size, representative, path, id, score."""
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["cluster", "size", "representative", "path", "id", "score"])
             for c in self.to_json()["clusters"]:

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from indexer.config import DEFAULT_PRECISION
 from indexer.errors import BadQuery
 from indexer.library.store import Store
 from search.curate import gallery, keeplist
@@ -79,7 +80,7 @@ class Curation:
     def clusters(
         self,
         threshold: str | float = "auto",
-        precision: float = 0.99,
+        precision: float = DEFAULT_PRECISION,
         within: str | None = None,
         min_size: int = 2,
         progress=None,

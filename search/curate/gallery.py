@@ -1,13 +1,13 @@
 """`clusters --html`: one self-contained page of the clusters with thumbnails (embedded as JPEG
 data URIs: no scripts, no network), largest first, like the duplicate review page."""
 
-import base64
 import os
 from html import escape
 
+from indexer.atomic import atomic_open
 from indexer.config import DEFAULT_MAX_PIXELS
-from indexer.decode import thumbnail_jpeg
-from indexer.errors import BadQuery, ImageError
+from indexer.decode import thumbnail_data_uri
+from indexer.errors import BadQuery
 
 THUMB_PX = 160  # thumbnails fit this square
 MAX_CLUSTERS = 200  # the largest clusters shown (a page of 1M images' clusters would not open)
@@ -30,7 +30,7 @@ display:block;margin:0 auto .3em} .path{word-break:break-all;font-size:.75em}
 def write_gallery(report, path: str) -> None:
     """Write the clusters page for a ClusterReport to `path`."""
     try:
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             f.write(render(report.to_json()))
     except OSError as exc:
         raise BadQuery(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -80,9 +80,6 @@ def _card(m: dict, representative: bool) -> str:
 
 
 def _thumb(path: str) -> str:
-    try:
-        data = thumbnail_jpeg(path, THUMB_PX, DEFAULT_MAX_PIXELS)
-    except (ImageError, OSError):
+    if (uri := thumbnail_data_uri(path, THUMB_PX, DEFAULT_MAX_PIXELS)) is None:
         return '<div class="noimg">no preview</div>'
-    uri = "data:image/jpeg;base64," + base64.b64encode(data).decode()
     return f'<img src="{uri}" alt="{escape(os.path.basename(path))}">'

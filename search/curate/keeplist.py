@@ -6,10 +6,9 @@ the images carrying some quality flags and the top outliers. Written to a tempor
 FILE and renamed into place.
 """
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 
+from indexer.atomic import atomic_open
 from indexer.errors import BadQuery
 
 
@@ -28,15 +27,10 @@ class KeepList:
 
     def write(self, path: str) -> None:
         """One path per line (UTF-8, '\\n'), atomically."""
-        target = os.path.abspath(path)
-        fd, tmp = tempfile.mkstemp(prefix=".keep-", dir=os.path.dirname(target))
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(p + "\n" for p in self.kept)
-            os.replace(tmp, target)
         except OSError as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
             raise BadQuery(f"cannot write keep-list {path}: {exc.strerror or exc}") from None
 
 

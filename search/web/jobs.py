@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from indexer import errors
+from indexer.paths import under_any
 from search.collection import Collection, IndexOptions
 from search.web.errors import error_body
 from search.web.schemas import ErrorBody, JobModel, RunModel
@@ -166,7 +167,7 @@ class AppState:
 
     def under_roots(self, real: Path) -> bool:
         """Whether a resolved path is one of the served --root folders or lies under one."""
-        return any(real == r or r in real.parents for r in self.roots)
+        return under_any(str(real), (str(r) for r in self.roots))
 
     def remember(self, plan) -> None:
         """Keep the plan in memory (the newest MAX_PLANS) and under the library's plans/ (so

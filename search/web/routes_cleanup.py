@@ -17,6 +17,7 @@ from search.web.jobs import AppState, State
 from search.web.schemas import (
     ApplyRequest,
     DecisionRequest,
+    DupQuery,
     FolderSelectRequest,
     KeeperRequest,
     PlanRequest,
@@ -28,34 +29,10 @@ PlanId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="A plan
 PLAN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def duplicates(
-    state: State,
-    threshold: Annotated[str, Query(description="auto (calibrated) or a raw cosine")] = "auto",
-    precision: Annotated[float, Query(ge=0.5, le=1.0)] = 0.99,
-    within: Annotated[str | None, Query(description="Only images under this folder")] = None,
-    include_similar: bool = False,
-    burst_window: Annotated[
-        str | None, Query(max_length=20, description="Bursts within this of capture time: 10s")
-    ] = None,
-    reference: Annotated[
-        list[str], Query(max_length=50, description="Folders whose files are never acted on")
-    ] = [],  # noqa: B006  FastAPI copies defaults per request
-    rotations: Annotated[
-        bool, Query(description="Also find copies turned 90/180/270 degrees or mirrored")
-    ] = False,
-) -> dict[str, Any]:
+def duplicates(state: State, query: Annotated[DupQuery, Query()]) -> dict[str, Any]:
     """Duplicate groups in tiers: the `dinosearch dups --json` object."""
-    options = DupOptions(
-        threshold=threshold,
-        precision=precision,
-        within=within,
-        include_similar=include_similar,
-        burst_window=burst_window,
-        reference=tuple(reference),
-        rotations=rotations,
-    )
     with state.reading() as coll:
-        return coll.duplicates(options).to_json()
+        return coll.duplicates(DupOptions(**query.options())).to_json()
 
 
 def list_decisions(state: State) -> dict[str, Any]:
@@ -84,17 +61,8 @@ def make_plan(state: State, body: PlanRequest) -> dict[str, Any]:
     The plan is kept under its id for POST /api/plan/{id}/keep and POST /api/apply."""
     policy = _policy(state, body.keep)
     move_to = _destination(state, body.move_to) if body.action == "move" else None
-    options = DupOptions(
-        threshold=body.threshold,
-        precision=body.precision,
-        within=body.within,
-        include_similar=body.include_similar,
-        burst_window=body.burst_window,
-        reference=tuple(body.reference),
-        rotations=body.rotations,
-    )
     with state.reading() as coll:
-        report = coll.duplicates(options)
+        report = coll.duplicates(DupOptions(**body.options()))
         plan = coll.plan(report, policy, body.action, move_to)
     state.remember(plan)
     return _plan_json(state, plan)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from indexer.config import DEFAULT_PRECISION, PRECISION_RANGE
 from search.web.jobs import State
 from search.web.schemas import ERROR_RESPONSES
 
@@ -68,7 +69,9 @@ def outliers(
 def clusters(
     state: State,
     threshold: Annotated[str, Query(description="auto (calibrated) or a raw cosine")] = "auto",
-    precision: Annotated[float, Query(ge=0.5, le=1.0)] = 0.99,
+    precision: Annotated[
+        float, Query(ge=PRECISION_RANGE[0], le=PRECISION_RANGE[1])
+    ] = DEFAULT_PRECISION,
     min_size: Annotated[int, Query(ge=1, description="Smallest cluster listed")] = 2,
     within: Annotated[str | None, Query(description="Only images under this folder")] = None,
 ) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from indexer.config import DEFAULT_ACTION, DEFAULT_PRECISION, PRECISION_RANGE
+
 MAX_K = 1000
 MAX_ID = 2**63 - 1  # SQLite's integer range; larger ids would overflow, not just miss
 
@@ -82,27 +84,38 @@ class DecisionRequest(BaseModel):
     )
 
 
-class PlanRequest(BaseModel):
-    """The options of GET /api/duplicates, plus what the plan does."""
+class DupQuery(BaseModel):
+    """The options of GET /api/duplicates (its query parameters): the `DupOptions` of a run."""
 
     threshold: str = Field("auto", description="auto (calibrated) or a raw cosine")
-    precision: float = Field(0.99, ge=0.5, le=1.0)
+    precision: float = Field(DEFAULT_PRECISION, ge=PRECISION_RANGE[0], le=PRECISION_RANGE[1])
     within: str | None = Field(None, description="Only images under this folder")
     include_similar: bool = False
     burst_window: str | None = Field(
         None, max_length=20, description="Bursts only within this of capture time, e.g. 10s"
     )
-    keep: str | None = Field(
-        None, max_length=2000, description="Keep-best policy, e.g. 'resolution > oldest'"
-    )
-    action: Literal["trash", "move", "hardlink", "symlink", "delete"] = "trash"
-    move_to: str | None = Field(None, description="Destination of move, under a --root")
     reference: list[str] = Field(
         [], max_length=50, description="Folders whose files are never acted on (kept)"
     )
     rotations: bool = Field(
         False, description="Also find copies turned 90/180/270 degrees or mirrored (slower)"
     )
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of the facade's DupOptions."""
+        fields = self.model_dump(include=set(DupQuery.model_fields))
+        return {**fields, "reference": tuple(self.reference)}
+
+
+class PlanRequest(DupQuery):
+    """The options of GET /api/duplicates, plus what the plan does."""
+
+    keep: str | None = Field(
+        None, max_length=2000, description="Keep-best policy, e.g. 'resolution > oldest'"
+    )
+    # config.PLAN_ACTIONS but "keep" (tests/test_one_home.py holds them equal)
+    action: Literal["trash", "move", "hardlink", "symlink", "delete"] = DEFAULT_ACTION
+    move_to: str | None = Field(None, description="Destination of move, under a --root")
 
 
 class KeeperRequest(BaseModel):

@@ -1,9 +1,8 @@
 """The page's thumbnail cache in the library (thumbnail_jpeg in indexer/decode.py renders them)."""
 
-import os
-import tempfile
 from pathlib import Path
 
+from indexer import atomic
 from indexer.decode import thumbnail_jpeg
 
 THUMB_DIR = "thumbs"  # under the library directory; derived data, safe to delete
@@ -34,12 +33,4 @@ def cached_or_rendered(
 
 def store(target: Path, data: bytes) -> None:
     """Write atomically: concurrent requests for one thumbnail never see half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(target, data, parents=True, durable=False)  # a cache: made again
