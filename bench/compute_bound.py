@@ -12,14 +12,14 @@ import time
 
 import harness
 import numpy as np
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from indexer import model as M
 from indexer.decode import decode_file
 
 
 def matmul_gflops(dtype, m: int, k: int, n: int, seconds: float) -> float:
+    import torch  # here, not at module level: `--help` and the importers stay light
+
     a = torch.randn(m, k).to(dtype)
     b = torch.randn(k, n).to(dtype)
     torch.mm(a, b)
@@ -31,6 +31,9 @@ def matmul_gflops(dtype, m: int, k: int, n: int, seconds: float) -> float:
 
 
 def flops_per_image(net, size: int = 224) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     x = torch.zeros(1, 3, size, size)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         net(pixel_values=x)
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,16")
     args = ap.parse_args()
     args.model = harness.model_dir(args.model)
+    import torch
+
     seconds = 0.5 if args.quick else 3.0
     repeat = 2 if args.quick else 5
     tokens = 16 * 257  # batch 16 x (256 patches + CLS): the MLP's matmul shape

@@ -128,3 +128,7 @@ def transform_recall(ts: TruthSet, matrix: np.ndarray, t: float) -> dict[str, fl
         if tr != "original" and src in original_of:
             hits.setdefault(tr, []).append(bool(matrix[original_of[src], row] >= t))
     return {tr: round(float(np.mean(v)), 4) for tr, v in sorted(hits.items())}
+
+
+if __name__ == "__main__":  # a module the duplicate benches import: `--help` says so
+    print(__doc__.strip())

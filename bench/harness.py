@@ -450,3 +450,7 @@ def vectors_cached(n: int, seed: int = 0, mmap: bool = True):
         np.save(str(path) + ".tmp.npy", vecs)
         os.replace(str(path) + ".tmp.npy", path)
     return np.load(path, mmap_mode="r" if mmap else None), np.load(pairs)
+
+
+if __name__ == "__main__":  # `python bench/harness.py --help`: what it is
+    print(__doc__.strip())

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import harness
 import numpy as np
-import torch
 from compute_bound import forward_rate, matmul_gflops
 from make_perf_images import OUT as IMAGES
 
@@ -96,6 +95,8 @@ def main() -> None:
     ap.add_argument("--name", default="index_speed", help="results file: perf_<name>.*")
     args = ap.parse_args()
     args.model = harness.model_dir(args.model)
+    import torch  # after parsing: `--help` stays light
+
     count = 16 if args.quick else args.count
     naive_count = 8 if args.quick else args.naive_count
     repeat = 2 if args.quick else 3

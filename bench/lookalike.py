@@ -83,6 +83,11 @@ def environment() -> dict:
     return info
 
 
+def machine() -> dict:
+    """The harness's machine record plus environment() (for dups_distractors.py's report)."""
+    return {**harness.machine(), **environment()}
+
+
 CODE_DIR: Path | None = None  # --commit: the CLI runs from this exported tree
 
 
