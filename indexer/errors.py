@@ -1,9 +1,9 @@
 """The exception tree: one base class, one subclass per case a user can act on.
 
-Each class carries what both edges answer with: `exit_code` for the command line (search/cli/app.py
-prints one line and exits with it) and `http_status` + `code` for the HTTP API (search/web/errors.py
-answers `{"error": {"code", "message"}}` with that status). A subclass inherits both unless it says
-otherwise, so a new error is answered the way its family is."""
+Each class carries, on its class line, what both edges answer with: `exit_code` for the command
+line (search/cli/app.py prints one line and exits with it) and `http_status` + `code` for the HTTP
+API (search/web/errors.py answers `{"error": {"code", "message"}}` with that status). A subclass
+inherits them unless it says otherwise, so a new error is answered the way its family is."""
 
 
 class DinosearchError(Exception):
@@ -13,38 +13,33 @@ class DinosearchError(Exception):
     http_status = 400
     code = "error"
 
+    def __init_subclass__(
+        cls, http_status: int | None = None, code: str | None = None, exit_code: int | None = None
+    ):
+        """A family's answer, on its class line: `class NoLibrary(LibraryError, http_status=409,
+        code="no_library")`; what a subclass does not say it inherits."""
+        super().__init_subclass__()
+        for name, value in (("http_status", http_status), ("code", code), ("exit_code", exit_code)):
+            if value is not None:
+                setattr(cls, name, value)
 
-class WeightsUnavailable(DinosearchError):
+
+class WeightsUnavailable(DinosearchError, http_status=503, code="weights_unavailable", exit_code=2):
     """Model weights are neither cached nor downloadable."""
 
-    exit_code = 2
-    http_status = 503
-    code = "weights_unavailable"
 
-
-class UnknownModel(DinosearchError):
+class UnknownModel(DinosearchError, http_status=503, code="unknown_model", exit_code=2):
     """A --model string names nothing we can load."""
 
-    exit_code = 2
-    http_status = 503
-    code = "unknown_model"
 
-
-class RuntimeUnavailable(DinosearchError):
+class RuntimeUnavailable(DinosearchError, http_status=503, code="runtime_unavailable", exit_code=2):
     """An optional runtime (onnxruntime, Ray, timm) is not installed or cannot serve as asked:
     the message says what to install or what to ask for instead. Not the request's fault, so
     the API answers 503, as for weights it cannot load."""
 
-    exit_code = 2
-    http_status = 503
-    code = "runtime_unavailable"
 
-
-class LibraryError(DinosearchError):
+class LibraryError(DinosearchError, http_status=500, code="library_error"):
     """The library directory is missing, damaged or from another version."""
-
-    http_status = 500
-    code = "library_error"
 
 
 class DiskFull(LibraryError):
@@ -57,11 +52,8 @@ class DiskFull(LibraryError):
         )
 
 
-class ReadOnlyLibrary(LibraryError):
+class ReadOnlyLibrary(LibraryError, http_status=409, code="read_only_library"):
     """A command that writes was asked to write into a library that cannot be written."""
-
-    http_status = 409
-    code = "read_only_library"
 
     def __init__(self, directory, why: str, doing: str, way_out: str | None = None):
         way_out = way_out or (
@@ -72,80 +64,48 @@ class ReadOnlyLibrary(LibraryError):
         )
 
 
-class LibraryBusy(LibraryError):
-    """Another process (or job) is writing the library; says which, and since when."""
-
-    exit_code = 75  # EX_TEMPFAIL: try again later
-    http_status = 409
-    code = "library_busy"
+class LibraryBusy(LibraryError, http_status=409, code="library_busy", exit_code=75):
+    """Another process (or job) is writing the library; says which, and since when. Exit 75 is
+    EX_TEMPFAIL: try again later."""
 
 
-class NoLibrary(LibraryError):
+class NoLibrary(LibraryError, http_status=409, code="no_library"):
     """No library at the given path (nothing indexed yet)."""
 
-    http_status = 409
-    code = "no_library"
 
-
-class ModelMismatch(LibraryError):
+class ModelMismatch(LibraryError, http_status=409, code="model_mismatch"):
     """The library holds vectors of another model than the one asked for."""
 
-    http_status = 409
-    code = "model_mismatch"
 
-
-class ImageError(DinosearchError):
+class ImageError(DinosearchError, http_status=422, code="bad_image"):
     """An image could not be read or decoded."""
 
-    http_status = 422
-    code = "bad_image"
 
-
-class UnsupportedImage(ImageError):
+class UnsupportedImage(ImageError, http_status=415, code="unsupported_image"):
     """Not an image format we can read (or not an image at all)."""
 
-    http_status = 415
-    code = "unsupported_image"
 
-
-class DecompressionBomb(ImageError):
+class DecompressionBomb(ImageError, http_status=413, code="too_many_pixels"):
     """An image claims more pixels than the configured limit."""
 
-    http_status = 413
-    code = "too_many_pixels"
 
-
-class BadQuery(DinosearchError):
+class BadQuery(DinosearchError, code="bad_query"):
     """A query that cannot be answered as asked."""
 
-    code = "bad_query"
 
-
-class NotFound(DinosearchError):
+class NotFound(DinosearchError, http_status=404, code="not_found"):
     """An id, job, plan, run or path that is not in the library (or not served)."""
 
-    http_status = 404
-    code = "not_found"
 
-
-class Forbidden(DinosearchError):
+class Forbidden(DinosearchError, http_status=403, code="forbidden"):
     """Something this server was started not to allow (indexing or moving without --root, a
     folder outside the roots)."""
 
-    http_status = 403
-    code = "forbidden"
 
-
-class Conflict(DinosearchError):
+class Conflict(DinosearchError, http_status=409, code="conflict"):
     """The request clashes with the library's state now: a file changed since it was indexed, or
     another index job, apply or undo already running (one at a time)."""
 
-    http_status = 409
-    code = "conflict"
 
-
-class TooLarge(DinosearchError):
+class TooLarge(DinosearchError, http_status=413, code="upload_too_large"):
     """An upload over the server's byte limit."""
-
-    http_status = 413
-    code = "upload_too_large"

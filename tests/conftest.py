@@ -27,6 +27,7 @@ from tests.helpers import (  # noqa: E402, F401  (the names tests once imported 
     SHARED,
     copy_photos,
     make_dup_lib,
+    require_chromium,
     run_cli,
     stored_rows,
 )
@@ -81,8 +82,7 @@ def trash(tmp_path, monkeypatch):
 def browser():
     """Headless Chromium (Debian's, through Playwright), one per test module; without Chromium
     or Playwright the browser tests skip (the README's `.[dev]` install has no system browser)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium: apt-get install -y chromium")
+    require_chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (.[dev])")
     sync_playwright = sync_api.sync_playwright
 

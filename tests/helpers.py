@@ -11,12 +11,15 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from indexer.job import IndexOptions
 from indexer.library.store import Store
 from search.cleanup.plan import build_plan
 from search.cli.app import cli
@@ -130,8 +133,33 @@ def library_paths(library: Path) -> set[str]:
     return {r[0] for r in Store.open(library).db.execute("select path from images")}
 
 
+def require_chromium() -> None:
+    """Skip a page test where Debian's chromium is not installed (Playwright drives it)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium: apt-get install -y chromium")
+
+
 def index(folder: Path, library: Path) -> None:
     invoke("index", folder, "--index", library, "--workers", "0")
+
+
+def index_in_process(library: Path, *folders: Path) -> Path:
+    """Index `folders` into `library` through the facade (no decode workers); the library."""
+    coll = Collection(library)
+    coll.index(list(folders), IndexOptions(workers=0))
+    coll.close()
+    return library
+
+
+@contextmanager
+def api_client(library: Path, base_url: str = "http://127.0.0.1:8000"):
+    """A TestClient of the web app over `library` (a loopback Host, as the guard wants)."""
+    from fastapi.testclient import TestClient  # the web stack only for the tests that use it
+
+    from search.web.app import create_app
+
+    with TestClient(create_app(Collection(library)), base_url=base_url) as client:
+        yield client
 
 
 def make_dup_lib(tmp_path: Path) -> tuple[Path, Path]:

@@ -23,7 +23,14 @@ from search.cli.serve import serve
 from search.collection import Collection
 from search.dups.run import DupOptions
 from search.web.app import create_app
-from tests.helpers import PHOTOS, library_paths, png_header_only, wait_until_done
+from tests.helpers import (
+    PHOTOS,
+    api_client,
+    index_in_process,
+    library_paths,
+    png_header_only,
+    wait_until_done,
+)
 from tests.live_server import live_server
 from tests.messy_library import build, plan_violations
 
@@ -49,16 +56,12 @@ def indexed(tmp_path_factory) -> tuple[Path, Path]:
     for src in sorted(PHOTOS.glob("*.png"))[:6]:
         shutil.copy2(src, folder / src.name)
     (folder / ROTATED).write_bytes(rotated_jpeg())
-    library = base / "library"
-    coll = Collection(library)
-    coll.index([folder], IndexOptions(workers=0))
-    coll.close()
-    return library, folder
+    return index_in_process(base / "library", folder), folder
 
 
 @pytest.fixture
 def client(indexed):
-    with TestClient(create_app(Collection(indexed[0])), base_url=BASE_URL) as c:
+    with api_client(indexed[0], BASE_URL) as c:
         yield c
 
 

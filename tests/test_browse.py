@@ -22,7 +22,13 @@ from indexer.library.browse import Browse
 from indexer.library.store import Store
 from search.collection import Collection
 from search.web.app import create_app
-from tests.helpers import ARTIFACTS, CHROMIUM, PHOTOS
+from tests.helpers import (
+    ARTIFACTS,
+    PHOTOS,
+    api_client,
+    index_in_process,
+    require_chromium,
+)
 from tests.live_server import live_server
 
 BASE_URL = "http://127.0.0.1:8000"
@@ -68,16 +74,12 @@ def lib(tmp_path_factory):
     dated_jpeg(photo(9), photos / "Trip" / "d.jpg", None)
     put(photo(10), photos / "top.png")
     (photos / "Trip" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # failed: never listed
-    library = base / "library"
-    coll = Collection(library)
-    coll.index([photos], IndexOptions(workers=0))
-    coll.close()
-    return library, photos
+    return index_in_process(base / "library", photos), photos
 
 
 @pytest.fixture
 def client(lib):
-    with TestClient(create_app(Collection(lib[0])), base_url=BASE_URL) as c:
+    with api_client(lib[0], BASE_URL) as c:
         yield c
 
 
@@ -413,8 +415,7 @@ def tiles(target: Path, count: int) -> list[Path]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A real server over 130 photo crops plus two byte copies in DCIM/ and Backup/."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium: apt-get install -y chromium")
+    require_chromium()
     base = tmp_path_factory.mktemp("site")
     photos = base / "photos"
     tiles(photos / "Crops", PAGE_SIZE + 10)
@@ -563,6 +564,15 @@ def find_exact(page, url) -> None:
     page.locator("#by-folder summary").click()
 
 
+# the groups after "act on every file in DCIM/": its copies go, Backup's stay
+DCIM_TRASHED = {
+    "Backup/kodim01.png": "kept",
+    "Backup/kodim05.png": "kept",
+    "DCIM/kodim01.png": "trash",
+    "DCIM/kodim05.png": "trash",
+}
+
+
 def group_actions(page) -> dict[str, str]:
     out = {}
     for li in page.locator(".group li").all():
@@ -582,12 +592,7 @@ def test_select_by_folder_and_the_reference_switch(page, dup_site):
         "document.querySelector('#apply-status').textContent.includes('files changed')",
         timeout=WAIT_MS,
     )
-    assert {k: v.lower() for k, v in group_actions(page).items()} == {
-        "Backup/kodim01.png": "kept",
-        "Backup/kodim05.png": "kept",
-        "DCIM/kodim01.png": "trash",
-        "DCIM/kodim05.png": "trash",
-    }
+    assert {k: v.lower() for k, v in group_actions(page).items()} == DCIM_TRASHED
     dcim = page.locator(f"#folder-table tr[data-folder='{photos / 'DCIM'}']")
     dcim.locator(".keep-all").click()
     page.wait_for_function(
@@ -605,12 +610,7 @@ def test_select_by_folder_and_the_reference_switch(page, dup_site):
     assert protected.count() == 2
     assert set(protected.locator(".folder").all_inner_texts()) == {"Backup/"}
     assert protected.locator(".protected-badge").first.inner_text().endswith("protected")
-    assert {k: v.lower() for k, v in group_actions(page).items()} == {
-        "Backup/kodim01.png": "kept",
-        "Backup/kodim05.png": "kept",
-        "DCIM/kodim01.png": "trash",
-        "DCIM/kodim05.png": "trash",
-    }
+    assert {k: v.lower() for k, v in group_actions(page).items()} == DCIM_TRASHED
     backup_row = page.locator(f"#folder-table tr[data-folder='{photos / 'Backup'}']")
     assert backup_row.locator(".act-all").is_disabled()
     page.locator(".group").first.scroll_into_view_if_needed()

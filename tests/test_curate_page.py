@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from indexer.job import IndexOptions
 from indexer.quality import FLAGS
 from search.collection import Collection
-from tests.helpers import ARTIFACTS, CHROMIUM, PHOTOS
+from tests.helpers import ARTIFACTS, PHOTOS, require_chromium
 from tests.live_server import live_server
 
 WAIT_MS = 60_000
@@ -65,8 +65,7 @@ def build(base: Path) -> Path:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """(url, photos, empty_url): a real server over the library, and one over no library."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium: apt-get install -y chromium")
+    require_chromium()
     base = tmp_path_factory.mktemp("curate-page")
     photos = build(base)
     with live_server(base / "library") as url, live_server(base / "none") as empty_url:

@@ -101,6 +101,15 @@ def test_cli_sources_spell_no_choices_or_library_defaults():
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_flags_option_names_the_librarys_flags():
+    """`flags --flag` lists the names in its help (the CLI does not import numpy for --help):
+    they must be the library's, in its order."""
+    from indexer.quality import FLAGS
+
+    [opt] = [p for p in cli.commands["flags"].params if "--flag" in p.opts]
+    assert ", ".join(FLAGS) in " ".join(opt.help.split())
+
+
 def test_the_library_and_the_api_read_the_same_constants():
     from search.cleanup import plan
     from search.collection import Collection, DupOptions

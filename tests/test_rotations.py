@@ -200,10 +200,16 @@ def test_a_gradient_is_not_a_turned_copy_of_another(tmp_path):
     }
 
 
-def test_query_finds_the_original_of_a_turned_copy(tmp_path):
-    folder = originals(tmp_path / "photos")
+@pytest.fixture
+def plain_lib(tmp_path) -> Path:
+    """The library of the 8 originals alone; the turned copies come from outside it."""
     library = tmp_path / "library"
-    index(folder, library)
+    index(originals(tmp_path / "photos"), library)
+    return library
+
+
+def test_query_finds_the_original_of_a_turned_copy(plain_lib, tmp_path):
+    library = plain_lib
     outside = tmp_path / "new"
     outside.mkdir()
     for name, (source, turn, _, _) in PLANTED.items():
@@ -219,10 +225,8 @@ def test_query_finds_the_original_of_a_turned_copy(tmp_path):
     assert "transform" not in plain["results"][0]
 
 
-def test_of_and_against_find_turned_copies(tmp_path):
-    folder = originals(tmp_path / "photos")
-    library = tmp_path / "library"
-    index(folder, library)
+def test_of_and_against_find_turned_copies(plain_lib, tmp_path):
+    library = plain_lib
     card = tmp_path / "card"
     card.mkdir()
     for name in PLANTED:

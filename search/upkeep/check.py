@@ -9,7 +9,7 @@ rebuilds the FAISS file from SQLite.
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import faiss
@@ -49,7 +49,7 @@ class Problem:
     path: str | None = None
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "path": self.path, "detail": self.detail}
+        return asdict(self)
 
 
 @dataclass
@@ -68,17 +68,7 @@ class CheckReport:
         return not self.problems
 
     def to_json(self) -> dict:
-        return {
-            "library": self.library,
-            "ok": self.ok,
-            "images": self.images,
-            "failed": self.failed,
-            "generation": self.generation,
-            "index_generation": self.index_generation,
-            "deep": self.deep,
-            "problems": [p.to_json() for p in self.problems],
-            "repaired": [p.to_json() for p in self.repaired],
-        }
+        return {"library": self.library, "ok": self.ok, **asdict(self)}  # problems as dicts
 
 
 @dataclass

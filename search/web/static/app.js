@@ -536,6 +536,22 @@ function go(hash) {
   route();
 }
 
+// A view's options live in its hash (#browse?folder=...&sort=taken): read them, and the hash of
+// the view with some changed (null or "" drops one).
+function hashParams() {
+  return new URLSearchParams(location.hash.split("?")[1] || "");
+}
+
+function hashWith(view, changes) {
+  const params = hashParams();
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === null || value === "") params.delete(name);
+    else params.set(name, value);
+  }
+  const query = params.toString();
+  return query ? `#${view}?${query}` : `#${view}`;
+}
+
 function showView(name) {
   for (const view of ["search", "browse", "dups", "curate", "index"]) {
     $(`view-${view}`).hidden = view !== name;

@@ -25,22 +25,12 @@ function forgetLibrary() {
 const BROWSE_PAGE = 120; // images a request; the next page loads as the grid's end nears
 const browsing = { key: null, cursor: null, loading: false, shown: 0, observer: null };
 
-function browseParams() {
-  return new URLSearchParams(location.hash.split("?")[1] || "");
-}
-
 function browseTo(changes) {
-  const params = browseParams();
-  for (const [name, value] of Object.entries(changes)) {
-    if (value === null || value === "") params.delete(name);
-    else params.set(name, value);
-  }
-  const query = params.toString();
-  go(query ? `#browse?${query}` : "#browse");
+  go(hashWith("browse", changes));
 }
 
 function browseFilter() {
-  const params = browseParams();
+  const params = hashParams();
   const month = params.get("month") || "";
   return {
     folder: params.get("folder") || "",

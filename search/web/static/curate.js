@@ -18,26 +18,12 @@ const FLAG_VALUE = {
 // Per part: the options fetched (key), the answer, and the options it was last drawn with.
 const curating = Object.fromEntries(CURATE_PARTS.map((p) => [p, { key: null, data: null }]));
 
-function curateParams() {
-  return new URLSearchParams(location.hash.split("?")[1] || "");
-}
-
-function curateHash(changes) {
-  const params = curateParams();
-  for (const [name, value] of Object.entries(changes)) {
-    if (value === null || value === "") params.delete(name);
-    else params.set(name, value);
-  }
-  const query = params.toString();
-  return query ? `#curate?${query}` : "#curate";
-}
-
 function curateTo(changes) {
-  go(curateHash(changes));
+  go(hashWith("curate", changes));
 }
 
 function curateOptions() {
-  const params = curateParams();
+  const params = hashParams();
   const show = params.get("show");
   return {
     show: CURATE_PARTS.includes(show) ? show : "outliers",
@@ -54,7 +40,7 @@ async function openCurate() {
   for (const part of CURATE_PARTS) {
     $(`curate-${part}`).hidden = part !== options.show;
     const tab = $(`curate-tab-${part}`);
-    tab.href = curateHash({ show: part === "outliers" ? null : part });
+    tab.href = hashWith("curate", { show: part === "outliers" ? null : part });
     if (part === options.show) tab.setAttribute("aria-current", "true");
     else tab.removeAttribute("aria-current");
   }
