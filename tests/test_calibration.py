@@ -42,7 +42,7 @@ def test_every_copy_pixels_miss_is_embedded_and_the_rest_stand_for_each_other():
         [False] * 8,
         [False, True],
     ):
-        pick, weights = cal._to_embed(verdicts, rng)
+        pick, weights = cal._to_embed(verdicts, rng, cal.EMBEDDED_PER_SOURCE)
         missed = [i for i, v in enumerate(verdicts) if v is False]
         assert set(missed) <= set(pick)  # their scores are the estimate's alone_scores
         assert len(pick) - len(missed) == min(cal.EMBEDDED_PER_SOURCE, len(verdicts) - len(missed))

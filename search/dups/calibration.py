@@ -304,12 +304,14 @@ def calibrate(
     progress: Callable[[str, int, int], None] | None = None,
     keep_scores: dict | None = None,
     seen=None,
+    embedded_per_source: int = EMBEDDED_PER_SOURCE,
 ) -> Calibration:
     """Calibrate on the library: `space` holds its vectors in the space scores are taken in;
     `hash_codes` numbers equal file contents equally (aligned with ids); `seen` is the library's
     pixel evidence (evidence.Seen, aligned with ids), None to calibrate on embeddings only."""
     started = time.perf_counter()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # the sample and its copies (as pixel-evidence/3 drew them)
+    draw = np.random.default_rng([seed, 1])  # which copies are embedded: a stream of its own
     chosen = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
     judged = _Judged(seen)
     picked = []  # (library row, transform names, model inputs, weights) of the copies to embed
@@ -320,7 +322,7 @@ def calibrate(
             verdicts = [judged.verdict(int(row), d) for _, d in copies]
             for (name, _), verdict in zip(copies, verdicts, strict=True):
                 judged.tally(name, verdict)
-            pick, weights = _to_embed(verdicts, rng)
+            pick, weights = _to_embed(verdicts, draw, embedded_per_source)
             inputs = [copies[i][1].pixels for i in pick]
             picked.append((int(row), [copies[i][0] for i in pick], inputs, weights, verdicts, pick))
             judged_copies += len(copies)
@@ -400,13 +402,13 @@ def _embed_all(codec: Codec, inputs: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def _to_embed(verdicts: Sequence[bool | None], rng: np.random.Generator):
+def _to_embed(verdicts: Sequence[bool | None], rng: np.random.Generator, k: int):
     """Which of a source's copies to embed, and the weight of each: every copy pixels do not
     confirm (False: its score is needed as it is), and EMBEDDED_PER_SOURCE of the rest drawn at
     random, each standing for rest / drawn copies."""
     must = [i for i, v in enumerate(verdicts) if v is False]
     rest = [i for i, v in enumerate(verdicts) if v is not False]
-    drawn = sorted(rng.choice(rest, size=min(EMBEDDED_PER_SOURCE, len(rest)), replace=False))
+    drawn = sorted(rng.choice(rest, size=min(k, len(rest)), replace=False))
     weight = len(rest) / len(drawn) if drawn else 0.0
     pick = must + [int(i) for i in drawn]
     return pick, np.array([1.0] * len(must) + [weight] * len(drawn))
