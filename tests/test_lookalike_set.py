@@ -4,6 +4,7 @@ per file, no overlapping content, planted copies listed, deterministic for a see
 import hashlib
 import importlib.util
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from tests.helpers import ROOT, SHARED
 if not (SHARED / "photos").is_dir():
     pytest.skip("needs ../shared/testdata", allow_module_level=True)
 
+if str(ROOT / "bench") not in sys.path:  # the builder imports its sibling bench/harness.py
+    sys.path.append(str(ROOT / "bench"))
 _spec = importlib.util.spec_from_file_location(
     "make_lookalike_set", ROOT / "bench" / "make_lookalike_set.py"
 )

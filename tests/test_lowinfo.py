@@ -318,3 +318,31 @@ def test_unreadable_files_are_neither_low_information_nor_alike(tmp_path, bad):
     assert not look_alike(str(bad), flat) and not look_alike(flat, str(bad))
     assert not needs_pixel_evidence(str(bad), str(bad))
     assert needs_pixel_evidence(str(bad), flat)  # the other one still needs evidence
+
+
+def test_neighbouring_tiles_of_a_flat_band_are_not_one_picture(tmp_path, monkeypatch):
+    """Two neighbouring tiles of one flat yellow band (ukbench08996, the look-alike set's last
+    false pair at 1,000 images) agree in shape, colour layout, texture and structure (NCC 0.945);
+    only their edges differ. A re-encoded, resized copy of one tile keeps its edges."""
+    from indexer.evidence import from_file
+    from search.dups import evidence
+    from search.dups.evidence import judge
+
+    with Image.open(IMAGEDEDUP / "base_images" / "ukbench08996.jpg") as img:
+        img = img.convert("RGB")
+    tw, th = img.width // 4, img.height // 4
+    left, right = img.crop((tw, 0, 2 * tw, th)), img.crop((2 * tw, 0, 3 * tw, th))
+    left.resize((tw * 4, th * 4)).save(tmp_path / "left.jpg", quality=90)
+    right.resize((tw * 4, th * 4)).save(tmp_path / "right.jpg", quality=90)
+    left.resize((tw * 3, th * 3)).save(tmp_path / "copy.jpg", quality=70)
+    seen = {name: from_file(str(tmp_path / f"{name}.jpg")) for name in ("left", "right", "copy")}
+
+    def judged(a: str, b: str) -> str | None:
+        (ea, wa, ha), (eb, wb, hb) = seen[a], seen[b]
+        return judge(ea, (wa, ha), eb, (wb, hb))
+
+    assert all(lowinfo.is_low(ev, w, h) for ev, w, h in seen.values())
+    assert judged("left", "copy") == "looks"
+    assert judged("left", "right") is None
+    monkeypatch.setattr(evidence, "LOOKS_EDGES", float("inf"))  # no edge check: they looked alike
+    assert judged("left", "right") == "looks"

@@ -40,6 +40,8 @@ STRUCTURE_NCC = 0.9  # low-information pictures with structure (near-black photo
 LOW_INFO_EDGES = 6.0  # Laplacian std of a 64 px thumbnail below which a low-information picture
 # is smooth (a sky tile: ~2; a dark photo with structure: 6+): a tone or crop match of it must be
 # near perfect (verify.SMOOTH_NCC, SMOOTH_DETAIL)
+LOOKS_EDGES = 2.0  # Laplacian std of a 64 px thumbnail above JPEG noise (see same_edges)
+LOOKS_DETAIL = 0.15
 FINE_MIN_STD = 3.0  # grey levels of the 192 px Laplacian: below it a picture has no fine edges
 FINE_NCC = 0.88  # see same_fine_detail
 MEASURE_BATCH = 256  # evidence measured by a run is stored this many contents at a time
@@ -184,7 +186,22 @@ def look_alike(a: Evidence, size_a, b: Evidence, size_b) -> bool:
         sig_a, sig_b = _grey_layout(sig_a), _grey_layout(sig_b)
     if not lowinfo.same_picture(sig_a, sig_b):
         return False
-    return same_structure(a.thumb, b.thumb) and same_fine_detail(a.fine, b.fine)
+    return (
+        same_structure(a.thumb, b.thumb)
+        and same_edges(a.thumb, b.thumb)
+        and same_fine_detail(a.fine, b.fine)
+    )
+
+
+def same_edges(a: np.ndarray, b: np.ndarray) -> bool:
+    """Where both thumbnails have edges above JPEG noise (LOOKS_EDGES), their Laplacians
+    correlate (LOOKS_DETAIL): two neighbouring tiles of one flat yellow band share layout,
+    colour and texture (structure NCC 0.945) but not an edge (0.008); copies of smooth pictures
+    on the look-alike sets >= 0.33."""
+    fb = np.asarray(Image.fromarray(b).resize(a.shape[::-1], Image.Resampling.BILINEAR))
+    if min(_edges(a), _edges(fb)) < LOOKS_EDGES:
+        return True  # flat: their Laplacians are JPEG noise
+    return verify.same_detail(a.astype(np.float32), fb.astype(np.float32), LOOKS_DETAIL)
 
 
 def same_fine_detail(a: np.ndarray | None, b: np.ndarray | None) -> bool:
