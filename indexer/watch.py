@@ -163,9 +163,9 @@ class Watcher:
     def _relevant(self, root: str, path: str, is_dir: bool) -> bool:
         if under_any(path, self.skip):
             return False  # the library's own files (it may live inside a watched folder)
-        rel = os.path.relpath(path, root)
-        if rel.startswith(os.pardir):
+        if not is_under(path, root):
             return False
+        rel = os.path.relpath(path, root)
         parts = rel.split(os.sep)
         if not self.include_hidden and any(p.startswith(".") for p in parts if p != os.curdir):
             return False  # hidden files and folders, editors' and downloaders' temp files

@@ -10,7 +10,8 @@ from indexer.library import vectorfile
 INDEX_FILE_RE = re.compile(rf"^{INDEX_PREFIX}\.(\d+)\.faiss$")  # vectors.<generation>.faiss
 INDEX_TMP_RE = re.compile(rf"^\.{INDEX_PREFIX}\.\d+\.faiss\..*\.tmp$")  # one being written
 ROTATED_VIEWS = "rotated-views.npz"  # dups --rotations: turned views by content hash (derived)
-VIEWS_TMP_RE = re.compile(r"^\.views-.*\.npz$")  # one being written
+# one being written: by indexer/atomic.py (.rotated-views.npz.*.tmp), or by a dinosearch before it
+VIEWS_TMP_RE = re.compile(rf"^\.(views-.*\.npz|{re.escape(ROTATED_VIEWS)}\..*\.tmp)$")
 
 
 def is_library_file(name: str) -> bool:

@@ -17,6 +17,7 @@ from send2trash import send2trash
 from indexer.files import sha256_file
 from indexer.library.journal import Journal
 from indexer.library.store import Store
+from indexer.paths import is_under
 from search.cleanup.plan import Plan, PlanError, PlanFile, PlanGroup
 from search.cleanup.trash import (
     drop_orphan_infos,
@@ -104,9 +105,8 @@ def steps_for(plan: Plan, move_to: str | None = None) -> list[Step]:
 
 def _move_target(plan: Plan, path: str, dest: str) -> str:
     root = plan.root or os.path.dirname(path)
-    rel = os.path.relpath(path, root)
-    if rel.startswith(os.pardir):
-        rel = path.lstrip(os.sep)  # outside the plan's root (an edited plan): keep the full path
+    # outside the plan's root (an edited plan): keep the full path
+    rel = os.path.relpath(path, root) if is_under(path, root) else path.lstrip(os.sep)
     return os.path.join(os.path.abspath(dest), rel)
 
 
