@@ -211,3 +211,24 @@ def test_smooth_pictures_need_a_near_perfect_match(tmp_path):
     assert verify.NCC_WHOLE <= verify.ncc(a.astype(np.float32), b.astype(np.float32)) < 0.99
     assert verify.match(a, b) == "tone"  # the ordinary floors
     assert verify.match(a, b, smooth=True) is None
+
+
+def test_a_crop_that_correlates_over_the_whole_frame_is_still_looked_for():
+    """A 10 % crop of a picture dominated by a smooth gradient correlates with it over the whole
+    frame (NCC 0.98) while its detail lies shifted, so the tone check fails on detail: the crop
+    search must still run (a 10 % crop on the look-alike set was missed so)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:192, 0:256]
+    noise = Image.fromarray(np.clip(128 + rng.normal(0, 60, (192, 256)), 0, 255).astype(np.uint8))
+    texture = np.asarray(noise.filter(ImageFilter.GaussianBlur(2)), np.float64)
+    texture = (texture - texture.mean()) / texture.std()
+    picture = Image.fromarray(
+        np.clip(40 + 0.6 * x + 0.3 * y + 8 * texture, 0, 255).astype(np.uint8)
+    )
+    a = np.asarray(picture.resize((64, 48), Image.Resampling.BILINEAR))
+    b = np.asarray(picture.crop((0, 0, 230, 173)).resize((64, 48), Image.Resampling.BILINEAR))
+    assert verify.ncc(a.astype(np.float32), verify._resized(b, a.shape)) >= verify.NCC_WHOLE
+    assert verify.match(a, b) == "crop"
+    assert verify.match(a, b, crops=False) is None

@@ -116,8 +116,9 @@ def match(
     whole = ncc(a.astype(np.float32), b_on_a)
     detail = SMOOTH_DETAIL if smooth else DETAIL_NCC
     floor = SMOOTH_NCC if smooth else NCC_WHOLE if _same_frame(a, b) else NCC_SQUASHED
-    if whole >= floor:
-        return "tone" if same_detail(a.astype(np.float32), b_on_a, detail) else None
+    if whole >= floor and same_detail(a.astype(np.float32), b_on_a, detail):
+        return "tone"
+    # (a 10 % crop can correlate over the whole frame, 0.96, while its detail lies shifted)
     if not crops:
         return None
     score, window, template = best_crop(a, b)
