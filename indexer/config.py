@@ -19,6 +19,9 @@ DEFAULT_ACTION: Final = "trash"
 EXPORT_FORMATS = ("parquet",)  # what `export` writes (search/upkeep/export.py)
 DEFAULT_PRECISION = 0.99  # the precision `--threshold auto` is calibrated to (dups, clusters)
 PRECISION_RANGE = (0.5, 1.0)  # the targets one may ask for
+DEFAULT_K = 10  # neighbours a query lists
+DEFAULT_OUTLIERS = 50  # images `outliers` lists
+DEFAULT_MIN_CLUSTER = 2  # the smallest cluster `clusters` lists (1: singletons too)
 
 # A 200-megapixel phone photo (16320 x 12240 = 199.8 MP) must index; Pillow's own guard stops at
 # about 179 MP. Anything claiming more than this is refused from its header, before decoding.

@@ -12,6 +12,7 @@ import numpy as np
 from indexer import job, model, quality, runtime, watch
 from indexer.config import (
     DB_NAME,
+    DEFAULT_K,
     DEFAULT_MAX_PIXELS,
     DEFAULT_PRECISION,
     default_library_dir,
@@ -299,7 +300,11 @@ class Collection(CleanupMethods):
         return embedder.embed(decoded.pixels[None])[0]
 
     def query(
-        self, images: list[str], k: int = 10, within: str | None = None, rotations: bool = False
+        self,
+        images: list[str],
+        k: int = DEFAULT_K,
+        within: str | None = None,
+        rotations: bool = False,
     ) -> QueryResult:
         """The nearest library images; `rotations`: also to the query turned or mirrored."""
         if not images:
@@ -313,7 +318,7 @@ class Collection(CleanupMethods):
         result.seconds = time.perf_counter() - started
         return result
 
-    def similar(self, image_id: int, k: int = 10, within: str | None = None) -> QueryResult:
+    def similar(self, image_id: int, k: int = DEFAULT_K, within: str | None = None) -> QueryResult:
         row = self.store().image(image_id)
         if not row or row["status"] != "ok":
             raise NotFound(f"no indexed image with id {image_id}")

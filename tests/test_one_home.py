@@ -35,6 +35,9 @@ DEFAULTS = {
     "--max-pixels": config.DEFAULT_MAX_PIXELS,
     "--decode-timeout": config.DEFAULT_DECODE_TIMEOUT_S,
     "--decode-memory": config.DEFAULT_DECODE_MEMORY_BYTES >> 20,  # MiB on the command line
+    "-k": config.DEFAULT_K,
+    "-n": config.DEFAULT_OUTLIERS,
+    "--min-size": config.DEFAULT_MIN_CLUSTER,
 }
 MODEL_PARAMS = ("model", "device", "dtype", "runtime")
 
@@ -114,7 +117,7 @@ def test_the_library_and_the_api_read_the_same_constants():
     from search.cleanup import plan
     from search.collection import Collection, DupOptions
     from search.curate.curation import Curation
-    from search.web import routes_curate
+    from search.web import routes_curate, routes_search
     from search.web.schemas import DupQuery, PlanRequest
 
     assert plan.ACTIONS is config.PLAN_ACTIONS
@@ -125,6 +128,18 @@ def test_the_library_and_the_api_read_the_same_constants():
             config.DEFAULT_PRECISION
         ), function.__qualname__
     assert DupQuery().precision == PlanRequest().precision == config.DEFAULT_PRECISION
+    for function, name, constant in (
+        (Collection.query, "k", config.DEFAULT_K),
+        (Collection.similar, "k", config.DEFAULT_K),
+        (routes_search.search, "k", config.DEFAULT_K),
+        (routes_search.similar, "k", config.DEFAULT_K),
+        (Curation.outliers, "count", config.DEFAULT_OUTLIERS),
+        (routes_curate.outliers, "n", config.DEFAULT_OUTLIERS),
+        (Curation.clusters, "min_size", config.DEFAULT_MIN_CLUSTER),
+        (routes_curate.clusters, "min_size", config.DEFAULT_MIN_CLUSTER),
+    ):
+        default = inspect.signature(function).parameters[name].default
+        assert default == constant, function.__qualname__
     action = PlanRequest.model_fields["action"]
     assert typing.get_args(action.annotation) == config.PLAN_ACTIONS[1:]
     assert action.default == config.DEFAULT_ACTION

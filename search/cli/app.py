@@ -35,7 +35,10 @@ class Group(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+# every option with a default shows it in --help (flags and unset options show none)
+@click.group(
+    cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True}
+)
 @click.version_option(package_name="dinosearch")
 def cli():
     """dinosearch: find similar and duplicate images with DINOv2, locally."""

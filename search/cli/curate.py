@@ -6,6 +6,7 @@ import os
 
 import click
 
+from indexer.config import DEFAULT_MIN_CLUSTER, DEFAULT_OUTLIERS
 from search.cli.options import (
     check_writable,
     collection,
@@ -79,13 +80,11 @@ def _cell(value: float | None, width: int, decimals: int) -> str:
 
 
 @click.command()
-@click.option(
-    "-n", "count", default=50, show_default=True, type=click.IntRange(1), help="How many to list."
-)
+@click.option("-n", default=DEFAULT_OUTLIERS, type=click.IntRange(1), help="How many to list.")
 @within_option()
 @library_options
 @json_option
-def outliers(count, within, index_dir, as_json):
+def outliers(n, within, index_dir, as_json):
     """The images least like the rest of the library, most unusual first.
 
     The score is 1 - the cosine to an image's k-th nearest neighbour, with k = 2 % of the
@@ -99,7 +98,7 @@ def outliers(count, within, index_dir, as_json):
         dinosearch outliers -n 100 --within ~/datasets/train --json
     """
     progress = TerminalProgress(enabled=False if as_json else None)
-    report = collection(index_dir).curation().outliers(count, within, progress)
+    report = collection(index_dir).curation().outliers(n, within, progress)
     progress.finish()
     if as_json:
         return emit_json(report.to_json())
@@ -121,8 +120,7 @@ def outliers(count, within, index_dir, as_json):
 @precision_option
 @click.option(
     "--min-size",
-    default=2,
-    show_default=True,
+    default=DEFAULT_MIN_CLUSTER,
     type=click.IntRange(1),
     help="List clusters of at least this many images (1: singletons too).",
 )

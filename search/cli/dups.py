@@ -71,7 +71,6 @@ from search.cli.progress import TerminalProgress
     "--action",
     type=click.Choice(PLAN_ACTIONS[1:]),  # "keep" is what a plan does with the kept file
     default=DEFAULT_ACTION,
-    show_default=True,
     help="What the plan does with each duplicate.",
 )
 @click.option("--move-to", type=click.Path(file_okay=False), help="Destination of --action move.")
@@ -322,7 +321,6 @@ def _print_dups(report) -> None:
 @click.option(
     "--seed",
     default=0,
-    show_default=True,
     type=click.IntRange(0),
     help="Which images are sampled and how they are copied (another seed: another sample).",
 )

@@ -10,6 +10,7 @@ from indexer.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODE_MEMORY_BYTES,
     DEFAULT_DECODE_TIMEOUT_S,
+    DEFAULT_K,
     DEFAULT_MAX_PIXELS,
     INDEX_TYPES,
 )
@@ -32,7 +33,7 @@ from search.cli.progress import TerminalProgress
 @click.argument("paths", nargs=-1, required=True, type=LocalPath(exists=True))
 @library_options
 @model_options
-@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, type=click.IntRange(1))
 @click.option(
     "--workers",
     type=click.IntRange(0),
@@ -43,7 +44,6 @@ from search.cli.progress import TerminalProgress
 @click.option(
     "--max-pixels",
     default=DEFAULT_MAX_PIXELS,
-    show_default=True,
     type=click.IntRange(0),
     help="Refuse images claiming more pixels (decompression bombs); 0 = no limit.",
 )
@@ -51,14 +51,12 @@ from search.cli.progress import TerminalProgress
 @click.option(
     "--decode-timeout",
     default=DEFAULT_DECODE_TIMEOUT_S,
-    show_default=True,
     type=click.FloatRange(0.1),
     help="Seconds one file may take to decode before it is skipped.",
 )
 @click.option(
     "--decode-memory",
     default=DEFAULT_DECODE_MEMORY_BYTES >> 20,
-    show_default=True,
     type=click.IntRange(0),
     help="MiB of address space per decode worker (0: no cap).",
 )
@@ -207,7 +205,7 @@ def _watch(coll, paths, options, progress, poll, as_json, index_type) -> None:
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="How many results.")
+@click.option("-k", default=DEFAULT_K, type=click.IntRange(1), help="How many results.")
 @within_option("results")
 @click.option(
     "--rotations",

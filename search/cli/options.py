@@ -52,9 +52,7 @@ MODEL_CHOICES = (
 def model_options(f):
     """`--model`, `--device`, `--runtime`, `--dtype`: every command that loads the model."""
     for flag, choices, text in reversed(MODEL_CHOICES):  # click lists the last applied first
-        f = click.option(
-            flag, type=click.Choice(choices), default=choices[0], show_default=True, help=text
-        )(f)
+        f = click.option(flag, type=click.Choice(choices), default=choices[0], help=text)(f)
     f = click.option(
         "--model",
         "-m",
@@ -75,7 +73,6 @@ def threshold_option(auto: str):
     return click.option(
         "--threshold",
         default="auto",
-        show_default=True,
         metavar="auto|FLOAT",
         help=f"auto: {auto} (whitened scores); a number: raw cosine.",
     )
@@ -86,7 +83,6 @@ def precision_option(f):
     return click.option(
         "--precision",
         default=DEFAULT_PRECISION,
-        show_default=True,
         type=click.FloatRange(*PRECISION_RANGE),
         help="Target precision of the calibrated threshold.",
     )(f)

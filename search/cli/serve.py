@@ -29,8 +29,8 @@ def page_url(host: str, port: int, token: str | None) -> str:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", help="Address to bind.")
+@click.option("--port", default=8000, type=click.IntRange(0, 65535))
 @click.option(
     "--token",
     envvar=ENV_TOKEN,

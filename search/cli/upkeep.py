@@ -49,7 +49,6 @@ def _print(report) -> None:
     "fmt",
     type=click.Choice(EXPORT_FORMATS),
     default=EXPORT_FORMATS[0],
-    show_default=True,
     help="Output format.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace DIR if it exists (atomically).")

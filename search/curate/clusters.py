@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from indexer.atomic import atomic_open
+from indexer.config import DEFAULT_MIN_CLUSTER
 from indexer.errors import BadQuery
 from search.dups.groups import Library, leader_groups
 from search.dups.pairs import neighbour_pairs
@@ -114,7 +115,7 @@ def cluster_library(
     space: np.ndarray,
     threshold: float,
     groups: Sequence[Sequence[int]] = (),
-    min_size: int = 2,
+    min_size: int = DEFAULT_MIN_CLUSTER,
     progress=None,
 ) -> ClusterReport:
     """Partition the library (vectors in `space`, raw vectors in lib) at `threshold`; `groups`

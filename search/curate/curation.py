@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from indexer.config import DEFAULT_PRECISION
+from indexer.config import DEFAULT_MIN_CLUSTER, DEFAULT_OUTLIERS, DEFAULT_PRECISION
 from indexer.errors import BadQuery
 from indexer.library.store import Store
 from search.curate import gallery, keeplist
@@ -47,7 +47,11 @@ class Curation:
         return ids, vectors
 
     def outliers(
-        self, count: int = 50, within: str | None = None, progress=None, groups=None
+        self,
+        count: int = DEFAULT_OUTLIERS,
+        within: str | None = None,
+        progress=None,
+        groups=None,
     ) -> OutlierReport:
         """The `count` images least like the rest (search/curate/outliers.py), one per picture:
         the copies of each (`groups` of ids, else copy_groups) folded into its entry."""
@@ -82,7 +86,7 @@ class Curation:
         threshold: str | float = "auto",
         precision: float = DEFAULT_PRECISION,
         within: str | None = None,
-        min_size: int = 2,
+        min_size: int = DEFAULT_MIN_CLUSTER,
         progress=None,
     ) -> ClusterReport:
         """Every image in one cluster; `dups` groups of the same options never split."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
+from indexer.config import DEFAULT_OUTLIERS
 from indexer.errors import BadQuery
 
 K_MIN = 20  # a group of up to ~K_MIN outliers is found even in a small collection
@@ -130,7 +131,7 @@ def nearest_other(
 
 
 def find_outliers(
-    ids, vectors, paths_of, count: int = 50, progress=None, groups=None
+    ids, vectors, paths_of, count: int = DEFAULT_OUTLIERS, progress=None, groups=None
 ) -> OutlierReport:
     """The `count` most unusual of the rows (ids aligned with vectors); `paths_of(ids)` gives
     {id: path} for the few rows reported. `groups`: lists of ids that are copies of each other

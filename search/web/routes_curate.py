@@ -6,7 +6,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from indexer.config import DEFAULT_PRECISION, PRECISION_RANGE
+from indexer.config import (
+    DEFAULT_MIN_CLUSTER,
+    DEFAULT_OUTLIERS,
+    DEFAULT_PRECISION,
+    PRECISION_RANGE,
+)
 from search.web.jobs import State
 from search.web.schemas import ERROR_RESPONSES
 
@@ -58,7 +63,9 @@ class ClustersResponse(BaseModel):
 
 def outliers(
     state: State,
-    n: Annotated[int, Query(ge=1, le=MAX_OUTLIERS, description="How many to list")] = 50,
+    n: Annotated[
+        int, Query(ge=1, le=MAX_OUTLIERS, description="How many to list")
+    ] = DEFAULT_OUTLIERS,
     within: Annotated[str | None, Query(description="Only images under this folder")] = None,
 ) -> dict[str, Any]:
     """The images least like the rest of the library, most unusual first."""
@@ -72,7 +79,9 @@ def clusters(
     precision: Annotated[
         float, Query(ge=PRECISION_RANGE[0], le=PRECISION_RANGE[1])
     ] = DEFAULT_PRECISION,
-    min_size: Annotated[int, Query(ge=1, description="Smallest cluster listed")] = 2,
+    min_size: Annotated[
+        int, Query(ge=1, description="Smallest cluster listed")
+    ] = DEFAULT_MIN_CLUSTER,
     within: Annotated[str | None, Query(description="Only images under this folder")] = None,
 ) -> dict[str, Any]:
     """Every image in one cluster of look-alikes; duplicate groups never split."""

@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from indexer import errors
+from indexer.config import DEFAULT_K
 from search.web import jobs, thumbs
 from search.web.jobs import AppState, State
 from search.web.schemas import MAX_ID, MAX_K, ImageMeta, IndexRequest, JobModel, RootsResponse
@@ -34,7 +35,7 @@ def stats(state: State) -> dict[str, Any]:
 def search(
     state: State,
     file: Annotated[UploadFile, File(description="The query image")],
-    k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+    k: Annotated[int, Form(ge=1, le=MAX_K)] = DEFAULT_K,
 ) -> dict[str, Any]:
     """Images most similar to an uploaded one: the `query --json` object."""
     data = _read_upload(file, state.max_upload_bytes)
@@ -57,7 +58,7 @@ def image_meta(state: State, image_id: ImageId) -> ImageMeta:
     )
 
 
-def similar(state: State, image_id: ImageId, k: K = 10) -> dict[str, Any]:
+def similar(state: State, image_id: ImageId, k: K = DEFAULT_K) -> dict[str, Any]:
     """Neighbours of an indexed image: the `query --json` object (the image itself ranks first)."""
     with state.reading() as coll:
         return coll.similar(image_id, k).to_json()
