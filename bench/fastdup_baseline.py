@@ -16,6 +16,12 @@ hindsight-best threshold and at fastdup's default similarity threshold 0.9, and 
 similarity.csv (the neighbours it reports, k=2 by default) - the same ground truth and helpers as
 the other duplicate benches. Writes bench/results/dups_fastdup.{json,md} (--quick: one run on
 100 files per set, into bench/work/quick-results).
+
+--vs-dinosearch: the same number of dinosearch runs, interleaved with fastdup's (fastdup,
+dinosearch, fastdup, ...), each files-to-first-duplicate-report as a user runs it with default
+options: `dinosearch index ROOTS --index FRESH --model DIR` then `dinosearch dups --index FRESH
+--json` (the first dups: it calibrates), whole processes, on the folders that hold the same files
+(.venv/bin/dinosearch of this checkout). The ratio is taken per pair, its median reported.
 """
 
 from __future__ import annotations
@@ -61,6 +67,55 @@ def run_fastdup(file_list: Path, work: Path) -> float:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
         raise SystemExit(f"fastdup failed with exit status {done.returncode}")
     return seconds
+
+
+def run_dinosearch(roots: list[str], library: Path, model: str) -> tuple[float, float]:
+    """dinosearch from files to the first duplicate report, default options, as two whole
+    processes on a fresh library: (index seconds, first dups seconds)."""
+    exe = str(harness.ROOT / ".venv" / "bin" / "dinosearch")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    times = []
+    for cmd in (
+        [exe, "index", *roots, "--index", str(library), "--model", model, "--json"],
+        [exe, "dups", "--index", str(library), "--json"],
+    ):
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr[-3000:])
+            raise SystemExit(f"dinosearch failed with exit status {done.returncode}")
+    return times[0], times[1]
+
+
+def paired(report: dict) -> list[str]:
+    """The markdown of a --vs-dinosearch run."""
+    v = report["vs_dinosearch"]
+    rows = [
+        [str(i + 1), f"{f:.1f}", f"{ix:.1f}", f"{d:.1f}", f"{ix + d:.1f}", f"{(ix + d) / f:.2f}"]
+        for i, (f, ix, d) in enumerate(
+            zip(report["seconds"], v["index_s"], v["dups_s"], strict=True)
+        )
+    ]
+    header = [
+        "pair",
+        "fastdup s",
+        "dinosearch index s",
+        "first dups s",
+        "dinosearch total s",
+        "dinosearch / fastdup",
+    ]
+    return [
+        "",
+        "## Side by side: files to the first duplicate report (same files, same cores, paired)",
+        "",
+        f"dinosearch: `dinosearch index {' '.join(v['roots'])} --index FRESH --model DIR`, then "
+        "`dinosearch dups --index FRESH --json` (default options: int8, its calibration); "
+        f"fastdup as above; runs interleaved. Median per-pair ratio: **{v['ratio']:.2f}x** "
+        f"(dinosearch {v['img_s']:.1f} img/s vs fastdup {report['img_s']:.1f}).",
+        "",
+        *table(header, rows).splitlines(),
+    ]
 
 
 def recall_at_1(ts, m: np.ndarray) -> float:
@@ -141,6 +196,10 @@ def main() -> None:
     ap = harness.parser(__doc__, quick="smoke run: one run on 100 files per set")
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument(
+        "--vs-dinosearch", action="store_true", help="interleave dinosearch index + first dups"
+    )
+    ap.add_argument("--model", default=harness.default_model(), help="dinosearch's model dir")
     args = ap.parse_args()
     harness.need(args.truth, "run bench/make_neardup_set.py")
     try:
@@ -152,11 +211,14 @@ def main() -> None:
         ) from None
 
     sets = load_sets(args.truth)
+    if args.quick and args.vs_dinosearch:
+        raise SystemExit("error: --vs-dinosearch indexes the whole sets' folders: not with --quick")
     if args.quick:
         args.runs = 1
         sets = [ts.subset(set(ts.paths[:100])) for ts in sets]
     files = [p for ts in sets for p in ts.paths]
-    seconds = []
+    roots = [os.path.commonpath(ts.paths) for ts in sets]  # the folders dinosearch indexes
+    seconds, index_s, dups_s = [], [], []
     with tempfile.TemporaryDirectory(prefix="fastdup-") as tmp:
         file_list = Path(tmp) / "files.txt"
         file_list.write_text("\n".join(files) + "\n")
@@ -164,6 +226,11 @@ def main() -> None:
             work = Path(tmp) / f"run{r}"
             seconds.append(run_fastdup(file_list, work))
             print(f"run {r}: {seconds[-1]:.1f} s", flush=True)
+            if args.vs_dinosearch:
+                ix, d = run_dinosearch(roots, Path(tmp) / f"lib{r}", harness.model_dir(args.model))
+                index_s.append(ix)
+                dups_s.append(d)
+                print(f"run {r}: dinosearch index {ix:.1f} s + first dups {d:.1f} s", flush=True)
         names, feats = fastdup.load_binary_feature(str(work / "atrain_features.dat"))
         vectors = {str(Path(n).resolve()): f for n, f in zip(names, feats, strict=True)}
         reported = set()
@@ -185,9 +252,22 @@ def main() -> None:
         "img_s": round(len(files) / statistics.median(seconds), 2),
         "sets": {ts.name: evaluate(ts, vectors, reported) for ts in sets},
     }
+    markdown = render(report)
+    if args.vs_dinosearch:
+        totals = [ix + d for ix, d in zip(index_s, dups_s, strict=True)]
+        report["vs_dinosearch"] = {
+            "roots": roots,
+            "index_s": [round(x, 2) for x in index_s],
+            "dups_s": [round(x, 2) for x in dups_s],
+            "ratio": round(
+                statistics.median(t / f for t, f in zip(totals, seconds, strict=True)), 3
+            ),
+            "img_s": round(len(files) / statistics.median(totals), 2),
+        }
+        markdown += "\n".join(paired(report)) + "\n"
     for name, r in report["sets"].items():
         print(name, r["best"], r["default"], r.get("recall_at_1"), flush=True)
-    harness.write_results("dups_fastdup", render(report), report)
+    harness.write_results("dups_fastdup", markdown, report)
 
 
 if __name__ == "__main__":
