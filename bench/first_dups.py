@@ -7,7 +7,10 @@ duplicate quality of each report is measured against the planted truth: recall p
 pair precision, files in two groups, groups mixing distinct graphics.
 
     python bench/first_dups.py [--model DIR] [--sizes 14x1,55x2] [--repeat 3] [--name first_dups]
-    python bench/first_dups.py --quick     # smoke run: --sizes 6x1 --repeat 1
+    python bench/first_dups.py --quick     # smoke run: --sizes 8x1 --repeat 1
+    python bench/first_dups.py --folder DIR --name first_dups_lookalike --repeat 2
+        # an existing folder instead (timings and the calibration; no planted truth to score),
+        # e.g. DIR = bench/work/lookalike/size-1000/set (bench/lookalike.py builds it)
 
 Each size runs --repeat times, each on a fresh library; timings are medians, the ratio is the
 median of each run's own ratio (the per-run ratios are listed too).
@@ -22,6 +25,7 @@ import json
 import os
 import shutil
 import statistics
+from pathlib import Path
 
 import harness
 from harness import WORK
@@ -30,12 +34,15 @@ messy = harness.tests_module("messy_library")
 dinosearch = harness.run_cli  # the real CLI as a user runs it: (wall seconds, process)
 
 
-def journey(model: str, photos: int, copies: int) -> dict:
-    folder = WORK / "first_dups" / f"messy-{photos}x{copies}"
-    library = WORK / "first_dups" / f"lib-{photos}x{copies}"
-    shutil.rmtree(folder, ignore_errors=True)
+def journey(model: str, photos: int, copies: int, given=None) -> dict:
+    """index, first dups, second dups on a fresh library of a messy folder built now, or of the
+    folder `given` (then nothing is scored: it has no planted truth)."""
+    folder = given or WORK / "first_dups" / f"messy-{photos}x{copies}"
+    library = WORK / "first_dups" / ("lib-folder" if given else f"lib-{photos}x{copies}")
     shutil.rmtree(library, ignore_errors=True)
-    manifest = messy.build(folder, photos, seed=0, copies=copies)
+    if not given:
+        shutil.rmtree(folder, ignore_errors=True)
+    manifest = None if given else messy.build(folder, photos, seed=0, copies=copies)
     index_s, proc = dinosearch(
         "index", str(folder), "--index", str(library), "--model", model, "--json"
     )
@@ -45,7 +52,7 @@ def journey(model: str, photos: int, copies: int) -> dict:
     second_s, proc = dinosearch("dups", "--index", str(library), "--json")
     cal = first["calibration"] or {}
     return {
-        "files": len(manifest.files),
+        "files": len(manifest.files) if manifest else images,
         "images": images,
         "index_s": round(index_s, 1),
         "first_dups_s": round(first_s, 1),
@@ -54,11 +61,12 @@ def journey(model: str, photos: int, copies: int) -> dict:
         "calibration": {
             "sample": cal.get("sample"),
             "copies": cal.get("positives"),
+            "embedded": cal.get("embedded", cal.get("positives")),
             "seconds": round(cal.get("seconds", 0), 1),
             "threshold": round(cal["threshold"], 4) if cal.get("threshold") else None,
             "normalisation": cal.get("normalisation"),
         },
-        "quality": messy.quality(first, manifest),
+        "quality": messy.quality(first, manifest) if manifest else {},
     }
 
 
@@ -101,8 +109,8 @@ def write(name: str, data: dict) -> None:
     if data.get("journeys"):
         lines += [
             "| files | images | runs | index s | first dups s | ratio (per run) | second dups s "
-            "| sample | copies | calibration s | threshold | pair precision | recall per kind "
-            "| in two groups | mixed graphics |",
+            "| sample | copies (embedded) | calibration s | threshold | pair precision "
+            "| recall per kind | in two groups | mixed graphics |",
             "|---" * 15 + "|",
         ]
         for j in data["journeys"]:
@@ -110,9 +118,10 @@ def write(name: str, data: dict) -> None:
             lines.append(
                 f"| {j['files']} | {j['images']} | {j.get('runs', 1)} | {j['index_s']} "
                 f"| {j['first_dups_s']} | {j['ratio']} ({j.get('ratios', [j['ratio']])}) "
-                f"| {j['second_dups_s']} | {c['sample']} | {c['copies']} "
-                f"| {c['seconds']} | {c['threshold']} | {q['pair_precision']} "
-                f"| {q['recall']} | {q['in_two_groups']} | {q['mixed_graphics']} |"
+                f"| {j['second_dups_s']} | {c['sample']} | {c['copies']} ({c.get('embedded')}) "
+                f"| {c['seconds']} | {c['threshold']} | {q.get('pair_precision', '-')} "
+                f"| {q.get('recall', '-')} | {q.get('in_two_groups', '-')} "
+                f"| {q.get('mixed_graphics', '-')} |"
             )
     if data.get("sweep"):
         lines += ["", "| sample | seed | calibrate s | threshold | pair precision | recall |"]
@@ -126,7 +135,7 @@ def write(name: str, data: dict) -> None:
 
 
 def main() -> None:
-    parser = harness.parser(__doc__, quick="smoke run: --sizes 6x1 --repeat 1")
+    parser = harness.parser(__doc__, quick="smoke run: --sizes 8x1 --repeat 1")
     parser.add_argument(
         "--model",
         default=os.environ.get("DINOSEARCH_REAL_WEIGHTS") or harness.default_model(),
@@ -137,10 +146,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="calibration seeds for --sweep")
     parser.add_argument("--name", default="first_dups")
     parser.add_argument("--repeat", type=int, default=3, help="runs per size (medians reported)")
+    parser.add_argument("--folder", type=Path, help="an existing folder instead of --sizes")
     args = parser.parse_args()
     model = harness.model_dir(args.model)
     if args.quick:
-        args.sizes, args.repeat = "6x1", 1
+        args.sizes, args.repeat = "8x1", 1
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     data: dict = {"model": model}
     if args.sweep:
@@ -149,8 +159,8 @@ def main() -> None:
         data["sweep"] = sweep(model, *sizes[-1], samples, seeds)
     else:
         data["journeys"] = []
-        for photos, copies in sizes:
-            runs = [journey(model, photos, copies) for _ in range(args.repeat)]
+        for photos, copies in [(0, 0)] if args.folder else sizes:
+            runs = [journey(model, photos, copies, args.folder) for _ in range(args.repeat)]
             data["journeys"].append(median_journey(runs))
             print(json.dumps(data["journeys"][-1]), flush=True)
     write(args.name, data)
