@@ -232,13 +232,13 @@ UNDER = re.compile(
 )
 # Files outside this helper's owner that still spell it, until their owners switch (each entry
 # fails once its file no longer does: the list only shrinks).
-UNDER_PENDING = {"search/dups/groups.py"}
+UNDER_PENDING: set[str] = set()
 # os.replace / mkstemp outside indexer/atomic.py, and why they are not a file's content replaced
 REPLACE_ALLOWED = {
     "search/cleanup/apply.py": "puts a hardlink or symlink in a file's place (resumable)",
     "search/knn.py": "its temp file is locked while written, so cleanup never takes it",
 }
-REPLACE_PENDING = {"search/dups/rotations.py"}
+REPLACE_PENDING: set[str] = set()
 REPLACE = re.compile(r"os\.replace\(|mkstemp\(|NamedTemporaryFile\(")
 
 

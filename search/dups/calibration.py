@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from indexer.config import DEFAULT_PRECISION
 from indexer.decode import to_rgb
 from indexer.errors import ImageError
 from indexer.evidence import Evidence
@@ -298,7 +299,7 @@ def calibrate(
     codec: Codec,
     whitening: Whitening | None,
     model: str,
-    precision_target: float = 0.99,
+    precision_target: float = DEFAULT_PRECISION,
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from indexer.atomic import atomic_open
 from indexer.errors import BadQuery
+from indexer.paths import under_any
 
 TIERS = ("exact", "pixels", "copy", "similar")
 
@@ -43,11 +45,6 @@ class Library:
         return [r["size"] or 0 for r in self.rows]
 
 
-def is_under(path: str, folders) -> bool:
-    """`path` is one of `folders` or inside one (absolute paths, no symlink resolution)."""
-    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
-
-
 def keep_reference(report: "DupReport", folders: tuple[str, ...]) -> "DupReport":
     """--reference: groups made only of reference files are not reported (nothing to do)."""
     report.reference = tuple(os.path.abspath(os.path.expanduser(f)) for f in folders)
@@ -58,7 +55,7 @@ def keep_reference(report: "DupReport", folders: tuple[str, ...]) -> "DupReport"
         report.groups = [
             g
             for g in report.groups
-            if not all(is_under(m.path, report.reference) for m in g.members)
+            if not all(under_any(m.path, report.reference) for m in g.members)
         ]
     return report
 
@@ -139,7 +136,7 @@ class DupReport:
             out["reference"] = list(self.reference)
             for group in out["groups"]:
                 for m in group["members"]:
-                    m["reference"] = is_under(m["path"], self.reference)
+                    m["reference"] = under_any(m["path"], self.reference)
         if self.checked is not None:  # --against / --of: which query files have no duplicate
             grouped = {m.path for g in self.groups for m in g.members}
             out["stats"]["checked"] = len(self.checked)
@@ -184,7 +181,7 @@ class DupReport:
             "bytes",
             "transform",
         ]
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             for number, group in enumerate(self.groups, 1):

@@ -20,7 +20,6 @@ content (bench/results/rotations.md).
 
 import json
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from indexer.atomic import atomic_open
 from indexer.config import DEFAULT_MAX_PIXELS
 from indexer.decode_pool import Isolation, decode_all, default_workers
 from indexer.errors import BadQuery
@@ -124,21 +124,16 @@ def save_views(directory: Path, key: str, views: dict[str, np.ndarray]) -> bool:
     if not views:
         return False
     hashes = sorted(views)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".views-", suffix=".npz", dir=directory)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(directory / VIEWS_FILE, "wb") as f:
             np.savez(
                 f,
                 key=np.array(key),
                 hashes=np.array(hashes),
                 vectors=np.stack([views[h] for h in hashes]).astype(np.float32),
             )
-        os.replace(tmp, directory / VIEWS_FILE)
         return True
     except OSError:  # read-only media, a full disk: the views are recomputed next time
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
         return False
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.config import DEFAULT_PRECISION
 from indexer.errors import BadQuery
 from search.dups import bursts, rotations
 from search.dups import calibration as cal
@@ -39,7 +40,7 @@ LAYOUT_MIN_COSINE = 0.6  # raw cosine a pair found by its grey layout needs (a g
 @dataclass
 class DupOptions:
     threshold: str | float = "auto"  # "auto" (calibrated) or a raw cosine
-    precision: float = 0.99
+    precision: float = DEFAULT_PRECISION
     within: str | None = None
     against: tuple[str, ...] = ()
     of: str | None = None
