@@ -27,7 +27,7 @@ from indexer.library.browse import Browse
 from indexer.library.store import Store
 from search import knn
 from search.cleanup.facade import CleanupMethods
-from search.curate.curation import Curation
+from search.curate.facade import Curation
 from search.dups import run
 from search.dups.decisions import list_decisions, mark, unmark
 from search.dups.groups import DupReport
@@ -420,7 +420,7 @@ class Collection(CleanupMethods):
         return export_parquet(self.store(), directory, overwrite=overwrite, keep=keep)
 
     def curation(self) -> Curation:
-        """Outliers, clusters and keep-lists over this library (search/curate/curation.py)."""
+        """Outliers, clusters and keep-lists over this library (search/curate/facade.py)."""
         return Curation(self)
 
     def flags(self, only: str | None = None, within: str | None = None) -> quality.FlagReport:

@@ -116,7 +116,7 @@ def test_the_flags_option_names_the_librarys_flags():
 def test_the_library_and_the_api_read_the_same_constants():
     from search.cleanup import plan
     from search.collection import Collection, DupOptions
-    from search.curate.curation import Curation
+    from search.curate.facade import Curation
     from search.web import routes_curate, routes_search
     from search.web.schemas import DupQuery, PlanRequest
 

@@ -26,13 +26,14 @@ from search.dups.groups import Group, Member, loosest_tier
 from search.dups.leakage import LeakReport, best_per_query, cross_pairs
 from search.dups.precision import EVIDENCE_PRECISION
 from search.dups.whitening import Whitening
+from search.parts import Parts
 
 AGAINST_CANDIDATES = 32  # library neighbours looked at per --against image
 BULK_EXACT_MAX = 5_000  # library + query images up to which bulk matches compare raw cosines
 ROW_COLUMNS = "id, path, hash, width, height, size"
 
 
-def against(coll, options, calibration, whitening, threshold, progress) -> LeakReport:
+def against(parts: Parts, options, calibration, whitening, threshold, progress) -> LeakReport:
     """Which images under the given paths already have a duplicate in the library.
 
     Query images that match the same library file share one group (one file, one group): the
@@ -42,7 +43,7 @@ def against(coll, options, calibration, whitening, threshold, progress) -> LeakR
     files = list(dict.fromkeys(os.path.abspath(f.path) for f in walk(roots)))  # once each
     if not files:
         raise BadQuery(f"no images under {', '.join(roots)}")
-    store = coll.store()
+    store = parts.store()
     report = LeakReport(
         threshold,
         calibration.to_json() if calibration else None,
@@ -53,12 +54,12 @@ def against(coll, options, calibration, whitening, threshold, progress) -> LeakR
         raise BadQuery(f"--within {options.within}: no indexed image lies under that folder")
     indexed = _indexed_unchanged(store, files)
     scoring = (calibration, whitening, threshold, options.threshold != "auto")
-    matched = _bulk(coll, indexed, set(files), inside, scoring, progress)
+    matched = _bulk(parts, indexed, set(files), inside, scoring, progress)
     rest = [p for p in files if p not in indexed]
     named = os.path.abspath(options.of) if options.of else None
     for done, path in enumerate(rest, 1):
         try:
-            if match := _match_one(coll, path, set(files), scoring, inside):
+            if match := _match_one(parts, path, set(files), scoring, inside):
                 matched[path] = match
         except BadQuery as exc:  # an unreadable image in a folder is reported, as `index` does
             if path == named:
@@ -89,11 +90,11 @@ def _indexed_unchanged(store, files: list[str]) -> dict[str, dict]:
     return out
 
 
-def _bulk(coll, indexed: dict, outside: set, inside, scoring, progress) -> dict:
+def _bulk(parts: Parts, indexed: dict, outside: set, inside, scoring, progress) -> dict:
     """path -> (group, vector) for the indexed query files, from the stored vectors."""
     if not indexed:
         return {}
-    store = coll.store()
+    store = parts.store()
     calibration, whitening, threshold, _ = scoring
     qids = np.array([r["id"] for r in indexed.values()], np.int64)
     ids, vectors = store.vectors()
@@ -146,13 +147,13 @@ def _nearest(queries: np.ndarray, base: np.ndarray) -> dict[int, list[tuple[int,
     return {q: [(int(c), float(scores[q, c])) for c in top[q]] for q in range(len(queries))}
 
 
-def _match_one(coll, path, outside, scoring, inside):
+def _match_one(parts: Parts, path, outside, scoring, inside):
     """(the group of one query image and its library duplicates, its vector), or None."""
-    query = coll.vector_for_file(path)
-    _, found = coll.vector_index().search(query[None], AGAINST_CANDIDATES)
+    query = parts.vector_for_file(path)
+    _, found = parts.vector_index().search(query[None], AGAINST_CANDIDATES)
     ids = [int(i) for i in found[0] if i >= 0 and (inside is None or int(i) in inside)]
-    rows = coll.store().images_by_ids(ids, f"{ROW_COLUMNS}, vector")
-    rows = [r for r in rows.values() if r["path"] not in outside]
+    by_id = parts.store().images_by_ids(ids, f"{ROW_COLUMNS}, vector")
+    rows = [r for r in by_id.values() if r["path"] not in outside]
     if not rows:
         return None
     vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
@@ -161,7 +162,7 @@ def _match_one(coll, path, outside, scoring, inside):
     first = Member(-1, path, 1.0, None, None, None, size, 1.0, "first")
     if query_seen is not None:
         first.width, first.height = query_seen[1]
-    seen = of_rows(coll.store(), rows)
+    seen = of_rows(parts.store(), rows)
     group = _group(first, query, sha256_file(path), query_seen, rows, vectors, scoring, seen)
     return (group, query) if group else None
 

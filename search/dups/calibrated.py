@@ -17,13 +17,14 @@ from indexer.errors import BadQuery, ImageError
 from search.dups import calibration as cal
 from search.dups.evidence import Seen
 from search.dups.whitening import Whitening, fit_whitening
+from search.parts import Parts
 
 REFIT_GROWTH = 2.0  # recalibrate when the library has grown or shrunk by this factor
 
 
-def stored_calibration(coll) -> tuple[cal.Calibration, dict, Whitening | None] | None:
+def stored_calibration(parts: Parts) -> tuple[cal.Calibration, dict, Whitening | None] | None:
     """The library's calibration if still valid for its model and size, else None."""
-    store = coll.store()
+    store = parts.store()
     row = store.calibration()
     model = store.model()
     if not row or not model or row["model"] != model.id:
@@ -38,12 +39,12 @@ def stored_calibration(coll) -> tuple[cal.Calibration, dict, Whitening | None] |
     return cal.Calibration(**params["calibration"]), params["scores"], whitening
 
 
-def calibration_due(coll, options) -> int | None:
+def calibration_due(parts: Parts, options) -> int | None:
     """Known copies the next run with these DupOptions must make and judge to calibrate, or
     None (nothing to do); about a third of them are embedded (calibration.EMBEDDED_PER_SOURCE)."""
-    if options.threshold != "auto" or stored_calibration(coll) is not None:
+    if options.threshold != "auto" or stored_calibration(parts) is not None:
         return None
-    images = coll.store().counts().get("ok", 0)
+    images = parts.store().counts().get("ok", 0)
     return (
         None
         if images < 2
@@ -66,22 +67,22 @@ def codec(embedder, recipe) -> cal.Codec:
 
 
 def run_calibration(
-    coll, precision: float, sample: int | None, progress=None, seed: int = 0
+    parts: Parts, precision: float, sample: int | None, progress=None, seed: int = 0
 ) -> tuple[cal.Calibration, Whitening | None]:
     """Fit whitening on all library vectors and calibrate the threshold; store both."""
     from search.dups.run import load_library  # run imports this module
 
-    lib = load_library(coll)
+    lib = load_library(parts)
     if len(lib.ids) < 2:
         raise BadQuery("calibration needs at least two indexed images")
     sample = sample or cal.sample_for(len(lib.ids))
     whitening = fit_whitening(lib.vectors)
     space = whitening.apply(lib.vectors) if whitening else lib.vectors
-    embedder = coll.embedder()
+    embedder = parts.embedder()
     _, codes = np.unique(np.array([h or "" for h in lib.hashes]), return_inverse=True)
     paths = {int(i): r["path"] for i, r in zip(lib.ids, lib.rows, strict=True)}
     scores: dict = {}
-    seen = Seen.of_library(coll.store(), lib, progress)
+    seen = Seen.of_library(parts.store(), lib, progress)
     calibration = cal.calibrate(
         lib.ids,
         space,
@@ -97,7 +98,7 @@ def run_calibration(
         keep_scores=scores,
         seen=seen,
     )
-    coll.store().save_calibration(
+    parts.store().save_calibration(
         embedder.id,
         len(lib.ids),
         {"calibration": calibration.to_json(), "scores": scores},
@@ -107,13 +108,13 @@ def run_calibration(
 
 
 def ensure_calibration(
-    coll, precision: float, sample: int | None, progress=None, force=False
+    parts: Parts, precision: float, sample: int | None, progress=None, force=False
 ) -> tuple[cal.Calibration, Whitening | None]:
     """The stored calibration (re-chosen for another --precision from its kept pair scores), or
     a new one fitted and stored now."""
-    stored = None if force else stored_calibration(coll)
+    stored = None if force else stored_calibration(parts)
     if stored is None:
-        return run_calibration(coll, precision, sample, progress)
+        return run_calibration(parts, precision, sample, progress)
     calibration, scores, whitening = stored
     if calibration.precision_target != precision:  # re-choose from the kept pair scores
         pos, neg = np.array(scores["pos"]), np.array(scores["neg"])

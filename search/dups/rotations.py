@@ -38,6 +38,7 @@ from search.dups import calibration as cal
 from search.dups import lowinfo, verify
 from search.dups.groups import DupReport, Group, Library, Member, loosest_tier
 from search.dups.whitening import Whitening
+from search.parts import Parts
 
 LIBRARY_VIEWS = ("rot90", "rot180", "mirror")  # each pair is looked at from both sides
 QUERY_VIEWS = ("rot90", "rot180", "rot270", "mirror")  # a query is looked at from its side only
@@ -58,13 +59,13 @@ class Views:
     errors: dict[str, str]  # path -> why it did not decode
 
 
-def embed_views(coll, paths: list[str], turns: tuple[str, ...], progress=None) -> Views:
+def embed_views(parts: Parts, paths: list[str], turns: tuple[str, ...], progress=None) -> Views:
     """Each file decoded once in the decode workers (a bad file costs itself), its model input
-    turned by each of `turns` and embedded through the collection's embedder (not loaded when
+    turned by each of `turns` and embedded through the library's embedder (not loaded when
     there is nothing to embed)."""
     if not paths:
         return Views(np.zeros((0, len(turns), 0), np.float32), np.zeros(0, bool), {})
-    embedder = coll.embedder()
+    embedder = parts.embedder()
     height, width = embedder.recipe.input_size
     if height != width:
         raise BadQuery(
@@ -100,9 +101,11 @@ def embed_views(coll, paths: list[str], turns: tuple[str, ...], progress=None) -
 # --- the library's views, kept beside it ---------------------------------------------------------
 
 
-def cache_key(coll) -> str:
+def cache_key(parts: Parts) -> str:
     """What the views are valid for: the library's model record and the views taken."""
-    info = coll.store().model()
+    info = parts.store().model()
+    if info is None:
+        raise BadQuery("--rotations: the library has no model yet (index some images first)")
     record = {"model": info.id, "recipe": info.recipe, "runtime": info.runtime}
     return json.dumps({**record, "views": LIBRARY_VIEWS}, sort_keys=True)
 
@@ -137,13 +140,13 @@ def save_views(directory: Path, key: str, views: dict[str, np.ndarray]) -> bool:
         return False
 
 
-def library_views(coll, lib: Library, rows: np.ndarray, prune: bool, progress=None):
+def library_views(parts: Parts, lib: Library, rows: np.ndarray, prune: bool, progress=None):
     """(views (len(lib), 3, dim), which rows have them, stats) for `rows`: from the side file,
     else embedded now and added to it. `prune`: drop entries of content no longer in `lib`."""
-    key, hashes = cache_key(coll), lib.hashes
-    kept = load_views(coll.directory, key)
+    key, hashes = cache_key(parts), lib.hashes
+    kept = load_views(parts.directory, key)
     todo = [int(r) for r in rows if not hashes[r] or hashes[r] not in kept]
-    fresh = embed_views(coll, [lib.rows[r]["path"] for r in todo], LIBRARY_VIEWS, progress)
+    fresh = embed_views(parts, [lib.rows[r]["path"] for r in todo], LIBRARY_VIEWS, progress)
     new = {h: fresh.vectors[k] for k, r in enumerate(todo) if fresh.ok[k] and (h := hashes[r])}
     out = np.zeros((len(lib.ids), len(LIBRARY_VIEWS), lib.vectors.shape[1]), np.float32)
     has = np.zeros(len(lib.ids), bool)
@@ -153,10 +156,10 @@ def library_views(coll, lib: Library, rows: np.ndarray, prune: bool, progress=No
         if hashes[r] in kept:
             out[r], has[r] = kept[hashes[r]], True
     saved = False
-    if new and not coll.store().read_only:
+    if new and not parts.store().read_only:
         alive = set(hashes) if prune else None
         kept = {h: v for h, v in kept.items() if alive is None or h in alive}
-        saved = save_views(coll.directory, key, {**kept, **new})
+        saved = save_views(parts.directory, key, {**kept, **new})
     stats = {
         "views": list(LIBRARY_VIEWS),
         "images": len(rows),
@@ -171,14 +174,15 @@ def library_views(coll, lib: Library, rows: np.ndarray, prune: bool, progress=No
 # --- a whole-library run -------------------------------------------------------------------------
 
 
-def turned_pairs(coll, lib, space, whitening, is_twin, level, prune, progress):
+def turned_pairs(parts: Parts, lib, space, whitening, is_twin, level, prune, progress):
     """Pairs between representatives whose best view scores >= `level` in `space` (the run's
     whitened or raw space), and the views' stats."""
     started = time.perf_counter()
     reps = np.flatnonzero(~is_twin)
-    raw, has, stats = library_views(coll, lib, reps, prune, progress)
+    raw, has, stats = library_views(parts, lib, reps, prune, progress)
     rows = np.flatnonzero(has)
-    turns, found = len(LIBRARY_VIEWS), {}
+    turns = len(LIBRARY_VIEWS)
+    found: Turned = {}
     queries = raw[rows].reshape(len(rows) * turns, -1)
     if whitening is not None and len(queries):
         queries = whitening.apply(queries)
@@ -254,18 +258,20 @@ def oriented(turns: dict, via: int, row: int) -> tuple[str, float] | None:
 # --- --against / --of and query ------------------------------------------------------------------
 
 
-def against_turned(coll, report: DupReport, options, calibration, whitening, threshold, progress):
+def against_turned(
+    parts: Parts, report: DupReport, options, calibration, whitening, threshold, progress
+):
     """Query files of a --against/--of report that found nothing, looked up turned: each match
     joins the group its library file is in, or makes a group with it."""
     started = time.perf_counter()
     grouped = {m.path: g for g in report.groups for m in g.members}
     todo = [p for p in report.checked or [] if p not in grouped]
-    views = embed_views(coll, todo, QUERY_VIEWS, progress)
-    store = coll.store()
+    views = embed_views(parts, todo, QUERY_VIEWS, progress)
+    store = parts.store()
     inside = set(store.ids_under(options.within).tolist()) if options.within else None
     outside, found = set(report.checked or []), 0
     for k in np.flatnonzero(views.ok):
-        match = _best_turned(coll, views.vectors[k], outside, inside, whitening, threshold)
+        match = _best_turned(parts, views.vectors[k], outside, inside, whitening, threshold)
         grey_too = whitening is not None
         if match is None or not _evidence(todo[k], match[3]["path"], match[2], grey_too):
             continue
@@ -281,13 +287,13 @@ def against_turned(coll, report: DupReport, options, calibration, whitening, thr
     }
 
 
-def _best_turned(coll, views: np.ndarray, outside, inside, whitening, threshold):
+def _best_turned(parts: Parts, views: np.ndarray, outside, inside, whitening, threshold):
     """(similarity, cosine, turn, library row) of the best view's best library match above the
     threshold, or None."""
-    _, found = coll.vector_index().search(views, CANDIDATES)
+    _, found = parts.vector_index().search(views, CANDIDATES)
     ids = {int(i) for i in found.ravel() if i >= 0 and (inside is None or int(i) in inside)}
-    rows = coll.store().images_by_ids(list(ids), "id, path, hash, width, height, size, vector")
-    rows = [r for r in rows.values() if r["path"] not in outside]
+    by_id = parts.store().images_by_ids(list(ids), "id, path, hash, width, height, size, vector")
+    rows = [r for r in by_id.values() if r["path"] not in outside]
     if not rows:
         return None
     vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
@@ -337,12 +343,12 @@ class TurnedHit(knn.Hit):
         return {**super().to_json(), "transform": self.transform}
 
 
-def query_turned(coll, images: list[str], k: int, within: str | None) -> knn.QueryResult:
+def query_turned(parts: Parts, images: list[str], k: int, within: str | None) -> knn.QueryResult:
     """`query --rotations`: the query as it is and turned; each library image at its best."""
     started = time.perf_counter()
     paths = [os.path.abspath(p) for p in images]
-    plain = coll.vectors_for_files(paths)  # a file that is no image is refused here
-    views = embed_views(coll, paths, QUERY_VIEWS)
+    plain = parts.vectors_for_files(paths)  # a file that is no image is refused here
+    views = embed_views(parts, paths, QUERY_VIEWS)
     if views.errors:
         path, error = next(iter(views.errors.items()))
         raise BadQuery(f"query image {path}: {error}")
@@ -351,13 +357,13 @@ def query_turned(coll, images: list[str], k: int, within: str | None) -> knn.Que
     ]
     best: dict[int, TurnedHit] = {}
     for turn, vector in queries:
-        result = coll.search_vector(vector, k, within)
+        result = parts.search_vector(vector, k, within)
         for hit in result.results:
             if hit.id not in best or hit.score > best[hit.id].score:
                 best[hit.id] = TurnedHit(0, hit.id, hit.path, hit.score, turn)
     hits = sorted(best.values(), key=lambda h: (-h.score, h.id))[:k]
     for rank, hit in enumerate(hits, 1):
         hit.rank = rank
-    result.results, result.query = hits, paths
+    result.results, result.query = list(hits), paths  # TurnedHit is a Hit
     result.seconds = time.perf_counter() - started
     return result

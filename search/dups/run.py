@@ -32,6 +32,7 @@ from search.dups.pairs import nearest_pairs, neighbour_pairs, pair_scores
 from search.dups.precision import EVIDENCE_PRECISION, Estimate, from_calibration
 from search.dups.ray import ray_neighbour_pairs
 from search.dups.verify import DESCRIPTOR_MIN
+from search.parts import Parts
 
 RAW_NEIGHBOURS = 8  # nearest images by raw cosine whose pixels are looked at, per image
 LAYOUT_MIN_COSINE = 0.6  # raw cosine a pair found by its grey layout needs (a grey copy: >= 0.8)
@@ -53,8 +54,8 @@ class DupOptions:
     rotations: bool = False  # also copies turned 90/180/270 degrees or mirrored in their pixels
 
 
-def load_library(coll, within: str | None = None) -> Library:
-    store = coll.store()
+def load_library(parts: Parts, within: str | None = None) -> Library:
+    store = parts.store()
     ids, vectors = store.vectors()
     meta = store.images_by_ids(ids, "id, path, hash, width, height, size, taken")
     # a writer (apply, an index sweep) may have removed rows between the two reads: leave them out
@@ -69,19 +70,19 @@ def load_library(coll, within: str | None = None) -> Library:
 # --- the job -------------------------------------------------------------------------------------
 
 
-def find_duplicates(coll, options: DupOptions, progress=None) -> DupReport:
+def find_duplicates(parts: Parts, options: DupOptions, progress=None) -> DupReport:
     started = time.perf_counter()
     options = dataclasses.replace(options, burst_window=bursts.parse_window(options.burst_window))
-    calibration, whitening, threshold, mode = _thresholds(coll, options, progress)
+    calibration, whitening, threshold, mode = _thresholds(parts, options, progress)
     report: DupReport
     if options.against or options.of:
-        report = against(coll, options, calibration, whitening, threshold, progress)
+        report = against(parts, options, calibration, whitening, threshold, progress)
         if options.rotations:  # the query files that found nothing, looked up turned
             scoring = (calibration, whitening, threshold)
-            rotations.against_turned(coll, report, options, *scoring, progress)
+            rotations.against_turned(parts, report, options, *scoring, progress)
     else:
-        report = _whole_library(coll, options, calibration, whitening, threshold, progress)
-    report = respect_decisions(coll.store(), report)  # "not duplicates" / "keep both" stick
+        report = _whole_library(parts, options, calibration, whitening, threshold, progress)
+    report = respect_decisions(parts.store(), report)  # "not duplicates" / "keep both" stick
     report = keep_reference(report, options.reference)
     for g in report.groups:  # a burst is a stack with its best shot, not duplicates to delete
         if g.tier == "similar":
@@ -91,10 +92,10 @@ def find_duplicates(coll, options: DupOptions, progress=None) -> DupReport:
     return report
 
 
-def _thresholds(coll, options: DupOptions, progress):
+def _thresholds(parts: Parts, options: DupOptions, progress):
     if options.threshold == "auto":
         calibration, whitening = ensure_calibration(
-            coll, options.precision, options.sample, progress
+            parts, options.precision, options.sample, progress
         )
         return calibration, whitening, calibration.threshold, "auto"
     try:
@@ -103,7 +104,7 @@ def _thresholds(coll, options: DupOptions, progress):
         raise BadQuery(f"--threshold: 'auto' or a number, not {options.threshold!r}") from None
     if not -1 <= threshold <= 1:
         raise BadQuery("--threshold is a cosine between -1 and 1")
-    stored = stored_calibration(coll)
+    stored = stored_calibration(parts)
     return (stored[0] if stored else None), None, threshold, "cosine"
 
 
@@ -115,10 +116,10 @@ def _similar_threshold(options, calibration, threshold) -> float:
     return threshold - 0.05
 
 
-def _whole_library(coll, options, calibration, whitening, threshold, progress) -> DupReport:
+def _whole_library(parts: Parts, options, calibration, whitening, threshold, progress) -> DupReport:
     """Groups over the library under the one-file-one-group rule (see search/dups/groups.py),
     each `copy` link admitted by the rule of search/dups/precision.py."""
-    lib = load_library(coll, options.within)
+    lib = load_library(parts, options.within)
     report = DupReport(
         threshold, calibration.to_json() if calibration else None, images=len(lib.ids)
     )
@@ -133,7 +134,7 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     low = _similar_threshold(options, calibration, threshold) if include_similar else threshold
     band = min(calibration.similar_threshold, threshold) if auto and calibration else threshold
     rows, cols, sims = _pairs(space, min(low, threshold, band), options.ray, progress)
-    seen = Seen.of_library(coll.store(), lib, progress)
+    seen = Seen.of_library(parts.store(), lib, progress)
     units = twin_units(lib.hashes, pixel_pairs(lib, rows, cols, sims >= threshold), lib.sizes)
     twins = units.twins_of()
     is_twin = units.rep != np.arange(len(lib.ids))  # grouped through their representative
@@ -148,7 +149,7 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
     if options.rotations:  # copies turned or mirrored in their pixels (search/dups/rotations.py)
         level, prune = band if auto else threshold, options.within is None
         turned, report.rotations = rotations.turned_pairs(
-            coll, lib, space, whitening, is_twin, level, prune, progress
+            parts, lib, space, whitening, is_twin, level, prune, progress
         )
         links, turns = rotations.with_turned(lib, links, turned, seen)
         report.rotations["matches"] = len(turns)
@@ -184,7 +185,7 @@ def _whole_library(coll, options, calibration, whitening, threshold, progress) -
             taken[[leader] + [m for m, _ in members]] = True
     alone = [rep for rep in twins if not taken[rep]]  # twin sets in no near group
     # a fixed cosine is taken raw; its members' confidences are the calibration's, in its space
-    stored = None if auto or calibration is None else stored_calibration(coll)
+    stored = None if auto or calibration is None else stored_calibration(parts)
     scoring = (calibration, whitening if auto else (stored[2] if stored else None), estimate)
     report.groups = [_identical_group(lib, rep, twins[rep]) for rep in alone] + [
         _near_group(lib, *g, scoring, twins, evidence, turns) for g in near
