@@ -31,6 +31,9 @@ NCC_SQUASHED = 0.97  # a copy stretched to another aspect (imagededup's resize 6
 NCC_CROP = 0.96  # the best window at half-pixel widths (_refined): crops of the near-duplicate
 # set >= 0.98; the nearest distinct pictures of the look-alike sets <= 0.948
 REFINE_FROM = 0.9  # a best window at whole-pixel widths this good is looked at to half a pixel
+FRAME_MIN_PX = 2  # thumbnail rows and columns of one flat colour on every side: an added frame
+FRAME_STD = 3.0  # grey levels within a frame line (JPEG noise on a white border: < 1)
+FRAME_LEVELS = 8.0  # a frame line's mean this close to the corners' colour
 DETAIL_NCC = 0.3  # correlation of the fine detail a tone or crop match also needs (same_detail)
 # Smooth pictures (search/dups/evidence.py LOW_INFO_EDGES): on the look-alike sets, distinct pairs
 # reach NCC 0.98 with detail 0.65, or NCC 1.000 with detail 0.07, never both; their copies (a
@@ -125,7 +128,38 @@ def match(
         return None
     score, window, template = best_crop(a, b)
     floor = SMOOTH_NCC if smooth else NCC_CROP
-    return "crop" if score >= floor and same_detail(window, template, detail) else None
+    if score >= floor and same_detail(window, template, detail):
+        return "crop"
+    inner_a, inner_b = unframed(a), unframed(b)
+    if inner_a is None and inner_b is None:
+        return None
+    # a frame added around a picture (a border of one colour on every side): its blended edge
+    # keeps the best window at 0.956; the picture inside the frame is matched instead
+    inner = match(
+        a if inner_a is None else inner_a, b if inner_b is None else inner_b, crops, None, smooth
+    )
+    return None if inner is None else "crop"
+
+
+def unframed(grey: np.ndarray) -> np.ndarray | None:
+    """The picture inside a frame of one flat colour on all four sides (FRAME_MIN_PX or more),
+    with one more pixel trimmed for the blend at its edge; None when there is no such frame."""
+    g = grey.astype(np.float32)
+    colour = float(np.median([g[0, 0], g[0, -1], g[-1, 0], g[-1, -1]]))
+
+    def flat_lines(lines: np.ndarray) -> int:
+        count = 0
+        for line in lines:
+            if line.std() > FRAME_STD or abs(float(line.mean()) - colour) > FRAME_LEVELS:
+                break
+            count += 1
+        return count
+
+    sides = [flat_lines(g), flat_lines(g[::-1]), flat_lines(g.T), flat_lines(g.T[::-1])]
+    if min(sides) < FRAME_MIN_PX or max(sides) >= min(g.shape) // 3:
+        return None  # no frame on some side, or a flat picture
+    top, bottom, left, right = (n + 1 for n in sides)
+    return np.ascontiguousarray(grey[top : grey.shape[0] - bottom, left : grey.shape[1] - right])
 
 
 def same_detail(a: np.ndarray, b: np.ndarray, floor: float = DETAIL_NCC) -> bool:
