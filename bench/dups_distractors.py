@@ -39,27 +39,22 @@ import sys
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
-import lookalike  # noqa: E402
-from dups_eval import DEFAULT_TRUTH, load_sets  # noqa: E402
-from dups_quality import product_eval, read_library  # noqa: E402
-from lookalike import (  # noqa: E402
+import harness
+import lookalike
+from dups_eval import DEFAULT_TRUTH, load_sets
+from dups_quality import product_eval, read_library
+from lookalike import (
     WEIGHTS_LABEL,
     code_state,
     dinosearch_bin,
     export_commit,
-    machine,
-    model_dir,
     rel,
     run_json,
     score_plan,
     score_report,
 )
 
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
+BENCH = harness.BENCH
 ACTED = ("exact", "pixels", "copy")
 SCORED = "exact+pixels+copy"  # product_eval's cumulative key for the acted-on tiers
 # distractor kinds -> the low-information names lookalike.classify knows
@@ -305,7 +300,6 @@ def group_lines(entries: list[dict], limit: int = 40) -> list[str]:
 
 
 def markdown(doc: dict) -> str:
-    m = doc["machine"]
     d = doc.get("distractor_set") or {}
     lines = [
         "# The near-duplicate set inside a library of more than 5,000 images (issue 23)",
@@ -320,11 +314,8 @@ def markdown(doc: dict) -> str:
             if doc["code"]["uncommitted_product_files"]
             else ""
         )
-        + ".",
-        f"Machine: {m['cpu']}, {m.get('usable_cores', m['cores'])} usable cores (shared with "
-        f"other workers), flags {' '.join(m['flags']) or 'none of interest'}, "
-        f"{m.get('memory_gib')} GiB; load average at start {m['load_average']}, at end "
-        f"{m.get('load_average_end')}; {doc['started']}; {doc.get('seconds', 0):.0f} s in all.",
+        + f". The 2 cores are shared with other workers; started {doc['started']}, "
+        f"{doc.get('seconds', 0):.0f} s in all.",
         "",
     ]
     if d:
@@ -447,11 +438,9 @@ def ratios(doc: dict) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--distractors", type=Path, default=BENCH / "work" / "distractors-5200")
+    ap = harness.parser(__doc__, model=True, work=harness.WORK / "dups-distractors")
+    ap.add_argument("--distractors", type=Path, default=harness.WORK / "distractors-5200")
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
-    ap.add_argument("--model", help="model directory (default: real_dinov2_small.sh's)")
-    ap.add_argument("--work", type=Path, default=BENCH / "work" / "dups-distractors")
     ap.add_argument("--libraries", default="set,all", help="which of set,all to build and score")
     ap.add_argument("--reindex", action="store_true", help="build the libraries afresh")
     ap.add_argument(
@@ -460,7 +449,7 @@ def main() -> None:
         help="score the saved reports of a cached library again instead of running dups",
     )
     ap.add_argument("--name", default="dups_distractors")
-    ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument("--out-dir", type=Path, help="where NAME.{md,json} go (default: bench/results)")
     ap.add_argument(
         "--commit",
         default="HEAD",
@@ -481,7 +470,7 @@ def main() -> None:
     ensure_neardup(args.truth, log)
     sets = json.loads(args.truth.read_text())["sets"]
     folders = [Path(s["root"]) for s in sets]
-    model = model_dir(args.model)
+    model = harness.model_dir(args.model)
     truth, facts = build_truth(args.truth, distractors if have else None)
     started = time.time()
     doc: dict = {
@@ -490,14 +479,12 @@ def main() -> None:
         "model_label": WEIGHTS_LABEL,
         "command": shlex.join([".venv/bin/python", "bench/dups_distractors.py", *sys.argv[1:]]),
         "started": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": machine(),
         "code": code_state(),
         "truth": str(args.truth),
         "distractors": str(distractors),
         "distractor_set": facts,
         "libraries": {},
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     plan = {"set": folders, "all": [*folders, distractors]}
     for name in names:
         doc["libraries"][name] = library(name, plan[name], args, model, truth)
@@ -515,13 +502,10 @@ def main() -> None:
         )
         doc["seconds"] = time.time() - started
         doc["ratios"] = ratios(doc)
-        (args.out_dir / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-        (args.out_dir / f"{args.name}.md").write_text(markdown(doc))
-    doc["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        harness.write_results(args.name, markdown(doc), doc, directory=args.out_dir, quiet=True)
     doc["seconds"] = time.time() - started
-    (args.out_dir / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (args.out_dir / f"{args.name}.md").write_text(markdown(doc))
-    print(f"wrote {args.out_dir / args.name}.md and .json ({doc['seconds']:.0f} s)")
+    md = harness.write_results(args.name, markdown(doc), doc, directory=args.out_dir, quiet=True)
+    print(f"wrote {md} and .json ({doc['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -33,17 +33,16 @@ highest pair correlations left.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import multiprocessing
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-BENCH = Path(__file__).resolve().parent
 GENERATOR_VERSION = 1
 THUMB = 32  # px; grey thumbnails for the pairwise check
 DETAIL = 64  # px; detail thumbnails (Laplacian of the grey thumbnail): what a copy keeps
@@ -616,13 +615,13 @@ def too_close(thumbs: np.ndarray) -> tuple[list[int], dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__)
     ap.add_argument("--count", type=int, default=5200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="default: bench/work/distractors-COUNT")
     ap.add_argument("--procs", type=int, default=2)
     args = ap.parse_args()
-    out = (args.out or BENCH / "work" / f"distractors-{args.count}").resolve()
+    out = (args.out or harness.WORK / f"distractors-{args.count}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     jobs = plan(args.count, args.seed)
