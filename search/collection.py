@@ -377,7 +377,7 @@ class Collection(CleanupMethods):
         seed: int = 0,
     ):
         """Refit score normalisation and the duplicate threshold on this library's images
-        (sample None: one source per 20 images, 8 to 60)."""
+        (sample None: one source per 40 images, 8 to 30)."""
         self.store().require_writable("calibrate")  # refuse before embedding the copies
         calibration, _ = run.run_calibration(self, precision, sample, progress, seed)
         return calibration
