@@ -271,3 +271,67 @@ def test_a_photo_in_an_added_frame_is_matched_inside_the_frame(tmp_path, monkeyp
     assert verify.match(a, b) == "crop" and verify.match(b, a) == "crop"
     monkeypatch.setattr(verify, "unframed", lambda grey: None)  # the frame left in: missed
     assert verify.match(a, b) is None
+
+
+_JUDGING_FOREVER = """
+import numpy as np, sys
+from indexer.evidence import from_file
+from search.dups.evidence import Seen
+paths = sys.argv[1:]
+measured = [from_file(p) for p in paths]
+seen = Seen([m[0] for m in measured], [(m[1], m[2]) for m in measured])
+n = 10_000_000
+rows, cols = np.zeros(n, np.int64), np.ones(n, np.int64)
+print("judging", flush=True)
+seen.judge_pairs(rows, cols, np.ones(n, bool))
+"""
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="forked judging")
+def test_judging_processes_end_when_their_run_is_killed(copies):
+    """A dups run killed mid-judging (SIGKILL: no clean-up runs) leaves no judging process, and
+    none of them prints a traceback (without the parent-death signal they went on until their
+    next answer met the closed pipe, and said so on stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: judging stays in one process")
+    run = subprocess.Popen(
+        [sys.executable, "-c", _JUDGING_FOREVER, copies["original"], copies["crop-0.8"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stdout.readline().strip() == "judging"
+    deadline = time.monotonic() + 30
+    while not (workers := _children(run.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers, "the run forked no judging processes"
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if os.path.exists(f"/proc/{w}")]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive
+    assert "Traceback" not in run.stderr.read()

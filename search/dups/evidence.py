@@ -16,9 +16,11 @@ a Ray cluster) are measured here once, from a small decode, and the result is st
 """
 
 import contextlib
+import ctypes
 import dataclasses
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +47,7 @@ LOOKS_DETAIL = 0.15
 FINE_MIN_STD = 3.0  # grey levels of the 192 px Laplacian: below it a picture has no fine edges
 FINE_NCC = 0.88  # see same_fine_detail
 MEASURE_BATCH = 256  # evidence measured by a run is stored this many contents at a time
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 JUDGE_CHUNK = 2000  # pairs a judging process takes at a time (~1 s); fewer pairs: no processes
 
 Progress = Callable[[str, int, int], None]
@@ -132,6 +135,17 @@ def _judge_chunk(work: tuple[list[int], list[int], list[bool]]) -> list[str]:
     return [seen.judge(i, j, c) or "" for i, j, c in zip(*work, strict=True)]
 
 
+def _die_with_parent() -> None:
+    """A judging process ends when the run that forked it does, even when that run is killed
+    (Linux's parent-death signal; a pool's own clean-up never runs after a SIGKILL)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # no prctl: the pool's clean-up still ends them on exit
+        pass
+    if os.getppid() == 1:  # the parent died before the signal was asked for
+        os._exit(0)
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -146,7 +160,7 @@ def _forked_pool(seen: Seen, workers: int):
         if workers < 2 or not sys.platform.startswith("linux"):
             yield None
             return
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, _die_with_parent) as pool:
             yield pool
     finally:
         _JUDGING = None
