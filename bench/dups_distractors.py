@@ -304,8 +304,8 @@ def markdown(doc: dict) -> str:
     lines = [
         "# The near-duplicate set inside a library of more than 5,000 images (issue 23)",
         "",
-        f"`{doc['command']}`; model: {doc['model_label']}; `index` and `dups` with default "
-        "options (`--threshold auto`).",
+        f"Model: {doc['model_label']}; `index` and `dups` with default options "
+        "(`--threshold auto`).",
         "",
         f"Code: {doc['code']['commit'][:10]} ({doc['code']['subject']})"
         + (
@@ -314,10 +314,12 @@ def markdown(doc: dict) -> str:
             if doc["code"]["uncommitted_product_files"]
             else ""
         )
-        + f". The 2 cores are shared with other workers; started {doc['started']}, "
-        f"{doc.get('seconds', 0):.0f} s in all.",
+        + f". The 2 cores are shared with other workers; this scoring run started "
+        f"{doc['started']} ({doc.get('seconds', 0):.0f} s); each library's own runs are dated "
+        "below.",
         "",
     ]
+    lines += findings(doc)
     if d:
         lines += [
             f"Distractors: `{doc['distractors']}` "
@@ -411,6 +413,50 @@ def markdown(doc: dict) -> str:
         for c in r.get("commands", []):
             lines.append(f"- {name}: `{c['cmd']}` -> rc {c['rc']}, {c['seconds']} s")
     return "\n".join(lines) + "\n"
+
+
+def evidence_counts(entries: list[dict]) -> dict:
+    """Members other than each group's first, by the pixel evidence that joined them."""
+    out: dict[str, int] = {}
+    for e in entries:
+        for m in e["members"]:
+            if m.get("match") != "first":
+                key = str(m.get("verified") or "embeddings alone")
+                out[key] = out.get(key, 0) + 1
+    return out
+
+
+def findings(doc: dict) -> list[str]:
+    """The answer in a few lines: F1 alone vs inside, set+distractor groups, false groups."""
+    libs = doc["libraries"]
+    a, b = libs.get("set"), libs.get("all")
+    if not a or not b or "sets" not in a or "sets" not in b:
+        return []
+    dis = b["distractors"]
+    kinds: dict[str, int] = {}
+    for e in dis["among_distractors"]:
+        for k in {str(m["kind"]) for m in e["members"]}:
+            kinds[k] = kinds.get(k, 0) + 1
+    flagged = set((doc.get("distractor_set") or {}).get("check", {}).get("still_too_close", []))
+    in_groups = {Path(m["path"]).name for e in dis["among_distractors"] for m in e["members"]}
+    plan = b.get("plan", {})
+    f1 = lambda r, s: r["sets"].get(s, {}).get("pairs", {}).get("f1")  # noqa: E731
+    return [
+        "## Findings",
+        "",
+        f"- Pair F1 on the near-duplicate set: {f3(f1(a, 'neardup'))} alone, "
+        f"{f3(f1(b, 'neardup'))} inside {b['library_rows']} rows (imagededup mixed_images: "
+        f"{f3(f1(a, 'imagededup_mixed'))} / {f3(f1(b, 'imagededup_mixed'))}).",
+        f"- Groups joining a set file with a distractor: **{dis['set_with_distractor_groups']}**.",
+        f"- Groups of distinct distractors (false groups, acted-on tiers): "
+        f"**{dis['distractor_groups']}**, holding {len(in_groups)} distractors; by kind "
+        f"{kinds}; members joined by {evidence_counts(dis['among_distractors'])}; "
+        f"{len(in_groups & flagged)} of those distractors are among the "
+        f"{len(flagged)} the generator's thumbnail check left over its limits.",
+        f"- The default plan trashes {plan.get('acted')} files, **{plan.get('not_a_copy')}** "
+        "of them distinct pictures (a distractor trashed for another distractor).",
+        "",
+    ]
 
 
 def ratios(doc: dict) -> dict:
