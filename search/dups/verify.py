@@ -34,7 +34,13 @@ REFINE_FROM = 0.9  # a best window at whole-pixel widths this good is looked at 
 FRAME_MIN_PX = 2  # thumbnail rows and columns of one flat colour on every side: an added frame
 FRAME_STD = 3.0  # grey levels within a frame line (JPEG noise on a white border: < 1)
 FRAME_LEVELS = 8.0  # a frame line's mean this close to the corners' colour
-DETAIL_NCC = 0.3  # correlation of the fine detail a tone or crop match also needs (same_detail)
+# The fine detail a match also needs (same_detail): in a library of 5,200 distinct procedural
+# look-alikes (one template each: a ridge under a sky, a title over a figure and text lines) the
+# false crop matches had detail 0.41 at the median, false tone matches 0.28-0.55, while the
+# near-duplicate set's copies in the same library had >= 0.49 (crops) and >= 0.76 (tone)
+# (bench/results/dups_distractors.md)
+DETAIL_NCC = 0.5  # a crop
+TONE_DETAIL_NCC = 0.6  # a whole-frame match
 # Smooth pictures (search/dups/evidence.py LOW_INFO_EDGES): on the look-alike sets, distinct pairs
 # reach NCC 0.98 with detail 0.65, or NCC 1.000 with detail 0.07, never both; their copies (a
 # 20 % crop of a grey wall) reach 0.997 and 0.47 (bench/results/lookalike.md)
@@ -121,7 +127,8 @@ def match(
     whole = ncc(a.astype(np.float32), b_on_a)
     detail = SMOOTH_DETAIL if smooth else DETAIL_NCC
     floor = SMOOTH_NCC if smooth else NCC_WHOLE if _same_frame(a, b) else NCC_SQUASHED
-    if whole >= floor and same_detail(a.astype(np.float32), b_on_a, detail):
+    tone_detail = SMOOTH_DETAIL if smooth else TONE_DETAIL_NCC
+    if whole >= floor and same_detail(a.astype(np.float32), b_on_a, tone_detail):
         return "tone"
     # (a 10 % crop can correlate over the whole frame, 0.96, while its detail lies shifted)
     if not crops:
