@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ COPY = "0.999"  # a copy for the tiny random model (distinct photos reach 0.995)
 
 def load_planted():
     """bench/curate_planted.py: real photos plus odd images made with PIL."""
+    if str(ROOT / "bench") not in sys.path:  # it imports its sibling bench/harness.py
+        sys.path.append(str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location(
         "curate_planted", ROOT / "bench/curate_planted.py"
     )
