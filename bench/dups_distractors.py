@@ -484,7 +484,12 @@ def ratios(doc: dict) -> dict:
 
 
 def main() -> None:
-    ap = harness.parser(__doc__, model=True, work=harness.WORK / "dups-distractors")
+    ap = harness.parser(
+        __doc__,
+        quick="smoke run: the 'all' library, make_distractors.py --quick's 40, in bench/work/quick",
+        model=True,
+        work=harness.WORK / "dups-distractors",
+    )
     ap.add_argument("--distractors", type=Path, default=harness.WORK / "distractors-5200")
     ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
     ap.add_argument("--libraries", default="set,all", help="which of set,all to build and score")
@@ -503,6 +508,9 @@ def main() -> None:
         "uncommitted edits in a shared tree are not measured); 'tree' for the working tree",
     )
     args = ap.parse_args()
+    if args.quick:
+        args.distractors = harness.WORK / "quick" / "distractors-40"
+        args.work, args.libraries = harness.WORK / "quick" / "dups-distractors", "all"
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.commit != "tree":

@@ -2,7 +2,7 @@
 memory, library size on disk.
 
 Each size gets a real library (indexer.library.store.Store, cached under bench/work/evscale-N/):
-the realistic vectors of bench/perf_common.vectors_cached (the mean and covariance of real DINOv2
+the realistic vectors of bench/harness.vectors_cached (the mean and covariance of real DINOv2
 embeddings, events of ~30, 3 % planted near-copy pairs) and an evidence record per row
 (indexer.library.evidence.write). The evidence is synthetic but made of real pixels:
 
@@ -52,8 +52,8 @@ import sys
 import time
 from pathlib import Path
 
+import harness as pc
 import numpy as np
-import perf_common as pc
 from PIL import Image
 
 from indexer.evidence import Evidence, measure
@@ -627,9 +627,8 @@ def real_photo_rates() -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = pc.parser(__doc__, quick="one library of 20,000 rows")
     ap.add_argument("--sizes", default="100000,1000000")
-    ap.add_argument("--quick", action="store_true", help="one library of 20,000 rows")
     ap.add_argument("--pairs-per-image", type=float, default=3.0)
     ap.add_argument("--judge-budget-min", type=float, default=25.0)
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
@@ -658,18 +657,14 @@ def main() -> None:
             library=meta, wall_s=round(time.perf_counter() - started, 1), load_average_start=load0
         )
         results.append(r)
-    prev = pc.RESULTS / "dups_evidence_scale.json"
-    old = json.loads(prev.read_text()) if prev.exists() else {}
+    old = pc.read_results("dups_evidence_scale") or {}
     kept = [r for r in old.get("results", []) if r["n"] not in {x["n"] for x in results}]
     all_results = sorted(kept + results, key=lambda r: r["n"])
     reference = old.get("real_photos") or real_photo_rates()
     commands = sorted(set(old.get("commands", [])) | {command})
     data = {"machine": {**pc.machine(), **repo_state()}, "commands": commands,
             "real_photos": reference, "results": all_results}  # fmt: skip
-    prev.write_text(json.dumps(data, indent=1) + "\n")
-    md = markdown(data)
-    (pc.RESULTS / "dups_evidence_scale.md").write_text(md)
-    print(md)
+    pc.write_results("dups_evidence_scale", markdown(data), data, machine_record=data["machine"])
 
 
 def repo_state() -> dict:

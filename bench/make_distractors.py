@@ -615,12 +615,14 @@ def too_close(thumbs: np.ndarray) -> tuple[list[int], dict]:
 
 
 def main() -> None:
-    ap = harness.parser(__doc__)
+    ap = harness.parser(__doc__, quick="smoke run: 40 into bench/work/quick/distractors-40")
     ap.add_argument("--count", type=int, default=5200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="default: bench/work/distractors-COUNT")
     ap.add_argument("--procs", type=int, default=2)
     args = ap.parse_args()
+    if args.quick:
+        args.count, args.out = 40, harness.WORK / "quick" / "distractors-40"
     out = (args.out or harness.WORK / f"distractors-{args.count}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -20,14 +20,11 @@ RUN_ALL = BENCH / "run_all.sh"
 # Modules the scripts import or run, not benchmarks of their own (run_all.sh names them too).
 HELPERS = {
     "harness.py",  # the preamble
-    "perf_common.py",  # the harness's former name, re-exported
     "dups_eval.py",  # pair scoring, imported by the duplicate benches
     "cli_marks.py",  # run by runtime_speed.py
     "ort_variant.py",  # run by hand to diagnose runtime_speed.py
     "naive_loop.py",  # run by index_speed.py and runtime_speed.py
 }
-# Being written by their owners while this test was: converted to the harness once committed.
-PENDING = {"dups_evidence_scale.py", "make_distractors.py", "dups_distractors.py"}
 SCRIPTS = sorted(p for p in BENCH.glob("*.py"))
 BENCHMARKS = [p for p in SCRIPTS if p.name not in HELPERS]
 
@@ -91,7 +88,7 @@ def _own_results_writes(path: Path, tree: ast.Module) -> list[str]:
 
 def test_every_script_is_run_by_run_all():
     text = RUN_ALL.read_text()
-    missing = [p.name for p in SCRIPTS if p.stem not in text and p.name not in PENDING]
+    missing = [p.name for p in SCRIPTS if p.stem not in text]
     assert not missing, f"bench/run_all.sh does not name: {missing}"
     runs = {line.split()[1] for line in text.splitlines() if line.strip().startswith("bench ")}
     runs |= {line.split()[2] for line in text.splitlines() if "in_venv " in line and "$" in line}
@@ -107,22 +104,18 @@ def test_helpers_are_used_by_some_script():
     """A helper nobody runs or imports would be a benchmark run_all.sh skips."""
     texts = {p.name: p.read_text() for p in SCRIPTS}
     texts["README.md"] = (BENCH / "README.md").read_text()  # what is run by hand, and how
-    for helper in HELPERS - {"harness.py", "perf_common.py"}:
+    for helper in HELPERS - {"harness.py"}:
         users = [n for n, t in texts.items() if n != helper and Path(helper).stem in t]
         assert users, f"{helper} is listed as a helper but no script or bench/README.md uses it"
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_no_sys_path_edits(path):
-    if path.name in PENDING:
-        pytest.skip("converted once its owner commits it")
     assert not _sys_path_edits(_tree(path)), f"{path.name} edits sys.path"
 
 
 @pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.name)
 def test_each_goes_through_the_harness(path):
-    if path.name in PENDING:
-        pytest.skip("converted once its owner commits it")
     tree = _tree(path)
     assert "harness" in _imports(tree), f"{path.name} does not import the harness"
     assert "perf_common" not in _imports(tree), f"{path.name} imports the old perf_common"
@@ -158,7 +151,7 @@ def test_every_script_answers_help():
         return path.name, proc.returncode, proc.stdout + proc.stderr
 
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(helps, [p for p in SCRIPTS if p.name != "perf_common.py"]))
+        results = list(pool.map(helps, SCRIPTS))
     bad = [(name, rc, out[-400:]) for name, rc, out in results if rc != 0 or "Traceback" in out]
     assert not bad, bad
     assert all(out.strip() for _, _, out in results)
