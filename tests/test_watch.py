@@ -118,6 +118,7 @@ class WatchProcess:
             [sys.executable, "-m", "search.cli.app", "index", str(folder), "--index",
              str(library), "--watch", "--json", "--workers", "0"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )  # fmt: skip
         self.lines: list[dict] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -137,7 +138,12 @@ class WatchProcess:
 
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=30)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps on SIGABRT
+            self.proc.send_signal(signal.SIGABRT)
+            _, err = self.proc.communicate(timeout=30)
+            pytest.fail(f"still running 30 s after Ctrl-C; its threads then:\n{err[-6000:]}")
         return self.proc.returncode, err
 
 
