@@ -110,6 +110,13 @@ def test_a_missing_root_removes_nothing(tmp_path):
 # --- index --watch, a real process --------------------------------------------------------------
 
 
+def _terminal_signals() -> None:
+    """Ctrl-C as a terminal gives it, whatever the test runner's: a job a script starts in the
+    background (`pytest ... &`) ignores SIGINT, and its children inherit that, so a watch would
+    never hear the test's Ctrl-C (the full suite hung here when started so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class WatchProcess:
     """`dinosearch index FOLDER --watch --json` and its JSON lines, read as they come."""
 
@@ -118,7 +125,7 @@ class WatchProcess:
             [sys.executable, "-m", "search.cli.app", "index", str(folder), "--index",
              str(library), "--watch", "--json", "--workers", "0"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"}, preexec_fn=_terminal_signals,
         )  # fmt: skip
         self.lines: list[dict] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -136,8 +143,8 @@ class WatchProcess:
             time.sleep(0.1)
         return self.lines[count - 1]
 
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, how: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+        self.proc.send_signal(how)
         try:
             _, err = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps on SIGABRT
@@ -381,3 +388,25 @@ def test_serve_watch_on_the_page(tmp_path, browser):
         page.screenshot(path=str(tmp_path / "watch.png"))
         page.close()
     assert errors == []
+
+
+def test_index_watch_stops_on_sigterm_even_where_ctrl_c_is_ignored(tmp_path):
+    """A watch a script started in the background ignores SIGINT (the shell's rule for `&`);
+    `kill` (SIGTERM), as systemd and `docker stop` send it, stops it as Ctrl-C does."""
+    photos, library = tmp_path / "photos", tmp_path / "lib"
+    copy_photos(photos, 2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli.app", "index", str(photos), "--index", str(library),
+         "--watch", "--json", "--workers", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
+    )  # fmt: skip
+    try:
+        assert json.loads(proc.stdout.readline())["summary"]["indexed"] == 2
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopped watching" in err and "Traceback" not in err
+    assert len(library_paths(library)) == 2

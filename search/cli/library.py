@@ -1,6 +1,8 @@
 """`dinosearch index`, `query` and `info`: build the library, search it, describe it."""
 
+import contextlib
 import json
+import signal
 import time
 
 import click
@@ -197,10 +199,23 @@ def _watch(coll, paths, options, progress, poll, as_json, index_type) -> None:
             _print_summary(coll, summary, f"{stamp} {where}: ")
 
     try:
-        coll.watch(paths, options, progress, on_batch, poll=poll, kind=index_type)
+        with _terminate_as_interrupt():
+            coll.watch(paths, options, progress, on_batch, poll=poll, kind=index_type)
     except KeyboardInterrupt:
         progress.finish()
         click.echo("stopped watching: everything indexed so far is kept", err=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (`kill`, systemd, `docker stop`) stops a watch as Ctrl-C does. A watch started in
+    the background by a script (`dinosearch index --watch &`) is deaf to Ctrl-C, since the shell
+    makes it ignore SIGINT, so SIGTERM is how it is stopped."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
