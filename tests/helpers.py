@@ -214,3 +214,27 @@ def model_input(pixels, recipe):
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     mean = torch.tensor(recipe.mean).view(1, 3, 1, 1)
     return (x - mean) / torch.tensor(recipe.std).view(1, 3, 1, 1)
+
+
+def distractor_generator():
+    """bench/make_distractors.py as a module: the generator of the 5,200 distinct procedural
+    pictures (bench/dups_distractors.py), deterministic, so a test can redraw any of them."""
+    import importlib.util
+
+    bench = ROOT / "bench"
+    if str(bench) not in sys.path:
+        sys.path.append(str(bench))  # it imports bench/harness.py as `harness`, as a script
+    spec = importlib.util.spec_from_file_location("make_distractors", bench / "make_distractors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def distractor(index: int, folder: Path) -> str:
+    """File `index` of the 5,200 distractors (`make_distractors.py --seed 0`), drawn into
+    `folder`: the same bytes as the benchmark's."""
+    make = distractor_generator()
+    job = make.plan(5200, 0)[index]
+    path = folder / make.file_name(job)
+    path.write_bytes(make.make(job, 0)[0])
+    return str(path)

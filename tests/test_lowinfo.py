@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from search.dups import lowinfo
 from search.dups.lowinfo import is_low_information, look_alike, needs_pixel_evidence
-from tests.helpers import HEIF, IMAGEDEDUP, PHOTOS, SHARED
+from tests.helpers import HEIF, IMAGEDEDUP, PHOTOS, SHARED, distractor_generator
 
 W, H = 320, 240  # generated graphics: 4:3, big enough that none of them is "tiny"
 
@@ -344,5 +344,43 @@ def test_neighbouring_tiles_of_a_flat_band_are_not_one_picture(tmp_path, monkeyp
     assert all(lowinfo.is_low(ev, w, h) for ev, w, h in seen.values())
     assert judged("left", "copy") == "looks"
     assert judged("left", "right") is None
-    monkeypatch.setattr(evidence, "LOOKS_EDGES", float("inf"))  # no edge check: they looked alike
-    assert judged("left", "right") == "looks"
+    monkeypatch.setattr(evidence, "LOOKS_EDGES", float("inf"))  # no edge check ...
+    monkeypatch.setattr(evidence, "STRUCTURE_NCC", 0.9)  # ... and the old structure floor
+    assert judged("left", "right") == "looks"  # they looked alike
+
+
+def test_near_black_pictures_from_one_template_are_not_one_picture(tmp_path, monkeypatch):
+    """Darkened scenes of one template (5,200 distractors: 24 false `looks` links) share layout,
+    colour and texture, and their structure correlates 0.86-0.97 once contrast is normalised;
+    their copies (half size, brighter, grey) correlate >= 0.98 where the picture has a spread of
+    2 grey levels or more. The structure floor is what tells
+    them apart, less for fainter pictures, whose own rounding noise lowers a copy's correlation."""
+    from indexer.evidence import from_file
+    from search.dups import evidence
+    from search.dups.evidence import judge
+
+    make = distractor_generator()
+    style = make.style_for("dark", np.random.default_rng(9))  # one that correlates 0.966
+    style["inner"], style["style"] = (
+        "landscape",
+        make.style_for("landscape", np.random.default_rng(109)),
+    )
+    first = make.render("dark", style, np.random.default_rng(1), (900, 600))
+    make.render("dark", style, np.random.default_rng(2), (900, 600)).save(
+        tmp_path / "b.jpg", quality=90
+    )
+    first.save(tmp_path / "a.jpg", quality=90)
+    first.resize((450, 300)).save(tmp_path / "half.jpg", quality=75)
+    ImageEnhance.Brightness(first).enhance(1.3).save(tmp_path / "bright.jpg", quality=85)
+    seen = {n: from_file(str(tmp_path / f"{n}.jpg")) for n in ("a", "b", "half", "bright")}
+
+    def judged(a: str, b: str) -> str | None:
+        (ea, wa, ha), (eb, wb, hb) = seen[a], seen[b]
+        return judge(ea, (wa, ha), eb, (wb, hb))
+
+    assert all(lowinfo.is_low(ev, w, h) for ev, w, h in seen.values())
+    assert judged("a", "half") is not None and judged("a", "bright") is not None
+    assert judged("a", "b") is None
+    monkeypatch.setattr(evidence, "STRUCTURE_NCC", 0.9)  # the old floor: one picture
+    monkeypatch.setattr(evidence, "STRUCTURE_NOISE", 0.0)
+    assert judged("a", "b") == "looks"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from search.dups import verify
-from tests.helpers import PHOTOS
+from tests.helpers import PHOTOS, distractor
 
 KODAK = sorted(PHOTOS.glob("*.png"))
 
@@ -353,3 +353,33 @@ def test_a_shared_layout_with_other_fine_detail_is_not_a_tone_copy(monkeypatch):
     assert verify.match(a, b, crops=False) is None
     monkeypatch.setattr(verify, "TONE_DETAIL_NCC", 0.3)  # the floor it had: a "copy"
     assert verify.match(a, b, crops=False) == "tone"
+
+
+def test_a_picture_is_no_crop_of_a_thin_band_across_another(tmp_path, monkeypatch):
+    """A window takes the other picture's aspect: a landscape picture fits a band across 23 % of
+    a portrait one, where two distinct pictures of one template (a sky over a floor with balls)
+    matched at 0.97 (d00314 / d00581 of the 5,200 distractors). A crop keeps two thirds of the
+    height at least (MIN_CROP_HEIGHT), as every copy of the near-duplicate set does (>= 0.70)."""
+    a, b = (verify.thumbnail(distractor(i, tmp_path)) for i in (314, 581))
+    assert verify.match(a, b) is None and verify.match(b, a) is None
+    monkeypatch.setattr(verify, "MIN_CROP_HEIGHT", 0.0)
+    assert verify.match(a, b) == "crop"  # the old search: a thin band was a crop
+
+
+def test_two_framed_pictures_are_compared_inside_their_frames_as_wholes(tmp_path, monkeypatch):
+    """Two pages of one layout, with margins: the margins dominate the correlation (0.981 over
+    the whole page, d01307 / d01622 of the distractors), so framed pictures are compared by what
+    is inside the frames, whole. A re-saved, half-size copy of a page still matches."""
+    first = distractor(1307, tmp_path)
+    a, b = verify.thumbnail(first), verify.thumbnail(distractor(1622, tmp_path))
+    assert verify.unframed(a) is not None and verify.unframed(b) is not None
+    with Image.open(first) as img:
+        copy = save(
+            img.convert("RGB").resize((img.width // 2, img.height // 2)),
+            tmp_path / "c.jpg",
+            quality=70,
+        )
+    assert verify.match(a, b) is None
+    assert verify.match(a, verify.thumbnail(copy)) is not None
+    monkeypatch.setattr(verify, "unframed", lambda grey: None)  # frames not looked for
+    assert verify.match(a, b) == "crop"

@@ -36,9 +36,15 @@ from search.dups.filecache import per_file_version
 from search.dups.groups import Library
 
 VERIFY_MIN_COSINE = 0.85  # raw cosine of a candidate below the threshold for a crop search
-STRUCTURE_MIN_STD = 1.0  # grey levels: a thumbnail with less spread has no structure to compare
-STRUCTURE_NCC = 0.9  # low-information pictures with structure (near-black photos, pages of text)
-# must correlate this well once contrast is normalised: copies >= 0.97, distinct pages <= 0.7
+STRUCTURE_MIN_STD = 0.5  # grey levels: a thumbnail with less spread has no structure to compare
+STRUCTURE_NCC = 0.98  # low-information pictures with structure (near-black photos, pages of text)
+# must correlate this well once contrast is normalised, less what the thumbnails' own noise
+# (STRUCTURE_NOISE: rounding to grey levels, JPEG) takes from a faint picture. Copies of near-black
+# pictures (half size, brighter, grey): >= 0.983 at a spread of 2 levels, >= 0.95 at 1.4, >= 0.87
+# at 0.8; distinct pictures darkened from one template (bench/make_distractors.py): <= 0.952 at
+# 2.4 levels in the 5,200 distractors and 0.966 at 4 (tests/test_lowinfo.py), <= 0.92 at 1.4,
+# <= 0.52 below 1 (bench/results/dups_distractors.md); distinct pages <= 0.7
+STRUCTURE_NOISE = 0.3
 LOW_INFO_EDGES = 6.0  # Laplacian std of a 64 px thumbnail below which a low-information picture
 # is smooth (a sky tile: ~2; a dark photo with structure: 6+): a tone or crop match of it must be
 # near perfect (verify.SMOOTH_NCC, SMOOTH_DETAIL)
@@ -238,14 +244,17 @@ def _grey_layout(sig: lowinfo.Signature) -> lowinfo.Signature:
 
 
 def same_structure(a: np.ndarray, b: np.ndarray) -> bool:
-    """Contrast-normalised correlation of two thumbnails, where both have any spread."""
+    """Contrast-normalised correlation of two thumbnails, where both have any spread: at least
+    STRUCTURE_NCC, less the share of the fainter one's spread that is noise."""
     fa = a.astype(np.float32)
     fb = np.asarray(Image.fromarray(b).resize(a.shape[::-1], Image.Resampling.BILINEAR), np.float32)
     fa, fb = fa - fa.mean(), fb - fb.mean()
     sa, sb = float(fa.std()), float(fb.std())
     if sa < STRUCTURE_MIN_STD or sb < STRUCTURE_MIN_STD:
         return sa < STRUCTURE_MIN_STD and sb < STRUCTURE_MIN_STD  # flat against flat only
-    return float((fa * fb).mean() / (sa * sb)) >= STRUCTURE_NCC
+    spread = min(sa, sb) ** 2
+    floor = STRUCTURE_NCC * spread / (spread + STRUCTURE_NOISE**2)
+    return float((fa * fb).mean() / (sa * sb)) >= floor
 
 
 def of_rows(store, rows: list[dict]) -> dict[int, tuple[Evidence, tuple[int, int]] | None]:
