@@ -195,23 +195,29 @@ def same_parts(a: np.ndarray, b: np.ndarray) -> bool:
 
 def unframed(grey: np.ndarray) -> np.ndarray | None:
     """The picture inside a frame of one flat colour on all four sides (FRAME_MIN_PX or more),
-    with one more pixel trimmed for the blend at its edge; None when there is no such frame."""
+    with one more pixel trimmed for the blend at its edge; None when there is no such frame.
+    (Read-only: cached by content, as every pair looks at both of its pictures.)"""
+    return _unframed_of(_key(grey))
+
+
+@functools.lru_cache(maxsize=FRAME_CACHE)
+def _unframed_of(key) -> np.ndarray | None:
+    grey = _unkey(key)
     g = grey.astype(np.float32)
     colour = float(np.median([g[0, 0], g[0, -1], g[-1, 0], g[-1, -1]]))
-
-    def flat_lines(lines: np.ndarray) -> int:
-        count = 0
-        for line in lines:
-            if line.std() > FRAME_STD or abs(float(line.mean()) - colour) > FRAME_LEVELS:
-                break
-            count += 1
-        return count
-
-    sides = [flat_lines(g), flat_lines(g[::-1]), flat_lines(g.T), flat_lines(g.T[::-1])]
+    sides = []
+    for axis in (1, 0):  # rows (top, bottom), then columns (left, right)
+        flat = (g.std(axis=axis) <= FRAME_STD) & (
+            np.abs(g.mean(axis=axis) - colour) <= FRAME_LEVELS
+        )
+        for lines in (flat, flat[::-1]):
+            sides.append(len(lines) if lines.all() else int(np.argmin(lines)))  # leading flat lines
     if min(sides) < FRAME_MIN_PX or max(sides) >= min(g.shape) // 3:
         return None  # no frame on some side, or a flat picture
     top, bottom, left, right = (n + 1 for n in sides)
-    return np.ascontiguousarray(grey[top : grey.shape[0] - bottom, left : grey.shape[1] - right])
+    inner = np.ascontiguousarray(grey[top : grey.shape[0] - bottom, left : grey.shape[1] - right])
+    inner.flags.writeable = False
+    return inner
 
 
 def same_detail(a: np.ndarray, b: np.ndarray, floor: float = DETAIL_NCC) -> bool:
