@@ -230,11 +230,12 @@ def distractor_generator():
     return module
 
 
-def distractor(index: int, folder: Path) -> str:
+def distractor(index: int, folder: Path, stream: int = 0) -> str:
     """File `index` of the 5,200 distractors (`make_distractors.py --seed 0`), drawn into
-    `folder`: the same bytes as the benchmark's."""
+    `folder`: the same bytes as the benchmark's (`stream`: how many times the generator drew it
+    again, for being too close to another)."""
     make = distractor_generator()
-    job = make.plan(5200, 0)[index]
+    job = dict(make.plan(5200, 0)[index], stream=stream)
     path = folder / make.file_name(job)
     path.write_bytes(make.make(job, 0)[0])
     return str(path)

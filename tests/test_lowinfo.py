@@ -11,7 +11,7 @@ from PIL import Image, ImageEnhance
 
 from search.dups import lowinfo
 from search.dups.lowinfo import is_low_information, look_alike, needs_pixel_evidence
-from tests.helpers import HEIF, IMAGEDEDUP, PHOTOS, SHARED, distractor_generator
+from tests.helpers import HEIF, IMAGEDEDUP, PHOTOS, SHARED, distractor, distractor_generator
 
 W, H = 320, 240  # generated graphics: 4:3, big enough that none of them is "tiny"
 
@@ -384,3 +384,26 @@ def test_near_black_pictures_from_one_template_are_not_one_picture(tmp_path, mon
     monkeypatch.setattr(evidence, "STRUCTURE_NCC", 0.9)  # the old floor: one picture
     monkeypatch.setattr(evidence, "STRUCTURE_NOISE", 0.0)
     assert judged("a", "b") == "looks"
+
+
+def test_two_pages_of_one_layout_are_no_tone_copy(tmp_path, monkeypatch):
+    """Two pages with one layout (d01632 / d02859 of the distractors: a title, a figure, lines of
+    text) match over the whole frame at 64 px inside their margins; at 192 px their words
+    differ. A half-size JPEG of a page keeps its words."""
+    from indexer.evidence import from_file
+    from search.dups import evidence
+    from search.dups.evidence import judge
+
+    first = distractor(1632, tmp_path)
+    with Image.open(first) as img:
+        img.resize((img.width // 2, img.height // 2)).save(tmp_path / "half.jpg", quality=80)
+    seen = [
+        from_file(p)
+        for p in (first, distractor(2859, tmp_path, stream=1), str(tmp_path / "half.jpg"))
+    ]
+    (ea, wa, ha), (eb, wb, hb), (ec, wc, hc) = seen
+    assert ea.fine is not None and eb.fine is not None
+    assert judge(ea, (wa, ha), eb, (wb, hb)) is None
+    assert judge(ea, (wa, ha), ec, (wc, hc)) is not None
+    monkeypatch.setattr(evidence, "same_fine_detail", lambda a, b: True)
+    assert judge(ea, (wa, ha), eb, (wb, hb)) == "tone"

@@ -173,7 +173,9 @@ def _forked_pool(seen: Seen, workers: int):
 
 
 def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = True) -> str | None:
-    """How two images' evidence shows one picture: "tone", "crop", "looks" or None."""
+    """How two images' evidence shows one picture: "tone", "crop", "looks" or None. A whole-frame
+    (`tone`) match of two pictures that both kept their 192 px detail (text, a UI, near low
+    information) needs that detail to agree too: two pages of one layout matched at 64 px."""
     if a is None or b is None:
         return None
     if lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b):
@@ -182,8 +184,12 @@ def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = 
         # a crop or tone edit of a smooth low-information picture: any two smooth pictures
         # correlate, so both the correlation and their few edges must agree nearly perfectly
         smooth = min(_edges(a.thumb), _edges(b.thumb)) < LOW_INFO_EDGES
-        return verify.match(a.thumb, b.thumb, crops, smooth=smooth)
-    return verify.match(a.thumb, b.thumb, crops)
+        found = verify.match(a.thumb, b.thumb, crops, smooth=smooth)
+    else:
+        found = verify.match(a.thumb, b.thumb, crops)
+    if found == "tone" and not same_fine_detail(a.fine, b.fine):
+        return None  # (110 of 110 tone copies of the near-duplicate set that kept it agree)
+    return found
 
 
 def _edges(thumb: np.ndarray) -> float:
