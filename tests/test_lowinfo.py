@@ -405,5 +405,5 @@ def test_two_pages_of_one_layout_are_no_tone_copy(tmp_path, monkeypatch):
     assert ea.fine is not None and eb.fine is not None
     assert judge(ea, (wa, ha), eb, (wb, hb)) is None
     assert judge(ea, (wa, ha), ec, (wc, hc)) is not None
-    monkeypatch.setattr(evidence, "same_fine_detail", lambda a, b: True)
+    monkeypatch.setattr(evidence, "TONE_FINE_NCC", -1.0)
     assert judge(ea, (wa, ha), eb, (wb, hb)) == "tone"

@@ -52,6 +52,8 @@ LOOKS_EDGES = 2.0  # Laplacian std of a 64 px thumbnail above JPEG noise (see sa
 LOOKS_DETAIL = 0.15
 FINE_MIN_STD = 3.0  # grey levels of the 192 px Laplacian: below it a picture has no fine edges
 FINE_NCC = 0.88  # see same_fine_detail
+TONE_FINE_NCC = 0.5  # ... for a whole-frame (tone) match: two pages of one layout 0.02, a phone
+# photo and its WhatsApp copy at half the size 0.81 (the look-alike set at 1,000 files)
 MEASURE_BATCH = 256  # evidence measured by a run is stored this many contents at a time
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 JUDGE_CHUNK = 2000  # pairs a judging process takes at a time (~1 s); fewer pairs: no processes
@@ -175,7 +177,8 @@ def _forked_pool(seen: Seen, workers: int):
 def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = True) -> str | None:
     """How two images' evidence shows one picture: "tone", "crop", "looks" or None. A whole-frame
     (`tone`) match of two pictures that both kept their 192 px detail (text, a UI, near low
-    information) needs that detail to agree too: two pages of one layout matched at 64 px."""
+    information) needs that detail to agree too (TONE_FINE_NCC): two pages of one layout matched
+    at 64 px."""
     if a is None or b is None:
         return None
     if lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b):
@@ -187,7 +190,7 @@ def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = 
         found = verify.match(a.thumb, b.thumb, crops, smooth=smooth)
     else:
         found = verify.match(a.thumb, b.thumb, crops)
-    if found == "tone" and not same_fine_detail(a.fine, b.fine):
+    if found == "tone" and not same_fine_detail(a.fine, b.fine, TONE_FINE_NCC):
         return None  # (110 of 110 tone copies of the near-duplicate set that kept it agree)
     return found
 
@@ -230,7 +233,7 @@ def same_edges(a: np.ndarray, b: np.ndarray) -> bool:
     return verify.same_detail(a.astype(np.float32), fb.astype(np.float32), LOOKS_DETAIL)
 
 
-def same_fine_detail(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+def same_fine_detail(a: np.ndarray | None, b: np.ndarray | None, floor: float = FINE_NCC) -> bool:
     """Where both pictures have edges at 192 px (text, a UI), their Laplacians correlate:
     copies of a screenshot >= 0.95 (a quarter-size JPEG), other screenshots of the same app
     <= 0.79, other pages of text lower still."""
@@ -241,7 +244,7 @@ def same_fine_detail(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if sa < FINE_MIN_STD or sb < FINE_MIN_STD:
         return True  # flat: nothing fine to compare
     la, lb = la - la.mean(), lb - lb.mean()
-    return float((la * lb).mean() / (sa * sb)) >= FINE_NCC
+    return float((la * lb).mean() / (sa * sb)) >= floor
 
 
 def _grey_layout(sig: lowinfo.Signature) -> lowinfo.Signature:
