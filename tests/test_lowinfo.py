@@ -346,6 +346,7 @@ def test_neighbouring_tiles_of_a_flat_band_are_not_one_picture(tmp_path, monkeyp
     assert judged("left", "right") is None
     monkeypatch.setattr(evidence, "LOOKS_EDGES", float("inf"))  # no edge check ...
     monkeypatch.setattr(evidence, "STRUCTURE_NCC", 0.9)  # ... and the old structure floor
+    monkeypatch.setattr(evidence, "STRUCTURE_NOISE", 0.0)
     assert judged("left", "right") == "looks"  # they looked alike
 
 

@@ -4,6 +4,7 @@ and an unmounted root; a second writer waits or is told who holds the library.""
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -402,6 +403,8 @@ def test_index_watch_stops_on_sigterm_even_where_ctrl_c_is_ignored(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
     )  # fmt: skip
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], 90)  # never a hung suite
+        assert ready, "no first line within 90 s"
         assert json.loads(proc.stdout.readline())["summary"]["indexed"] == 2
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
