@@ -3,6 +3,7 @@ test data lies, ways to run the CLI, the small duplicate library the plan/apply/
 start from, and a few builders of test input. bench/ scripts import from here too.
 """
 
+import functools
 import os
 import shutil
 import struct
@@ -216,6 +217,7 @@ def model_input(pixels, recipe):
     return (x - mean) / torch.tensor(recipe.std).view(1, 3, 1, 1)
 
 
+@functools.cache
 def distractor_generator():
     """bench/make_distractors.py as a module: the generator of the 5,200 distinct procedural
     pictures (bench/dups_distractors.py), deterministic, so a test can redraw any of them."""

@@ -184,11 +184,7 @@ def same_parts(a: np.ndarray, b: np.ndarray) -> bool:
         for x0, x1 in itertools.pairwise(xs):
             pa = np.asarray(a[y0:y1, x0:x1], np.float64)
             pb = np.asarray(b[y0:y1, x0:x1], np.float64)
-            pa, pb = pa - pa.mean(), pb - pb.mean()
-            sa, sb = float(pa.std()), float(pb.std())
-            if sa < MIN_STD or sb < MIN_STD:
-                continue
-            if float((pa * pb).mean()) / (sa * sb) < PART_NCC:
+            if pa.std() >= MIN_STD and pb.std() >= MIN_STD and ncc(pa, pb) < PART_NCC:
                 return False
     return True
 
