@@ -5,6 +5,9 @@ What is kept of each content (about 3 KB for a photo):
 - a grey thumbnail, long side THUMB_PX, upright: whole-frame and crop correlations between copies
   (search/dups/verify.py);
 - whether the picture has no colour (grey copies are believed only with pixel evidence);
+- its colours, as a TINT_STEP times smaller RGB thumbnail (about 200 B): two pictures drawn from
+  one template (a ridge under a sky, balls on a floor) can agree in every grey part and differ in
+  every colour (search/dups/tint.py);
 - the low-information measures of search/dups/lowinfo.py (residual bytes, periodicity, texture);
 - for pictures that are low-information or close to it, the colour layout and the softened detail
   that decide whether two of them are the same picture (lowinfo.same_picture). Photos far from
@@ -24,6 +27,7 @@ THUMB_PX = 64  # long side of the grey thumbnail compared by correlation (verify
 BASE_PX = 128  # the low-information measures start from an RGB thumbnail fitting 128 x 128
 INFO_PX = 64  # ... squashed to 64 x 64 grey for the residual
 INFO_STEP = 2.0  # grey levels of the residual's quantisation (lowinfo.INFO_STEP)
+TINT_STEP = 4  # the colour thumbnail is the grey one's size over this (16 px long side)
 COLOUR_PX = 24
 DETAIL_PX = 128
 FINE_PX = 192  # grey, squashed: text and UI detail that 128 px blurs (near-low-information only)
@@ -50,6 +54,7 @@ class Evidence:
     detail: np.ndarray | None = None  # (128, 128) uint8 softened grey, likewise
     fine: np.ndarray | None = None  # (192, 192) uint8 grey, likewise: two screenshots of one
     # app with other text agree at 128 px (Laplacian correlation 0.94) and differ here (<= 0.79)
+    tint: np.ndarray | None = None  # (tint_shape(thumb), 3) uint8 RGB; None: stored before it was
 
     def to_record(self, digest: str) -> dict:
         h, w = self.thumb.shape
@@ -63,14 +68,19 @@ class Evidence:
             "periodicity": round(self.periodicity, 5),
             "texture": round(self.texture, 5),
             "looks": None if self.colour is None else _pack(self.colour, self.detail, self.fine),
+            "tint": None if self.tint is None else self.tint.tobytes(),
         }
 
     @classmethod
     def from_record(cls, row: dict) -> "Evidence":
         thumb = np.frombuffer(row["thumb"], np.uint8).reshape(row["thumb_h"], row["thumb_w"])
-        colour = detail = fine = None
+        colour = detail = fine = tint = None
         if row.get("looks"):
             colour, detail, fine = _unpack(row["looks"])
+        if row.get("tint"):
+            tint = np.frombuffer(row["tint"], np.uint8).reshape(
+                *tint_shape(row["thumb_h"], row["thumb_w"]), 3
+            )
         return cls(
             thumb,
             bool(row["greyscale"]),
@@ -80,7 +90,13 @@ class Evidence:
             colour,
             detail,
             fine,
+            tint,
         )
+
+
+def tint_shape(h: int, w: int) -> tuple[int, int]:
+    """(height, width) of the colour thumbnail of a grey thumbnail of h x w."""
+    return max(1, round(h / TINT_STEP)), max(1, round(w / TINT_STEP))
 
 
 def _pack(colour: np.ndarray, detail: np.ndarray | None, fine: np.ndarray | None) -> bytes:
@@ -105,6 +121,8 @@ def measure(rgb: Image.Image, width: int, height: int) -> Evidence:
     chroma = arr.max(axis=2) - arr.min(axis=2)
     greyscale = float(np.percentile(chroma, 99)) <= GREY_CHROMA
     thumb = np.asarray(small.convert("L"), np.uint8).copy()
+    th, tw = tint_shape(*thumb.shape)
+    tint = np.asarray(small.resize((tw, th), Image.Resampling.BOX), np.uint8).copy()
 
     base = rgb.copy()
     base.thumbnail((BASE_PX, BASE_PX), Image.Resampling.BILINEAR, reducing_gap=4.0)
@@ -117,6 +135,7 @@ def measure(rgb: Image.Image, width: int, height: int) -> Evidence:
     info_bytes = compressed_size(residual)
     period = periodicity(detail)
     ev = Evidence(thumb, greyscale, info_bytes, period, float(np.abs(residual[1:, 1:]).mean()))
+    ev.tint = tint
     tiny = width * height < TINY_PIXELS or min(width, height) < TINY_SIDE_PX
     if tiny or info_bytes < NEAR_LOW_INFO_BYTES or period >= NEAR_PERIODIC:
         colour = base.resize((COLOUR_PX, COLOUR_PX), Image.Resampling.BILINEAR)

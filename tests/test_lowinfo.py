@@ -392,7 +392,7 @@ def test_two_pages_of_one_layout_are_no_tone_copy(tmp_path, monkeypatch):
     text) match over the whole frame at 64 px inside their margins; at 192 px their words
     differ. A half-size JPEG of a page keeps its words."""
     from indexer.evidence import from_file
-    from search.dups import evidence
+    from search.dups import evidence, tint
     from search.dups.evidence import judge
 
     first = distractor(1632, tmp_path)
@@ -407,4 +407,6 @@ def test_two_pages_of_one_layout_are_no_tone_copy(tmp_path, monkeypatch):
     assert judge(ea, (wa, ha), eb, (wb, hb)) is None
     assert judge(ea, (wa, ha), ec, (wc, hc)) is not None
     monkeypatch.setattr(evidence, "TONE_FINE_NCC", -1.0)
+    assert judge(ea, (wa, ha), eb, (wb, hb)) is None  # their colours differ as well (tint.py)
+    monkeypatch.setattr(tint, "MAX_DISAGREEMENT", np.inf)
     assert judge(ea, (wa, ha), eb, (wb, hb)) == "tone"

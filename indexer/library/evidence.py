@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from indexer.evidence import Evidence
 from indexer.library.store import Store
 
-COLUMNS = "hash, thumb_w, thumb_h, thumb, greyscale, info_bytes, periodicity, texture, looks"
+COLUMNS = "hash, thumb_w, thumb_h, thumb, greyscale, info_bytes, periodicity, texture, looks, tint"
 LOAD_CHUNK = 900  # hashes per query (SQLite's host-parameter limit is 999 on old builds)
 
 

@@ -184,6 +184,13 @@ def m006_evidence(db: sqlite_utils.Database, directory: Path) -> None:
     )
 
 
+def m007_evidence_tint(db: sqlite_utils.Database, directory: Path) -> None:
+    """Each content's colours (indexer/evidence.py Evidence.tint: the grey thumbnail's size over
+    4, RGB), which a copy's colours must agree with (search/dups/tint.py). Rows stored before
+    have none; `dups` measures those it needs from their files, once."""
+    db.table("evidence").add_column("tint", bytes)
+
+
 MIGRATIONS = [
     m001_images_and_meta,
     m002_calibration,
@@ -191,6 +198,7 @@ MIGRATIONS = [
     m004_vectors_in_a_file,
     m005_quality,
     m006_evidence,
+    m007_evidence_tint,
 ]
 
 

@@ -31,7 +31,7 @@ from PIL import Image, ImageOps
 from indexer.decode import IMAGE_ERRORS, pixel_digest
 from indexer.evidence import Evidence, from_file
 from indexer.library import evidence as stored
-from search.dups import lowinfo, verify
+from search.dups import lowinfo, tint, verify
 from search.dups.filecache import per_file_version
 from search.dups.groups import Library
 
@@ -64,8 +64,14 @@ Progress = Callable[[str, int, int], None]
 class Seen:
     """The pixel evidence of a run's images, aligned by row (None: the file could not be read)."""
 
-    def __init__(self, evidence: list[Evidence | None], dims: list[tuple[int, int]]):
+    def __init__(
+        self,
+        evidence: list[Evidence | None],
+        dims: list[tuple[int, int]],
+        measure: Callable[[list[int]], dict[int, Evidence]] | None = None,
+    ):
         self.evidence, self.dims = evidence, dims
+        self._measure = measure  # rows -> their evidence measured again from their files
         self._low = [
             ev is not None and lowinfo.is_low(ev, *size)
             for ev, size in zip(evidence, dims, strict=True)
@@ -83,7 +89,13 @@ class Seen:
             found.update(_measure(store, missing, progress))
         evidence = [found.get(r["hash"] or f"row:{row}") for row, r in enumerate(lib.rows)]
         dims = [(r["width"] or 1, r["height"] or 1) for r in lib.rows]
-        return cls(evidence, dims)
+
+        def measure(rows: list[int]) -> dict[int, Evidence]:
+            keys = {row: lib.rows[row]["hash"] or f"row:{row}" for row in rows}
+            got = _measure(store, {keys[row]: lib.rows[row]["path"] for row in rows}, progress)
+            return {row: got[key] for row, key in keys.items() if key in got}
+
+        return cls(evidence, dims, measure)
 
     def low(self, i: int) -> bool:
         """Low information: embeddings alone never call it a copy."""
@@ -118,7 +130,36 @@ class Seen:
                 done += len(chunk)
                 if progress:
                     progress("checking pixels", done, len(rows))
+        self._judge_colours(rows, cols, crops, how)
         return how
+
+    def _judge_colours(self, rows, cols, crops, how: np.ndarray) -> None:
+        """Judge again, with their colours, the matches of rows whose evidence was stored before
+        colours were kept: those rows are measured once from their files (and stored), so a
+        library indexed before needs no re-index, and the next run decodes nothing."""
+        matched = np.flatnonzero((how == "tone") | (how == "crop"))
+        lacking = {
+            int(i)
+            for k in matched
+            if self._colourless(int(rows[k]), int(cols[k]))
+            for i in (rows[k], cols[k])
+            if _untinted(self.evidence[i])
+        }
+        if not lacking or self._measure is None:
+            return
+        for row, ev in self._measure(sorted(lacking)).items():
+            self.evidence[row] = ev
+        for k in matched:
+            i, j = int(rows[k]), int(cols[k])
+            if i in lacking or j in lacking:
+                how[k] = self.judge(i, j, bool(np.asarray(crops)[k])) or ""
+
+    def _colourless(self, i: int, j: int) -> bool:
+        """Two colour pictures, one of whose colours were not stored."""
+        a, b = self.evidence[i], self.evidence[j]
+        if a is None or b is None or a.greyscale or b.greyscale:
+            return False
+        return a.tint is None or b.tint is None
 
     def descriptors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grey layouts of these rows as unit vectors (verify.descriptor), and the rows that
@@ -178,7 +219,8 @@ def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = 
     """How two images' evidence shows one picture: "tone", "crop", "looks" or None. A whole-frame
     (`tone`) match of two pictures that both kept their 192 px detail (text, a UI, near low
     information) needs that detail to agree too (TONE_FINE_NCC): two pages of one layout matched
-    at 64 px."""
+    at 64 px. A tone or crop match of two colour pictures needs their colours to agree where they
+    match (tint.same_colours): pictures drawn from one template agree in grey, not in colour."""
     if a is None or b is None:
         return None
     if lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b):
@@ -187,12 +229,20 @@ def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = 
         # a crop or tone edit of a smooth low-information picture: any two smooth pictures
         # correlate, so both the correlation and their few edges must agree nearly perfectly
         smooth = min(_edges(a.thumb), _edges(b.thumb)) < LOW_INFO_EDGES
-        found = verify.match(a.thumb, b.thumb, crops, smooth=smooth)
+        found = verify.locate(a.thumb, b.thumb, crops, smooth=smooth)
     else:
-        found = verify.match(a.thumb, b.thumb, crops)
-    if found == "tone" and not same_fine_detail(a.fine, b.fine, TONE_FINE_NCC):
+        found = verify.locate(a.thumb, b.thumb, crops)
+    if found is None:
+        return None
+    if found.how == "tone" and not same_fine_detail(a.fine, b.fine, TONE_FINE_NCC):
         return None  # (110 of 110 tone copies of the near-duplicate set that kept it agree)
-    return found
+    if a.greyscale or b.greyscale or a.tint is None or b.tint is None:
+        return found.how  # a grey copy has no colours to agree (nor has evidence stored before)
+    return found.how if tint.same_colours(a.tint, found.box_a, b.tint, found.box_b) else None
+
+
+def _untinted(ev: Evidence | None) -> bool:
+    return ev is not None and ev.tint is None
 
 
 def _edges(thumb: np.ndarray) -> float:
@@ -270,7 +320,7 @@ def of_rows(store, rows: list[dict]) -> dict[int, tuple[Evidence, tuple[int, int
     """Library row id -> (evidence, upright size), for rows with id, path, hash, width, height;
     contents without stored evidence are measured now (and stored)."""
     found = stored.load(store, [r["hash"] for r in rows if r["hash"]])
-    missing = {r["hash"]: r["path"] for r in rows if r["hash"] and r["hash"] not in found}
+    missing = {r["hash"]: r["path"] for r in rows if r["hash"] and _stale(found.get(r["hash"]))}
     if missing:
         found.update(_measure(store, missing, None))
     return {
@@ -279,6 +329,11 @@ def of_rows(store, rows: list[dict]) -> dict[int, tuple[Evidence, tuple[int, int
         else None
         for r in rows
     }
+
+
+def _stale(ev: Evidence | None) -> bool:
+    """No evidence, or a colour picture's stored before its colours were kept."""
+    return ev is None or (ev.tint is None and not ev.greyscale)
 
 
 def of_file(path: str) -> tuple[Evidence, tuple[int, int]] | None:

@@ -127,9 +127,42 @@ def confirm(path_a: str, path_b: str, crops: bool = True, turn: str | None = Non
     return match(a, b, crops, turn)
 
 
+Box = tuple[float, float, float, float]  # (left, top, right, bottom), fractions of a thumbnail
+WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """How two thumbnails show one picture ("tone" or "crop"), and where: the part of each that
+    shows the same scene (box_a of a, box_b of b), so that what the grey thumbnails do not keep
+    (colour: search/dups/tint.py) can be compared there."""
+
+    how: str
+    box_a: Box = WHOLE
+    box_b: Box = WHOLE
+
+    def within(self, outer_a: Box, outer_b: Box) -> "Found":
+        """This match of two parts, as boxes of the wholes that the parts are `outer_a`, `_b` of."""
+        return Found(self.how, _inside(outer_a, self.box_a), _inside(outer_b, self.box_b))
+
+
+def _inside(outer: Box, box: Box) -> Box:
+    left, top, right, bottom = outer
+    w, h = right - left, bottom - top
+    return (left + box[0] * w, top + box[1] * h, left + box[2] * w, top + box[3] * h)
+
+
 def match(
     a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = None, smooth: bool = False
 ) -> str | None:
+    """`locate`, without the where: "tone", "crop" or None."""
+    found = locate(a, b, crops, turn, smooth)
+    return None if found is None else found.how
+
+
+def locate(
+    a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = None, smooth: bool = False
+) -> Found | None:
     """`confirm` on two grey thumbnails (long side THUMB_PX): "tone", "crop" or None. Either
     needs the fine detail to agree too (same_detail): two neighbouring parts of one scene (a
     treeline beside the next) share the coarse layout that dominates a correlation. `smooth`
@@ -146,32 +179,37 @@ def match(
     a = turned(a, turn)
     inner_a, inner_b = unframed(a), unframed(b)
     if inner_a is not None and inner_b is not None:
-        return _matched(inner_a, inner_b, False, smooth)
+        found = _matched(inner_a, inner_b, False, smooth)
+        return None if found is None else found.within(_inner_box(a), _inner_box(b))
     found = _matched(a, b, crops, smooth)
     if found is not None or not crops or (inner_a is None and inner_b is None):
         return found
     inner = _matched(
         a if inner_a is None else inner_a, b if inner_b is None else inner_b, crops, smooth
     )
-    return None if inner is None else "crop"
+    if inner is None:
+        return None
+    box_a = WHOLE if inner_a is None else _inner_box(a)
+    box_b = WHOLE if inner_b is None else _inner_box(b)
+    return Found("crop", inner.box_a, inner.box_b).within(box_a, box_b)
 
 
-def _matched(a: np.ndarray, b: np.ndarray, crops: bool, smooth: bool) -> str | None:
-    """`match` on the pictures as they are, frames and all."""
+def _matched(a: np.ndarray, b: np.ndarray, crops: bool, smooth: bool) -> Found | None:
+    """`locate` on the pictures as they are, frames and all."""
     b_on_a = _resized(b, a.shape)
     whole = ncc(a.astype(np.float32), b_on_a)
     floor = SMOOTH_NCC if smooth else NCC_WHOLE if _same_frame(a, b) else NCC_SQUASHED
     tone_detail = SMOOTH_DETAIL if smooth else TONE_DETAIL_NCC
     if whole >= floor and same_detail(a.astype(np.float32), b_on_a, tone_detail):
-        return "tone"
+        return Found("tone")
     # (a 10 % crop can correlate over the whole frame, 0.96, while its detail lies shifted)
     if not crops:
         return None
-    score, window, template = best_crop(a, b)
+    score, window, template, where = best_crop(a, b)
     floor = SMOOTH_NCC if smooth else NCC_CROP
     detail = SMOOTH_DETAIL if smooth else DETAIL_NCC
     if score >= floor and same_detail(window, template, detail) and same_parts(window, template):
-        return "crop"
+        return Found("crop", *where)
     return None
 
 
@@ -193,11 +231,18 @@ def unframed(grey: np.ndarray) -> np.ndarray | None:
     """The picture inside a frame of one flat colour on all four sides (FRAME_MIN_PX or more),
     with one more pixel trimmed for the blend at its edge; None when there is no such frame.
     (Read-only: cached by content, as every pair looks at both of its pictures.)"""
-    return _unframed_of(_key(grey))
+    found = _unframed_of(_key(grey))
+    return None if found is None else found[0]
+
+
+def _inner_box(grey: np.ndarray) -> Box:
+    """Where `unframed` finds the inside of a framed thumbnail, as a box of the thumbnail."""
+    found = _unframed_of(_key(grey))
+    return WHOLE if found is None else found[1]
 
 
 @functools.lru_cache(maxsize=FRAME_CACHE)
-def _unframed_of(key) -> np.ndarray | None:
+def _unframed_of(key) -> tuple[np.ndarray, Box] | None:
     grey = _unkey(key)
     g = grey.astype(np.float32)
     colour = float(np.median([g[0, 0], g[0, -1], g[-1, 0], g[-1, -1]]))
@@ -211,9 +256,10 @@ def _unframed_of(key) -> np.ndarray | None:
     if min(sides) < FRAME_MIN_PX or max(sides) >= min(g.shape) // 3:
         return None  # no frame on some side, or a flat picture
     top, bottom, left, right = (n + 1 for n in sides)
-    inner = np.ascontiguousarray(grey[top : grey.shape[0] - bottom, left : grey.shape[1] - right])
+    h, w = grey.shape
+    inner = np.ascontiguousarray(grey[top : h - bottom, left : w - right])
     inner.flags.writeable = False
-    return inner
+    return inner, (left / w, top / h, (w - right) / w, (h - bottom) / h)
 
 
 def same_detail(a: np.ndarray, b: np.ndarray, floor: float = DETAIL_NCC) -> bool:
@@ -240,15 +286,18 @@ def best_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
     return best_crop(a, b)[0]
 
 
-def best_crop(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """(NCC, window, template) of the best match of either thumbnail, shrunk to a window of the
-    other at any whole-pixel width between MIN_CROP_SCALE and all of it (if it would cover at
-    least MIN_CROP_HEIGHT of the height at the full width), over every offset.
+def best_crop(
+    a: np.ndarray, b: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, tuple[Box, Box]]:
+    """(NCC, window, template, (box of a, box of b)) of the best match of either thumbnail,
+    shrunk to a window of the other at any whole-pixel width between MIN_CROP_SCALE and all of
+    it (if it would cover at least MIN_CROP_HEIGHT of the height at the full width), over every
+    offset.
     (Six fixed scales missed crops by rounding: a 20 % crop scored 0.92 at scale 0.80 and 0.98
     one pixel wider.) Every third width first, then the widths beside the best of them; and
     only where the same search at half the size (every other width) comes within
     CROP_PREFILTER (distinct photos: 0.2 % of pairs reach 0.8; crops at 32 px >= 0.83)."""
-    none = (-1.0, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32))
+    none = (-1.0, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32), (WHOLE, WHOLE))
     if _coarse_crop_ncc(_halved(a), _halved(b)) < CROP_PREFILTER:
         return none
     best: tuple[_Window, np.ndarray, np.ndarray] | None = None  # (found, frame, template)
@@ -269,7 +318,11 @@ def best_crop(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarr
     score = found.score
     if score >= REFINE_FROM:  # the window's width to half a pixel (only near-matches get here)
         score = max(score, _refined(big, small, found.w))
-    return score, found.window, found.template  # detail is compared at 64 px, as everywhere
+    H, W = big.shape
+    h, w = found.window.shape
+    window_box = (found.x / W, found.y / H, (found.x + w) / W, (found.y + h) / H)
+    where = (window_box, WHOLE) if big is a else (WHOLE, window_box)
+    return score, found.window, found.template, where  # detail is compared at 64 px, as everywhere
 
 
 def _refined(big: np.ndarray, small: np.ndarray, w: int) -> float:
@@ -338,6 +391,8 @@ class _Window:
     w: int
     window: np.ndarray
     template: np.ndarray  # mean removed: same_detail compares Laplacians, blind to an offset
+    y: int = 0  # where the window is in the frame
+    x: int = 0
 
 
 class _Frame:
@@ -402,7 +457,7 @@ class _Frame:
             scores = np.where(valid, sums * (scale / t_norm), -1.0)
             y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
             window = self.image[y : y + h, x : x + w]
-            out.append(_Window(float(scores[y, x]), w, window, centred))
+            out.append(_Window(float(scores[y, x]), w, window, centred, int(y), int(x)))
         return out
 
 

@@ -1,0 +1,156 @@
+"""Colour agreement of a pixel match (search/dups/tint.py): pictures drawn from one template agree
+in grey and are told apart by their colours; a copy's colour edits (brightness, contrast, a
+white-balance shift, less saturation, a crop of a re-toned copy, a border) keep its colours."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+from indexer.evidence import from_file
+from search.dups import evidence, tint, verify
+from search.dups.evidence import Seen, judge
+from tests.helpers import PHOTOS, distractor, invoke
+
+KODAK = sorted(PHOTOS.glob("*.png"))
+
+
+def judged(path_a: str, path_b: str) -> str | None:
+    (ea, wa, ha), (eb, wb, hb) = from_file(path_a), from_file(path_b)
+    return judge(ea, (wa, ha), eb, (wb, hb))
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [((973, 0), (2302, 2)), ((1444, 0), (981, 0)), ((3280, 0), (581, 0))],
+    ids=["ridges", "boxes", "balls"],
+)
+def test_pictures_of_one_template_differ_in_colour(tmp_path, monkeypatch, first, second):
+    """Three of the false `crop` links among the 5,200 distractors (bench/dups_distractors.py):
+    a ridge under a sky, boxes or balls on a floor, in other colours. Their grey thumbnails pass
+    every grey check; their colours do not agree."""
+    a, b = (distractor(i, tmp_path, stream=s) for i, s in (first, second))
+    assert judged(a, b) is None
+    monkeypatch.setattr(tint, "MAX_DISAGREEMENT", np.inf)
+    assert judged(a, b) == "crop"  # the grey evidence alone: one picture
+
+
+def _copies(img: Image.Image) -> dict[str, Image.Image]:
+    w, h = img.size
+    r, g, b = img.split()
+    warmer, cooler = r.point(lambda v: min(255, v * 1.08)), b.point(lambda v: v * 0.92)
+    warm = Image.merge("RGB", (warmer, g, cooler))
+    contrasted = ImageEnhance.Contrast(img).enhance(1.25)
+    return {
+        "brighter": ImageEnhance.Brightness(img).enhance(1.2),
+        "darker": ImageEnhance.Brightness(img).enhance(0.8),
+        "more contrast": contrasted,
+        "less contrast": ImageEnhance.Contrast(img).enhance(0.75),
+        "warm white balance": warm,
+        "less saturated": ImageEnhance.Color(img).enhance(0.7),
+        "a crop of the contrasted copy": contrasted.crop((w // 10, h // 10, w, h)),
+        "a white border": ImageOps.expand(img, border=w // 15, fill="white"),
+    }
+
+
+@pytest.mark.parametrize("photo", [0, 5, 7, 19], ids=lambda k: KODAK[k].stem)
+def test_a_copys_colour_edits_keep_its_colours(tmp_path, photo):
+    with Image.open(KODAK[photo]) as img:
+        img = img.convert("RGB")
+    img.save(tmp_path / "original.jpg", quality=90)
+    original = str(tmp_path / "original.jpg")
+    for name, copy in _copies(img).items():
+        path = tmp_path / f"{name}.jpg"
+        copy.save(path, quality=85)
+        assert judged(original, str(path)) is not None, name
+
+
+def test_the_disagreement_sees_swapped_colours():
+    """The same picture with its red and blue swapped disagrees far above the limit, while a
+    re-toned one (every channel x 1.2, chroma x 0.8) does not disagree at all."""
+    with Image.open(KODAK[3]) as img:
+        ev = from_file(str(KODAK[3]))[0]
+    assert ev.tint is not None
+    rgb = ev.tint.astype(np.float64)
+    swapped = np.ascontiguousarray(ev.tint[..., ::-1])
+    whole = verify.WHOLE
+    assert tint.disagreement(ev.tint, whole, swapped, whole) > 2 * tint.MAX_DISAGREEMENT
+    grey = rgb.mean(2, keepdims=True)
+    retoned = np.clip((grey + 0.8 * (rgb - grey)) * 1.1, 0, 255).astype(np.uint8)
+    assert tint.disagreement(ev.tint, whole, retoned, whole) < 0.1
+    assert img.size  # (the file was readable)
+
+
+def test_a_crop_is_located_in_its_original(tmp_path):
+    """`verify.locate` says where a crop lies in the picture it was cut from: the colours are
+    compared there."""
+    with Image.open(KODAK[3]) as img:
+        img = img.convert("RGB")
+    w, h = img.size
+    img.save(tmp_path / "a.jpg", quality=90)
+    img.crop((w // 5, h // 5, w, h)).save(tmp_path / "b.jpg", quality=90)
+    a, b = verify.thumbnail(str(tmp_path / "a.jpg")), verify.thumbnail(str(tmp_path / "b.jpg"))
+    found = verify.locate(a, b)
+    assert found is not None and found.how == "crop"
+    assert found.box_b == verify.WHOLE
+    assert np.allclose(found.box_a, (0.2, 0.2, 1.0, 1.0), atol=0.03), found.box_a
+    turned = verify.locate(b, a)
+    assert turned is not None and np.allclose(turned.box_b, found.box_a)
+
+
+def test_colours_are_measured_once_for_evidence_stored_before_them(tmp_path, monkeypatch):
+    """A library whose evidence was stored before colours were kept (schema 6): `dups` measures
+    the colours of the rows its pixel matches need, once, and stores them; the next run decodes
+    nothing and gives the same groups."""
+    from tests.test_precision import build
+
+    folder, library = tmp_path / "photos", tmp_path / "library"
+    folder.mkdir()
+    build(folder, 14, 3)
+    invoke("index", folder, "--index", library, "--workers", "0")
+    fresh = json.loads(invoke("dups", "--index", library, "--json").stdout)
+    with sqlite3.connect(library / "library.db") as db:
+        assert db.execute("select count(*) from evidence where tint is null").fetchone()[0] == 0
+        db.execute("update evidence set tint = null")  # as stored before m007
+    measured: list[str] = []
+    of_file = evidence.of_file
+    monkeypatch.setattr(evidence, "of_file", lambda p: measured.append(p) or of_file(p))
+    first = json.loads(invoke("dups", "--index", library, "--json").stdout)
+    assert measured, "the matched rows' colours were measured"
+    assert [g["members"] for g in first["groups"]] == [g["members"] for g in fresh["groups"]]
+    with sqlite3.connect(library / "library.db") as db:
+        filled = db.execute("select count(*) from evidence where tint is not null").fetchone()[0]
+    assert filled == len(set(measured))
+
+    def no_decoding(path):
+        raise AssertionError(f"dups decoded {path}")
+
+    monkeypatch.setattr(evidence, "of_file", no_decoding)
+    again = json.loads(invoke("dups", "--index", library, "--json").stdout)
+    assert [g["members"] for g in again["groups"]] == [g["members"] for g in fresh["groups"]]
+
+
+def test_a_colour_match_is_judged_again_once_its_colours_are_measured():
+    """`Seen.judge_pairs` on evidence without colours: the pairs the grey evidence matches are
+    judged again with the colours measured for their rows (and only for those rows)."""
+    paths = [str(KODAK[3]), str(KODAK[3]), str(KODAK[5])]
+    measured = [from_file(p)[0] for p in paths]
+    stale = [from_file(p)[0] for p in paths]
+    for ev in stale:
+        ev.tint = None
+    asked: list[list[int]] = []
+
+    def measure(rows):
+        asked.append(rows)
+        return {row: measured[row] for row in rows}
+
+    swapped = measured[1]
+    assert swapped.tint is not None
+    swapped.tint = np.ascontiguousarray(swapped.tint[..., ::-1])  # row 1: other colours
+    dims = [(768, 512)] * 3
+    seen = Seen(stale, dims, measure)
+    how = seen.judge_pairs(np.array([0, 0]), np.array([1, 2]), np.array([True, True]))
+    assert asked == [[0, 1]]  # row 2 matched nothing: not measured
+    assert list(how) == ["", ""]  # the grey match (0, 1) fails on its colours
