@@ -154,3 +154,20 @@ def test_a_colour_match_is_judged_again_once_its_colours_are_measured():
     how = seen.judge_pairs(np.array([0, 0]), np.array([1, 2]), np.array([True, True]))
     assert asked == [[0, 1]]  # row 2 matched nothing: not measured
     assert list(how) == ["", ""]  # the grey match (0, 1) fails on its colours
+
+
+def test_a_turned_match_is_held_to_its_colours_too(tmp_path):
+    """A copy turned in its pixels (rotations.py) is judged with its colours turned back: it
+    matches, and the same copy with other colours does not."""
+    with Image.open(KODAK[5]) as img:
+        img = img.convert("RGB")
+    img.save(tmp_path / "a.jpg", quality=90)
+    img.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "b.jpg", quality=90)
+    (ea, wa, ha), (eb, wb, hb) = (
+        from_file(str(tmp_path / "a.jpg")),
+        from_file(str(tmp_path / "b.jpg")),
+    )
+    assert judge(ea, (wa, ha), eb, (wb, hb), turn="rot90") == "tone"
+    assert eb.tint is not None
+    eb.tint = np.ascontiguousarray(eb.tint[..., ::-1])
+    assert judge(ea, (wa, ha), eb, (wb, hb), turn="rot90") is None

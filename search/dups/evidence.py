@@ -215,15 +215,27 @@ def _forked_pool(seen: Seen, workers: int):
         _JUDGING = None
 
 
-def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = True) -> str | None:
+def judge(
+    a: Evidence | None,
+    size_a,
+    b: Evidence | None,
+    size_b,
+    crops: bool = True,
+    turn: str | None = None,
+) -> str | None:
     """How two images' evidence shows one picture: "tone", "crop", "looks" or None. A whole-frame
     (`tone`) match of two pictures that both kept their 192 px detail (text, a UI, near low
     information) needs that detail to agree too (TONE_FINE_NCC): two pages of one layout matched
     at 64 px. A tone or crop match of two colour pictures needs their colours to agree where they
-    match (tint.same_colours): pictures drawn from one template agree in grey, not in colour."""
+    match (tint.same_colours): pictures drawn from one template agree in grey, not in colour.
+    With `turn` (verify.TURNS), b is judged as a turned by it; low-information pictures are
+    never matched turned (a gradient turned is another gradient)."""
     if a is None or b is None:
         return None
-    if lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b):
+    low = lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b)
+    if low and turn is not None:
+        return None
+    if low:
         if look_alike(a, size_a, b, size_b):
             return "looks"
         # a crop or tone edit of a smooth low-information picture: any two smooth pictures
@@ -231,14 +243,16 @@ def judge(a: Evidence | None, size_a, b: Evidence | None, size_b, crops: bool = 
         smooth = min(_edges(a.thumb), _edges(b.thumb)) < LOW_INFO_EDGES
         found = verify.locate(a.thumb, b.thumb, crops, smooth=smooth)
     else:
-        found = verify.locate(a.thumb, b.thumb, crops)
+        found = verify.locate(a.thumb, b.thumb, crops, turn)
     if found is None:
         return None
-    if found.how == "tone" and not same_fine_detail(a.fine, b.fine, TONE_FINE_NCC):
+    fine_a = None if a.fine is None else verify.turned(a.fine, turn)
+    if found.how == "tone" and not same_fine_detail(fine_a, b.fine, TONE_FINE_NCC):
         return None  # (110 of 110 tone copies of the near-duplicate set that kept it agree)
     if a.greyscale or b.greyscale or a.tint is None or b.tint is None:
         return found.how  # a grey copy has no colours to agree (nor has evidence stored before)
-    return found.how if tint.same_colours(a.tint, found.box_a, b.tint, found.box_b) else None
+    tint_a = verify.turned(a.tint, turn)
+    return found.how if tint.same_colours(tint_a, found.box_a, b.tint, found.box_b) else None
 
 
 def _untinted(ev: Evidence | None) -> bool:
