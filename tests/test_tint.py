@@ -171,3 +171,40 @@ def test_a_turned_match_is_held_to_its_colours_too(tmp_path):
     assert eb.tint is not None
     eb.tint = np.ascontiguousarray(eb.tint[..., ::-1])
     assert judge(ea, (wa, ha), eb, (wb, hb), turn="rot90") is None
+
+
+def test_dups_keeps_template_look_alikes_apart_and_finds_the_copies(tmp_path, monkeypatch):
+    """The whole path on a library of three pairs of template look-alikes (see above), photos,
+    a 20 % crop and a warm copy: default `dups` groups the copies and no look-alikes, which the
+    grey evidence alone would group."""
+    folder, library = tmp_path / "photos", tmp_path / "library"
+    folder.mkdir()
+    pairs = [((973, 0), (2302, 2)), ((1444, 0), (981, 0)), ((3280, 0), (581, 0))]
+    for index, stream in (one for pair in pairs for one in pair):
+        distractor(index, folder, stream=stream)
+    for k in (0, 2, 4, 9, 12, 15):
+        with Image.open(KODAK[k]) as img:
+            img.convert("RGB").save(folder / f"{KODAK[k].stem}.jpg", quality=90)
+    with Image.open(KODAK[4]) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        img.crop((w // 5, h // 5, w, h)).save(folder / "kodim05 cropped.jpg", quality=85)
+    with Image.open(KODAK[9]) as img:
+        _copies(img.convert("RGB"))["warm white balance"].save(folder / "kodim10 warm.jpg")
+    invoke("index", folder, "--index", library, "--workers", "0")
+
+    def groups() -> list[set[str]]:
+        report = json.loads(invoke("dups", "--index", library, "--json").stdout)
+        return [
+            {m["path"].rsplit("/", 1)[1] for m in g["members"]}
+            for g in report["groups"]
+            if g["tier"] != "similar"
+        ]
+
+    found = groups()
+    assert {"kodim05.jpg", "kodim05 cropped.jpg"} in found, found
+    assert {"kodim10.jpg", "kodim10 warm.jpg"} in found, found
+    assert not any(name.startswith("d0") for group in found for name in group), found
+    monkeypatch.setattr(tint, "MAX_DISAGREEMENT", np.inf)
+    grey_only = groups()
+    assert any(name.startswith("d0") for group in grey_only for name in group), grey_only
