@@ -77,10 +77,9 @@ class Evidence:
         colour = detail = fine = tint = None
         if row.get("looks"):
             colour, detail, fine = _unpack(row["looks"])
-        if row.get("tint"):
-            tint = np.frombuffer(row["tint"], np.uint8).reshape(
-                *tint_shape(row["thumb_h"], row["thumb_w"]), 3
-            )
+        shape = (*tint_shape(row["thumb_h"], row["thumb_w"]), 3)
+        if row.get("tint") and len(row["tint"]) == np.prod(shape):  # else: measured again
+            tint = np.frombuffer(row["tint"], np.uint8).reshape(shape)
         return cls(
             thumb,
             bool(row["greyscale"]),

@@ -272,7 +272,7 @@ def test_calibration_negatives_skip_the_librarys_copies_but_keep_its_look_alikes
     pos = synthetic @ space[0]
 
     class Pixels:  # rows 0-8 are one picture; the look-alike (row 9) and the rest are not
-        def judge(self, i, j):
+        def judge_coloured(self, i, j):
             return "tone" if i < 9 and j < 9 else None
 
     judged = calibrate._Judged(Pixels())

@@ -113,7 +113,8 @@ def test_colours_are_measured_once_for_evidence_stored_before_them(tmp_path, mon
     fresh = json.loads(invoke("dups", "--index", library, "--json").stdout)
     with sqlite3.connect(library / "library.db") as db:
         assert db.execute("select count(*) from evidence where tint is null").fetchone()[0] == 0
-        db.execute("update evidence set tint = null")  # as stored before m007
+        db.execute("alter table evidence drop column tint")  # as a library from before m007
+        db.execute("update meta set value = '6' where key = 'schema_version'")
     measured: list[str] = []
     of_file = evidence.of_file
     monkeypatch.setattr(evidence, "of_file", lambda p: measured.append(p) or of_file(p))
@@ -137,23 +138,30 @@ def test_a_colour_match_is_judged_again_once_its_colours_are_measured():
     judged again with the colours measured for their rows (and only for those rows)."""
     paths = [str(KODAK[3]), str(KODAK[3]), str(KODAK[5])]
     measured = [from_file(p)[0] for p in paths]
-    stale = [from_file(p)[0] for p in paths]
-    for ev in stale:
-        ev.tint = None
-    asked: list[list[int]] = []
-
-    def measure(rows):
-        asked.append(rows)
-        return {row: measured[row] for row in rows}
-
-    swapped = measured[1]
-    assert swapped.tint is not None
-    swapped.tint = np.ascontiguousarray(swapped.tint[..., ::-1])  # row 1: other colours
     dims = [(768, 512)] * 3
-    seen = Seen(stale, dims, measure)
-    how = seen.judge_pairs(np.array([0, 0]), np.array([1, 2]), np.array([True, True]))
+
+    def seen_with(colours):
+        stale = [from_file(p)[0] for p in paths]
+        for ev in stale:
+            ev.tint = None
+        asked: list[list[int]] = []
+
+        def tints(rows):
+            asked.append(rows)
+            return {row: colours[row] for row in rows}
+
+        return Seen(stale, dims, tints), asked
+
+    pairs = (np.array([0, 0]), np.array([1, 2]), np.array([True, True]))
+    same = [ev.tint for ev in measured]
+    seen, asked = seen_with(same)
+    assert list(seen.judge_pairs(*pairs)) == ["tone", ""]  # the copy keeps its colours
     assert asked == [[0, 1]]  # row 2 matched nothing: not measured
-    assert list(how) == ["", ""]  # the grey match (0, 1) fails on its colours
+    assert seen.evidence[1].tint is not None and seen.evidence[2].tint is None
+    other = list(same)
+    other[1] = np.ascontiguousarray(same[1][..., ::-1])  # row 1: other colours
+    seen, asked = seen_with(other)
+    assert list(seen.judge_pairs(*pairs)) == ["", ""]  # the grey match (0, 1) fails on them
 
 
 def test_a_turned_match_is_held_to_its_colours_too(tmp_path):
@@ -208,3 +216,21 @@ def test_dups_keeps_template_look_alikes_apart_and_finds_the_copies(tmp_path, mo
     monkeypatch.setattr(tint, "MAX_DISAGREEMENT", np.inf)
     grey_only = groups()
     assert any(name.startswith("d0") for group in grey_only for name in group), grey_only
+
+
+def test_a_turned_match_of_evidence_stored_before_colours_gets_them(tmp_path):
+    """`Seen.judge_coloured` (turned matches, the calibration's library pairs): a grey match of
+    rows without colours measures them, then judges with them."""
+    with Image.open(KODAK[5]) as img:
+        img = img.convert("RGB")
+    img.save(tmp_path / "a.jpg", quality=90)
+    img.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "b.jpg", quality=90)
+    fresh = [from_file(str(tmp_path / n)) for n in ("a.jpg", "b.jpg")]
+    for colours, expected in ((lambda t: t, "tone"), (lambda t: t[..., ::-1], None)):
+        stale = [from_file(str(tmp_path / n))[0] for n in ("a.jpg", "b.jpg")]
+        for ev in stale:
+            ev.tint = None
+        tints = {0: fresh[0][0].tint, 1: np.ascontiguousarray(colours(fresh[1][0].tint))}
+        seen = Seen(stale, [f[1:] for f in fresh], lambda rows, t=tints: {r: t[r] for r in rows})
+        assert seen.judge(0, 1, turn="rot90") == "tone"  # grey alone
+        assert seen.judge_coloured(0, 1, turn="rot90") == expected

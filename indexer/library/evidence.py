@@ -7,6 +7,8 @@ stores what it measured, so the run after decodes nothing.
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from indexer.evidence import Evidence
 from indexer.library.store import Store
 
@@ -21,6 +23,14 @@ def write(store: Store, measured: Iterable[tuple[str, Evidence]]) -> None:
         return
     with store.transaction():
         store.db.table("evidence").upsert_all(records, pk="hash", alter=False)
+
+
+def write_tints(store: Store, tints: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Store the colours of contents whose evidence was stored before they were kept."""
+    values = [(colours.tobytes(), digest) for digest, colours in tints]
+    if values:
+        with store.transaction():
+            store.db.conn.executemany("update evidence set tint = ? where hash = ?", values)
 
 
 def load(store: Store, hashes: Iterable[str]) -> dict[str, Evidence]:

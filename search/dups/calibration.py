@@ -452,7 +452,7 @@ class _Judged:
             return False
         key = (min(row, other), max(row, other))
         if key not in self.cache:
-            self.cache[key] = self.seen.judge(row, other) is not None
+            self.cache[key] = self.seen.judge_coloured(row, other) is not None
         return self.cache[key]
 
     def summary(self) -> dict:

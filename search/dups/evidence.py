@@ -68,10 +68,10 @@ class Seen:
         self,
         evidence: list[Evidence | None],
         dims: list[tuple[int, int]],
-        measure: Callable[[list[int]], dict[int, Evidence]] | None = None,
+        tints: Callable[[list[int]], dict[int, np.ndarray]] | None = None,
     ):
         self.evidence, self.dims = evidence, dims
-        self._measure = measure  # rows -> their evidence measured again from their files
+        self._tints = tints  # rows -> their colours, measured from their files (fill_colours)
         self._low = [
             ev is not None and lowinfo.is_low(ev, *size)
             for ev, size in zip(evidence, dims, strict=True)
@@ -89,13 +89,7 @@ class Seen:
             found.update(_measure(store, missing, progress))
         evidence = [found.get(r["hash"] or f"row:{row}") for row, r in enumerate(lib.rows)]
         dims = [(r["width"] or 1, r["height"] or 1) for r in lib.rows]
-
-        def measure(rows: list[int]) -> dict[int, Evidence]:
-            keys = {row: lib.rows[row]["hash"] or f"row:{row}" for row in rows}
-            got = _measure(store, {keys[row]: lib.rows[row]["path"] for row in rows}, progress)
-            return {row: got[key] for row, key in keys.items() if key in got}
-
-        return cls(evidence, dims, measure)
+        return cls(evidence, dims, lambda rows: _tints_of(store, lib.rows, rows, evidence))
 
     def low(self, i: int) -> bool:
         """Low information: embeddings alone never call it a copy."""
@@ -110,17 +104,39 @@ class Seen:
     def needs_evidence(self, i: int) -> bool:
         return self._low[i] or self.grey(i) or self.evidence[i] is None
 
-    def judge(self, i: int, j: int, crops: bool = True) -> str | None:
-        """How the pixels of rows i and j show one picture: "tone", "crop", "looks" or None."""
-        return judge(self.evidence[i], self.dims[i], self.evidence[j], self.dims[j], crops)
+    def judge(self, i: int, j: int, crops: bool = True, turn: str | None = None) -> str | None:
+        """How the pixels of rows i and j show one picture: "tone", "crop", "looks" or None
+        (with `turn`: j as i turned by it)."""
+        return judge(self.evidence[i], self.dims[i], self.evidence[j], self.dims[j], crops, turn)
+
+    def judge_coloured(
+        self, i: int, j: int, crops: bool = True, turn: str | None = None
+    ) -> str | None:
+        """`judge`, with the colours of rows stored before colours were kept measured first
+        where the grey evidence matches (fill_colours). In the run's own process only."""
+        how = self.judge(i, j, crops, turn)
+        if how in ("tone", "crop") and self._colourless(i, j) and self.fill_colours([i, j]):
+            how = self.judge(i, j, crops, turn)
+        return how
 
     def judge_pairs(self, rows, cols, crops, progress: Progress | None = None) -> np.ndarray:
         """`judge` of every pair (rows[k], cols[k], crop search when crops[k]), as an array of
         "tone", "crop", "looks" or "". A long list is split over a process per core (forked:
-        they share this evidence without copying it); the answers do not depend on how."""
+        they share this evidence without copying it); the answers do not depend on how. The
+        matches of rows stored before colours were kept are judged again with their colours."""
+        crops = np.asarray(crops, bool)
+        how = self._judged(rows, cols, crops, progress)
+        matched = np.flatnonzero((how == "tone") | (how == "crop"))
+        again = [k for k in matched if self._colourless(int(rows[k]), int(cols[k]))]
+        if again and self.fill_colours([int(x) for k in again for x in (rows[k], cols[k])]):
+            picked = np.array(again)
+            how[picked] = self._judged(rows[picked], cols[picked], crops[picked], None)
+        return how
+
+    def _judged(self, rows, cols, crops: np.ndarray, progress: Progress | None) -> np.ndarray:
         how = np.full(len(rows), "", dtype=object)
         chunks = np.array_split(np.arange(len(rows)), max(1, len(rows) // JUDGE_CHUNK))
-        work = [(rows[c].tolist(), cols[c].tolist(), np.asarray(crops)[c].tolist()) for c in chunks]
+        work = [(rows[c].tolist(), cols[c].tolist(), crops[c].tolist()) for c in chunks]
         workers = min(_cores(), len(chunks))
         done = 0
         with _forked_pool(self, workers) as pool:
@@ -130,29 +146,21 @@ class Seen:
                 done += len(chunk)
                 if progress:
                     progress("checking pixels", done, len(rows))
-        self._judge_colours(rows, cols, crops, how)
         return how
 
-    def _judge_colours(self, rows, cols, crops, how: np.ndarray) -> None:
-        """Judge again, with their colours, the matches of rows whose evidence was stored before
-        colours were kept: those rows are measured once from their files (and stored), so a
-        library indexed before needs no re-index, and the next run decodes nothing."""
-        matched = np.flatnonzero((how == "tone") | (how == "crop"))
-        lacking = {
-            int(i)
-            for k in matched
-            if self._colourless(int(rows[k]), int(cols[k]))
-            for i in (rows[k], cols[k])
-            if _untinted(self.evidence[i])
-        }
-        if not lacking or self._measure is None:
-            return
-        for row, ev in self._measure(sorted(lacking)).items():
-            self.evidence[row] = ev
-        for k in matched:
-            i, j = int(rows[k]), int(cols[k])
-            if i in lacking or j in lacking:
-                how[k] = self.judge(i, j, bool(np.asarray(crops)[k])) or ""
+    def fill_colours(self, rows: list[int]) -> bool:
+        """Give the colour pictures among these rows whose evidence was stored before colours
+        were kept their colours, measured once from their files and stored (a library indexed
+        before needs no re-index, and the next run decodes nothing). Whether any was filled."""
+        lacking = sorted({r for r in rows if _untinted(self.evidence[r])})
+        if not lacking or self._tints is None:
+            return False
+        filled = self._tints(lacking)
+        for row, colours in filled.items():
+            ev = self.evidence[row]
+            if ev is not None:
+                self.evidence[row] = dataclasses.replace(ev, tint=colours)
+        return bool(filled)
 
     def _colourless(self, i: int, j: int) -> bool:
         """Two colour pictures, one of whose colours were not stored."""
@@ -256,7 +264,50 @@ def judge(
 
 
 def _untinted(ev: Evidence | None) -> bool:
-    return ev is not None and ev.tint is None
+    return ev is not None and ev.tint is None and not ev.greyscale
+
+
+def _tints_of(store, rows: list[dict], wanted: list[int], evidence) -> dict[int, np.ndarray]:
+    """The colours of library rows (indexes into `rows`) whose stored evidence has none, from a
+    small decode of their files, stored by content; for every row of each content measured.
+    A file whose size is no longer its row's (changed since it was indexed: the next `index`
+    embeds it anew), that cannot be read, or whose picture has another shape than its stored
+    evidence is left without: its matches are judged in grey alone, as before."""
+    by_hash: dict[str, list[int]] = {}
+    for row, r in enumerate(rows):
+        if r["hash"]:
+            by_hash.setdefault(r["hash"], []).append(row)
+    paths: dict[str, str] = {}
+    for row in wanted:
+        digest = rows[row]["hash"]
+        if digest and digest not in paths:
+            path = next((p for p in _paths_of(rows, by_hash[digest])), None)
+            if path is not None:
+                paths[digest] = path
+    out: dict[int, np.ndarray] = {}
+    fresh: list[tuple[str, np.ndarray]] = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for digest, got in zip(paths, pool.map(of_file, paths.values()), strict=True):
+            old = evidence[by_hash[digest][0]]
+            if got is None or old is None or got[0].tint is None:
+                continue
+            if got[0].thumb.shape != old.thumb.shape:
+                continue  # not the picture its evidence was measured from
+            fresh.append((digest, got[0].tint))
+            out.update((row, got[0].tint) for row in by_hash[digest])
+    if fresh and not getattr(store, "read_only", False):
+        stored.write_tints(store, fresh)
+    return out
+
+
+def _paths_of(rows: list[dict], candidates: list[int]):
+    """The paths of these rows whose files still have the size indexed."""
+    for row in candidates:
+        try:
+            if os.stat(rows[row]["path"]).st_size == rows[row]["size"]:
+                yield rows[row]["path"]
+        except OSError:
+            continue
 
 
 def _edges(thumb: np.ndarray) -> float:
@@ -334,7 +385,8 @@ def of_rows(store, rows: list[dict]) -> dict[int, tuple[Evidence, tuple[int, int
     """Library row id -> (evidence, upright size), for rows with id, path, hash, width, height;
     contents without stored evidence are measured now (and stored)."""
     found = stored.load(store, [r["hash"] for r in rows if r["hash"]])
-    missing = {r["hash"]: r["path"] for r in rows if r["hash"] and _stale(found.get(r["hash"]))}
+    stale = _stale if not getattr(store, "read_only", False) else (lambda ev: ev is None)
+    missing = {r["hash"]: r["path"] for r in rows if r["hash"] and stale(found.get(r["hash"]))}
     if missing:
         found.update(_measure(store, missing, None))
     return {

@@ -36,7 +36,6 @@ from indexer.library import layout
 from search import knn
 from search.dups import calibration as cal
 from search.dups import lowinfo, verify
-from search.dups.evidence import judge
 from search.dups.groups import DupReport, Group, Library, Member, loosest_tier
 from search.dups.whitening import Whitening
 from search.parts import Parts
@@ -223,7 +222,7 @@ def with_turned(lib: Library, links, turned: Turned, seen):
         ev_a, ev_b = seen.evidence[a], seen.evidence[b]
         if seen.low(a) or seen.low(b) or ev_a is None or ev_b is None:
             continue
-        kind = judge(ev_a, seen.dims[a], ev_b, seen.dims[b], True, turn)
+        kind = seen.judge_coloured(a, b, True, turn)
         if kind is None:
             continue
         drop.update([k] if k is not None else [])

@@ -300,8 +300,9 @@ def best_crop(
     none = (-1.0, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32), (WHOLE, WHOLE))
     if _coarse_crop_ncc(_halved(a), _halved(b)) < CROP_PREFILTER:
         return none
-    best: tuple[_Window, np.ndarray, np.ndarray] | None = None  # (found, frame, template)
-    for big, small in ((a, b), (b, a)):
+    best: tuple[_Window, np.ndarray, np.ndarray, bool] | None = None  # (found, frame, template,
+    # whether the frame is a)
+    for a_is_big, (big, small) in ((True, (a, b)), (False, (b, a))):
         frame = _Frame(big)
         widths = range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1)
         coarse = frame.windows(small, widths[::3])
@@ -311,17 +312,17 @@ def best_crop(
         near = [w for w in range(top - 2, top + 3) if w in widths and (w - widths[0]) % 3]
         for found in coarse + frame.windows(small, near):
             if best is None or found.score > best[0].score:
-                best = found, big, small
+                best = found, big, small, a_is_big
     if best is None:
         return none
-    found, big, small = best
+    found, big, small, a_is_big = best
     score = found.score
     if score >= REFINE_FROM:  # the window's width to half a pixel (only near-matches get here)
         score = max(score, _refined(big, small, found.w))
     H, W = big.shape
     h, w = found.window.shape
     window_box = (found.x / W, found.y / H, (found.x + w) / W, (found.y + h) / H)
-    where = (window_box, WHOLE) if big is a else (WHOLE, window_box)
+    where = (window_box, WHOLE) if a_is_big else (WHOLE, window_box)
     return score, found.window, found.template, where  # detail is compared at 64 px, as everywhere
 
 
