@@ -132,6 +132,7 @@ fi
 bench lookalike
 bench make_distractors  # the near-dup set inside > 5,000 images (issue 23)
 bench dups_distractors
+bench tint_margins  # the colour check's margin, on the two sets above
 
 # --- curation: outliers on a planted set, the peers ----------------------------------------------
 if [[ -n "$Q" ]]; then  # the full run builds its set inside curate_outliers.py
