@@ -234,3 +234,32 @@ def test_a_turned_match_of_evidence_stored_before_colours_gets_them(tmp_path):
         seen = Seen(stale, [f[1:] for f in fresh], lambda rows, t=tints: {r: t[r] for r in rows})
         assert seen.judge(0, 1, turn="rot90") == "tone"  # grey alone
         assert seen.judge_coloured(0, 1, turn="rot90") == expected
+
+
+def test_against_a_library_stored_before_colours(tmp_path):
+    """`dups --against` on a library whose evidence has no colours (schema 6): a re-shared copy
+    is still found, a look-alike of another colour is new, and the library rows it looked at
+    get their colours stored."""
+    folder, library, card = tmp_path / "photos", tmp_path / "library", tmp_path / "card"
+    folder.mkdir()
+    card.mkdir()
+    for k in (0, 2, 4, 9):
+        with Image.open(KODAK[k]) as img:
+            img.convert("RGB").save(folder / f"{KODAK[k].stem}.jpg", quality=90)
+    with Image.open(KODAK[4]) as img:
+        img = img.convert("RGB")
+        img.resize((img.width // 2, img.height // 2)).save(card / "shared.jpg", quality=80)
+        swapped = Image.merge("RGB", img.split()[::-1])  # red and blue swapped: not a copy
+        swapped.save(card / "swapped.jpg", quality=90)
+    invoke("index", folder, "--index", library, "--workers", "0")
+    with sqlite3.connect(library / "library.db") as db:
+        db.execute("alter table evidence drop column tint")
+        db.execute("update meta set value = '6' where key = 'schema_version'")
+    report = json.loads(invoke("dups", "--index", library, "--against", card, "--json").stdout)
+    found = {
+        m["path"].rsplit("/", 1)[1] for g in report["groups"] for m in g["members"] if g["tier"]
+    }
+    assert {"shared.jpg", "kodim05.jpg"} <= found, report["groups"]
+    assert "swapped.jpg" not in found and any(p.endswith("swapped.jpg") for p in report["new"])
+    with sqlite3.connect(library / "library.db") as db:
+        assert db.execute("select count(*) from evidence where tint is not null").fetchone()[0]

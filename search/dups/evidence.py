@@ -89,7 +89,11 @@ class Seen:
             found.update(_measure(store, missing, progress))
         evidence = [found.get(r["hash"] or f"row:{row}") for row, r in enumerate(lib.rows)]
         dims = [(r["width"] or 1, r["height"] or 1) for r in lib.rows]
-        return cls(evidence, dims, lambda rows: _tints_of(store, lib.rows, rows, evidence))
+        by_hash: dict[str, list[int]] = {}  # content -> its rows, for the colours' fill
+        for row, r in enumerate(lib.rows):
+            if r["hash"]:
+                by_hash.setdefault(r["hash"], []).append(row)
+        return cls(evidence, dims, lambda rows: _tints_of(store, lib.rows, rows, evidence, by_hash))
 
     def low(self, i: int) -> bool:
         """Low information: embeddings alone never call it a copy."""
@@ -267,16 +271,15 @@ def _untinted(ev: Evidence | None) -> bool:
     return ev is not None and ev.tint is None and not ev.greyscale
 
 
-def _tints_of(store, rows: list[dict], wanted: list[int], evidence) -> dict[int, np.ndarray]:
-    """The colours of library rows (indexes into `rows`) whose stored evidence has none, from a
-    small decode of their files, stored by content; for every row of each content measured.
-    A file whose size is no longer its row's (changed since it was indexed: the next `index`
-    embeds it anew), that cannot be read, or whose picture has another shape than its stored
-    evidence is left without: its matches are judged in grey alone, as before."""
-    by_hash: dict[str, list[int]] = {}
-    for row, r in enumerate(rows):
-        if r["hash"]:
-            by_hash.setdefault(r["hash"], []).append(row)
+def _tints_of(
+    store, rows: list[dict], wanted, evidence, by_hash: dict[str, list[int]]
+) -> dict[int, np.ndarray]:
+    """The colours of library rows (indexes into `rows`, whose evidence is `evidence`, and whose
+    rows of each content are `by_hash`) that have none stored, from a small decode of their
+    files, stored by content; for every row of each content measured. A file whose size is no
+    longer its row's (changed since it was indexed: the next `index` embeds it anew), that
+    cannot be read, or whose picture has another shape than its stored evidence is left
+    without: its matches are judged in grey alone, as before."""
     paths: dict[str, str] = {}
     for row in wanted:
         digest = rows[row]["hash"]
@@ -382,24 +385,28 @@ def same_structure(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def of_rows(store, rows: list[dict]) -> dict[int, tuple[Evidence, tuple[int, int]] | None]:
-    """Library row id -> (evidence, upright size), for rows with id, path, hash, width, height;
-    contents without stored evidence are measured now (and stored)."""
+    """Library row id -> (evidence, upright size), for rows with id, path, hash, width, height,
+    size; contents without stored evidence are measured now (and stored), and colour pictures
+    stored before colours were kept get them (_tints_of; not on a read-only library)."""
     found = stored.load(store, [r["hash"] for r in rows if r["hash"]])
-    stale = _stale if not getattr(store, "read_only", False) else (lambda ev: ev is None)
-    missing = {r["hash"]: r["path"] for r in rows if r["hash"] and stale(found.get(r["hash"]))}
+    missing = {r["hash"]: r["path"] for r in rows if r["hash"] and r["hash"] not in found}
     if missing:
         found.update(_measure(store, missing, None))
+    untinted = [r for r in rows if r["hash"] and _untinted(found.get(r["hash"]))]
+    if untinted and not getattr(store, "read_only", False):  # stored before colours were kept
+        by_hash: dict[str, list[int]] = {}
+        for k, r in enumerate(untinted):
+            by_hash.setdefault(r["hash"], []).append(k)
+        own = [found[r["hash"]] for r in untinted]
+        for k, colours in _tints_of(store, untinted, range(len(untinted)), own, by_hash).items():
+            digest = untinted[k]["hash"]
+            found[digest] = dataclasses.replace(found[digest], tint=colours)
     return {
         r["id"]: (found[r["hash"]], (r["width"] or 1, r["height"] or 1))
         if r["hash"] in found
         else None
         for r in rows
     }
-
-
-def _stale(ev: Evidence | None) -> bool:
-    """No evidence, or a colour picture's stored before its colours were kept."""
-    return ev is None or (ev.tint is None and not ev.greyscale)
 
 
 def of_file(path: str) -> tuple[Evidence, tuple[int, int]] | None:
