@@ -133,8 +133,8 @@ def measure(rgb: Image.Image, width: int, height: int) -> Evidence:
     detail = np.asarray(detail_img, dtype=np.float64)
     info_bytes = compressed_size(residual)
     period = periodicity(detail)
-    ev = Evidence(thumb, greyscale, info_bytes, period, float(np.abs(residual[1:, 1:]).mean()))
-    ev.tint = tint
+    texture = float(np.abs(residual[1:, 1:]).mean())
+    ev = Evidence(thumb, greyscale, info_bytes, period, texture, tint=tint)
     tiny = width * height < TINY_PIXELS or min(width, height) < TINY_SIDE_PX
     if tiny or info_bytes < NEAR_LOW_INFO_BYTES or period >= NEAR_PERIODIC:
         colour = base.resize((COLOUR_PX, COLOUR_PX), Image.Resampling.BILINEAR)

@@ -70,8 +70,7 @@ def test_a_copys_colour_edits_keep_its_colours(tmp_path, photo):
 def test_the_disagreement_sees_swapped_colours():
     """The same picture with its red and blue swapped disagrees far above the limit, while a
     re-toned one (every channel x 1.2, chroma x 0.8) does not disagree at all."""
-    with Image.open(KODAK[3]) as img:
-        ev = from_file(str(KODAK[3]))[0]
+    ev = from_file(str(KODAK[3]))[0]
     assert ev.tint is not None
     rgb = ev.tint.astype(np.float64)
     swapped = np.ascontiguousarray(ev.tint[..., ::-1])
@@ -80,7 +79,6 @@ def test_the_disagreement_sees_swapped_colours():
     grey = rgb.mean(2, keepdims=True)
     retoned = np.clip((grey + 0.8 * (rgb - grey)) * 1.1, 0, 255).astype(np.uint8)
     assert tint.disagreement(ev.tint, whole, retoned, whole) < 0.1
-    assert img.size  # (the file was readable)
 
 
 def test_a_crop_is_located_in_its_original(tmp_path):

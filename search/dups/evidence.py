@@ -89,10 +89,7 @@ class Seen:
             found.update(_measure(store, missing, progress))
         evidence = [found.get(r["hash"] or f"row:{row}") for row, r in enumerate(lib.rows)]
         dims = [(r["width"] or 1, r["height"] or 1) for r in lib.rows]
-        by_hash: dict[str, list[int]] = {}  # content -> its rows, for the colours' fill
-        for row, r in enumerate(lib.rows):
-            if r["hash"]:
-                by_hash.setdefault(r["hash"], []).append(row)
+        by_hash = _rows_by_hash(lib.rows)  # for the colours' fill
         return cls(evidence, dims, lambda rows: _tints_of(store, lib.rows, rows, evidence, by_hash))
 
     def low(self, i: int) -> bool:
@@ -284,7 +281,7 @@ def _tints_of(
     for row in wanted:
         digest = rows[row]["hash"]
         if digest and digest not in paths:
-            path = next((p for p in _paths_of(rows, by_hash[digest])), None)
+            path = next(_paths_of(rows, by_hash[digest]), None)
             if path is not None:
                 paths[digest] = path
     out: dict[int, np.ndarray] = {}
@@ -300,6 +297,15 @@ def _tints_of(
             out.update((row, got[0].tint) for row in by_hash[digest])
     if fresh and not getattr(store, "read_only", False):
         stored.write_tints(store, fresh)
+    return out
+
+
+def _rows_by_hash(rows: list[dict]) -> dict[str, list[int]]:
+    """Content hash -> the indexes of its rows."""
+    out: dict[str, list[int]] = {}
+    for row, r in enumerate(rows):
+        if r["hash"]:
+            out.setdefault(r["hash"], []).append(row)
     return out
 
 
@@ -394,10 +400,8 @@ def of_rows(store, rows: list[dict]) -> dict[int, tuple[Evidence, tuple[int, int
         found.update(_measure(store, missing, None))
     untinted = [r for r in rows if r["hash"] and _untinted(found.get(r["hash"]))]
     if untinted and not getattr(store, "read_only", False):  # stored before colours were kept
-        by_hash: dict[str, list[int]] = {}
-        for k, r in enumerate(untinted):
-            by_hash.setdefault(r["hash"], []).append(k)
         own = [found[r["hash"]] for r in untinted]
+        by_hash = _rows_by_hash(untinted)
         for k, colours in _tints_of(store, untinted, range(len(untinted)), own, by_hash).items():
             digest = untinted[k]["hash"]
             found[digest] = dataclasses.replace(found[digest], tint=colours)

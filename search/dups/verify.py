@@ -247,16 +247,10 @@ def _unframed_of(key) -> tuple[np.ndarray, Box] | None:
     g = grey.astype(np.float32)
     colour = float(np.median([g[0, 0], g[0, -1], g[-1, 0], g[-1, -1]]))
     k = FRAME_MIN_PX  # most pictures have no frame: their outer lines say so, at a tenth the cost
-    for lines in (g[:k], g[-k:], g[:, :k].T, g[:, -k:].T):
-        if (lines.std(axis=1) > FRAME_STD).any():
-            return None
-        if (np.abs(lines.mean(axis=1) - colour) > FRAME_LEVELS).any():
-            return None
+    if not all(_flat(side, colour).all() for side in (g[:k], g[-k:], g[:, :k].T, g[:, -k:].T)):
+        return None
     sides = []
-    for axis in (1, 0):  # rows (top, bottom), then columns (left, right)
-        flat = (g.std(axis=axis) <= FRAME_STD) & (
-            np.abs(g.mean(axis=axis) - colour) <= FRAME_LEVELS
-        )
+    for flat in (_flat(g, colour), _flat(g.T, colour)):  # rows (top, bottom), then columns
         for lines in (flat, flat[::-1]):
             sides.append(len(lines) if lines.all() else int(np.argmin(lines)))  # leading flat lines
     if min(sides) < FRAME_MIN_PX or max(sides) >= min(g.shape) // 3:
@@ -266,6 +260,12 @@ def _unframed_of(key) -> tuple[np.ndarray, Box] | None:
     inner = np.ascontiguousarray(grey[top : h - bottom, left : w - right])
     inner.flags.writeable = False
     return inner, (left / w, top / h, (w - right) / w, (h - bottom) / h)
+
+
+def _flat(lines: np.ndarray, colour: float) -> np.ndarray:
+    """Which rows of `lines` are a frame line: one flat colour, the corners' (FRAME_STD,
+    FRAME_LEVELS)."""
+    return (lines.std(axis=1) <= FRAME_STD) & (np.abs(lines.mean(axis=1) - colour) <= FRAME_LEVELS)
 
 
 def same_detail(a: np.ndarray, b: np.ndarray, floor: float = DETAIL_NCC) -> bool:
