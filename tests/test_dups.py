@@ -128,6 +128,44 @@ def test_neighbour_pairs_match_numpy():
     assert got == expected
 
 
+def _crowd(rng):
+    """Unit vectors: a photo's 12 copies (rows 0-11), a look-alike's 10 copies (rows 12-21) and
+    the look-alike's border copy (row 22), nearer to every copy of the photo than to its own."""
+    photo = rng.normal(size=32)
+    look = photo + 0.6 * rng.normal(size=32)
+    rows = [photo + 0.05 * rng.normal(size=32) for _ in range(12)]
+    rows += [look + 0.05 * rng.normal(size=32) for _ in range(10)]
+    rows.append(0.6 * photo / np.linalg.norm(photo) + 0.4 * look / np.linalg.norm(look))
+    v = np.array(rows, np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_a_photo_with_many_copies_does_not_fill_every_look_alikes_neighbour_places():
+    """nearest_pairs with pictures: the photo's 12 copies count as one picture, so the border
+    copy still meets its own picture, which its 8 nearest images (all copies of the photo) and
+    its picture's own (its other copies) leave out."""
+    v = _crowd(np.random.default_rng(5))
+    border = 22
+    scores = v[border] @ v.T
+    assert scores[:12].min() > scores[12:22].max()  # behind every copy of the photo
+    plain = set(zip(*pairs.nearest_pairs(v, 8, 0.0)[:2], strict=True))
+    assert not {(x, border) for x in range(12, 22)} & plain
+    pictures = np.array([0] * 12 + [12] * 10 + [border])
+    spread = set(zip(*pairs.nearest_pairs(v, 8, 0.0, pictures)[:2], strict=True))
+    assert {(x, border) for x in range(12, 22)} & spread
+    assert plain <= spread  # only more pairs, never fewer
+    # at most one more pair per row for each picture it lacked (3 pictures: 2 lacked)
+    assert len(spread - plain) <= 2 * len(v)
+
+
+def test_pictures_of_labels_connected_rows_alike():
+    label = pairs.pictures_of(7, np.array([0, 5, 2, 4]), np.array([5, 6, 4, 3]))
+    assert label[0] == label[5] == label[6] and label[2] == label[3] == label[4]
+    assert len({label[0], label[1], label[2]}) == 3
+    chain = pairs.pictures_of(50, np.arange(49)[::-1], np.arange(1, 50)[::-1])
+    assert (chain == 0).all()
+
+
 def test_calibration_is_stored_shown_and_invalidated(dup_folder, library):
     invoke("index", dup_folder, "--index", library, "--workers", "0")
     result = json.loads(invoke("calibrate", "--index", library, "--sample", "4", "--json").stdout)

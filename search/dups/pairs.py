@@ -13,6 +13,7 @@ IVF_TRAIN_PER_LIST = 40  # k-means sample per list, and few iterations: training
 IVF_KMEANS_ITERATIONS = 10  # dominate (the defaults cost ~11 min at 1M on 2 cores)
 JOIN_LISTS_PER_SQRT = 2  # clustered join: 2 * sqrt(n) lists (2,000 lists of ~500 at 1M)
 JOIN_NPROBE = 16  # lists each vector is joined with: 99.7 % of the exact pairs at 100k (8: 98.3 %)
+SPREAD_DEPTH = 4  # nearest_pairs with pictures: how many times k neighbours are looked at
 
 Progress = Callable[[str, int, int], None]
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols (row < col), scores
@@ -179,13 +180,22 @@ def pair_scores(space: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
     return out
 
 
-def nearest_pairs(space: np.ndarray, k: int, min_score: float) -> Pairs:
+def nearest_pairs(
+    space: np.ndarray, k: int, min_score: float, pictures: np.ndarray | None = None
+) -> Pairs:
     """Each row's k nearest other rows scoring >= min_score, as pairs (i < j), n * k at most:
     exact up to EXACT_SEARCH_MAX rows, an IVF search (2 sqrt(n) lists, JOIN_NPROBE probed) above.
-    A range search at the same score found 5e9 pairs on 1M realistic vectors."""
+    A range search at the same score found 5e9 pairs on 1M realistic vectors.
+
+    With `pictures` (a label per row: rows sharing one are taken as one picture and its copies),
+    a row's k nearest are followed by its next nearest, the first of each picture not yet among
+    them, until its neighbours show k pictures (looking SPREAD_DEPTH * k deep): a picture with
+    many copies would otherwise take all k places of every look-alike, and a copy of that
+    look-alike would never meet it (a border copy behind 14 copies of another photo)."""
     n, d = space.shape
     if n < 2:
         return no_pairs()
+    depth = k if pictures is None else SPREAD_DEPTH * k
     space = np.ascontiguousarray(space, np.float32)
     index: faiss.Index = faiss.IndexFlatIP(d)
     if n > EXACT_SEARCH_MAX:
@@ -199,13 +209,47 @@ def nearest_pairs(space: np.ndarray, k: int, min_score: float) -> Pairs:
     index.add(space)
     rows, cols, sims = [], [], []
     for lo in range(0, n, QUERY_BLOCK):
-        scores, found = index.search(space[lo : lo + QUERY_BLOCK], min(k + 1, n))
-        query = np.repeat(np.arange(lo, lo + len(found)), found.shape[1])
-        found, scores = found.ravel(), scores.ravel()
-        keep = (found >= 0) & (found != query) & (scores >= min_score)
-        a, b = query[keep], found[keep]
+        scores, found = index.search(space[lo : lo + QUERY_BLOCK], min(depth + 1, n))
+        query = np.arange(lo, lo + len(found))[:, None]
+        valid = (found >= 0) & (found != query) & (scores >= min_score)
+        keep = valid & (np.cumsum(valid, axis=1) <= k)  # ranked best first
+        if pictures is not None:
+            _spread(keep, valid, found, pictures, k)
+        a, b = np.broadcast_to(query, found.shape)[keep], found[keep]
         rows.append(np.minimum(a, b))
         cols.append(np.maximum(a, b))
         sims.append(scores[keep].astype(np.float32))
     r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
     return merge_join(n, r, c, s)
+
+
+def _spread(keep: np.ndarray, valid: np.ndarray, found: np.ndarray, pictures, k: int) -> None:
+    """Add to each row's `keep` (its k nearest, of ranked lists `found`) the next nearest valid
+    neighbours of pictures it lacks, until it has k pictures (nearest_pairs)."""
+    labels = np.where(valid, pictures[np.maximum(found, 0)], -1 - np.arange(found.shape[1]))
+    order = np.argsort(labels, axis=1, kind="stable")  # a picture's columns nearest first
+    ranked = np.take_along_axis(labels, order, axis=1)
+    first = np.ones_like(valid)
+    first[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    np.put_along_axis(first, order, first.copy(), axis=1)  # back to rank order
+    # a picture among the k nearest has its nearest column there: later ones are new pictures
+    new = first & valid & ~keep
+    room = k - np.count_nonzero(first & keep, axis=1)
+    keep |= new & (np.cumsum(new, axis=1) <= room[:, None])
+
+
+def pictures_of(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """A label per row, shared by the rows that the pairs (rows[k], cols[k]) join, directly or
+    through others (connected components: min-label propagation with pointer jumping)."""
+    label = np.arange(n)
+    if not len(rows):
+        return label
+    while True:
+        low = np.minimum(label[rows], label[cols])
+        new = label.copy()
+        np.minimum.at(new, rows, low)
+        np.minimum.at(new, cols, low)
+        new = new[new]
+        if np.array_equal(new, label):
+            return label
+        label = new

@@ -28,7 +28,7 @@ from search.dups.groups import (
     leader_groups,
     twin_units,
 )
-from search.dups.pairs import nearest_pairs, neighbour_pairs, pair_scores
+from search.dups.pairs import nearest_pairs, neighbour_pairs, pair_scores, pictures_of
 from search.dups.precision import EVIDENCE_PRECISION, Estimate, from_calibration
 from search.dups.ray import ray_neighbour_pairs
 from search.dups.verify import DESCRIPTOR_MIN
@@ -141,7 +141,7 @@ def _whole_library(parts: Parts, options, calibration, whitening, threshold, pro
     keep = ~(is_twin[rows] | is_twin[cols])
     rows, cols, sims = rows[keep], cols[keep], sims[keep]
     if auto:  # copies the whitened band misses: by raw cosine, and by grey layout
-        pairs = _with_raw_neighbours(lib, space, is_twin, (rows, cols, sims), progress)
+        pairs = _with_raw_neighbours(lib, space, is_twin, (rows, cols, sims), threshold)
         rows, cols, sims = _with_layout_pairs(lib, space, seen, is_twin, pairs)
     links = _judged(lib, seen, (rows, cols, sims), threshold, estimate, progress)
     report.estimate = estimate.to_json() if estimate else None
@@ -195,16 +195,21 @@ def _whole_library(parts: Parts, options, calibration, whitening, threshold, pro
     return report
 
 
-def _with_raw_neighbours(lib, space, is_twin, pairs, progress):
-    """The candidate pairs plus each image's RAW_NEIGHBOURS nearest by raw cosine, from
-    VERIFY_MIN_COSINE up: a bright or cropped copy can fall below the whitened band (the
+def _with_raw_neighbours(lib, space, is_twin, pairs, threshold: float):
+    """The candidate pairs plus the RAW_NEIGHBOURS nearest pictures of each image by raw cosine,
+    from VERIFY_MIN_COSINE up: a bright or cropped copy can fall below the whitened band (the
     calibrated threshold on a library of look-alike tiles was 0.99) while its raw cosine is 0.99,
-    and pixels, not the band, decide what it is."""
+    and pixels, not the band, decide what it is. Candidates at the copy threshold tell which
+    images are one picture (pairs.nearest_pairs): a photo with 14 copies took all 8 places of a
+    look-alike whose border copy was then never compared with it (the near-duplicate set inside
+    5,200 distractors)."""
     rows, cols, sims = pairs
     reps = np.flatnonzero(~is_twin)
     if len(reps) < 2:
         return pairs
-    i, j, _ = nearest_pairs(lib.vectors[reps], RAW_NEIGHBOURS, VERIFY_MIN_COSINE)
+    sure = sims >= threshold
+    pictures = pictures_of(len(lib.ids), rows[sure], cols[sure])[reps]
+    i, j, _ = nearest_pairs(lib.vectors[reps], RAW_NEIGHBOURS, VERIFY_MIN_COSINE, pictures)
     i, j = reps[i], reps[j]
     known = set(zip(rows.tolist(), cols.tolist(), strict=True))
     fresh = np.array(
