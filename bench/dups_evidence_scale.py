@@ -592,10 +592,7 @@ def prefilter_rate(seen, rows, cols, raw_cos) -> dict:
         if verify.match(a.thumb, b.thumb, crops=False):
             continue
         total += 1
-        passed += (
-            verify._coarse_crop_ncc(verify._halved(a.thumb), verify._halved(b.thumb))
-            >= verify.CROP_PREFILTER
-        )
+        passed += verify.coarse_crop_scores([(a.thumb, b.thumb)])[0] >= verify.CROP_PREFILTER
     return {"prefilter_checked": total, "prefilter_pass_share": round(passed / max(total, 1), 4)}
 
 
@@ -611,8 +608,7 @@ def real_photo_rates() -> dict:
     iu = np.triu_indices(len(thumbs), 1)
     layout = (desc @ desc.T)[iu]
     passes = [
-        verify._coarse_crop_ncc(verify._halved(thumbs[i]), verify._halved(thumbs[j]))
-        >= verify.CROP_PREFILTER
+        verify.coarse_crop_scores([(thumbs[i], thumbs[j])])[0] >= verify.CROP_PREFILTER
         for i, j in zip(*iu, strict=True)
     ]
     return {

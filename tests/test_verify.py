@@ -4,6 +4,7 @@ real photos are confirmed, distinct real photos never are."""
 import itertools
 import random
 
+import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
@@ -127,13 +128,38 @@ def test_the_batched_window_search_equals_every_offset_tried_by_hand(copies):
         (verify._halved(a), verify._halved(b)),
         (verify._halved(c), verify._halved(a)),
     ):
-        frame = verify._frame_of(verify._key(big))
+        frame = verify._Frame(big)
         widths = list(range(int(frame.W * verify.MIN_CROP_SCALE), frame.W + 1, 2))
         found = frame.windows(small, widths)
         assert [f.w for f in found] == widths
         for f in found:
             assert f.score == pytest.approx(_brute_force_window(big, small, f.w), abs=1e-6)
     assert verify.best_crop(a, b)[0] >= verify.NCC_CROP  # the crop is still found at 64 px
+
+
+def test_the_half_size_search_of_many_pairs_at_once_equals_each_pair_alone(copies):
+    """coarse_crop_scores batches pairs of one shape into one FFT per width: each pair's score
+    is the one its own window search (checked against every offset above) gives, both ways."""
+    names = ("original", "crop-0.8", "grey")
+    thumbs = [verify.thumbnail(copies[name]) for name in names]
+    thumbs += [verify.thumbnail(str(path)) for path in KODAK[5:9]]
+    wide = np.ascontiguousarray(thumbs[-1][10:54])  # other shapes among the squares
+    thumbs += [wide, np.ascontiguousarray(wide.T), np.ascontiguousarray(thumbs[-2][:, 6:58].T)]
+    pairs = [(x, y) for x in thumbs for y in thumbs if x is not y]
+    assert len({(x.shape, y.shape) for x, y in pairs}) > 1
+    got = verify.coarse_crop_scores(pairs)
+    for (a, b), score in zip(pairs, got, strict=True):
+        want = -1.0
+        for big, small in (
+            (verify._halved(a), verify._halved(b)),
+            (verify._halved(b), verify._halved(a)),
+        ):
+            frame = verify._Frame(big)
+            widths = range(max(8, int(frame.W * verify.MIN_CROP_SCALE)), frame.W + 1, 2)
+            found = frame.windows(small, widths, verify.PREFILTER_MIN_STD)
+            want = max([want] + [f.score for f in found])
+        assert score == pytest.approx(want, abs=1e-9)
+    assert got[1] >= verify.CROP_PREFILTER  # the original and its crop pass to the full search
 
 
 def test_judging_many_pairs_in_processes_gives_the_serial_answers(copies, tmp_path):

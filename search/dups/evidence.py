@@ -105,10 +105,18 @@ class Seen:
     def needs_evidence(self, i: int) -> bool:
         return self._low[i] or self.grey(i) or self.evidence[i] is None
 
-    def judge(self, i: int, j: int, crops: bool = True, turn: str | None = None) -> str | None:
+    def judge(
+        self,
+        i: int,
+        j: int,
+        crops: bool = True,
+        turn: str | None = None,
+        coarse: float | None = None,
+    ) -> str | None:
         """How the pixels of rows i and j show one picture: "tone", "crop", "looks" or None
-        (with `turn`: j as i turned by it)."""
-        return judge(self.evidence[i], self.dims[i], self.evidence[j], self.dims[j], crops, turn)
+        (with `turn`: j as i turned by it; `coarse`: verify.locate)."""
+        ev_i, ev_j = self.evidence[i], self.evidence[j]
+        return judge(ev_i, self.dims[i], ev_j, self.dims[j], crops, turn, coarse)
 
     def judge_coloured(
         self, i: int, j: int, crops: bool = True, turn: str | None = None
@@ -188,9 +196,23 @@ _JUDGING: Seen | None = None  # the evidence a forked judging process reads (jud
 
 
 def _judge_chunk(work: tuple[list[int], list[int], list[bool]]) -> list[str]:
+    """`judge` of a chunk of pairs, whose half-size crop searches are made all at once."""
     seen = _JUDGING
     assert seen is not None
-    return [seen.judge(i, j, c) or "" for i, j, c in zip(*work, strict=True)]
+    rows, cols, crops = work
+    coarse: list[float | None] = [None] * len(rows)
+    searched, thumbs = [], []
+    for k, (i, j, crop) in enumerate(zip(rows, cols, crops, strict=True)):
+        a, b = seen.evidence[i], seen.evidence[j]
+        if crop and a is not None and b is not None:
+            searched.append(k)
+            thumbs.append((a.thumb, b.thumb))
+    for k, score in zip(searched, verify.coarse_crop_scores(thumbs).tolist(), strict=True):
+        coarse[k] = score
+    return [
+        seen.judge(i, j, c, coarse=pre) or ""
+        for i, j, c, pre in zip(rows, cols, crops, coarse, strict=True)
+    ]
 
 
 def _die_with_parent() -> None:
@@ -231,6 +253,7 @@ def judge(
     size_b,
     crops: bool = True,
     turn: str | None = None,
+    coarse: float | None = None,
 ) -> str | None:
     """How two images' evidence shows one picture: "tone", "crop", "looks" or None. A whole-frame
     (`tone`) match of two pictures that both kept their 192 px detail (text, a UI, near low
@@ -238,7 +261,7 @@ def judge(
     at 64 px. A tone or crop match of two colour pictures needs their colours to agree where they
     match (tint.same_colours): pictures drawn from one template agree in grey, not in colour.
     With `turn` (verify.TURNS), b is judged as a turned by it; low-information pictures are
-    never matched turned (a gradient turned is another gradient)."""
+    never matched turned (a gradient turned is another gradient). `coarse`: verify.locate."""
     if a is None or b is None:
         return None
     low = lowinfo.is_low(a, *size_a) or lowinfo.is_low(b, *size_b)
@@ -250,9 +273,9 @@ def judge(
         # a crop or tone edit of a smooth low-information picture: any two smooth pictures
         # correlate, so both the correlation and their few edges must agree nearly perfectly
         smooth = min(_edges(a.thumb), _edges(b.thumb)) < LOW_INFO_EDGES
-        found = verify.locate(a.thumb, b.thumb, crops, smooth=smooth)
+        found = verify.locate(a.thumb, b.thumb, crops, smooth=smooth, coarse=coarse)
     else:
-        found = verify.locate(a.thumb, b.thumb, crops, turn)
+        found = verify.locate(a.thumb, b.thumb, crops, turn, coarse=coarse)
     if found is None:
         return None
     fine_a = None if a.fine is None else verify.turned(a.fine, turn)

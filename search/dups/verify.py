@@ -69,7 +69,9 @@ DESCRIPTOR_MIN = 0.85  # NCC at 16 px: tone copies >= 0.97 (they pass 0.95 at 64
 GREY_CHROMA = 8  # levels between channels in 99 % of a thumbnail's pixels: no colour (JPEG noise)
 MIN_STD = 4.0  # grey levels: a window flatter than this has no structure to correlate
 CACHE_ENTRIES = 8192  # thumbnails of <= 64x64 bytes: 32 MB at most
-FRAME_CACHE = 4096  # half-size thumbnails prepared for window searches: ~20 KB each
+FRAME_CACHE = 4096  # half-size thumbnails (~1 KB each)
+FULL_FRAME_CACHE = 1024  # whole thumbnails prepared for window searches: ~100 KB each
+UPSAMPLED_CACHE = 256  # ... and twice their size, for near-matches (_refined): ~400 KB each
 TEMPLATE_CACHE = 16384  # half-size thumbnails resized to a window width: ~3 KB each
 # A picture turned or mirrored in its pixels (not by EXIF), as PIL's Image.transpose names it:
 # rot90 is 90 degrees anticlockwise (ROTATE_90), mirror is left-right (FLIP_LEFT_RIGHT).
@@ -161,7 +163,12 @@ def match(
 
 
 def locate(
-    a: np.ndarray, b: np.ndarray, crops: bool = True, turn: str | None = None, smooth: bool = False
+    a: np.ndarray,
+    b: np.ndarray,
+    crops: bool = True,
+    turn: str | None = None,
+    smooth: bool = False,
+    coarse: float | None = None,
 ) -> Found | None:
     """`confirm` on two grey thumbnails (long side THUMB_PX): "tone", "crop" or None. Either
     needs the fine detail to agree too (same_detail): two neighbouring parts of one scene (a
@@ -175,13 +182,17 @@ def locate(
     pictures, 113 of 113 crops found between two framed pictures were false (pages of one
     layout). When one has a frame (a border added to a copy), its blended edge keeps the best
     window at 0.956, so the picture inside it is matched too; all 35 such copies of the
-    near-duplicate set had one frame (bench/results/dups_distractors.md)."""
+    near-duplicate set had one frame (bench/results/dups_distractors.md).
+
+    `coarse`: the half-size crop search of the two whole thumbnails, when coarse_crop_scores
+    already took it (for `a` as it is: no `turn`)."""
+    assert coarse is None or turn is None
     a = turned(a, turn)
     inner_a, inner_b = unframed(a), unframed(b)
     if inner_a is not None and inner_b is not None:
         found = _matched(inner_a, inner_b, False, smooth)
         return None if found is None else found.within(_inner_box(a), _inner_box(b))
-    found = _matched(a, b, crops, smooth)
+    found = _matched(a, b, crops, smooth, coarse)
     if found is not None or not crops or (inner_a is None and inner_b is None):
         return found
     inner = _matched(
@@ -194,7 +205,9 @@ def locate(
     return Found("crop", inner.box_a, inner.box_b).within(box_a, box_b)
 
 
-def _matched(a: np.ndarray, b: np.ndarray, crops: bool, smooth: bool) -> Found | None:
+def _matched(
+    a: np.ndarray, b: np.ndarray, crops: bool, smooth: bool, coarse: float | None = None
+) -> Found | None:
     """`locate` on the pictures as they are, frames and all."""
     b_on_a = _resized(b, a.shape)
     whole = ncc(a.astype(np.float32), b_on_a)
@@ -205,7 +218,7 @@ def _matched(a: np.ndarray, b: np.ndarray, crops: bool, smooth: bool) -> Found |
     # (a 10 % crop can correlate over the whole frame, 0.96, while its detail lies shifted)
     if not crops:
         return None
-    score, window, template, where = best_crop(a, b)
+    score, window, template, where = best_crop(a, b, coarse)
     floor = SMOOTH_NCC if smooth else NCC_CROP
     detail = SMOOTH_DETAIL if smooth else DETAIL_NCC
     if score >= floor and same_detail(window, template, detail) and same_parts(window, template):
@@ -293,7 +306,7 @@ def best_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def best_crop(
-    a: np.ndarray, b: np.ndarray
+    a: np.ndarray, b: np.ndarray, coarse: float | None = None
 ) -> tuple[float, np.ndarray, np.ndarray, tuple[Box, Box]]:
     """(NCC, window, template, (box of a, box of b)) of the best match of either thumbnail,
     shrunk to a window of the other at any whole-pixel width between MIN_CROP_SCALE and all of
@@ -302,21 +315,24 @@ def best_crop(
     (Six fixed scales missed crops by rounding: a 20 % crop scored 0.92 at scale 0.80 and 0.98
     one pixel wider.) Every third width first, then the widths beside the best of them; and
     only where the same search at half the size (every other width) comes within
-    CROP_PREFILTER (distinct photos: 0.2 % of pairs reach 0.8; crops at 32 px >= 0.83)."""
+    CROP_PREFILTER (distinct photos: 0.2 % of pairs reach 0.8; crops at 32 px >= 0.83); `coarse`:
+    that search's score, when coarse_crop_scores already took it."""
     none = (-1.0, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32), (WHOLE, WHOLE))
-    if _coarse_crop_ncc(_halved(a), _halved(b)) < CROP_PREFILTER:
+    if coarse is None:
+        coarse = float(coarse_crop_scores([(a, b)])[0])
+    if coarse < CROP_PREFILTER:
         return none
     best: tuple[_Window, np.ndarray, np.ndarray, bool] | None = None  # (found, frame, template,
     # whether the frame is a)
     for a_is_big, (big, small) in ((True, (a, b)), (False, (b, a))):
-        frame = _Frame(big)
+        frame = _full_frame_of(_key(big))
         widths = range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1)
-        coarse = frame.windows(small, widths[::3])
-        if not coarse:
+        spaced = frame.windows(small, widths[::3])
+        if not spaced:
             continue
-        top = max(coarse, key=lambda found: found.score).w
+        top = max(spaced, key=lambda found: found.score).w
         near = [w for w in range(top - 2, top + 3) if w in widths and (w - widths[0]) % 3]
-        for found in coarse + frame.windows(small, near):
+        for found in spaced + frame.windows(small, near):
             if best is None or found.score > best[0].score:
                 best = found, big, small, a_is_big
     if best is None:
@@ -337,20 +353,73 @@ def _refined(big: np.ndarray, small: np.ndarray, w: int) -> float:
     same search at half-pixel widths. A 5 % crop of a detailed photo lands 0.8 px off every
     whole width at 64 px and scores 0.94; at half-pixel widths 0.99, while distinct pictures gain
     nothing (look-alike sets: 0.948 stays 0.948)."""
-    up = Image.fromarray(big).resize((big.shape[1] * 2, big.shape[0] * 2), Image.Resampling.BICUBIC)
-    frame = _Frame(np.asarray(up))
+    frame = _upsampled_frame_of(_key(big))
     found = frame.windows(small, range(2 * w - 3, min(2 * w + 4, frame.W + 1)))
     return max((window.score for window in found), default=-1.0)
 
 
-def _coarse_crop_ncc(a: np.ndarray, b: np.ndarray) -> float:
-    best = -1.0
-    for big, small in ((a, b), (b, a)):
-        frame = _frame_of(_key(big))
-        widths = range(max(8, int(frame.W * MIN_CROP_SCALE)), frame.W + 1, 2)
-        found = frame.windows(small, widths, PREFILTER_MIN_STD)
-        best = max([best] + [window.score for window in found])
+def coarse_crop_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The half-size search of best_crop for many pairs of thumbnails at once: for each pair, the
+    best NCC of either half-size thumbnail shrunk to a window of the other, at every other width
+    from MIN_CROP_SCALE up and every offset (windows flatter than PREFILTER_MIN_STD left out).
+    Pairs of the same shapes share one batched FFT per width: a duplicate run puts nearly every
+    candidate pair through this search, and one pair at a time it was most of the run."""
+    halves = [(_halved(a), _halved(b)) for a, b in pairs]
+    best = np.full(len(pairs), -1.0)
+    for big_is_a in (True, False):
+        groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+        for k, (x, y) in enumerate(halves):
+            big, small = (x, y) if big_is_a else (y, x)
+            groups.setdefault((big.shape, small.shape), []).append(k)
+        for members in groups.values():
+            bigs = [halves[k][0 if big_is_a else 1] for k in members]
+            smalls = [halves[k][1 if big_is_a else 0] for k in members]
+            found = _batched_best_windows(np.stack(bigs).astype(np.float64), smalls)
+            best[members] = np.maximum(best[members], found)
     return best
+
+
+def _batched_best_windows(bigs: np.ndarray, smalls: list[np.ndarray]) -> np.ndarray:
+    """For frames `bigs` (N x H x W) and same-shape pictures `smalls`, the best NCC of each small
+    over its frame (_Frame.windows at best_crop's half-size widths, PREFILTER_MIN_STD)."""
+    out = np.full(len(smalls), -1.0)
+    _, H, W = bigs.shape
+    hs, ws = smalls[0].shape
+    if (hs / ws) / (H / W) < MIN_CROP_HEIGHT:
+        return out  # even at the full width, the small one would be too low a band
+    spectra = np.fft.rfft2(bigs)
+    sums = np.pad(bigs, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
+    squares = np.pad(bigs**2, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
+    keys = [_key(small) for small in smalls]
+    for w in range(max(8, int(W * MIN_CROP_SCALE)), W + 1, 2):
+        h = max(8, round(w * hs / ws))
+        if h > H:
+            continue
+        templates = [_template_of(key, h, w, PREFILTER_MIN_STD) for key in keys]
+        shaped = [(k, t) for k, t in enumerate(templates) if t is not None]
+        if not shaped:
+            continue
+        have = [k for k, _ in shaped]
+        flipped = np.zeros((len(have), H, W))
+        for row, (_, (centred, _)) in enumerate(shaped):
+            flipped[row, :h, :w] = centred[::-1, ::-1]
+        norms = np.array([t_norm for _, (_, t_norm) in shaped])
+        correlations = np.fft.irfft2(spectra[have] * np.fft.rfft2(flipped), s=(H, W))
+        n = h * w
+        mean = _windows(sums[have], h, w) / n
+        std = np.sqrt(np.maximum(_windows(squares[have], h, w) / n - mean**2, 0.0))
+        scores = correlations[:, h - 1 :, w - 1 :] / (
+            np.maximum(std, 1e-6) * np.sqrt(n) * norms[:, None, None]
+        )
+        scores = np.where(std >= PREFILTER_MIN_STD, scores, -1.0).reshape(len(have), -1)
+        out[have] = np.maximum(out[have], scores.max(axis=1))
+    return out
+
+
+@functools.lru_cache(maxsize=UPSAMPLED_CACHE)
+def _upsampled_frame_of(key) -> "_Frame":
+    big = Image.fromarray(_unkey(key))
+    return _Frame(np.asarray(big.resize((big.width * 2, big.height * 2), Image.Resampling.BICUBIC)))
 
 
 def _halved(grey: np.ndarray) -> np.ndarray:
@@ -375,8 +444,9 @@ def _halved_of(key) -> np.ndarray:
     return np.asarray(small)
 
 
-@functools.lru_cache(maxsize=FRAME_CACHE)
-def _frame_of(key) -> "_Frame":
+@functools.lru_cache(maxsize=FULL_FRAME_CACHE)
+def _full_frame_of(key) -> "_Frame":
+    """A whole thumbnail prepared for the full window search (a picture meets ~9 others)."""
     return _Frame(_unkey(key))
 
 
@@ -469,8 +539,9 @@ class _Frame:
 
 
 def _windows(s: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Sum over every h x w window (valid positions), from an integral image `s`."""
-    return s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
+    """Sum over every h x w window (valid positions), from an integral image `s` (or a stack of
+    them: the last two axes)."""
+    return s[..., h:, w:] - s[..., :-h, w:] - s[..., h:, :-w] + s[..., :-h, :-w]
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
