@@ -476,13 +476,13 @@ def child(args) -> None:
     rows, cols, sims = rows[keep], cols[keep], sims[keep]
     out["twin_rows"] = int(np.count_nonzero(is_twin))
 
-    # _with_raw_neighbours: each image's RAW_NEIGHBOURS nearest by raw cosine >= 0.85 (a bounded
+    # _with_raw_neighbours: each image's RAW_NEIGHBOURS nearest pictures by raw cosine >= 0.85 (a bounded
     # k-NN search in the product since 795457c), and _with_layout_pairs: each image's nearest grey
     # layouts (the same bounded search, pair scores in blocks): both as the product runs them
     before = (rows, cols, sims)
     rss0 = rss_now_mb()
     t = time.perf_counter()
-    rows, cols, sims = run._with_raw_neighbours(lib, space, is_twin, before, None)
+    rows, cols, sims = run._with_raw_neighbours(lib, space, is_twin, before, floor)
     done("raw_neighbours", t)
     out["raw_neighbours_mode"] = "product"
     out["raw_neighbours_rss_growth_mb"] = round(rss_now_mb() - rss0)
