@@ -476,9 +476,10 @@ def child(args) -> None:
     rows, cols, sims = rows[keep], cols[keep], sims[keep]
     out["twin_rows"] = int(np.count_nonzero(is_twin))
 
-    # _with_raw_neighbours: each image's RAW_NEIGHBOURS nearest pictures by raw cosine >= 0.85 (a bounded
-    # k-NN search in the product since 795457c), and _with_layout_pairs: each image's nearest grey
-    # layouts (the same bounded search, pair scores in blocks): both as the product runs them
+    # _with_raw_neighbours: each image's RAW_NEIGHBOURS nearest pictures by raw cosine >= 0.85
+    # (a bounded k-NN search in the product since 795457c; pictures: the pairs at the floor), and
+    # _with_layout_pairs: each image's nearest grey layouts (the same bounded search, pair scores
+    # in blocks): both as the product runs them
     before = (rows, cols, sims)
     rss0 = rss_now_mb()
     t = time.perf_counter()
