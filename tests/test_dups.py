@@ -158,6 +158,27 @@ def test_a_photo_with_many_copies_does_not_fill_every_look_alikes_neighbour_plac
     assert len(spread - plain) <= 2 * len(v)
 
 
+def test_the_raw_neighbour_stage_tells_pictures_by_the_pairs_at_the_copy_threshold():
+    """run._with_raw_neighbours: the band's pairs at the threshold make the photo's copies one
+    picture, so the border copy is compared with its own picture; pairs below the threshold
+    join nothing (the same call at a threshold above them adds no such pair)."""
+    v = _crowd(np.random.default_rng(5))
+    lib = Library(np.arange(len(v)), v)
+    photo = [(a, b) for a in range(12) for b in range(a + 1, 12)]
+    band = (
+        np.array([a for a, _ in photo]),
+        np.array([b for _, b in photo]),
+        np.full(len(photo), 0.9, np.float32),
+    )
+    is_twin = np.zeros(len(v), bool)
+    border = 22
+    for threshold, meets in ((0.9, True), (0.95, False)):
+        rows, cols, _ = run._with_raw_neighbours(lib, v, is_twin, band, threshold)
+        found = set(zip(rows.tolist(), cols.tolist(), strict=True))
+        assert bool({(x, border) for x in range(12, 22)} & found) is meets
+        assert set(photo) <= found  # the band's own pairs stay
+
+
 def test_pictures_of_labels_connected_rows_alike():
     label = pairs.pictures_of(7, np.array([0, 5, 2, 4]), np.array([5, 6, 4, 3]))
     assert label[0] == label[5] == label[6] and label[2] == label[3] == label[4]
