@@ -552,6 +552,8 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _resized(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if grey.shape == shape:  # what Pillow returns at the same size: a copy
+        return grey.astype(np.float32)
     img = Image.fromarray(grey).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
     return np.asarray(img, np.float32)
 
