@@ -30,8 +30,11 @@ def judged(path_a: str, path_b: str) -> str | None:
 def test_pictures_of_one_template_differ_in_colour(tmp_path, monkeypatch, first, second):
     """Three of the false `crop` links among the 5,200 distractors (bench/dups_distractors.py):
     a ridge under a sky, boxes or balls on a floor, in other colours. Their grey thumbnails pass
-    every grey check; their colours do not agree."""
+    every grey check but the parts' mean of a crop (the ridges and the balls fail that too);
+    their colours do not agree."""
     a, b = (distractor(i, tmp_path, stream=s) for i, s in (first, second))
+    assert judged(a, b) is None
+    monkeypatch.setattr(verify, "PARTS_MEAN_NCC", -1.0)  # the colours alone
     assert judged(a, b) is None
     monkeypatch.setattr(tint, "MAX_DISAGREEMENT", np.inf)
     assert judged(a, b) == "crop"  # the grey evidence alone: one picture
@@ -182,7 +185,7 @@ def test_a_turned_match_is_held_to_its_colours_too(tmp_path):
 def test_dups_keeps_template_look_alikes_apart_and_finds_the_copies(tmp_path, monkeypatch):
     """The whole path on a library of three pairs of template look-alikes (see above), photos,
     a 20 % crop and a warm copy: default `dups` groups the copies and no look-alikes, which the
-    grey evidence alone would group."""
+    grey evidence alone, without the parts' mean of a crop, would group."""
     folder, library = tmp_path / "photos", tmp_path / "library"
     folder.mkdir()
     pairs = [((973, 0), (2302, 2)), ((1444, 0), (981, 0)), ((3280, 0), (581, 0))]
@@ -211,6 +214,8 @@ def test_dups_keeps_template_look_alikes_apart_and_finds_the_copies(tmp_path, mo
     assert {"kodim05.jpg", "kodim05 cropped.jpg"} in found, found
     assert {"kodim10.jpg", "kodim10 warm.jpg"} in found, found
     assert not any(name.startswith("d0") for group in found for name in group), found
+    monkeypatch.setattr(verify, "PARTS_MEAN_NCC", -1.0)
+    assert groups() == found  # the colours alone keep them apart too
     monkeypatch.setattr(tint, "MAX_DISAGREEMENT", np.inf)
     grey_only = groups()
     assert any(name.startswith("d0") for group in grey_only for name in group), grey_only
