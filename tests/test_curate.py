@@ -16,8 +16,8 @@ from PIL import Image
 
 from search.collection import Collection
 from search.curate import outliers as O
-from search.curate.clusters import components
 from search.dups.leakage import cross_pairs
+from search.dups.pairs import components
 from search.web.app import create_app
 from tests.helpers import PHOTOS, ROOT, index, invoke
 

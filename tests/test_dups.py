@@ -179,12 +179,15 @@ def test_the_raw_neighbour_stage_tells_pictures_by_the_pairs_at_the_copy_thresho
         assert set(photo) <= found  # the band's own pairs stay
 
 
-def test_pictures_of_labels_connected_rows_alike():
-    label = pairs.pictures_of(7, np.array([0, 5, 2, 4]), np.array([5, 6, 4, 3]))
+def test_components_label_connected_rows_alike_in_few_rounds():
+    label = pairs.components(7, np.array([0, 5, 2, 4]), np.array([5, 6, 4, 3]))
     assert label[0] == label[5] == label[6] and label[2] == label[3] == label[4]
     assert len({label[0], label[1], label[2]}) == 3
-    chain = pairs.pictures_of(50, np.arange(49)[::-1], np.arange(1, 50)[::-1])
-    assert (chain == 0).all()
+    # a chain of 100,000 links in random order (a long burst): one component, in a few rounds
+    order = np.random.default_rng(0).permutation(100_000)
+    rows, cols = order[:-1], order[1:]
+    shuffle = np.random.default_rng(1).permutation(len(rows))
+    assert (pairs.components(100_000, rows[shuffle], cols[shuffle]) == 0).all()
 
 
 def test_calibration_is_stored_shown_and_invalidated(dup_folder, library):

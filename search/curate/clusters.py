@@ -27,7 +27,7 @@ from indexer.atomic import atomic_open
 from indexer.config import DEFAULT_MIN_CLUSTER
 from indexer.errors import BadQuery
 from search.dups.groups import Library, leader_groups
-from search.dups.pairs import neighbour_pairs
+from search.dups.pairs import components, neighbour_pairs
 
 
 @dataclass
@@ -74,27 +74,6 @@ class ClusterReport:
                 for m in c["members"]:
                     rep = c["representative"]["path"]
                     writer.writerow([c["id"], c["size"], rep, m["path"], m["id"], m["score"]])
-
-
-def components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Each node's component label (its smallest member) over the edges, vectorised: hook the
-    larger root under the smaller, jump pointers, until every edge lies inside one component."""
-    parent = np.arange(n, dtype=np.int64)
-    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-    while len(rows):
-        a, b = parent[rows], parent[cols]
-        differ = a != b
-        if not differ.any():
-            break
-        a, b = a[differ], b[differ]
-        np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
-        while True:  # pointer jumping: every node points at its root
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
-        rows, cols = rows[differ], cols[differ]
-    return parent
 
 
 def hash_links(hashes: list) -> tuple[np.ndarray, np.ndarray]:

@@ -187,11 +187,13 @@ def nearest_pairs(
     exact up to EXACT_SEARCH_MAX rows, an IVF search (2 sqrt(n) lists, JOIN_NPROBE probed) above.
     A range search at the same score found 5e9 pairs on 1M realistic vectors.
 
-    With `pictures` (a label per row: rows sharing one are taken as one picture and its copies),
-    a row's k nearest are followed by its next nearest, the first of each picture not yet among
-    them, until its neighbours show k pictures (looking SPREAD_DEPTH * k deep): a picture with
-    many copies would otherwise take all k places of every look-alike, and a copy of that
-    look-alike would never meet it (a border copy behind 14 copies of another photo)."""
+    With `pictures` (a label >= 0 per row: rows sharing one are taken as one picture and its
+    copies), a row's k nearest are followed by its next nearest, the first of each picture not
+    yet among them, until its neighbours show k pictures (looking SPREAD_DEPTH * k deep; up to
+    2k - 1 neighbours a row): a picture with many copies would otherwise take all k places of
+    every look-alike, and a copy of that look-alike would never meet it (a border copy behind 14
+    copies of another photo). The k nearest are the same either way, but for the order of exact
+    ties, which a deeper search may break otherwise."""
     n, d = space.shape
     if n < 2:
         return no_pairs()
@@ -226,6 +228,7 @@ def nearest_pairs(
 def _spread(keep: np.ndarray, valid: np.ndarray, found: np.ndarray, pictures, k: int) -> None:
     """Add to each row's `keep` (its k nearest, of ranked lists `found`) the next nearest valid
     neighbours of pictures it lacks, until it has k pictures (nearest_pairs)."""
+    # the columns not to take get labels of their own, below every picture's (labels are >= 0)
     labels = np.where(valid, pictures[np.maximum(found, 0)], -1 - np.arange(found.shape[1]))
     order = np.argsort(labels, axis=1, kind="stable")  # a picture's columns nearest first
     ranked = np.take_along_axis(labels, order, axis=1)
@@ -238,18 +241,23 @@ def _spread(keep: np.ndarray, valid: np.ndarray, found: np.ndarray, pictures, k:
     keep |= new & (np.cumsum(new, axis=1) <= room[:, None])
 
 
-def pictures_of(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """A label per row, shared by the rows that the pairs (rows[k], cols[k]) join, directly or
-    through others (connected components: min-label propagation with pointer jumping)."""
-    label = np.arange(n)
-    if not len(rows):
-        return label
-    while True:
-        low = np.minimum(label[rows], label[cols])
-        new = label.copy()
-        np.minimum.at(new, rows, low)
-        np.minimum.at(new, cols, low)
-        new = new[new]
-        if np.array_equal(new, label):
-            return label
-        label = new
+def components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Each node's component label (its smallest member) over the edges, vectorised: hook the
+    larger root under the smaller, jump pointers, until every edge lies inside one component
+    (a long chain, a burst of thousands of frames, takes a few rounds, not one per link)."""
+    parent = np.arange(n, dtype=np.int64)
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    while len(rows):
+        a, b = parent[rows], parent[cols]
+        differ = a != b
+        if not differ.any():
+            break
+        a, b = a[differ], b[differ]
+        np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
+        while True:  # pointer jumping: every node points at its root
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+        rows, cols = rows[differ], cols[differ]
+    return parent

@@ -28,7 +28,7 @@ from search.dups.groups import (
     leader_groups,
     twin_units,
 )
-from search.dups.pairs import nearest_pairs, neighbour_pairs, pair_scores, pictures_of
+from search.dups.pairs import components, nearest_pairs, neighbour_pairs, pair_scores
 from search.dups.precision import EVIDENCE_PRECISION, Estimate, from_calibration
 from search.dups.ray import ray_neighbour_pairs
 from search.dups.verify import DESCRIPTOR_MIN
@@ -208,7 +208,7 @@ def _with_raw_neighbours(lib, space, is_twin, pairs, threshold: float):
     if len(reps) < 2:
         return pairs
     sure = sims >= threshold
-    pictures = pictures_of(len(lib.ids), rows[sure], cols[sure])[reps]
+    pictures = components(len(lib.ids), rows[sure], cols[sure])[reps]
     i, j, _ = nearest_pairs(lib.vectors[reps], RAW_NEIGHBOURS, VERIFY_MIN_COSINE, pictures)
     i, j = reps[i], reps[j]
     known = set(zip(rows.tolist(), cols.tolist(), strict=True))

@@ -55,8 +55,8 @@ PARTS_MEAN_NCC = 0.85  # ... and, for a crop of the pictures as they are (no fra
 # of the near-duplicate set with no border copy: mean >= 0.899), while two brown ridges of one
 # template, a crop at NCC 0.99 with detail 0.56 and colours agreeing, reached 0.76 (the last
 # false group among 5,200 look-alikes). A border's blended edge weakens the parts it crosses
-# (0.71 for a crop of a bordered copy, matched through its inside), so framed pictures keep
-# PART_NCC alone
+# (0.71 for a crop of a bordered copy), so the inside of a frame, matched when the pictures as
+# they are do not match, keeps PART_NCC alone
 # Smooth pictures (search/dups/evidence.py LOW_INFO_EDGES): on the look-alike sets, distinct pairs
 # reach NCC 0.98 with detail 0.65, or NCC 1.000 with detail 0.07, never both; their copies (a
 # 20 % crop of a grey wall) reach 0.997 and 0.47 (bench/results/lookalike.md)
@@ -77,8 +77,9 @@ GREY_CHROMA = 8  # levels between channels in 99 % of a thumbnail's pixels: no c
 MIN_STD = 4.0  # grey levels: a window flatter than this has no structure to correlate
 CACHE_ENTRIES = 8192  # thumbnails of <= 64x64 bytes: 32 MB at most
 FRAME_CACHE = 4096  # half-size thumbnails (~1 KB each)
-FULL_FRAME_CACHE = 1024  # whole thumbnails prepared for window searches: ~100 KB each
-UPSAMPLED_CACHE = 256  # ... and twice their size, for near-matches (_refined): ~400 KB each
+FULL_FRAME_CACHE = 512  # whole thumbnails prepared for window searches: 120 KB each, and up to
+# ~350 KB more of window statistics as they meet other shapes (_Frame._statistics)
+UPSAMPLED_CACHE = 64  # ... and twice their size, for near-matches (_refined): 0.5-2 MB each
 TEMPLATE_CACHE = 16384  # half-size thumbnails resized to a window width: ~3 KB each
 # A picture turned or mirrored in its pixels (not by EXIF), as PIL's Image.transpose names it:
 # rot90 is 90 degrees anticlockwise (ROTATE_90), mirror is left-right (FLIP_LEFT_RIGHT).
@@ -497,6 +498,7 @@ class _Frame:
         self.H, self.W = big.shape
         image = big.astype(np.float64)
         self.image = image.astype(np.float32)
+        self.image.flags.writeable = False  # windows of it are handed out; frames are cached
         self.spectrum = np.fft.rfft2(image)
         self.sums = np.pad(image, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
         self.squares = np.pad(image**2, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
