@@ -475,6 +475,31 @@ def test_browse_loads_a_page_then_more_as_it_scrolls(page, site):
         assert label == f"{folder.relative_to(photos).as_posix()}/", (label, title)
 
 
+def test_a_folder_picked_while_the_first_page_loads_still_gets_its_page(page, site):
+    """The whole library's first page is slow (held back here); a folder clicked meanwhile must
+    show that folder's images once the stale page comes back (it was refused as stale, and the
+    folder's own page, asked while the first was loading, was never asked again)."""
+    url, photos = site
+    held = []
+
+    def hold_first(route):
+        if not held and "folder=" not in route.request.url:
+            held.append(route)  # answered after the click below
+        else:
+            route.continue_()
+
+    page.route("**/api/browse?*", hold_first)
+    page.goto(f"{url}/#browse")
+    page.wait_for_selector("#folder-tree button[data-folder]", timeout=WAIT_MS)
+    assert held, "the first page was not asked for"
+    page.locator(f"#folder-tree button[data-folder='{photos / 'Backup'}']").click()
+    held[0].continue_()
+    page.wait_for_function(
+        "document.querySelectorAll('#browse-grid .hit').length === 2", timeout=WAIT_MS
+    )
+    assert set(page.locator("#browse-grid .folder").all_inner_texts()) == {"Backup/"}
+
+
 def test_folder_tree_and_timeline_filter_the_grid(page, site):
     url, photos = site
     page.goto(f"{url}/#browse")

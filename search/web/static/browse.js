@@ -108,6 +108,9 @@ async function loadPage(key) {
     say(err.message, true, $("browse-status"));
   } finally {
     browsing.loading = false;
+    // the filter changed while this page was on its way: its own first page, asked meanwhile,
+    // was refused as one too many, so it is asked now
+    if (key !== browsing.key) loadPage(browsing.key);
   }
   watchGridEnd(); // again: a short page may leave the end of the grid in view
 }
